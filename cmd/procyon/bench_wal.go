@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/procyon-dev/procyon/wal"
+)
+
+func init() {
+	register(command{path: "bench wal", usage: "[flags]", summary: "benchmark the write-ahead log against a raw pwrite+fdatasync loop", run: benchWAL})
+}
+
+type walBenchResult struct {
+	Mode          string  `json:"mode"` // "append" or "replay"
+	Writers       int     `json:"writers,omitempty"`
+	RecordSize    int     `json:"record_size"`
+	Sync          bool    `json:"sync"`
+	SyncEvery     int     `json:"sync_every,omitempty"`
+	DurationSec   float64 `json:"duration_sec"`
+	Appends       int64   `json:"appends,omitempty"`
+	AppendsPerSec float64 `json:"appends_per_sec,omitempty"`
+	MBPerSec      float64 `json:"mb_per_sec,omitempty"`
+	Syncs         int64   `json:"syncs,omitempty"`
+	SyncsPerSec   float64 `json:"syncs_per_sec,omitempty"`
+	RecordsPerSyn float64 `json:"records_per_sync,omitempty"`
+	P50us         float64 `json:"p50_us,omitempty"`
+	P99us         float64 `json:"p99_us,omitempty"`
+	RawK          int     `json:"raw_k,omitempty"`
+	RawPerSec     float64 `json:"raw_appends_per_sec,omitempty"`
+	RatioToRaw    float64 `json:"ratio_to_raw,omitempty"`
+	Records       int64   `json:"records,omitempty"`
+	RecordsPerSec float64 `json:"records_per_sec,omitempty"`
+	OpenMs        float64 `json:"open_ms,omitempty"`
+}
+
+func benchWAL(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "bench wal", "[flags]")
+	dir := fs.String("dir", "procyon-bench", "parent directory for the benchmark's data (a fresh subdirectory is made and removed)")
+	writers := fs.Int("writers", 1, "concurrent appenders")
+	size := fs.Int("size", 256, "record size in bytes")
+	duration := fs.Duration("duration", 3*time.Second, "how long to append")
+	syncMode := fs.Bool("sync", true, "each append waits until durable (false: non-waiting appends, each writer calls Sync every -sync-every records)")
+	syncEvery := fs.Int("sync-every", 4096, "with -sync=false, records between a writer's Sync calls")
+	baseline := fs.Bool("baseline", true, "also run the raw loop (pwrite k records, then fdatasync; k = writers, or -sync-every with -sync=false) for the same duration, and report the ratio")
+	replay := fs.Bool("replay", false, "measure reopening the log and reading back -records records instead")
+	records := fs.Int("records", 1_000_000, "with -replay, records to write and read back")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return errUsage
+	}
+	switch {
+	case *writers < 1 || *writers > 100_000:
+		return fmt.Errorf("-writers must be between 1 and 100000, got %d", *writers)
+	case *size < 1 || *size > 16<<20:
+		return fmt.Errorf("-size must be between 1 and 16 MiB, got %d", *size)
+	case *duration <= 0:
+		return fmt.Errorf("-duration must be positive, got %v", *duration)
+	case *syncEvery < 1:
+		return fmt.Errorf("-sync-every must be at least 1, got %d", *syncEvery)
+	case *records < 1:
+		return fmt.Errorf("-records must be at least 1, got %d", *records)
+	}
+	root, cleanup, err := benchDir(*dir, "wal-")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	var res walBenchResult
+	if *replay {
+		res, err = benchWALReplay(root, *size, *records)
+	} else {
+		k := *writers
+		if !*syncMode {
+			k = *syncEvery
+		}
+		if *baseline {
+			if res.RawPerSec, err = rawLoop(ctx, filepath.Join(root, "raw"), *size, k, *duration); err != nil {
+				return err
+			}
+			res.RawK = k
+		}
+		raw := res
+		res, err = benchWALAppend(ctx, filepath.Join(root, "log"), *writers, *size, *duration, *syncMode, *syncEvery)
+		res.RawK, res.RawPerSec = raw.RawK, raw.RawPerSec
+		if res.RawPerSec > 0 {
+			res.RatioToRaw = res.AppendsPerSec / res.RawPerSec
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, res)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+	if *replay {
+		fmt.Fprintf(tw, "replay\t%d records of %d bytes\n", res.Records, res.RecordSize)
+		fmt.Fprintf(tw, "open (checks every record)\t%.1f ms\n", res.OpenMs)
+		fmt.Fprintf(tw, "open + read back\t%.2f s\n", res.DurationSec)
+		fmt.Fprintf(tw, "records/s\t%.0f\n", res.RecordsPerSec)
+		return tw.Flush()
+	}
+	mode := "durable append each (waits for fsync)"
+	if !res.Sync {
+		mode = fmt.Sprintf("non-waiting appends, Sync every %d per writer", res.SyncEvery)
+	}
+	fmt.Fprintf(tw, "mode\t%s\n", mode)
+	fmt.Fprintf(tw, "writers × record size\t%d × %d B, %.1f s\n", res.Writers, res.RecordSize, res.DurationSec)
+	fmt.Fprintf(tw, "appends/s\t%.0f\n", res.AppendsPerSec)
+	fmt.Fprintf(tw, "MB/s\t%.1f\n", res.MBPerSec)
+	fmt.Fprintf(tw, "syncs/s\t%.0f\n", res.SyncsPerSec)
+	fmt.Fprintf(tw, "records/sync\t%.1f\n", res.RecordsPerSyn)
+	fmt.Fprintf(tw, "latency p50 / p99\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
+	if res.RawPerSec > 0 {
+		fmt.Fprintf(tw, "raw loop (k=%d)\t%.0f records/s\n", res.RawK, res.RawPerSec)
+		fmt.Fprintf(tw, "ratio to raw\t%.2f\n", res.RatioToRaw)
+	}
+	return tw.Flush()
+}
+
+// rawLoop is the baseline: one thread, pwrite k records of size bytes at
+// the end of a file, then fdatasync, repeated for d. It returns records/s.
+func rawLoop(ctx context.Context, path string, size, k int, d time.Duration) (float64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	rec := make([]byte, size)
+	var off int64
+	var n int64
+	start := time.Now()
+	for time.Since(start) < d && ctx.Err() == nil {
+		for range k {
+			if _, err := f.WriteAt(rec, off); err != nil {
+				return 0, err
+			}
+			off += int64(size)
+		}
+		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+			return 0, err
+		}
+		n += int64(k)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+func benchWALAppend(ctx context.Context, dir string, writers, size int, d time.Duration, syncMode bool, syncEvery int) (walBenchResult, error) {
+	res := walBenchResult{Mode: "append", Writers: writers, RecordSize: size, Sync: syncMode}
+	if !syncMode {
+		res.SyncEvery = syncEvery
+	}
+	w, err := wal.Open(dir, wal.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return res, err
+	}
+	rec := make([]byte, size)
+	for i := range rec {
+		rec[i] = byte(i)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	lats := make([]latencies, writers)
+	errs := make([]error, writers)
+	start := time.Now()
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := make(latencies, 0, 1<<14)
+			for i := 1; !stop.Load(); i++ {
+				t0 := time.Now()
+				var err error
+				if syncMode {
+					_, err = w.Append(rec)
+				} else {
+					_, err = w.AppendAsync(rec)
+					if err == nil && i%syncEvery == 0 {
+						err = w.Sync()
+					}
+				}
+				l = append(l, time.Since(t0))
+				if err != nil {
+					errs[g] = err
+					return
+				}
+			}
+			lats[g] = l
+		}()
+	}
+	timer := time.NewTimer(d)
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	stop.Store(true)
+	wg.Wait()
+	if err := w.Sync(); err != nil {
+		return res, err
+	}
+	elapsed := time.Since(start)
+	st := w.Stats()
+	if err := w.Close(); err != nil {
+		return res, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return res, err
+	}
+	all := mergeSorted(lats)
+	secs := elapsed.Seconds()
+	res.DurationSec = secs
+	res.Appends = st.Appends
+	res.AppendsPerSec = float64(st.Appends) / secs
+	res.MBPerSec = float64(st.Appends) * float64(size) / secs / 1e6
+	res.Syncs = st.Syncs
+	res.SyncsPerSec = float64(st.Syncs) / secs
+	res.RecordsPerSyn = st.RecordsPerSync
+	res.P50us = us(all.quantile(0.50))
+	res.P99us = us(all.quantile(0.99))
+	return res, nil
+}
+
+func benchWALReplay(dir string, size, n int) (walBenchResult, error) {
+	res := walBenchResult{Mode: "replay", RecordSize: size, Sync: true}
+	logDir := filepath.Join(dir, "log")
+	opts := wal.Options{Logger: slog.New(slog.DiscardHandler)}
+	w, err := wal.Open(logDir, opts)
+	if err != nil {
+		return res, err
+	}
+	rec := make([]byte, size)
+	batch := make([]wal.Entry, 0, 1000)
+	for i := 0; i < n; i += len(batch) {
+		batch = batch[:0]
+		for j := 0; j < 1000 && i+j < n; j++ {
+			batch = append(batch, wal.Entry{Data: rec})
+		}
+		if _, err := w.AppendBatchAsync(batch); err != nil {
+			return res, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return res, err
+	}
+	start := time.Now()
+	w, err = wal.Open(logDir, opts)
+	if err != nil {
+		return res, err
+	}
+	res.OpenMs = float64(time.Since(start)) / float64(time.Millisecond)
+	r, err := w.NewReader(1)
+	if err != nil {
+		return res, err
+	}
+	var got int64
+	for {
+		rc, err := r.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return res, err
+		}
+		if len(rc.Data) != size {
+			return res, fmt.Errorf("record %d has %d bytes, want %d", rc.Seq, len(rc.Data), size)
+		}
+		got++
+	}
+	elapsed := time.Since(start)
+	r.Close()
+	if err := w.Close(); err != nil {
+		return res, err
+	}
+	if got != int64(n) {
+		return res, fmt.Errorf("read back %d records, wrote %d", got, n)
+	}
+	res.Records = got
+	res.DurationSec = elapsed.Seconds()
+	res.RecordsPerSec = float64(got) / elapsed.Seconds()
+	return res, nil
+}

@@ -1,0 +1,128 @@
+// Package wal is procyon's write-ahead log: a segmented, checksummed log of
+// opaque records with group commit, size-based rolling, torn-tail repair,
+// corruption reported with file and offset, obsolete-segment deletion and a
+// tailing reader. Every durable change in procyon goes through it.
+//
+// # Using it
+//
+//	w, err := wal.Open(dir, wal.Options{})
+//	seq, err := w.Append(rec)          // returns once rec is durable
+//	p, err := w.AppendAsync(rec)       // returns at once; p.Wait(ctx) or w.Sync()
+//	first, err := w.AppendBatch(recs)  // consecutive records, one write
+//	r, err := w.NewReader(from)        // r.Next() up to the durable end; r.Follow(ctx) waits
+//	err = w.TruncateFront(seq)         // records before seq are no longer needed
+//
+// Sequence numbers start at 1 and increase by one per record, across
+// segments and restarts.
+//
+// # Group commit
+//
+// Appenders encode their records into one pending batch under a mutex. One
+// goroutine at a time owns the IO path: it takes the pending batch, writes
+// it with one write and syncs it with one fdatasync, then completes every
+// waiter of the batch. While that fsync is in flight, the next batch forms
+// from whoever appends meanwhile; no fixed sleep is involved. A lone
+// appender that finds the path idle writes its own batch (no hand-off to
+// another goroutine); when more formed meanwhile, a background flusher
+// takes over. After releasing several waiting appenders, the flusher waits
+// at most half an average fsync for them to append again, so that one
+// fsync carries all of them instead of every other batch carrying half.
+// Non-waiting appends (AppendAsync, HBase's ASYNC_WAL) are written and
+// synced by the flusher in the background; past Options.MaxPendingBytes
+// they block until the log catches up.
+//
+// # Failure semantics
+//
+// A failed write or fsync is final (fsyncgate): the log never retries it,
+// never reports the batch or anything after it durable, and returns an
+// error wrapping ErrFailed and the cause to every waiter and every later
+// append, Sync, Roll and Close. Reopening the log recovers exactly what was
+// durable. (HBase rolls to a new file and rewrites the unacknowledged
+// records instead; this package does not.)
+//
+// # On-disk format
+//
+// A log is a directory of segment files named by their first sequence
+// number, 20 decimal digits and ".wal", so that names sort in sequence
+// order, plus a LOCK file (flock'd by the process that has the log open).
+// All integers are little-endian. The constants in format.go are part of
+// the format: never change them.
+//
+// Segment file:
+//
+//	+------------------+-----------+-----------+-----+-----------------+
+//	| header (32 B)    | frame     | frame     | ... | trailer frame   |
+//	+------------------+-----------+-----------+-----+-----------------+
+//	                                                   (sealed segments only)
+//
+// Header:
+//
+//	0       8          12        16            24         28       32
+//	+-------+----------+---------+-------------+----------+--------+
+//	| magic | version  | flags   | first seq   | reserved | CRC    |
+//	|"PRCYNWAL"| u32 = 1 | u32 = 0 | u64       | u32 = 0  | u32    |
+//	+-------+----------+---------+-------------+----------+--------+
+//	CRC = CRC-32C (Castagnoli) of bytes 0..28.
+//
+// Frame:
+//
+//	0       4         8           16         20     21         24
+//	+-------+---------+-----------+----------+------+----------+--------------+
+//	| CRC   | length  | seq       | stream   | type | reserved | payload      |
+//	| u32   | u32     | u64       | u32      | u8   | 3 B = 0  | length bytes |
+//	+-------+---------+-----------+----------+------+----------+--------------+
+//	CRC = CRC-32C of bytes 4..24+length (everything after the CRC field).
+//
+// Types: 1 = data (a caller's record, with its sequence number and stream);
+// 2 = trailer (payload: u64 last sequence number in the segment, u64
+// number of data records; its seq field is the same last sequence number).
+// Type 0 is never written, so zero-filled space never decodes as a frame.
+// A segment's data records carry consecutive sequence numbers starting at
+// the header's first seq; the next segment starts where it ended.
+//
+// # Durability protocol
+//
+//   - A new segment is created, its header written and fsynced, and the
+//     directory fsynced before any record goes into it.
+//   - Rolling writes the old segment's trailer and fsyncs it before the new
+//     segment is created. So every segment but the last ends with a trailer.
+//   - A batch is acknowledged only after its fdatasync returns.
+//   - Obsolete segments are deleted oldest first, with a directory fsync
+//     after each removal, so that the log on disk is always a contiguous
+//     run of segments.
+//
+// # Recovery
+//
+// Open checks every segment: header, checksums, sequence numbers, trailer
+// agreement, and contiguity between segments. The last segment may end in a
+// torn frame (the unsynced tail of a crash): if no valid frame follows the
+// damage, Open truncates the segment there and logs the offset and the
+// bytes dropped. A last segment whose header never became durable holds no
+// records and is removed. Anything else is corruption: a bad frame in a
+// sealed segment, a bad frame followed by a valid one, a wrong sequence
+// number, a missing trailer, a gap between segments, a foreign file (bad
+// magic). Open then fails with a *CorruptionError naming the segment and
+// offset (errors.Is(err, ErrCorrupt)) and deletes nothing. A segment with a
+// newer format version fails with ErrVersion. PlanRepair and Repair (and
+// "procyon wal repair") truncate at the first damage after saying what they
+// will drop; Verify and Dump ("procyon wal verify", "procyon wal dump")
+// inspect a log without changing it.
+//
+// # Obsolete segments
+//
+// Records carry a caller-chosen stream number (HBase: a region). A sealed
+// segment may be deleted once every stream that wrote to it has been marked
+// flushed past its last record there (MarkFlushed), or once all its records
+// precede the point given to TruncateFront; only a prefix of the log is
+// ever deleted, and never the active segment. A Reader keeps reading a
+// segment it has open after it is deleted.
+//
+// # Crash model
+//
+// The tests run the log on vfs.MemFS, which at a crash keeps synced data,
+// and drops, keeps or tears (cuts, zeroes or garbles the end of) unsynced
+// writes, and keeps or loses each unsynced directory change. After every
+// crash point, every acknowledged record must be there, byte-exact and in
+// order, nothing that was never appended may appear, and the log must take
+// new appends.
+package wal

@@ -1,0 +1,853 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/procyon-dev/procyon/vfs"
+)
+
+// Options configure a log. The zero value is usable: every field has a
+// default, written in its comment.
+type Options struct {
+	// FS is the file system. Default vfs.OS.
+	FS vfs.FS
+	// SegmentSize is the size past which the active segment is rolled.
+	// Default 64 MiB.
+	SegmentSize int64
+	// MaxRecordSize bounds one record. Default 16 MiB.
+	MaxRecordSize int
+	// MaxPendingBytes bounds the bytes appended but not yet written;
+	// non-waiting appenders block past it until the log catches up.
+	// Default 16 MiB.
+	MaxPendingBytes int
+	// Logger receives what recovery repairs and what fails. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) ensureDefaults() {
+	if o.FS == nil {
+		o.FS = vfs.OS
+	}
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = 64 << 20
+	}
+	if o.MaxRecordSize <= 0 {
+		o.MaxRecordSize = 16 << 20
+	}
+	if o.MaxRecordSize > maxFrameLen {
+		o.MaxRecordSize = maxFrameLen
+	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = 16 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Entry is one record of a batch append, with the stream it belongs to.
+type Entry struct {
+	// Stream names the caller's stream (HBase: a region) for obsolete-
+	// segment accounting; see MarkFlushed. Single-stream users leave it 0.
+	Stream uint32
+	Data   []byte
+}
+
+// segment is the in-memory view of one segment file.
+type segment struct {
+	name     string
+	firstSeq uint64
+
+	// Written by the goroutine that owns the IO path, read by readers.
+	durableSize atomic.Int64 // bytes of the file that are synced
+	sealed      atomic.Bool  // the trailer is durable and a next segment exists
+
+	// Guarded by WAL.mu.
+	lastSeq uint64            // last data seq written to it (durable or not)
+	streams map[uint32]uint64 // stream -> highest seq it wrote here
+}
+
+type owner int
+
+const (
+	ownerNone    owner = iota
+	ownerLeader        // an appender writing its own batch
+	ownerFlusher       // the background flusher
+)
+
+// batch is a group of records written with one write and one fsync.
+type batch struct {
+	buf         []byte
+	first, last uint64 // data seqs; last < first when empty
+	streams     []streamSeq
+	waiters     int           // appenders blocked until it is durable
+	done        chan struct{} // closed when the batch is durable or failed
+	err         error         // set before done is closed
+}
+
+type streamSeq struct {
+	stream uint32
+	seq    uint64
+}
+
+func (b *batch) noteStream(stream uint32, seq uint64) {
+	for i := range b.streams {
+		if b.streams[i].stream == stream {
+			b.streams[i].seq = seq
+			return
+		}
+	}
+	b.streams = append(b.streams, streamSeq{stream, seq})
+}
+
+// WAL is a segmented, checksummed write-ahead log with group commit. It is
+// safe for concurrent use. See the package documentation.
+type WAL struct {
+	fs   vfs.FS
+	dir  string
+	opts Options
+	lock io.Closer
+
+	kick chan struct{} // wakes the flusher; capacity 1
+	// gathered tells a gathering flusher that the writers it waits for are
+	// back; capacity 1.
+	gathered chan struct{}
+	// syncEWMA is a moving average of fsync time in nanoseconds; it bounds
+	// how long the flusher gathers a batch.
+	syncEWMA atomic.Int64
+	quit     chan struct{} // closed by Close after the last flush
+	wg       sync.WaitGroup
+
+	// ioMu is held by whichever goroutine writes to the active segment
+	// (an appender leading a batch, or the flusher). The flushing flag
+	// below makes sure at most one waits for it at a time.
+	ioMu       sync.Mutex
+	active     vfs.File // guarded by ioMu
+	activeSeg  *segment // guarded by ioMu; also in mu.segments
+	activeSize int64    // guarded by ioMu
+
+	deleteMu sync.Mutex // serializes segment deletion
+
+	durableSeq atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		nextSeq  uint64
+		pending  *batch // accumulating; never nil while open
+		inflight *batch // being written and synced, or nil
+		// owner says who owns the IO path: at most one goroutine takes
+		// batches from pending and writes them, so batches reach the disk
+		// in sequence order. The owner looks at pending again before
+		// giving the path up.
+		owner    owner
+		err      error // sticky: wraps ErrFailed, or ErrClosed
+		closed   bool
+		segments []*segment
+		// notify is closed and replaced whenever durableSeq advances or
+		// the log fails or closes; readers wait on it.
+		notify        chan struct{}
+		rollRequested bool
+		// expect is how many waiting appenders the flusher expects in the
+		// next batch (those it just released, plus those already waiting);
+		// gatherTarget is set while it waits for them.
+		expect        int
+		gatherTarget  int
+		rolled        chan struct{} // closed and replaced after each roll
+		flushed       map[uint32]uint64
+		truncateFront uint64
+		spare         [][]byte // recycled batch buffers
+	}
+
+	stats stats
+}
+
+// Open opens (creating if needed) the log in dir. It takes the directory's
+// lock, checks every segment, truncates a torn tail of the last segment
+// (saying what it dropped), and fails with an error wrapping ErrCorrupt,
+// naming the segment and offset, on any other damage; it deletes nothing
+// then.
+func Open(dir string, opts Options) (*WAL, error) {
+	opts.ensureDefaults()
+	fs := opts.FS
+	if err := fs.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
+	}
+	lock, err := fs.Lock(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
+	}
+	w, err := open(fs, dir, opts, lock)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+func open(fs vfs.FS, dir string, opts Options, lock io.Closer) (*WAL, error) {
+	res, err := scanDir(fs, dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	if res.corrupt != nil {
+		return nil, res.corrupt
+	}
+	w := &WAL{fs: fs, dir: dir, opts: opts, lock: lock, kick: make(chan struct{}, 1), quit: make(chan struct{}),
+		gathered: make(chan struct{}, 1)}
+	w.mu.notify = make(chan struct{})
+	w.mu.rolled = make(chan struct{})
+	w.mu.flushed = make(map[uint32]uint64)
+	log := opts.Logger
+
+	if res.tornCreate != "" {
+		log.Warn("wal: removing segment whose creation was torn (it holds no records)", "dir", dir, "segment", res.tornCreate)
+		if err := fs.Remove(filepath.Join(dir, res.tornCreate)); err != nil {
+			return nil, fmt.Errorf("wal: remove torn segment %s: %w", res.tornCreate, err)
+		}
+		if err := fs.SyncDir(dir); err != nil {
+			return nil, fmt.Errorf("wal: sync %s: %w", dir, err)
+		}
+	}
+	for _, si := range res.segs {
+		s := &segment{name: si.name, firstSeq: si.firstSeq, lastSeq: si.lastSeq, streams: si.streams}
+		s.durableSize.Store(si.validEnd)
+		s.sealed.Store(si.sealed)
+		w.mu.segments = append(w.mu.segments, s)
+	}
+	nextSeq := uint64(1)
+	if n := len(res.segs); n > 0 {
+		nextSeq = res.segs[n-1].lastSeq + 1
+	}
+	w.mu.nextSeq = nextSeq
+	w.durableSeq.Store(nextSeq - 1)
+
+	// Open the last segment for appending, or start a new one.
+	if n := len(res.segs); n > 0 && !res.segs[n-1].sealed {
+		last := w.mu.segments[n-1]
+		f, err := fs.OpenReadWrite(filepath.Join(dir, last.name))
+		if err != nil {
+			return nil, fmt.Errorf("wal: open segment %s: %w", last.name, err)
+		}
+		if res.tornTail {
+			log.Warn("wal: truncating torn tail of the last segment", "dir", dir, "segment", last.name,
+				"offset", res.tornOffset, "bytes_dropped", res.tornBytes, "reason", res.tornReason)
+			if err := f.Truncate(res.tornOffset); err == nil {
+				err = f.Sync()
+			}
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("wal: truncate torn tail of %s: %w", last.name, err)
+			}
+		}
+		w.active, w.activeSeg, w.activeSize = f, last, res.segs[n-1].validEnd
+	} else {
+		// A sealed last segment is one whose successor's creation was lost.
+		if err := w.createSegment(nextSeq); err != nil {
+			return nil, err
+		}
+		w.mu.segments = append(w.mu.segments, w.activeSeg)
+	}
+	w.mu.pending = w.newBatchLocked()
+	w.stats.segments.Store(int64(len(w.mu.segments)))
+	w.wg.Add(1)
+	go w.flusher()
+	return w, nil
+}
+
+// createSegment creates, syncs and links a new active segment. Called with
+// ioMu held (or before the log is shared).
+func (w *WAL) createSegment(firstSeq uint64) error {
+	name := segmentName(firstSeq)
+	path := filepath.Join(w.dir, name)
+	f, err := w.fs.Create(path)
+	if err != nil {
+		return fmt.Errorf("wal: create segment %s: %w", name, err)
+	}
+	err = writeFull(f, encodeHeader(firstSeq))
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = w.fs.SyncDir(w.dir)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("wal: create segment %s: %w", name, err)
+	}
+	s := &segment{name: name, firstSeq: firstSeq, lastSeq: firstSeq - 1, streams: map[uint32]uint64{}}
+	s.durableSize.Store(headerSize)
+	w.active, w.activeSeg, w.activeSize = f, s, headerSize
+	return nil
+}
+
+func writeFull(f vfs.File, b []byte) error {
+	n, err := f.Write(b)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	return err
+}
+
+func (w *WAL) newBatchLocked() *batch {
+	b := &batch{done: make(chan struct{}), last: 0, first: 1}
+	if n := len(w.mu.spare); n > 0 {
+		b.buf = w.mu.spare[n-1][:0]
+		w.mu.spare = w.mu.spare[:n-1]
+	}
+	return b
+}
+
+// Append appends one record and returns its sequence number once it is
+// durable.
+func (w *WAL) Append(data []byte) (uint64, error) {
+	b, first, err := w.append(nil, data, true, true)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.waitBatch(context.Background(), b); err != nil {
+		return 0, err
+	}
+	return first, nil
+}
+
+// AppendBatch appends the entries as consecutive records in one write and
+// returns the first one's sequence number once all are durable.
+func (w *WAL) AppendBatch(entries []Entry) (uint64, error) {
+	b, first, err := w.append(entries, nil, false, true)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.waitBatch(context.Background(), b); err != nil {
+		return 0, err
+	}
+	return first, nil
+}
+
+// Pending is an appended record (or batch) that may not be durable yet.
+type Pending struct {
+	b           *batch
+	first, last uint64
+}
+
+// Seq returns the sequence number of the (first) record.
+func (p *Pending) Seq() uint64 { return p.first }
+
+// LastSeq returns the sequence number of the last record of the batch.
+func (p *Pending) LastSeq() uint64 { return p.last }
+
+// Wait blocks until the records are durable, the log fails (ErrFailed), or
+// ctx is done. A context error says nothing about the records: they may
+// still become durable.
+func (p *Pending) Wait(ctx context.Context) error {
+	select {
+	case <-p.b.done:
+		return p.b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Durable reports whether the records are durable, without waiting.
+func (p *Pending) Durable() bool {
+	select {
+	case <-p.b.done:
+		return p.b.err == nil
+	default:
+		return false
+	}
+}
+
+// AppendAsync appends one record and returns at once (HBase's ASYNC_WAL).
+// The log writes and syncs it in the background; Wait on the result or call
+// Sync to know it is durable.
+func (w *WAL) AppendAsync(data []byte) (*Pending, error) {
+	b, first, err := w.append(nil, data, true, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Pending{b: b, first: first, last: first}, nil
+}
+
+// AppendBatchAsync is AppendBatch without the wait.
+func (w *WAL) AppendBatchAsync(entries []Entry) (*Pending, error) {
+	b, first, err := w.append(entries, nil, false, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Pending{b: b, first: first, last: first + uint64(len(entries)) - 1}, nil
+}
+
+// append encodes the records into the pending batch. If wait is false it
+// makes sure the flusher will write the batch; if true the caller will
+// call waitBatch, which leads the write itself when nobody else is.
+func (w *WAL) append(entries []Entry, single []byte, isSingle, wait bool) (*batch, uint64, error) {
+	size := 0
+	if isSingle {
+		if len(single) > w.opts.MaxRecordSize {
+			return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(single), w.opts.MaxRecordSize)
+		}
+		size = frameHeaderSize + len(single)
+	} else {
+		if len(entries) == 0 {
+			return nil, 0, errors.New("wal: empty batch")
+		}
+		for _, e := range entries {
+			if len(e.Data) > w.opts.MaxRecordSize {
+				return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(e.Data), w.opts.MaxRecordSize)
+			}
+			size += frameHeaderSize + len(e.Data)
+		}
+	}
+	w.mu.Lock()
+	for {
+		if w.mu.err != nil || w.mu.closed {
+			err := w.mu.err
+			if err == nil {
+				err = ErrClosed
+			}
+			w.mu.Unlock()
+			return nil, 0, err
+		}
+		// Backpressure: past the bound, wait for the batch being written.
+		if len(w.mu.pending.buf) == 0 || len(w.mu.pending.buf)+size <= w.opts.MaxPendingBytes || w.mu.inflight == nil {
+			break
+		}
+		inflight := w.mu.inflight
+		w.mu.Unlock()
+		<-inflight.done
+		w.mu.Lock()
+	}
+	b := w.mu.pending
+	first := w.mu.nextSeq
+	if len(b.buf) == 0 {
+		b.first = first
+	}
+	if isSingle {
+		b.buf = appendFrame(b.buf, typeData, first, 0, single)
+		b.noteStream(0, first)
+		w.mu.nextSeq++
+	} else {
+		for _, e := range entries {
+			seq := w.mu.nextSeq
+			b.buf = appendFrame(b.buf, typeData, seq, e.Stream, e.Data)
+			b.noteStream(e.Stream, seq)
+			w.mu.nextSeq++
+		}
+	}
+	b.last = w.mu.nextSeq - 1
+	n := b.last - first + 1
+	if wait {
+		b.waiters++
+		if w.mu.gatherTarget > 0 && b.waiters >= w.mu.gatherTarget {
+			select {
+			case w.gathered <- struct{}{}:
+			default:
+			}
+		}
+	}
+	if !wait && w.mu.owner == ownerNone {
+		w.mu.owner = ownerFlusher
+		w.kickFlusher()
+	}
+	w.mu.Unlock()
+	w.stats.appends.Add(int64(n))
+	w.stats.bytes.Add(int64(size))
+	return b, first, nil
+}
+
+func (w *WAL) kickFlusher() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// waitBatch waits until b is durable. If nobody owns the IO path, the
+// caller takes it and writes b itself: a lone writer pays no hand-off.
+func (w *WAL) waitBatch(ctx context.Context, b *batch) error {
+	w.mu.Lock()
+	if w.mu.owner == ownerNone && w.mu.pending == b {
+		w.mu.owner = ownerLeader
+		w.mu.pending = w.newBatchLocked()
+		w.mu.inflight = b
+		w.mu.Unlock()
+		if w.flush(b) {
+			// More formed meanwhile: hand the path to the flusher rather
+			// than keep this caller waiting for other callers' records.
+			w.mu.Lock()
+			w.mu.owner = ownerFlusher
+			w.mu.Unlock()
+			w.kickFlusher()
+		}
+	} else {
+		w.mu.Unlock()
+	}
+	select {
+	case <-b.done:
+		return b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// flusher writes batches in the background: those of non-waiting appends,
+// and those that formed while another write was in flight.
+func (w *WAL) flusher() {
+	defer w.wg.Done()
+	for {
+		select {
+		case <-w.kick:
+		case <-w.quit:
+			return
+		}
+		for {
+			w.mu.Lock()
+			if w.mu.owner != ownerFlusher {
+				// A stale kick: the path is someone else's or nobody's.
+				w.mu.Unlock()
+				break
+			}
+			if w.mu.expect > w.mu.pending.waiters && w.mu.err == nil {
+				w.gatherLocked()
+			}
+			w.mu.expect = 0
+			if len(w.mu.pending.buf) == 0 && !w.mu.rollRequested {
+				w.mu.owner = ownerNone
+				w.mu.Unlock()
+				break
+			}
+			b := w.mu.pending
+			w.mu.pending = w.newBatchLocked()
+			w.mu.inflight = b
+			w.mu.Unlock()
+			if !w.flush(b) {
+				break
+			}
+		}
+	}
+}
+
+// flush writes and syncs b (which the caller, owning the IO path, took from
+// pending), rolls the segment if due, and completes b. It returns true if
+// the path must stay owned (more is pending or a roll was asked for), false
+// if flush gave it up.
+func (w *WAL) flush(b *batch) (more bool) {
+	w.ioMu.Lock()
+	seg := w.activeSeg
+	var err error
+	if len(b.buf) > 0 {
+		err = w.writeAndSync(b.buf)
+	}
+	var sealed *segment
+	if err == nil {
+		w.mu.Lock()
+		roll := w.mu.rollRequested || w.activeSize >= w.opts.SegmentSize
+		w.mu.Unlock()
+		if roll {
+			sealed = seg
+			err = w.roll(b)
+		}
+	}
+	w.ioMu.Unlock()
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.mu.inflight = nil
+	if err != nil {
+		w.failLocked(err, b)
+		w.mu.owner = ownerNone
+		return false
+	}
+	if len(b.buf) > 0 {
+		for _, s := range b.streams {
+			seg.streams[s.stream] = s.seq
+		}
+		seg.lastSeq = b.last
+		w.durableSeq.Store(b.last)
+	}
+	if sealed != nil {
+		w.mu.rollRequested = false
+		w.mu.segments = append(w.mu.segments, w.activeSeg)
+		sealed.sealed.Store(true)
+		close(w.mu.rolled)
+		w.mu.rolled = make(chan struct{})
+		w.stats.segments.Store(int64(len(w.mu.segments)))
+	}
+	b.err = nil
+	close(b.done)
+	if cap(b.buf) <= 4<<20 && len(w.mu.spare) < 4 {
+		w.mu.spare = append(w.mu.spare, b.buf[:0])
+	}
+	b.buf = nil
+	close(w.mu.notify)
+	w.mu.notify = make(chan struct{})
+	// Keep the path if there is more to write, or if several appenders were
+	// just released: they are likely to append again at once, and the
+	// flusher gives them a moment to join one batch (see gatherLocked).
+	if len(w.mu.pending.buf) > 0 || w.mu.rollRequested || b.waiters > 1 {
+		w.mu.expect = b.waiters + w.mu.pending.waiters
+		return true
+	}
+	w.mu.owner = ownerNone
+	return false
+}
+
+// maxGather bounds how long the flusher waits for released appenders.
+const maxGather = time.Millisecond
+
+// gatherLocked waits, with mu held on entry and exit, until the pending
+// batch has w.mu.expect waiting appenders, or for half the average fsync
+// time (at most maxGather), whichever comes first.
+//
+// Why: with N appenders each waiting for its record, a flusher that starts
+// the next fsync the moment the last one ends catches only the appenders
+// that arrived during that fsync; the ones it just released are still
+// waking up. Batches then alternate between two halves of the appenders,
+// and each appender waits for two fsyncs. Waiting a fraction of an fsync for
+// the released appenders lets one fsync carry all of them. The wait ends as
+// soon as they are back, so it is no fixed delay, and a lone appender never
+// waits (it writes its own batch).
+func (w *WAL) gatherLocked() {
+	d := time.Duration(w.syncEWMA.Load() / 2)
+	if d <= 0 {
+		return
+	}
+	d = min(d, maxGather)
+	w.mu.gatherTarget = w.mu.expect
+	w.mu.Unlock()
+	t := time.NewTimer(d)
+	select {
+	case <-w.gathered:
+	case <-t.C:
+	case <-w.quit:
+	}
+	t.Stop()
+	w.mu.Lock()
+	w.mu.gatherTarget = 0
+	select {
+	case <-w.gathered:
+	default:
+	}
+}
+
+// writeAndSync writes buf at the end of the active segment and syncs it.
+// Called with ioMu held.
+func (w *WAL) writeAndSync(buf []byte) error {
+	if err := writeFull(w.active, buf); err != nil {
+		return fmt.Errorf("write segment %s: %w", w.activeSeg.name, err)
+	}
+	w.activeSize += int64(len(buf))
+	start := time.Now()
+	if err := w.active.Sync(); err != nil {
+		return fmt.Errorf("sync segment %s: %w", w.activeSeg.name, err)
+	}
+	took := time.Since(start)
+	w.stats.observeSync(took)
+	if avg := w.syncEWMA.Load(); avg == 0 {
+		w.syncEWMA.Store(int64(took))
+	} else {
+		w.syncEWMA.Store(avg + (int64(took)-avg)/8)
+	}
+	w.activeSeg.durableSize.Store(w.activeSize)
+	return nil
+}
+
+// roll seals the active segment with a trailer and starts a new one. Called
+// with ioMu held, after b (possibly empty) was made durable.
+func (w *WAL) roll(b *batch) error {
+	old := w.activeSeg
+	w.mu.Lock()
+	lastSeq := old.lastSeq
+	if len(b.buf) > 0 {
+		lastSeq = b.last
+	}
+	w.mu.Unlock()
+	count := lastSeq - old.firstSeq + 1
+	tr := appendFrame(nil, typeTrailer, lastSeq, 0, encodeTrailer(lastSeq, count))
+	if err := writeFull(w.active, tr); err != nil {
+		return fmt.Errorf("write trailer of %s: %w", old.name, err)
+	}
+	w.activeSize += int64(len(tr))
+	if err := w.active.Sync(); err != nil {
+		return fmt.Errorf("sync segment %s: %w", old.name, err)
+	}
+	old.durableSize.Store(w.activeSize)
+	oldFile := w.active
+	if err := w.createSegment(lastSeq + 1); err != nil {
+		// The old segment is sealed on disk; keep it as the active one so
+		// that Close does not touch a file that is gone.
+		w.active, w.activeSeg = oldFile, old
+		return err
+	}
+	if err := oldFile.Close(); err != nil {
+		w.opts.Logger.Warn("wal: close sealed segment", "segment", old.name, "err", err)
+	}
+	return nil
+}
+
+// failLocked makes err final: b and everything pending fail with it, and so
+// does every later append.
+func (w *WAL) failLocked(err error, b *batch) {
+	ferr := fmt.Errorf("%w: %w", ErrFailed, err)
+	if w.mu.err == nil || errors.Is(w.mu.err, ErrClosed) {
+		w.mu.err = ferr
+		w.opts.Logger.Error("wal: log failed; refusing further appends", "dir", w.dir, "err", err)
+	} else {
+		ferr = w.mu.err
+	}
+	b.err = ferr
+	close(b.done)
+	if p := w.mu.pending; len(p.buf) > 0 {
+		p.err = ferr
+		close(p.done)
+		w.mu.pending = w.newBatchLocked()
+	}
+	close(w.mu.notify)
+	w.mu.notify = make(chan struct{})
+	w.stats.failures.Add(1)
+}
+
+// Sync waits until every record appended before the call is durable.
+func (w *WAL) Sync() error {
+	w.mu.Lock()
+	var target *batch
+	switch {
+	case w.mu.err != nil:
+		err := w.mu.err
+		w.mu.Unlock()
+		return err
+	case len(w.mu.pending.buf) > 0:
+		target = w.mu.pending
+	case w.mu.inflight != nil:
+		target = w.mu.inflight
+	default:
+		w.mu.Unlock()
+		return nil
+	}
+	w.mu.Unlock()
+	return w.waitBatch(context.Background(), target)
+}
+
+// Roll seals the active segment and starts a new one, after writing what is
+// pending. Callers use it to make the records so far deletable.
+func (w *WAL) Roll() error {
+	w.mu.Lock()
+	if w.mu.err != nil || w.mu.closed {
+		err := w.mu.err
+		if err == nil {
+			err = ErrClosed
+		}
+		w.mu.Unlock()
+		return err
+	}
+	w.mu.rollRequested = true
+	rolled := w.mu.rolled
+	notify := w.mu.notify
+	if w.mu.owner == ownerNone {
+		w.mu.owner = ownerFlusher
+		w.kickFlusher()
+	}
+	w.mu.Unlock()
+	for {
+		select {
+		case <-rolled:
+			return nil
+		case <-notify:
+		}
+		w.mu.Lock()
+		err := w.mu.err
+		notify = w.mu.notify
+		w.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// LastSeq returns the sequence number of the last record appended (durable
+// or not); 0 if none ever was.
+func (w *WAL) LastSeq() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mu.nextSeq - 1
+}
+
+// DurableSeq returns the sequence number up to which every record is
+// durable.
+func (w *WAL) DurableSeq() uint64 { return w.durableSeq.Load() }
+
+// FirstSeq returns the sequence number of the oldest record still in the
+// log (records before it were truncated).
+func (w *WAL) FirstSeq() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mu.segments[0].firstSeq
+}
+
+// Err returns the log's sticky error: nil while it works, an error
+// wrapping ErrFailed after a failed write or sync.
+func (w *WAL) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if errors.Is(w.mu.err, ErrClosed) {
+		return nil
+	}
+	return w.mu.err
+}
+
+// Close writes and syncs what is pending, stops the log and releases the
+// directory lock. It returns the log's failure, if any.
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	if w.mu.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	w.mu.closed = true
+	w.mu.Unlock()
+	syncErr := w.Sync()
+
+	w.mu.Lock()
+	failed := w.mu.err
+	if failed == nil {
+		w.mu.err = ErrClosed
+	}
+	close(w.mu.notify)
+	w.mu.notify = make(chan struct{})
+	w.mu.Unlock()
+	close(w.quit)
+	w.wg.Wait()
+
+	w.ioMu.Lock()
+	cerr := w.active.Close()
+	w.ioMu.Unlock()
+	lerr := w.lock.Close()
+	switch {
+	case failed != nil:
+		return failed
+	case syncErr != nil:
+		return syncErr
+	case cerr != nil:
+		return fmt.Errorf("wal: close: %w", cerr)
+	case lerr != nil:
+		return fmt.Errorf("wal: unlock: %w", lerr)
+	}
+	return nil
+}
+
+// segmentsSnapshot returns the current segments, oldest first.
+func (w *WAL) segmentsSnapshot() []*segment {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.mu.segments)
+}
