@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -269,6 +270,12 @@ func open(fs vfs.FS, dir string, opts Options, lock io.Closer) (*WAL, error) {
 func (w *WAL) createSegment(firstSeq uint64) error {
 	name := segmentName(firstSeq)
 	path := filepath.Join(w.dir, name)
+	// Never overwrite a segment: that would destroy records.
+	if _, err := w.fs.Stat(path); err == nil {
+		return fmt.Errorf("wal: create segment %s: %w", name, fs.ErrExist)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wal: create segment %s: %w", name, err)
+	}
 	f, err := w.fs.Create(path)
 	if err != nil {
 		return fmt.Errorf("wal: create segment %s: %w", name, err)
@@ -544,18 +551,23 @@ func (w *WAL) flusher() {
 func (w *WAL) flush(b *batch) (more bool) {
 	w.ioMu.Lock()
 	seg := w.activeSeg
-	var err error
+	var writeErr, rollErr error
 	if len(b.buf) > 0 {
-		err = w.writeAndSync(b.buf)
+		writeErr = w.writeAndSync(b.buf, b.last)
 	}
 	var sealed *segment
-	if err == nil {
+	if writeErr == nil {
 		w.mu.Lock()
 		roll := w.mu.rollRequested || w.activeSize >= w.opts.SegmentSize
+		// A segment with no records is as good as a fresh one: rolling it
+		// would only make a second segment with the same first sequence.
+		empty := seg.lastSeq < seg.firstSeq && len(b.buf) == 0
 		w.mu.Unlock()
-		if roll {
+		if roll && empty {
+			sealed = seg // report the roll done without doing it
+		} else if roll {
 			sealed = seg
-			err = w.roll(b)
+			rollErr = w.roll(b)
 		}
 	}
 	w.ioMu.Unlock()
@@ -563,22 +575,24 @@ func (w *WAL) flush(b *batch) (more bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.mu.inflight = nil
-	if err != nil {
-		w.failLocked(err, b)
+	if writeErr != nil {
+		w.failLocked(writeErr, b)
 		w.mu.owner = ownerNone
 		return false
 	}
+	// b is durable, whatever happens to the roll after it.
 	if len(b.buf) > 0 {
 		for _, s := range b.streams {
 			seg.streams[s.stream] = s.seq
 		}
 		seg.lastSeq = b.last
-		w.durableSeq.Store(b.last)
 	}
-	if sealed != nil {
+	if sealed != nil && rollErr == nil {
 		w.mu.rollRequested = false
-		w.mu.segments = append(w.mu.segments, w.activeSeg)
-		sealed.sealed.Store(true)
+		if w.activeSeg != sealed {
+			w.mu.segments = append(w.mu.segments, w.activeSeg)
+			sealed.sealed.Store(true)
+		}
 		close(w.mu.rolled)
 		w.mu.rolled = make(chan struct{})
 		w.stats.segments.Store(int64(len(w.mu.segments)))
@@ -591,6 +605,12 @@ func (w *WAL) flush(b *batch) (more bool) {
 	b.buf = nil
 	close(w.mu.notify)
 	w.mu.notify = make(chan struct{})
+	if rollErr != nil {
+		// The batch is durable, but the log cannot go on.
+		w.failLocked(rollErr, nil)
+		w.mu.owner = ownerNone
+		return false
+	}
 	// Keep the path if there is more to write, or if several appenders were
 	// just released: they are likely to append again at once, and the
 	// flusher gives them a moment to join one batch (see gatherLocked).
@@ -640,9 +660,10 @@ func (w *WAL) gatherLocked() {
 	}
 }
 
-// writeAndSync writes buf at the end of the active segment and syncs it.
-// Called with ioMu held.
-func (w *WAL) writeAndSync(buf []byte) error {
+// writeAndSync writes buf, whose last record is lastSeq, at the end of the
+// active segment, syncs it, and publishes it as durable. Called with ioMu
+// held.
+func (w *WAL) writeAndSync(buf []byte, lastSeq uint64) error {
 	if err := writeFull(w.active, buf); err != nil {
 		return fmt.Errorf("write segment %s: %w", w.activeSeg.name, err)
 	}
@@ -658,6 +679,9 @@ func (w *WAL) writeAndSync(buf []byte) error {
 	} else {
 		w.syncEWMA.Store(avg + (int64(took)-avg)/8)
 	}
+	// Readers bound their reads by durableSize and may compare what they
+	// read with durableSeq: publish the seq first.
+	w.durableSeq.Store(lastSeq)
 	w.activeSeg.durableSize.Store(w.activeSize)
 	return nil
 }
@@ -695,8 +719,8 @@ func (w *WAL) roll(b *batch) error {
 	return nil
 }
 
-// failLocked makes err final: b and everything pending fail with it, and so
-// does every later append.
+// failLocked makes err final: b (if not nil) and everything pending fail
+// with it, and so does every later append.
 func (w *WAL) failLocked(err error, b *batch) {
 	ferr := fmt.Errorf("%w: %w", ErrFailed, err)
 	if w.mu.err == nil || errors.Is(w.mu.err, ErrClosed) {
@@ -705,8 +729,10 @@ func (w *WAL) failLocked(err error, b *batch) {
 	} else {
 		ferr = w.mu.err
 	}
-	b.err = ferr
-	close(b.done)
+	if b != nil {
+		b.err = ferr
+		close(b.done)
+	}
 	if p := w.mu.pending; len(p.buf) > 0 {
 		p.err = ferr
 		close(p.done)

@@ -358,3 +358,40 @@ func TestTruncateFrontAndStreams(t *testing.T) {
 		t.Fatalf("append: %d %v", seq, err)
 	}
 }
+
+// TestRollEmptySegment: rolling a segment that holds no records is a no-op
+// (it once made a second segment with the same name, clobbering the first).
+func TestRollEmptySegment(t *testing.T) {
+	dir := t.TempDir()
+	w := openT(t, vfs.OS, dir, Options{})
+	for range 3 {
+		if err := w.Roll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.Append([]byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Stats().Segments; got != 2 {
+		t.Fatalf("%d segments, want 2", got)
+	}
+	if _, err := w.Append([]byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.TruncateFront(2); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	w = openT(t, vfs.OS, dir, Options{})
+	defer w.Close()
+	got := readAll(t, w, w.FirstSeq())
+	if len(got) != 1 || string(got[0].Data) != "two" || got[0].Seq != 2 {
+		t.Fatalf("after reopen: %+v", got)
+	}
+}
