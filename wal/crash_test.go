@@ -305,7 +305,7 @@ func checkRecovery(t *testing.T, fs *vfs.MemFS, m *crashModel, what string) {
 // crash states at each point.
 func TestCrashAtEveryOp(t *testing.T) {
 	seed := testSeed(t)
-	steps, clones := 120, 3
+	steps, clones := 120, 4
 	if testing.Short() {
 		steps, clones = 60, 2
 	}
@@ -334,7 +334,7 @@ func TestCrashAtEveryOp(t *testing.T) {
 func TestCrashConcurrent(t *testing.T) {
 	seed := testSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	rounds := 60
+	rounds := 200
 	if testing.Short() {
 		rounds = 20
 	}
