@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/procyon-dev/procyon/durable"
+)
+
+func init() {
+	register(command{path: "bench durable", usage: "[flags]",
+		summary: "benchmark durable transactions, snapshots under load, and recovery",
+		run:     benchDurable})
+}
+
+type durableBenchResult struct {
+	Mode            string  `json:"mode"` // "write" or "recover"
+	Writers         int     `json:"writers,omitempty"`
+	Keys            int     `json:"keys"`
+	ValueSize       int     `json:"value_size"`
+	DurationSec     float64 `json:"duration_sec,omitempty"`
+	Txns            int64   `json:"txns,omitempty"`
+	TxnsPerSec      float64 `json:"txns_per_sec,omitempty"`
+	P50us           float64 `json:"p50_us,omitempty"`
+	P99us           float64 `json:"p99_us,omitempty"`
+	TxnsDuringSnap  int64   `json:"txns_during_snapshot,omitempty"`
+	P99usDuringSnap float64 `json:"p99_us_during_snapshot,omitempty"`
+	SnapshotMs      float64 `json:"snapshot_ms,omitempty"`
+	SnapshotBytes   int64   `json:"snapshot_bytes,omitempty"`
+	HeapBytesPerKey float64 `json:"heap_bytes_per_key,omitempty"`
+	HeapToRaw       float64 `json:"heap_to_raw,omitempty"`
+	LoadSec         float64 `json:"load_sec,omitempty"`
+	ReplayTxns      int     `json:"replay_txns,omitempty"`
+	RecoverMs       float64 `json:"recover_ms,omitempty"`
+}
+
+func benchDurable(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "bench durable", "[flags]")
+	dir := fs.String("dir", "procyon-bench", "parent directory for the benchmark's data (a fresh subdirectory is made and removed)")
+	writers := fs.Int("writers", 64, "concurrent writers, each committing one put per transaction")
+	keys := fs.Int("keys", 100_000, "keys loaded before the run (and the key space writers update)")
+	valueSize := fs.Int("value-size", 256, "value size in bytes")
+	duration := fs.Duration("duration", 3*time.Second, "how long writers run; a snapshot is taken a third of the way in")
+	recoverMode := fs.Bool("recover", false, "measure recovery instead: a snapshot of -keys keys plus -replay transactions in the log")
+	replay := fs.Int("replay", 100_000, "with -recover, transactions logged after the snapshot")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return errUsage
+	}
+	switch {
+	case *writers < 1 || *writers > 100_000:
+		return fmt.Errorf("-writers must be between 1 and 100000, got %d", *writers)
+	case *keys < 1 || *keys > 100_000_000:
+		return fmt.Errorf("-keys must be between 1 and 100000000, got %d", *keys)
+	case *valueSize < 0 || *valueSize > 1<<20:
+		return fmt.Errorf("-value-size must be between 0 and 1 MiB, got %d", *valueSize)
+	case *duration <= 0:
+		return fmt.Errorf("-duration must be positive, got %v", *duration)
+	case *replay < 0:
+		return fmt.Errorf("-replay must not be negative, got %d", *replay)
+	}
+	root, cleanup, err := benchDir(*dir, "durable-")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	data := filepath.Join(root, "data")
+	var res durableBenchResult
+	if *recoverMode {
+		res, err = benchDurableRecover(ctx, data, *keys, *valueSize, *replay)
+	} else {
+		res, err = benchDurableWrite(ctx, data, *writers, *keys, *valueSize, *duration)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, res)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "keys × value size\t%d × %d B (loaded in %.1f s)\n", res.Keys, res.ValueSize, res.LoadSec)
+	if *recoverMode {
+		fmt.Fprintf(tw, "snapshot\t%d B\n", res.SnapshotBytes)
+		fmt.Fprintf(tw, "replayed transactions\t%d\n", res.ReplayTxns)
+		fmt.Fprintf(tw, "recovery (snapshot + replay)\t%.0f ms\n", res.RecoverMs)
+		return tw.Flush()
+	}
+	fmt.Fprintf(tw, "writers\t%d, one %d-byte put per durable transaction, %.1f s\n", res.Writers, res.ValueSize, res.DurationSec)
+	fmt.Fprintf(tw, "transactions/s\t%.0f\n", res.TxnsPerSec)
+	fmt.Fprintf(tw, "latency p50 / p99 (no snapshot)\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
+	fmt.Fprintf(tw, "snapshot\t%.0f ms, %d B\n", res.SnapshotMs, res.SnapshotBytes)
+	fmt.Fprintf(tw, "latency p99 during the snapshot\t%.0f µs (%d transactions)\n", res.P99usDuringSnap, res.TxnsDuringSnap)
+	fmt.Fprintf(tw, "heap per key\t%.0f B (%.2f × raw key+value)\n", res.HeapBytesPerKey, res.HeapToRaw)
+	return tw.Flush()
+}
+
+func benchKey(i int) string { return fmt.Sprintf("key%09d", i) }
+
+func openBenchStore(dir string, opts durable.Options) (*durable.Store, *durable.Collection[string, []byte], error) {
+	opts.Dir = dir
+	opts.Logger = slog.New(slog.DiscardHandler)
+	opts.SnapshotBytes = -1 // the benchmark takes its snapshots itself
+	s := durable.New(opts)
+	kv := durable.NewCollection[string, []byte](s, "kv", nil)
+	if err := s.Open(context.Background()); err != nil {
+		return nil, nil, err
+	}
+	return s, kv, nil
+}
+
+// loadKeys puts keys keys with values of size bytes, 1000 per transaction.
+func loadKeys(ctx context.Context, s *durable.Store, kv *durable.Collection[string, []byte], keys, size int) error {
+	val := make([]byte, size)
+	for i := 0; i < keys; i += 1000 {
+		err := s.Write(ctx, func(tx *durable.Tx) error {
+			for j := i; j < min(i+1000, keys); j++ {
+				binaryFill(val, j)
+				if err := kv.Put(tx, benchKey(j), val); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func binaryFill(b []byte, seed int) {
+	for i := range b {
+		b[i] = byte(seed + i)
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+type timedLatency struct {
+	start, end time.Time
+}
+
+func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int, d time.Duration) (durableBenchResult, error) {
+	res := durableBenchResult{Mode: "write", Writers: writers, Keys: keys, ValueSize: size}
+	before := heapInUse()
+	s, kv, err := openBenchStore(dir, durable.Options{})
+	if err != nil {
+		return res, err
+	}
+	defer s.Close()
+	t0 := time.Now()
+	if err := loadKeys(ctx, s, kv, keys, size); err != nil {
+		return res, err
+	}
+	res.LoadSec = time.Since(t0).Seconds()
+	heap := float64(heapInUse()) - float64(before)
+	raw := float64(keys) * float64(len(benchKey(0))+size)
+	res.HeapBytesPerKey = heap / float64(keys)
+	res.HeapToRaw = heap / raw
+	// A first snapshot, so that the one measured is a steady-state one.
+	if _, err := s.Snapshot(ctx); err != nil {
+		return res, err
+	}
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	lats := make([][]timedLatency, writers)
+	errs := make([]error, writers)
+	start := time.Now()
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			val := make([]byte, size)
+			l := make([]timedLatency, 0, 1<<14)
+			for !stop.Load() {
+				k := benchKey(rng.IntN(keys))
+				binaryFill(val, int(rng.Uint32()))
+				t := time.Now()
+				err := s.Write(context.Background(), func(tx *durable.Tx) error { return kv.Put(tx, k, val) })
+				l = append(l, timedLatency{t, time.Now()})
+				if err != nil {
+					errs[g] = err
+					return
+				}
+			}
+			lats[g] = l
+		}()
+	}
+	var snapStart, snapEnd time.Time
+	var snapRes durable.SnapshotResult
+	var snapErr error
+	timer := time.NewTimer(d / 3)
+	select {
+	case <-timer.C:
+		snapStart = time.Now()
+		snapRes, snapErr = s.Snapshot(ctx)
+		snapEnd = time.Now()
+	case <-ctx.Done():
+	}
+	if rest := d - time.Since(start); rest > 0 {
+		select {
+		case <-time.After(rest):
+		case <-ctx.Done():
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(append(errs, snapErr)...); err != nil {
+		return res, err
+	}
+	var normal, during latencies
+	for _, l := range lats {
+		for _, x := range l {
+			lat := x.end.Sub(x.start)
+			if !snapStart.IsZero() && x.end.After(snapStart) && x.start.Before(snapEnd) {
+				during = append(during, lat)
+			} else {
+				normal = append(normal, lat)
+			}
+		}
+	}
+	slices.Sort(normal)
+	slices.Sort(during)
+	res.DurationSec = elapsed.Seconds()
+	res.Txns = int64(len(normal) + len(during))
+	res.TxnsPerSec = float64(res.Txns) / elapsed.Seconds()
+	res.P50us = us(normal.quantile(0.50))
+	res.P99us = us(normal.quantile(0.99))
+	res.TxnsDuringSnap = int64(len(during))
+	res.P99usDuringSnap = us(during.quantile(0.99))
+	res.SnapshotMs = float64(snapEnd.Sub(snapStart)) / float64(time.Millisecond)
+	res.SnapshotBytes = snapRes.Size
+	return res, nil
+}
+
+func benchDurableRecover(ctx context.Context, dir string, keys, size, replay int) (durableBenchResult, error) {
+	res := durableBenchResult{Mode: "recover", Keys: keys, ValueSize: size, ReplayTxns: replay}
+	s, kv, err := openBenchStore(dir, durable.Options{})
+	if err != nil {
+		return res, err
+	}
+	t0 := time.Now()
+	if err := loadKeys(ctx, s, kv, keys, size); err != nil {
+		s.Close()
+		return res, err
+	}
+	snap, err := s.Snapshot(ctx)
+	if err != nil {
+		s.Close()
+		return res, err
+	}
+	res.SnapshotBytes = snap.Size
+	// Log replay transactions after the snapshot, from 64 writers so that
+	// it goes at group-commit speed.
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	errs := make([]error, 64)
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			val := make([]byte, size)
+			for i := next.Add(1); i <= int64(replay); i = next.Add(1) {
+				binaryFill(val, int(i))
+				k := benchKey(int(i*7919) % keys)
+				if err := s.Write(ctx, func(tx *durable.Tx) error { return kv.Put(tx, k, val) }); err != nil {
+					errs[g] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		s.Close()
+		return res, err
+	}
+	want := s.Seq()
+	if err := s.Close(); err != nil {
+		return res, err
+	}
+	res.LoadSec = time.Since(t0).Seconds()
+	runtime.GC()
+	start := time.Now()
+	s, kv, err = openBenchStore(dir, durable.Options{})
+	if err != nil {
+		return res, err
+	}
+	res.RecoverMs = float64(time.Since(start)) / float64(time.Millisecond)
+	defer s.Close()
+	if s.Seq() != want || kv.Len() != keys {
+		return res, fmt.Errorf("recovered seq %d with %d keys, want seq %d with %d keys", s.Seq(), kv.Len(), want, keys)
+	}
+	return res, nil
+}

@@ -1,0 +1,273 @@
+package durable
+
+import (
+	"cmp"
+	"fmt"
+
+	"github.com/google/btree"
+)
+
+// treeDegree is the B-tree degree: nodes hold degree-1 to 2*degree-1
+// items. A write after a Clone copies one node per level, so smaller nodes
+// make a transaction cheaper and a lookup a little deeper.
+const treeDegree = 16
+
+// item is one entry of a collection's tree. The value stays encoded: Get
+// decodes a fresh copy, and snapshots stream the bytes as they are.
+type item[K cmp.Ordered] struct {
+	key K
+	val []byte // never changed after the item is made
+}
+
+type tree[K cmp.Ordered] = btree.BTreeG[item[K]]
+
+func lessItem[K cmp.Ordered](a, b item[K]) bool { return cmp.Less(a.key, b.key) }
+
+// coll is the type-erased side of a Collection, used by records, snapshots
+// and recovery, which see keys and values only as bytes.
+type coll interface {
+	collName() string
+	// newTree returns an empty tree.
+	newTree() any
+	// cloneTree returns an O(1) copy-on-write clone of t.
+	cloneTree(t any) any
+	length(t any) int
+	// loadEntry puts an encoded entry into t, which the caller owns. val
+	// is kept as it is.
+	loadEntry(t any, key, val []byte) error
+	// deleteEntry deletes an encoded key from t, which the caller owns.
+	deleteEntry(t any, key []byte) error
+	// each calls fn with every entry of t in key order; key is valid only
+	// during the call, val is the stored (immutable) value.
+	each(t any, fn func(key, val []byte) error) error
+	// Transaction ops (see tx.go).
+	newOps() any
+	cloneOps(ops any) any
+	numOps(ops any) int
+	appendOps(dst []byte, ops any) []byte
+	rollback(t any, ops, saved any)
+}
+
+// Collection is a named, ordered map from K to V in a Store. Create
+// collections with NewCollection before Store.Open. Values are kept
+// encoded with the collection's codec; keys of every cmp.Ordered type are
+// supported.
+//
+// Reads without a Reader (Get, Len, Scan, ...) see the latest durable
+// version; the ...In forms read in a View (several reads at one version)
+// or in a Tx (they see the transaction's own writes). Put and Delete take
+// the Tx of a Store.Write.
+type Collection[K cmp.Ordered, V any] struct {
+	s     *Store
+	name  string
+	id    int
+	codec Codec[V]
+	keys  keyCodec[K]
+}
+
+// NewCollection registers a collection named name on s, with codec for its
+// values (nil picks the default: Bytes for []byte, String for string, JSON
+// otherwise). It panics if s is already open or name is taken or empty:
+// collections are part of the program, like flags.
+func NewCollection[K cmp.Ordered, V any](s *Store, name string, codec Codec[V]) *Collection[K, V] {
+	if codec == nil {
+		codec = defaultCodec[V]()
+	}
+	c := &Collection[K, V]{s: s, name: name, codec: codec, keys: newKeyCodec[K]()}
+	if err := s.register(c, name, func(id int) { c.id = id }); err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// Name returns the collection's name.
+func (c *Collection[K, V]) Name() string { return c.name }
+
+func (c *Collection[K, V]) collName() string { return c.name }
+func (c *Collection[K, V]) newTree() any     { return btree.NewG(treeDegree, lessItem[K]) }
+func (c *Collection[K, V]) cloneTree(t any) any {
+	return t.(*tree[K]).Clone()
+}
+func (c *Collection[K, V]) length(t any) int { return t.(*tree[K]).Len() }
+
+func (c *Collection[K, V]) loadEntry(t any, key, val []byte) error {
+	k, err := c.keys.decode(key)
+	if err != nil {
+		return fmt.Errorf("collection %q: %w", c.name, err)
+	}
+	t.(*tree[K]).ReplaceOrInsert(item[K]{key: k, val: val})
+	return nil
+}
+
+func (c *Collection[K, V]) deleteEntry(t any, key []byte) error {
+	k, err := c.keys.decode(key)
+	if err != nil {
+		return fmt.Errorf("collection %q: %w", c.name, err)
+	}
+	t.(*tree[K]).Delete(item[K]{key: k})
+	return nil
+}
+
+func (c *Collection[K, V]) each(t any, fn func(key, val []byte) error) error {
+	var err error
+	var kb []byte
+	t.(*tree[K]).Ascend(func(it item[K]) bool {
+		kb = c.keys.append(kb[:0], it.key)
+		err = fn(kb, it.val)
+		return err == nil
+	})
+	return err
+}
+
+// treeIn returns the collection's tree in r.
+func (c *Collection[K, V]) treeIn(r Reader) (*tree[K], error) {
+	if r == nil {
+		r = c.s.current()
+	}
+	t, err := r.treeFor(c.s, c.id)
+	if err != nil {
+		return nil, err
+	}
+	return t.(*tree[K]), nil
+}
+
+func (c *Collection[K, V]) decode(k K, b []byte) (V, error) {
+	v, err := c.codec.Decode(b)
+	if err != nil {
+		return v, fmt.Errorf("durable: collection %q: decode value of key %v: %w", c.name, k, err)
+	}
+	return v, nil
+}
+
+// Get returns the value of k in the latest durable version.
+func (c *Collection[K, V]) Get(k K) (v V, ok bool, err error) { return c.GetIn(nil, k) }
+
+// GetIn returns the value of k in r (a *View or a *Tx; nil: the latest
+// durable version). Every call returns a freshly decoded value.
+func (c *Collection[K, V]) GetIn(r Reader, k K) (v V, ok bool, err error) {
+	t, err := c.treeIn(r)
+	if err != nil {
+		return v, false, err
+	}
+	it, found := t.Get(item[K]{key: k})
+	if !found {
+		return v, false, nil
+	}
+	v, err = c.decode(k, it.val)
+	return v, err == nil, err
+}
+
+// Has reports whether k is in the latest durable version.
+func (c *Collection[K, V]) Has(k K) bool { ok, _ := c.HasIn(nil, k); return ok }
+
+// HasIn reports whether k is in r.
+func (c *Collection[K, V]) HasIn(r Reader, k K) (bool, error) {
+	t, err := c.treeIn(r)
+	if err != nil {
+		return false, err
+	}
+	return t.Has(item[K]{key: k}), nil
+}
+
+// Len returns the number of entries in the latest durable version.
+func (c *Collection[K, V]) Len() int { n, _ := c.LenIn(nil); return n }
+
+// LenIn returns the number of entries in r.
+func (c *Collection[K, V]) LenIn(r Reader) (int, error) {
+	t, err := c.treeIn(r)
+	if err != nil {
+		return 0, err
+	}
+	return t.Len(), nil
+}
+
+// Scan calls fn for every entry of the latest durable version in key
+// order, until fn returns false. It returns the first decoding error.
+func (c *Collection[K, V]) Scan(fn func(k K, v V) bool) error { return c.ScanIn(nil, fn) }
+
+// ScanIn is Scan in r.
+func (c *Collection[K, V]) ScanIn(r Reader, fn func(k K, v V) bool) error {
+	t, err := c.treeIn(r)
+	if err != nil {
+		return err
+	}
+	t.Ascend(func(it item[K]) bool { return c.visit(it, fn, &err) })
+	return err
+}
+
+// ScanRange calls fn for the entries with from <= key < to of the latest
+// durable version, in key order, until fn returns false.
+func (c *Collection[K, V]) ScanRange(from, to K, fn func(k K, v V) bool) error {
+	return c.ScanRangeIn(nil, from, to, fn)
+}
+
+// ScanRangeIn is ScanRange in r.
+func (c *Collection[K, V]) ScanRangeIn(r Reader, from, to K, fn func(k K, v V) bool) error {
+	t, err := c.treeIn(r)
+	if err != nil {
+		return err
+	}
+	t.AscendRange(item[K]{key: from}, item[K]{key: to}, func(it item[K]) bool { return c.visit(it, fn, &err) })
+	return err
+}
+
+// ScanFrom calls fn for the entries with key >= from of the latest durable
+// version, in key order, until fn returns false.
+func (c *Collection[K, V]) ScanFrom(from K, fn func(k K, v V) bool) error {
+	return c.ScanFromIn(nil, from, fn)
+}
+
+// ScanFromIn is ScanFrom in r.
+func (c *Collection[K, V]) ScanFromIn(r Reader, from K, fn func(k K, v V) bool) error {
+	t, err := c.treeIn(r)
+	if err != nil {
+		return err
+	}
+	t.AscendGreaterOrEqual(item[K]{key: from}, func(it item[K]) bool { return c.visit(it, fn, &err) })
+	return err
+}
+
+func (c *Collection[K, V]) visit(it item[K], fn func(K, V) bool, errp *error) bool {
+	v, err := c.decode(it.key, it.val)
+	if err != nil {
+		*errp = err
+		return false
+	}
+	return fn(it.key, v)
+}
+
+// Put sets k to v in tx. v is encoded at once: later changes to it are not
+// seen.
+func (c *Collection[K, V]) Put(tx *Tx, k K, v V) error {
+	b, err := c.codec.Encode(v)
+	if err != nil {
+		return fmt.Errorf("durable: collection %q: encode value of key %v: %w", c.name, k, err)
+	}
+	return c.put(tx, k, b, false)
+}
+
+// Delete removes k in tx. Deleting a missing key is not an error (it is
+// still recorded).
+func (c *Collection[K, V]) Delete(tx *Tx, k K) error { return c.put(tx, k, nil, true) }
+
+func (c *Collection[K, V]) put(tx *Tx, k K, val []byte, del bool) error {
+	t, ops, err := tx.writable(c.s, c.id, c)
+	if err != nil {
+		return err
+	}
+	tr := t.(*tree[K])
+	var old item[K]
+	var had bool
+	if del {
+		old, had = tr.Delete(item[K]{key: k})
+	} else {
+		old, had = tr.ReplaceOrInsert(item[K]{key: k, val: val})
+	}
+	o := ops.(*txOps[K])
+	if _, seen := o.m[k]; !seen {
+		tx.nOps++
+		o.undo = append(o.undo, undo[K]{key: k, had: had, val: old.val})
+	}
+	o.m[k] = op{val: val, del: del}
+	return nil
+}

@@ -1,0 +1,186 @@
+// Package durable is procyon's transactional metadata store: typed,
+// ordered collections kept in memory, changed by transactions that are
+// logged as one record each, and bounded by snapshots taken in the
+// background without stopping writers. Recovery is the newest usable
+// snapshot plus a replay of the log after it. It follows Aurora's
+// DurableStorage (ops recorded in a transaction, coalesced, persisted
+// through a Persistence) and fixes what its users suffered: a failed
+// transaction is rolled back in memory, snapshots never hold the write
+// lock, and they stream the state without copying it.
+//
+// # Using it
+//
+// Collections are registered before Open, because recovery must know every
+// collection's codec and must reject names it does not know:
+//
+//	s := durable.New(durable.Options{Dir: dir})
+//	users := durable.NewCollection[string, User](s, "users", nil) // JSON values
+//	regions := durable.NewCollection[uint64, []byte](s, "regions", nil)
+//	if err := s.Open(ctx); err != nil { ... }
+//	defer s.Close()
+//
+//	err := s.Write(ctx, func(tx *durable.Tx) error {
+//		u, ok, err := users.GetIn(tx, "ann") // sees the transaction's writes
+//		...
+//		return users.Put(tx, "ann", u)
+//	})
+//
+//	u, ok, err := users.Get("ann")   // latest durable version, never waits
+//	s.View(func(v *durable.View) error { // several reads at one version
+//		n, _ := users.LenIn(v)
+//		return regions.ScanIn(v, func(id uint64, r []byte) bool { ...; return true })
+//	})
+//
+// Write returns once the transaction's record is durable. If the function
+// returns an error, nothing is applied or written; if it panics, nothing
+// is applied or written and the panic continues. A Write whose context
+// carries a transaction of the same store (Tx.Context) joins it; if the
+// nested function fails, the transaction is put back as it was before the
+// nested call. A transaction records only the final state of each key it
+// touched (put then delete is one delete).
+//
+// # Versions, readers and writers
+//
+// A version is one B-tree per collection (github.com/google/btree, whose
+// Clone is O(1) and copy-on-write) plus the log sequence number of the
+// last transaction it reflects. Values are stored encoded: every Get
+// decodes a fresh copy, snapshots stream the bytes as they are, and memory
+// stays near the raw size.
+//
+// Writers take the write lock and change the head trees in place, keeping
+// what undoes each change; on failure they undo. A committed transaction
+// appends its record to the forming group and releases the lock. A
+// committer goroutine takes each group in turn: under the lock it freezes
+// the head (the frozen trees become the group's version; the head goes on
+// with O(1) clones of them), then, without the lock, appends the group's
+// records as one batch and waits for the fsync; then it publishes the
+// version and releases the group's writers. While one group is on its way
+// to the disk the next one forms, so concurrent transactions share
+// fsyncs, and nodes are copied once per group rather than once per
+// transaction. Readers load the published version through an atomic
+// pointer: they never take a lock, never wait, and never see a
+// transaction whose record is not durable. A frozen version is never
+// changed again, so a reader (or a snapshot, or a backup) may hold it as
+// long as it likes.
+//
+// If the persistence fails (a write or fsync of the log, ErrFailed), every
+// transaction in flight fails, the store refuses further writes with an
+// error wrapping ErrFailed and the cause (errors.Is(err, wal.ErrFailed)
+// for the WAL), and reads keep serving the last durable version.
+//
+// # Snapshots
+//
+// A snapshot streams the latest published version (immutable: nothing to
+// lock or clone) to the persistence, which for the WAL-backed one means:
+// roll the log (so the records so far can later be deleted), write
+// "<seq>.snap.tmp" with a running CRC-32C, fsyncing every
+// Options.SnapshotSyncBytes so that the last fsync is short, fsync,
+// rename to "<seq>.snap", fsync the directory; then delete snapshots older
+// than the previous one and the log up to the previous one's seq. The log
+// thus always reaches back to the previous snapshot, and recovery can fall
+// back to it if the newest is damaged. Disk use stays at about two
+// snapshots and two snapshot intervals of log. Snapshots are taken on
+// request (Store.Snapshot) and automatically, in the background, once the
+// records logged since the last one exceed the larger of
+// Options.SnapshotBytes (64 MiB) and the last snapshot's size; at most one
+// runs at a time.
+//
+// # Recovery
+//
+// Open lists the snapshots, newest first, and uses the first one whose
+// checksum verifies and that the log covers (the log starts at or before
+// its seq+1); then it replays every record after it through the one
+// decoding path (applyRecord). A damaged newest snapshot is logged and
+// skipped only if an older one can replace it; otherwise Open fails with
+// an error wrapping ErrCorrupt that names the damaged file. A snapshot or
+// record that names a collection the program did not register fails
+// recovery with ErrUnknownCollection (Options.UnknownCollections can drop
+// such data, or keep it as opaque bytes), and one written by a newer
+// format fails with ErrVersion.
+//
+// # Backup and restore
+//
+// Store.Backup streams the latest published version, in the snapshot
+// format with the backup flag, to any io.Writer while writes go on
+// (Aurora's snapshotWith). Restore reads such a stream, checks all of it
+// (format and checksum) while writing it to a temporary file in an empty
+// directory, and only then renames it into place as the directory's
+// snapshot at seq 0; the restored store starts a new log. "procyon backup
+// DIR FILE" and "procyon restore FILE DIR" do the same from the command
+// line (backup needs DIR not to be in use: it opens the store).
+//
+// # Persistence
+//
+// The Persistence interface is the seam below the store (Aurora's
+// prepare / recover / persist): the WAL-backed implementation in
+// Options.Dir is the default, MemPersistence serves tests, and an etcd
+// one will come for HA. Its documentation is the contract: durability in
+// sequence order, failure is final, snapshots atomic, and nothing deleted
+// that recovery may still need.
+//
+// # On-disk formats
+//
+// A data directory holds snapshot files and the log:
+//
+//	DIR/00000000000000001234.snap   snapshot as of record 1234 (20 digits: names sort by seq)
+//	DIR/00000000000000001234.snap.tmp   being written; removed by Open
+//	DIR/wal/...                     the log (package wal), one record per transaction
+//
+// All integers are little-endian; uvarint is encoding/binary's unsigned
+// varint. The constants in record.go, snapshot.go and walpersist.go are
+// part of the format: never change them. A new format gets a new version,
+// and readers keep decoding the old ones.
+//
+// Transaction record (the payload of one WAL record):
+//
+//	+------+---------+-----------------+---------+---------+-----+
+//	| kind | version | uvarint groups  | group 1 | group 2 | ... |
+//	| 'T'  | u8 = 1  |                 |         |         |     |
+//	+------+---------+-----------------+---------+---------+-----+
+//	group: uvarint len(name) | name | uvarint ops | op ...
+//	op:    u8 type (1 = put, 2 = delete) | uvarint len(key) | key
+//	       [put only: uvarint len(value) | value]
+//
+// A group holds one collection's ops, one per key (coalesced), keys in
+// order. Collections are named, not numbered, so that a record written by
+// another program is recognized as such. Records carry no checksum of
+// their own: the WAL frame has one.
+//
+// Snapshot file (and backup stream):
+//
+//	header, 40 bytes:
+//	0          8         12      16      24           32         36     40
+//	+----------+---------+-------+-------+------------+----------+------+
+//	| magic    | version | flags | seq   | source seq | reserved | CRC  |
+//	|"PRCYSNAP"| u32 = 1 | u32   | u64   | u64        | u32 = 0  | u32  |
+//	+----------+---------+-------+-------+------------+----------+------+
+//	CRC = CRC-32C (Castagnoli) of bytes 0..36. flags bit 0: a backup stream.
+//	seq: the last record reflected, in this directory's log (0 for a
+//	restored snapshot); source seq: the seq in the store it was taken from.
+//
+//	body: one section per collection, then the end:
+//	+-----+-------------------+------+------------------+-------+-------+-----+
+//	| 'C' | uvarint len(name) | name | uvarint entries  | entry | entry | ... |
+//	+-----+-------------------+------+------------------+-------+-------+-----+
+//	entry: uvarint len(key) | key | uvarint len(value) | value  (in key order)
+//	end:   'E' | uvarint sections | u32 CRC-32C of the body up to here
+//	Nothing may follow.
+//
+// Keys are encoded by their kind (the tree orders by the key itself, so
+// the order of encoded keys does not matter): strings as their bytes,
+// signed integers as zig-zag varints, unsigned integers as varints, floats
+// as the 8 bytes of their float64 bits. Values are encoded by the
+// collection's Codec (JSON by default; Bytes, String, or any other via
+// CodecFunc, e.g. protobuf).
+//
+// # Crash model
+//
+// The tests run the store on vfs.MemFS and crash it at every k-th file
+// operation (transactions, log rolls, snapshot writes and renames, segment
+// and snapshot deletion); a crash keeps synced data and drops, keeps or
+// tears unsynced writes and directory changes. After each crash, recovery
+// must succeed, every acknowledged transaction must be present, none
+// partly applied, none whose function failed present, and the state must
+// equal a model replayed with the acknowledged transactions (one in flight
+// at the crash may be there or not, whole).
+package durable

@@ -1,0 +1,644 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/procyon-dev/procyon/vfs"
+)
+
+// UnknownPolicy says what recovery does with a collection that a snapshot
+// or log record names but the program did not register.
+type UnknownPolicy int
+
+const (
+	// FailUnknown fails recovery with ErrUnknownCollection (the default):
+	// the data was written by another program, or a newer version of
+	// this one.
+	FailUnknown UnknownPolicy = iota
+	// DropUnknown drops the collection's data; the next snapshot no
+	// longer has it. Use it to retire a collection on purpose.
+	DropUnknown
+	// KeepUnknown keeps the collection as opaque bytes, carried into
+	// every snapshot and backup unchanged (tools such as "procyon backup"
+	// use it). Writes cannot reach it.
+	KeepUnknown
+)
+
+// Options configure a Store. The zero value needs only Dir (or
+// Persistence); every other field has a default, written in its comment.
+type Options struct {
+	// Dir is the data directory: snapshots in it, the log in Dir/wal.
+	// Required unless Persistence is set.
+	Dir string
+	// FS is the file system under Dir. Default vfs.OS.
+	FS vfs.FS
+	// Persistence replaces the WAL-backed persistence in Dir (for example
+	// NewMemPersistence in tests). Default: the WAL in Dir.
+	Persistence Persistence
+	// Logger receives recovery decisions, snapshots and failures. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// SnapshotBytes: a snapshot is taken in the background once the
+	// records logged since the last one exceed the larger of SnapshotBytes
+	// and the last snapshot's size. Default 64 MiB; negative: only
+	// snapshots asked for with Store.Snapshot.
+	SnapshotBytes int64
+	// SegmentSize is the WAL segment size. Default 64 MiB.
+	SegmentSize int64
+	// SnapshotSyncBytes: while a snapshot file is written, it is fsynced
+	// every SnapshotSyncBytes, so that its final fsync is short and does
+	// not hold up the log's. Default 16 MiB.
+	SnapshotSyncBytes int64
+	// UnknownCollections says what recovery does with data of collections
+	// not registered. Default FailUnknown.
+	UnknownCollections UnknownPolicy
+}
+
+func (o *Options) ensureDefaults() {
+	if o.FS == nil {
+		o.FS = vfs.OS
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.SnapshotBytes == 0 {
+		o.SnapshotBytes = 64 << 20
+	}
+	if o.SnapshotSyncBytes <= 0 {
+		o.SnapshotSyncBytes = 16 << 20
+	}
+}
+
+func (o *Options) validate() error {
+	if o.Persistence == nil && o.Dir == "" {
+		return errors.New("durable: Options.Dir or Options.Persistence is required")
+	}
+	if o.UnknownCollections < FailUnknown || o.UnknownCollections > KeepUnknown {
+		return fmt.Errorf("durable: bad Options.UnknownCollections %d", o.UnknownCollections)
+	}
+	return nil
+}
+
+const (
+	stateNew int32 = iota
+	stateOpen
+	stateClosed
+)
+
+// Store is a set of collections kept in memory and made durable through a
+// Persistence: transactions are logged as records, and snapshots bound the
+// log. It is safe for concurrent use. See the package documentation.
+type Store struct {
+	opts Options
+	p    Persistence
+	log  *slog.Logger
+
+	// Registered before Open; fixed after. Collections adopted as opaque
+	// (KeepUnknown) are added by recovery, before the store is shared.
+	colls  []coll
+	byName map[string]int
+	raw    map[int]bool // ids of adopted opaque collections
+
+	state atomic.Int32
+
+	// durable is the latest version whose record is durable: what readers
+	// see. It only moves forward (publish).
+	durable atomic.Pointer[View]
+	// failed holds the error that made the store refuse writes.
+	failed atomic.Pointer[error]
+
+	// sem is the write lock (a channel so that waiting for it honours a
+	// context). Its holder owns the fields of w.
+	sem chan struct{}
+	w   struct {
+		// trees are the head: every committed transaction applied, durable
+		// or not. Transactions change them in place. No reader ever sees
+		// them: freeze hands readers a clone.
+		trees []any
+		// dirty marks the trees changed since the last freeze.
+		dirty []bool
+		// frozen is the version made by the last freeze.
+		frozen *View
+		// group collects the records of transactions committed since the
+		// last freeze; the committer appends them as one batch.
+		group *group
+		// committing says the committer has work or is at it; a writer
+		// that finds it false kicks the committer.
+		committing bool
+		// gatherTarget, while the committer gathers a group, is the group
+		// size it waits for; the writer that reaches it signals gathered.
+		gatherTarget int
+		logBytes     int64 // record bytes committed since the last snapshot began
+		maxRecord    int
+	}
+	kick          chan struct{} // wakes the committer; capacity 1
+	gathered      chan struct{} // see w.gatherTarget; capacity 1
+	committerDone chan struct{}
+	commitEWMA    time.Duration // moving average of a group's append+sync time; committer only
+	spare         []byte        // a group buffer to reuse; owned by the committer
+
+	// snapMu serializes snapshots; it guards snap.
+	snapMu sync.Mutex
+	snap   struct {
+		seq  uint64 // seq of the newest durable snapshot
+		have bool   // whether there is one
+	}
+	lastSnapSize atomic.Int64
+	snapRunning  atomic.Bool // an automatic snapshot is under way
+	bg           sync.WaitGroup
+	stats        storeStats
+}
+
+type storeStats struct {
+	commits      atomic.Int64
+	aborts       atomic.Int64
+	snapshots    atomic.Int64
+	snapshotErrs atomic.Int64
+}
+
+// New returns a store with opts. Register its collections with
+// NewCollection, then call Open: recovery needs every collection's codec
+// and must know which names are unknown.
+func New(opts Options) *Store {
+	opts.ensureDefaults()
+	s := &Store{opts: opts, log: opts.Logger, byName: map[string]int{}, raw: map[int]bool{}, sem: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1), committerDone: make(chan struct{})}
+	s.durable.Store(&View{store: s})
+	return s
+}
+
+func (s *Store) register(c coll, name string, setID func(int)) error {
+	if s.state.Load() != stateNew {
+		return fmt.Errorf("durable: collection %q registered after Open", name)
+	}
+	if name == "" || len(name) > maxNameLen {
+		return fmt.Errorf("durable: bad collection name %q", name)
+	}
+	if _, dup := s.byName[name]; dup {
+		return fmt.Errorf("durable: collection %q registered twice", name)
+	}
+	id := len(s.colls)
+	s.colls = append(s.colls, c)
+	s.byName[name] = id
+	setID(id)
+	return nil
+}
+
+// loadState is what recovery builds: one tree per collection.
+type loadState struct {
+	trees []any
+}
+
+// lookup resolves a collection name met in a snapshot or record (where
+// says which, for errors). It returns -1 for data to drop.
+func (s *Store) lookup(st *loadState, name, where string) (int, error) {
+	if id, ok := s.byName[name]; ok {
+		return id, nil
+	}
+	switch s.opts.UnknownCollections {
+	case DropUnknown:
+		return -1, nil
+	case KeepUnknown:
+		c := &Collection[string, []byte]{s: s, name: name, codec: Bytes(), keys: newKeyCodec[string](), id: len(s.colls)}
+		s.colls = append(s.colls, c)
+		s.byName[name] = c.id
+		s.raw[c.id] = true
+		st.trees = append(st.trees, c.newTree())
+		return c.id, nil
+	}
+	return 0, fmt.Errorf("%w %q in %s (registered: %v; Options.UnknownCollections can drop or keep it)",
+		ErrUnknownCollection, name, where, s.names())
+}
+
+func (s *Store) names() []string {
+	out := make([]string, len(s.colls))
+	for i, c := range s.colls {
+		out[i] = c.collName()
+	}
+	return out
+}
+
+// Collections returns the names of the store's collections, registered
+// and (with KeepUnknown) adopted, in registration order.
+func (s *Store) Collections() []string { return s.names() }
+
+// Open prepares the persistence and recovers: it loads the newest usable
+// snapshot and replays the log after it. Register every collection before.
+func (s *Store) Open(ctx context.Context) error {
+	if err := s.opts.validate(); err != nil {
+		return err
+	}
+	if !s.state.CompareAndSwap(stateNew, stateOpen) {
+		return errors.New("durable: store already opened")
+	}
+	s.p = s.opts.Persistence
+	if s.p == nil {
+		s.p = newWALPersistence(s.opts)
+	}
+	if err := s.p.Open(); err != nil {
+		s.state.Store(stateClosed)
+		return err
+	}
+	v, err := s.recover(ctx)
+	if err != nil {
+		s.p.Close()
+		s.state.Store(stateClosed)
+		return err
+	}
+	s.durable.Store(v)
+	// The head starts as a clone of the recovered trees, which are the
+	// first frozen version.
+	s.w.trees = make([]any, len(v.trees))
+	for i, t := range v.trees {
+		s.w.trees[i] = s.colls[i].cloneTree(t)
+	}
+	s.w.dirty = make([]bool, len(v.trees))
+	s.w.frozen = v
+	s.w.group = &group{done: make(chan struct{})}
+	s.w.maxRecord = s.p.MaxRecordSize()
+	go s.committer()
+	return nil
+}
+
+// current returns the latest durable version.
+func (s *Store) current() *View { return s.durable.Load() }
+
+// View calls fn with the latest durable version: every read through v
+// (GetIn, ScanIn, ...) sees the same committed state. It never waits for
+// a writer or the disk.
+func (s *Store) View(fn func(v *View) error) error { return fn(s.current()) }
+
+// Latest returns the latest durable version. Reads through it are
+// consistent with each other for as long as it is held.
+func (s *Store) Latest() *View { return s.current() }
+
+// Seq returns the sequence number of the latest durable version.
+func (s *Store) Seq() uint64 { return s.current().seq }
+
+func (s *Store) lock(ctx context.Context) error {
+	select {
+	case s.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case s.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) unlock() { <-s.sem }
+
+// Err returns the error that made the store refuse writes, or nil.
+func (s *Store) Err() error {
+	if e := s.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// setFailed makes the store refuse every later write with an error
+// wrapping ErrFailed and cause. The first failure wins.
+func (s *Store) setFailed(cause error) error {
+	err := fmt.Errorf("%w: %w", ErrFailed, cause)
+	if s.failed.CompareAndSwap(nil, &err) {
+		s.log.Error("durable: persistence failed; refusing further writes, serving the last durable version",
+			"seq", s.current().seq, "err", cause)
+		return err
+	}
+	return *s.failed.Load()
+}
+
+// publish makes v the version readers see, unless a newer one is already
+// published. Records become durable in sequence order, so when v's record
+// is durable, so are those of every older version.
+func (s *Store) publish(v *View) {
+	for {
+		cur := s.durable.Load()
+		if cur.seq >= v.seq || s.durable.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
+// Write runs fn in a transaction and commits it: fn's Puts and Deletes
+// become one record, and Write returns once that record is durable and
+// the new version is what readers see.
+//
+//   - If fn returns an error, nothing is applied or written and Write
+//     returns that error. If fn panics, nothing is applied or written, and
+//     the panic goes on up through Write unchanged.
+//   - A transaction with no Put or Delete writes nothing.
+//   - Writers are serialized while fn runs and its record is queued; the
+//     lock is not held while waiting for the disk: the records of the
+//     transactions that commit while the disk is busy are appended
+//     together and share one fsync.
+//   - If ctx carries a transaction of this store (Tx.Context), fn runs
+//     inside it (a nested write): if fn fails, the outer transaction is
+//     put back as it was before this call, and the outer function decides.
+//     Calling Write with another context from inside fn deadlocks until
+//     that context ends: the write lock is not reentrant.
+//   - If ctx ends while waiting for the lock, nothing happened; if it ends
+//     while waiting for the disk, the error wraps ErrOutcomeUnknown: the
+//     transaction is whole, and may still commit.
+//   - If the persistence fails, the error wraps ErrFailed and the cause;
+//     every in-flight transaction fails, later ones are refused, and
+//     readers keep the last durable version.
+func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) error {
+	if tx := txFrom(ctx); tx != nil && tx.s == s {
+		if tx.done {
+			return ErrTxDone
+		}
+		return tx.nested(fn)
+	}
+	if s.state.Load() != stateOpen {
+		return ErrClosed
+	}
+	if err := s.Err(); err != nil {
+		return err
+	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	if s.state.Load() != stateOpen {
+		s.unlock()
+		return ErrClosed
+	}
+	if err := s.Err(); err != nil {
+		s.unlock()
+		return err
+	}
+	tx := &Tx{s: s, parent: ctx, ops: make([]any, len(s.colls))}
+	if err := s.run(tx, fn); err != nil {
+		tx.rollback()
+		tx.done = true
+		s.unlock()
+		s.stats.aborts.Add(1)
+		return err
+	}
+	tx.done = true
+	if tx.nOps == 0 {
+		s.unlock()
+		return nil
+	}
+	g := s.w.group
+	start := len(g.buf)
+	g.buf = tx.encode(g.buf)
+	n := len(g.buf) - start
+	if n > s.w.maxRecord {
+		g.buf = g.buf[:start]
+		tx.rollback()
+		s.unlock()
+		s.stats.aborts.Add(1)
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, s.w.maxRecord)
+	}
+	g.ends = append(g.ends, len(g.buf))
+	if t := s.w.gatherTarget; t > 0 && len(g.ends) >= t {
+		s.w.gatherTarget = 0
+		select {
+		case s.gathered <- struct{}{}:
+		default:
+		}
+	}
+	kick := !s.w.committing
+	s.w.committing = true
+	s.w.logBytes += int64(n)
+	snap := s.opts.SnapshotBytes > 0 && s.w.logBytes >= s.snapshotThreshold() && s.snapRunning.CompareAndSwap(false, true)
+	if snap {
+		s.w.logBytes = 0
+		s.bg.Add(1)
+	}
+	s.unlock()
+	if kick {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	if snap {
+		go s.autoSnapshot()
+	}
+	select {
+	case <-g.done:
+		return g.err
+	case <-ctx.Done():
+		select {
+		case <-g.done:
+			return g.err
+		default:
+		}
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+// run calls fn. If fn panics, it undoes the transaction, releases the
+// write lock and lets the panic go on.
+func (s *Store) run(tx *Tx, fn func(*Tx) error) error {
+	ok := false
+	defer func() {
+		if !ok {
+			tx.rollback()
+			tx.done = true
+			s.stats.aborts.Add(1)
+			s.unlock()
+		}
+	}()
+	err := fn(tx)
+	ok = true
+	return err
+}
+
+// group is the records of the transactions committed since the last
+// freeze. They are appended as one batch, and their writers released
+// together when it is durable (or failed).
+type group struct {
+	buf  []byte
+	ends []int // end offset of each record in buf
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// committer appends groups and publishes their versions, one group at a
+// time: while one group's records are on their way to the disk, the next
+// group forms. It exits once the store is closed and nothing is left.
+func (s *Store) committer() {
+	defer close(s.committerDone)
+	for range s.kick {
+		expect := 0
+		for {
+			n := s.commitOne(expect)
+			if n == 0 {
+				break
+			}
+			expect = n
+		}
+		if s.state.Load() == stateClosed {
+			return
+		}
+	}
+}
+
+// maxGather bounds how long the committer waits for a group to fill.
+const maxGather = time.Millisecond
+
+// commitOne freezes the head and commits the group that made it, and
+// returns its size (0: there was nothing to commit).
+//
+// When the last group released expect writers, it first waits, for at
+// most half an average commit, until the forming group has that many:
+// the writers just released are about to commit again, and without the
+// wait each group would catch only the writers that arrived during the
+// previous commit, alternating between halves of them, each waiting two
+// commits (the WAL's flusher gathers for the same reason).
+func (s *Store) commitOne(expect int) int {
+	s.sem <- struct{}{}
+	if d := min(s.commitEWMA/2, maxGather); expect > 1 && d > 0 && len(s.w.group.ends) < expect && s.state.Load() == stateOpen {
+		s.w.gatherTarget = expect
+		<-s.sem
+		t := time.NewTimer(d)
+		select {
+		case <-s.gathered:
+		case <-t.C:
+		}
+		t.Stop()
+		s.sem <- struct{}{}
+		s.w.gatherTarget = 0
+		select {
+		case <-s.gathered:
+		default:
+		}
+	}
+	g := s.w.group
+	if len(g.ends) == 0 {
+		s.w.committing = false
+		<-s.sem
+		return 0
+	}
+	v := s.freezeLocked()
+	s.w.group = &group{buf: s.spare[:0], done: make(chan struct{})}
+	s.spare = nil
+	<-s.sem
+
+	recs := make([][]byte, len(g.ends))
+	start := 0
+	for i, end := range g.ends {
+		recs[i] = g.buf[start:end:end]
+		start = end
+	}
+	var err error
+	if err = s.Err(); err == nil {
+		var p Pending
+		start := time.Now()
+		p, err = s.p.Append(recs)
+		if err == nil {
+			if cap(g.buf) <= 4<<20 {
+				s.spare = g.buf[:0]
+			}
+			err = p.Wait(context.Background())
+			v.seq = p.Seq() + uint64(len(recs)) - 1
+			took := time.Since(start)
+			if s.commitEWMA == 0 {
+				s.commitEWMA = took
+			} else {
+				s.commitEWMA += (took - s.commitEWMA) / 8
+			}
+		}
+		if err != nil {
+			err = s.setFailed(err)
+		}
+	}
+	if err == nil {
+		s.publish(v)
+		s.stats.commits.Add(int64(len(recs)))
+	} else {
+		s.stats.aborts.Add(int64(len(recs)))
+	}
+	g.err = err
+	close(g.done)
+	return len(recs)
+}
+
+// freezeLocked returns the head as a new version (its seq is set once its
+// records are appended) and gives the head fresh clones of the trees that
+// changed: O(1) per tree; the head copies nodes as it changes them, and
+// the version is never changed again.
+func (s *Store) freezeLocked() *View {
+	prev := s.w.frozen
+	v := &View{trees: make([]any, len(s.w.trees)), store: s}
+	for i, t := range s.w.trees {
+		if !s.w.dirty[i] {
+			v.trees[i] = prev.trees[i]
+			continue
+		}
+		v.trees[i] = t
+		s.w.trees[i] = s.colls[i].cloneTree(t)
+		s.w.dirty[i] = false
+	}
+	s.w.frozen = v
+	return v
+}
+
+func (s *Store) snapshotThreshold() int64 {
+	return max(s.opts.SnapshotBytes, s.lastSnapSize.Load())
+}
+
+// Close waits for the transactions under way and a running snapshot, then
+// closes the persistence. Reads keep serving the last durable version;
+// writes fail with ErrClosed.
+func (s *Store) Close() error {
+	if !s.state.CompareAndSwap(stateOpen, stateClosed) {
+		return ErrClosed
+	}
+	// Writers that got the lock before are done queueing after this.
+	s.sem <- struct{}{}
+	<-s.sem
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	<-s.committerDone
+	s.bg.Wait()
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	err := s.p.Close()
+	if err != nil && s.Err() == nil {
+		return fmt.Errorf("durable: close: %w", err)
+	}
+	return nil
+}
+
+// Stats are counters of a store since Open, for metrics.
+type Stats struct {
+	Seq          uint64 // sequence number of the latest durable version
+	Commits      int64  // transactions committed
+	Aborts       int64  // transactions that failed or were dropped
+	Snapshots    int64  // snapshots written
+	SnapshotErrs int64  // snapshots that failed
+	SnapshotSeq  uint64 // sequence number of the newest snapshot
+	SnapshotSize int64  // its size in bytes
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats {
+	st := Stats{
+		Seq:          s.current().seq,
+		Commits:      s.stats.commits.Load(),
+		Aborts:       s.stats.aborts.Load(),
+		Snapshots:    s.stats.snapshots.Load(),
+		SnapshotErrs: s.stats.snapshotErrs.Load(),
+		SnapshotSize: s.lastSnapSize.Load(),
+	}
+	if s.snapMu.TryLock() {
+		st.SnapshotSeq = s.snap.seq
+		s.snapMu.Unlock()
+	}
+	return st
+}

@@ -1,0 +1,253 @@
+package durable
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// Reader is a consistent state to read collections in: a *View (a
+// committed, durable version) or a *Tx (the transaction's working state,
+// its own writes included).
+type Reader interface {
+	treeFor(s *Store, id int) (any, error)
+}
+
+// View is an immutable version of every collection of a store, as of one
+// committed transaction whose record is durable. Holding a View keeps its
+// version readable; it never changes.
+type View struct {
+	seq   uint64
+	trees []any // one per collection, indexed by collection id; never mutated
+	store *Store
+}
+
+// Seq returns the log sequence number of the last transaction the view
+// reflects (0: none since the log began, or a restored snapshot).
+func (v *View) Seq() uint64 { return v.seq }
+
+func (v *View) treeFor(s *Store, id int) (any, error) {
+	if v.store != s {
+		return nil, fmt.Errorf("durable: view of another store")
+	}
+	if id >= len(v.trees) {
+		return nil, fmt.Errorf("%w: not open", ErrClosed)
+	}
+	return v.trees[id], nil
+}
+
+// op is the final state of one key in a transaction: the coalesced effect
+// of every Put and Delete of that key.
+type op struct {
+	val []byte
+	del bool
+}
+
+// undo is the state of a key before a transaction first touched it.
+type undo[K cmp.Ordered] struct {
+	key K
+	had bool
+	val []byte
+}
+
+// txOps holds a transaction's ops on one collection, and what undoes them.
+type txOps[K cmp.Ordered] struct {
+	m    map[K]op
+	undo []undo[K] // one per key of m, in first-touch order
+}
+
+func (c *Collection[K, V]) newOps() any { return &txOps[K]{m: make(map[K]op, 1)} }
+func (c *Collection[K, V]) cloneOps(o any) any {
+	t := o.(*txOps[K])
+	return &txOps[K]{m: maps.Clone(t.m), undo: slices.Clone(t.undo)}
+}
+func (c *Collection[K, V]) numOps(o any) int { return len(o.(*txOps[K]).m) }
+
+// rollback puts the keys o touched back to what they were before the
+// transaction (saved == nil) or as of savepoint saved.
+func (c *Collection[K, V]) rollback(t any, o, saved any) {
+	tr := t.(*tree[K])
+	cur := o.(*txOps[K])
+	var sv *txOps[K]
+	if saved != nil {
+		sv = saved.(*txOps[K])
+	}
+	restore := func(k K, had bool, val []byte) {
+		if had {
+			tr.ReplaceOrInsert(item[K]{key: k, val: val})
+		} else {
+			tr.Delete(item[K]{key: k})
+		}
+	}
+	for _, u := range cur.undo {
+		if sv != nil {
+			if e, ok := sv.m[u.key]; ok {
+				restore(u.key, !e.del, e.val)
+				continue
+			}
+		}
+		restore(u.key, u.had, u.val)
+	}
+}
+
+// appendOps appends the collection's group of a transaction record (see
+// doc.go), with keys in order so that records are deterministic.
+func (c *Collection[K, V]) appendOps(dst []byte, o any) []byte {
+	m := o.(*txOps[K]).m
+	dst = binary.AppendUvarint(dst, uint64(len(c.name)))
+	dst = append(dst, c.name...)
+	dst = binary.AppendUvarint(dst, uint64(len(m)))
+	var one [1]K
+	keys := one[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	if len(keys) > 1 {
+		slices.SortFunc(keys, cmp.Compare[K])
+	}
+	for _, k := range keys {
+		e := m[k]
+		if e.del {
+			dst = append(dst, opDelete)
+		} else {
+			dst = append(dst, opPut)
+		}
+		mark := len(dst)
+		dst = append(dst, 0) // room for a one-byte length
+		dst = c.keys.append(dst, k)
+		if n := len(dst) - mark - 1; n < 0x80 {
+			dst[mark] = byte(n)
+		} else {
+			// Rare: a long key; move it to make room for its length.
+			kb := append([]byte(nil), dst[mark+1:]...)
+			dst = binary.AppendUvarint(dst[:mark], uint64(len(kb)))
+			dst = append(dst, kb...)
+		}
+		if !e.del {
+			dst = binary.AppendUvarint(dst, uint64(len(e.val)))
+			dst = append(dst, e.val...)
+		}
+	}
+	return dst
+}
+
+// Tx is a transaction: the working state of one Store.Write. Its Puts and
+// Deletes are visible to reads in it (GetIn(tx, ...)) and are recorded as
+// ops, coalesced to the final state of each key. A Tx belongs to the
+// goroutine running the Write's function and is dead once it returns.
+//
+// A transaction changes the store's head trees in place (the write lock
+// is held, and no reader sees the head: readers see frozen versions), and
+// keeps what undoes each change; if the function fails, the changes are
+// undone.
+type Tx struct {
+	s      *Store
+	ops    []any // per collection: *txOps[K], or nil
+	nOps   int
+	parent context.Context
+	ctx    context.Context // made on demand by Context
+	done   bool
+}
+
+type txKey struct{}
+
+// Context returns the Write's context carrying the transaction: a Write
+// of the same store given this context (or one derived from it) joins the
+// transaction instead of starting one (Aurora's doInTransaction).
+func (tx *Tx) Context() context.Context {
+	if tx.ctx == nil {
+		tx.ctx = context.WithValue(tx.parent, txKey{}, tx)
+	}
+	return tx.ctx
+}
+
+func txFrom(ctx context.Context) *Tx {
+	tx, _ := ctx.Value(txKey{}).(*Tx)
+	return tx
+}
+
+func (tx *Tx) treeFor(s *Store, id int) (any, error) {
+	if tx.s != s {
+		return nil, fmt.Errorf("durable: transaction of another store")
+	}
+	if tx.done {
+		return nil, ErrTxDone
+	}
+	return s.w.trees[id], nil
+}
+
+// writable returns the head tree and the transaction's ops of collection
+// id, for a write.
+func (tx *Tx) writable(s *Store, id int, c coll) (any, any, error) {
+	if tx == nil {
+		return nil, nil, fmt.Errorf("durable: nil transaction")
+	}
+	if tx.s != s {
+		return nil, nil, fmt.Errorf("durable: transaction of another store")
+	}
+	if tx.done {
+		return nil, nil, ErrTxDone
+	}
+	if tx.ops[id] == nil {
+		tx.ops[id] = c.newOps()
+		s.w.dirty[id] = true
+	}
+	return s.w.trees[id], tx.ops[id], nil
+}
+
+// rollback undoes every change of the transaction.
+func (tx *Tx) rollback() {
+	for id, o := range tx.ops {
+		if o != nil {
+			tx.s.colls[id].rollback(tx.s.w.trees[id], o, nil)
+		}
+	}
+}
+
+// nested runs fn inside tx. If fn fails or panics, the transaction is put
+// back as it was before.
+func (tx *Tx) nested(fn func(*Tx) error) (err error) {
+	saved := make([]any, len(tx.ops))
+	for id, o := range tx.ops {
+		if o != nil {
+			saved[id] = tx.s.colls[id].cloneOps(o)
+		}
+	}
+	nOps := tx.nOps
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		for id, o := range tx.ops {
+			if o != nil {
+				tx.s.colls[id].rollback(tx.s.w.trees[id], o, saved[id])
+			}
+		}
+		tx.ops, tx.nOps = saved, nOps
+	}()
+	err = fn(tx)
+	ok = err == nil
+	return err
+}
+
+// encode appends the transaction's record (see doc.go) to dst.
+func (tx *Tx) encode(dst []byte) []byte {
+	groups := 0
+	for i, o := range tx.ops {
+		if o != nil && tx.s.colls[i].numOps(o) > 0 {
+			groups++
+		}
+	}
+	dst = append(dst, recordKindTx, recordVersion)
+	dst = binary.AppendUvarint(dst, uint64(groups))
+	for i, o := range tx.ops {
+		if o != nil && tx.s.colls[i].numOps(o) > 0 {
+			dst = tx.s.colls[i].appendOps(dst, o)
+		}
+	}
+	return dst
+}

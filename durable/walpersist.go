@@ -1,0 +1,302 @@
+package durable
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/procyon-dev/procyon/vfs"
+	"github.com/procyon-dev/procyon/wal"
+)
+
+// snapSuffix ends a snapshot file's name; the rest is the snapshot's seq as
+// 20 decimal digits, so that names sort by seq. A snapshot being written
+// has tmpSuffix added. Part of the on-disk format.
+// walMaxRecord is the largest transaction record the WAL persistence
+// takes (the WAL's default).
+const walMaxRecord = 16 << 20
+
+const (
+	snapSuffix = ".snap"
+	tmpSuffix  = ".tmp"
+	walSubdir  = "wal"
+)
+
+func snapName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, snapSuffix) }
+
+func parseSnapName(name string) (uint64, bool) {
+	if len(name) != 20+len(snapSuffix) || !strings.HasSuffix(name, snapSuffix) {
+		return 0, false
+	}
+	var seq uint64
+	for _, c := range name[:20] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if seq > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		seq = seq*10 + d
+	}
+	return seq, true
+}
+
+// walPersistence keeps records in a wal.WAL in dir/wal and snapshots as
+// files in dir.
+type walPersistence struct {
+	fs        vfs.FS
+	dir       string
+	log       *slog.Logger
+	segSize   int64
+	syncBytes int64
+	maxRecord int
+	w         *wal.WAL
+	entries   []wal.Entry // reused by Append (one caller at a time)
+}
+
+func newWALPersistence(o Options) *walPersistence {
+	return &walPersistence{fs: o.FS, dir: o.Dir, log: o.Logger, segSize: o.SegmentSize, syncBytes: o.SnapshotSyncBytes,
+		maxRecord: walMaxRecord}
+}
+
+func (p *walPersistence) Open() error {
+	if err := p.fs.MkdirAll(p.dir); err != nil {
+		return fmt.Errorf("durable: create %s: %w", p.dir, err)
+	}
+	w, err := wal.Open(filepath.Join(p.dir, walSubdir), wal.Options{FS: p.fs, Logger: p.log, SegmentSize: p.segSize,
+		MaxRecordSize: p.maxRecord})
+	if err != nil {
+		return fmt.Errorf("durable: open log: %w", err)
+	}
+	// The log's lock is ours now: clear snapshots a crash left half-written.
+	names, err := p.fs.List(p.dir)
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("durable: list %s: %w", p.dir, err)
+	}
+	removed := false
+	for _, n := range names {
+		if strings.HasSuffix(n, snapSuffix+tmpSuffix) {
+			p.log.Info("durable: removing unfinished snapshot", "file", n)
+			if err := p.fs.Remove(filepath.Join(p.dir, n)); err != nil {
+				w.Close()
+				return fmt.Errorf("durable: remove %s: %w", n, err)
+			}
+			removed = true
+		}
+	}
+	if removed {
+		if err := p.fs.SyncDir(p.dir); err != nil {
+			w.Close()
+			return fmt.Errorf("durable: sync %s: %w", p.dir, err)
+		}
+	}
+	p.w = w
+	return nil
+}
+
+func (p *walPersistence) LogBounds() (uint64, uint64, error) {
+	return p.w.FirstSeq(), p.w.LastSeq(), nil
+}
+
+func (p *walPersistence) Replay(from uint64, fn func(uint64, []byte) error) error {
+	r, err := p.w.NewReader(from)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(rec.Seq, rec.Data); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *walPersistence) Snapshots() ([]SnapshotInfo, error) {
+	names, err := p.fs.List(p.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []SnapshotInfo
+	for _, n := range names {
+		seq, ok := parseSnapName(n)
+		if !ok {
+			continue
+		}
+		size, err := p.fs.Stat(filepath.Join(p.dir, n))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, SnapshotInfo{Seq: seq, Name: n, Size: size})
+	}
+	slices.SortFunc(out, func(a, b SnapshotInfo) int { return -cmpU64(a.Seq, b.Seq) })
+	return out, nil
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+type fileReader struct {
+	io.Reader
+	f vfs.File
+}
+
+func (r fileReader) Close() error { return r.f.Close() }
+
+func (p *walPersistence) ReadSnapshot(seq uint64) (io.ReadCloser, error) {
+	f, err := p.fs.Open(filepath.Join(p.dir, snapName(seq)))
+	if err != nil {
+		return nil, err
+	}
+	size, err := f.Size()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return fileReader{Reader: io.NewSectionReader(f, 0, size), f: f}, nil
+}
+
+func (p *walPersistence) Append(recs [][]byte) (Pending, error) {
+	p.entries = p.entries[:0]
+	for _, r := range recs {
+		p.entries = append(p.entries, wal.Entry{Data: r})
+	}
+	pd, err := p.w.AppendBatchAsync(p.entries)
+	clear(p.entries)
+	if err != nil {
+		return nil, err
+	}
+	return pd, nil
+}
+
+func (p *walPersistence) MaxRecordSize() int { return p.maxRecord }
+
+// syncWriter writes a snapshot file, syncing it every so many bytes so
+// that the final sync has little left to do.
+type syncWriter struct {
+	f       vfs.File
+	every   int64
+	pending int64
+	n       int64
+}
+
+func (w *syncWriter) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	w.n += int64(n)
+	w.pending += int64(n)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	if err == nil && w.pending >= w.every {
+		w.pending = 0
+		err = w.f.Sync()
+	}
+	return n, err
+}
+
+// WriteSnapshot writes the snapshot to a temporary file, syncs it, renames
+// it into place and syncs the directory; then it deletes snapshots older
+// than the previous one and the log up to the previous one.
+func (p *walPersistence) WriteSnapshot(seq uint64, write func(io.Writer) error) (int64, error) {
+	// Seal the active segment so that the records so far can be deleted
+	// once a later snapshot makes them obsolete.
+	if err := p.w.Roll(); err != nil {
+		return 0, err
+	}
+	name := snapName(seq)
+	final := filepath.Join(p.dir, name)
+	tmp := final + tmpSuffix
+	f, err := p.fs.Create(tmp)
+	if err != nil {
+		return 0, fmt.Errorf("create %s: %w", tmp, err)
+	}
+	sw := &syncWriter{f: f, every: p.syncBytes}
+	err = write(sw)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err == nil {
+		err = p.fs.Rename(tmp, final)
+	}
+	if err != nil {
+		if rerr := p.fs.Remove(tmp); rerr != nil {
+			p.log.Warn("durable: remove unfinished snapshot", "file", tmp, "err", rerr)
+		}
+		return 0, fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := p.fs.SyncDir(p.dir); err != nil {
+		return 0, fmt.Errorf("write %s: sync dir: %w", name, err)
+	}
+	// The new snapshot is durable. Failing to drop what it made obsolete
+	// costs disk space only; the next snapshot tries again.
+	if err := p.prune(seq); err != nil {
+		p.log.Warn("durable: drop data older than the previous snapshot", "snapshot", name, "err", err)
+	}
+	return sw.n, nil
+}
+
+// prune keeps the snapshot at seq and the previous one, and deletes older
+// snapshots and the log up to the previous one.
+func (p *walPersistence) prune(seq uint64) error {
+	snaps, err := p.Snapshots()
+	if err != nil {
+		return err
+	}
+	var prev *SnapshotInfo
+	var doomed []SnapshotInfo
+	for i := range snaps {
+		switch {
+		case snaps[i].Seq >= seq:
+		case prev == nil:
+			prev = &snaps[i]
+		default:
+			doomed = append(doomed, snaps[i])
+		}
+	}
+	for _, d := range doomed {
+		if err := p.fs.Remove(filepath.Join(p.dir, d.Name)); err != nil {
+			return fmt.Errorf("delete old snapshot %s: %w", d.Name, err)
+		}
+	}
+	if len(doomed) > 0 {
+		if err := p.fs.SyncDir(p.dir); err != nil {
+			return fmt.Errorf("delete old snapshots: sync dir: %w", err)
+		}
+	}
+	if prev != nil {
+		if err := p.w.TruncateFront(prev.Seq + 1); err != nil {
+			return fmt.Errorf("truncate log before %d: %w", prev.Seq+1, err)
+		}
+	}
+	return nil
+}
+
+func (p *walPersistence) Close() error {
+	if p.w == nil {
+		return nil
+	}
+	err := p.w.Close()
+	p.w = nil
+	return err
+}
