@@ -264,10 +264,11 @@ func (c *Collection[K, V]) put(tx *Tx, k K, val []byte, del bool) error {
 		old, had = tr.ReplaceOrInsert(item[K]{key: k, val: val})
 	}
 	o := ops.(*txOps[K])
-	if _, seen := o.m[k]; !seen {
-		tx.nOps++
-		o.undo = append(o.undo, undo[K]{key: k, had: had, val: old.val})
+	if i := o.find(k); i >= 0 {
+		o.ents[i].val, o.ents[i].del = val, del
+		return nil
 	}
-	o.m[k] = op{val: val, del: del}
+	tx.nOps++
+	o.add(opEnt[K]{key: k, val: val, del: del, had: had, old: old.val})
 	return nil
 }

@@ -39,32 +39,61 @@ func (v *View) treeFor(s *Store, id int) (any, error) {
 	return v.trees[id], nil
 }
 
-// op is the final state of one key in a transaction: the coalesced effect
-// of every Put and Delete of that key.
-type op struct {
+// opEnt is one key a transaction touched: its final state (the coalesced
+// effect of every Put and Delete of the key) and its state before the
+// transaction first touched it (what undoes the change).
+type opEnt[K cmp.Ordered] struct {
+	key K
 	val []byte
 	del bool
+	had bool   // the key existed before the transaction
+	old []byte // its value then
 }
 
-// undo is the state of a key before a transaction first touched it.
-type undo[K cmp.Ordered] struct {
-	key K
-	had bool
-	val []byte
-}
-
-// txOps holds a transaction's ops on one collection, and what undoes them.
+// txOps holds a transaction's ops on one collection, in first-touch order.
+// Most transactions touch a few keys: they are found by a linear scan, and
+// an index map is built only past opsIndexMin keys.
 type txOps[K cmp.Ordered] struct {
-	m    map[K]op
-	undo []undo[K] // one per key of m, in first-touch order
+	ents []opEnt[K]
+	idx  map[K]int // nil until len(ents) > opsIndexMin
 }
 
-func (c *Collection[K, V]) newOps() any { return &txOps[K]{m: make(map[K]op, 1)} }
+const opsIndexMin = 16
+
+func (o *txOps[K]) find(k K) int {
+	if o.idx != nil {
+		if i, ok := o.idx[k]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range o.ents {
+		if o.ents[i].key == k {
+			return i
+		}
+	}
+	return -1
+}
+
+func (o *txOps[K]) add(e opEnt[K]) {
+	o.ents = append(o.ents, e)
+	switch {
+	case o.idx != nil:
+		o.idx[e.key] = len(o.ents) - 1
+	case len(o.ents) > opsIndexMin:
+		o.idx = make(map[K]int, 2*len(o.ents))
+		for i := range o.ents {
+			o.idx[o.ents[i].key] = i
+		}
+	}
+}
+
+func (c *Collection[K, V]) newOps() any { return &txOps[K]{} }
 func (c *Collection[K, V]) cloneOps(o any) any {
 	t := o.(*txOps[K])
-	return &txOps[K]{m: maps.Clone(t.m), undo: slices.Clone(t.undo)}
+	return &txOps[K]{ents: slices.Clone(t.ents), idx: maps.Clone(t.idx)}
 }
-func (c *Collection[K, V]) numOps(o any) int { return len(o.(*txOps[K]).m) }
+func (c *Collection[K, V]) numOps(o any) int { return len(o.(*txOps[K]).ents) }
 
 // rollback puts the keys o touched back to what they were before the
 // transaction (saved == nil) or as of savepoint saved.
@@ -82,34 +111,31 @@ func (c *Collection[K, V]) rollback(t any, o, saved any) {
 			tr.Delete(item[K]{key: k})
 		}
 	}
-	for _, u := range cur.undo {
+	for _, e := range cur.ents {
 		if sv != nil {
-			if e, ok := sv.m[u.key]; ok {
-				restore(u.key, !e.del, e.val)
+			if j := sv.find(e.key); j >= 0 {
+				restore(e.key, !sv.ents[j].del, sv.ents[j].val)
 				continue
 			}
 		}
-		restore(u.key, u.had, u.val)
+		restore(e.key, e.had, e.old)
 	}
 }
 
 // appendOps appends the collection's group of a transaction record (see
 // doc.go), with keys in order so that records are deterministic.
 func (c *Collection[K, V]) appendOps(dst []byte, o any) []byte {
-	m := o.(*txOps[K]).m
+	ents := o.(*txOps[K]).ents
 	dst = binary.AppendUvarint(dst, uint64(len(c.name)))
 	dst = append(dst, c.name...)
-	dst = binary.AppendUvarint(dst, uint64(len(m)))
-	var one [1]K
-	keys := one[:0]
-	for k := range m {
-		keys = append(keys, k)
+	dst = binary.AppendUvarint(dst, uint64(len(ents)))
+	if len(ents) > 1 && !slices.IsSortedFunc(ents, cmpEnt[K]) {
+		// Sort a copy: the transaction's order is its undo order.
+		ents = slices.Clone(ents)
+		slices.SortFunc(ents, cmpEnt[K])
 	}
-	if len(keys) > 1 {
-		slices.SortFunc(keys, cmp.Compare[K])
-	}
-	for _, k := range keys {
-		e := m[k]
+	for i := range ents {
+		e, k := &ents[i], ents[i].key
 		if e.del {
 			dst = append(dst, opDelete)
 		} else {
@@ -251,3 +277,5 @@ func (tx *Tx) encode(dst []byte) []byte {
 	}
 	return dst
 }
+
+func cmpEnt[K cmp.Ordered](a, b opEnt[K]) int { return cmp.Compare(a.key, b.key) }
