@@ -42,6 +42,9 @@ type durableBenchResult struct {
 	LoadSec         float64 `json:"load_sec,omitempty"`
 	ReplayTxns      int     `json:"replay_txns,omitempty"`
 	RecoverMs       float64 `json:"recover_ms,omitempty"`
+	// The WAL alone, same writers and value size, same disk, same run.
+	WALAppendsPerSec float64 `json:"wal_appends_per_sec,omitempty"`
+	RatioToWAL       float64 `json:"ratio_to_wal,omitempty"`
 }
 
 func benchDurable(ctx context.Context, e *env, args []string) error {
@@ -53,6 +56,7 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	duration := fs.Duration("duration", 3*time.Second, "how long writers run; a snapshot is taken a third of the way in")
 	recoverMode := fs.Bool("recover", false, "measure recovery instead: a snapshot of -keys keys plus -replay transactions in the log")
 	replay := fs.Int("replay", 100_000, "with -recover, transactions logged after the snapshot")
+	baseline := fs.Bool("baseline", true, "also run the WAL alone (procyon bench wal with the same writers and value size, same directory) for the same duration, and report the ratio")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -83,6 +87,14 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 		res, err = benchDurableRecover(ctx, data, *keys, *valueSize, *replay)
 	} else {
 		res, err = benchDurableWrite(ctx, data, *writers, *keys, *valueSize, *duration)
+		if err == nil && *baseline {
+			var w walBenchResult
+			w, err = benchWALAppend(ctx, filepath.Join(root, "wal-baseline"), *writers, max(*valueSize, 1), *duration, true, 0)
+			res.WALAppendsPerSec = w.AppendsPerSec
+			if w.AppendsPerSec > 0 {
+				res.RatioToWAL = res.TxnsPerSec / w.AppendsPerSec
+			}
+		}
 	}
 	if err != nil {
 		return err
@@ -100,6 +112,9 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(tw, "writers\t%d, one %d-byte put per durable transaction, %.1f s\n", res.Writers, res.ValueSize, res.DurationSec)
 	fmt.Fprintf(tw, "transactions/s\t%.0f\n", res.TxnsPerSec)
+	if res.WALAppendsPerSec > 0 {
+		fmt.Fprintf(tw, "WAL alone, same run\t%.0f appends/s (ratio %.2f)\n", res.WALAppendsPerSec, res.RatioToWAL)
+	}
 	fmt.Fprintf(tw, "latency p50 / p99 (no snapshot)\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
 	fmt.Fprintf(tw, "snapshot\t%.0f ms, %d B\n", res.SnapshotMs, res.SnapshotBytes)
 	fmt.Fprintf(tw, "latency p99 during the snapshot\t%.0f µs (%d transactions)\n", res.P99usDuringSnap, res.TxnsDuringSnap)
