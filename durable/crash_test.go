@@ -3,40 +3,18 @@ package durable
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/procyon-dev/procyon/internal/testseed"
 	"maps"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/procyon-dev/procyon/vfs"
 )
 
-var seedFlag = flag.Uint64("seed", 0, "seed for randomized tests (0: derive from the time, printed)")
-
-// testSeed returns the seed for a randomized test and makes sure a failure
-// prints it.
-func testSeed(t *testing.T) uint64 {
-	seed := *seedFlag
-	if s := os.Getenv("PROCYON_SEED"); seed == 0 && s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -seed %d or PROCYON_SEED=%d)", seed, seed, seed)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("FAILED with seed %d", seed)
-		}
-	})
-	return seed
-}
+func testSeed(t *testing.T) uint64 { return testseed.Seed(t) }
 
 // The crash workload uses two collections: kv holds each writer's keys
 // ("w<writer>/<n>"), and txns holds, per writer, how many of its

@@ -2,6 +2,7 @@ package durable
 
 import (
 	"fmt"
+	"github.com/procyon-dev/procyon/internal/seqname"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -25,25 +26,9 @@ const (
 	walSubdir  = "wal"
 )
 
-func snapName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, snapSuffix) }
+func snapName(seq uint64) string { return seqname.Format(seq, snapSuffix) }
 
-func parseSnapName(name string) (uint64, bool) {
-	if len(name) != 20+len(snapSuffix) || !strings.HasSuffix(name, snapSuffix) {
-		return 0, false
-	}
-	var seq uint64
-	for _, c := range name[:20] {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if seq > (1<<64-1-d)/10 {
-			return 0, false
-		}
-		seq = seq*10 + d
-	}
-	return seq, true
-}
+func parseSnapName(name string) (uint64, bool) { return seqname.Parse(name, snapSuffix) }
 
 // walPersistence keeps records in a wal.WAL in dir/wal and snapshots as
 // files in dir.

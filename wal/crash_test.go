@@ -3,11 +3,9 @@ package wal
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/procyon-dev/procyon/internal/testseed"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,26 +13,7 @@ import (
 	"github.com/procyon-dev/procyon/vfs"
 )
 
-var seedFlag = flag.Uint64("seed", 0, "seed for randomized tests (0: derive from the time, printed)")
-
-// testSeed returns the seed for a randomized test and makes sure a failure
-// prints it.
-func testSeed(t *testing.T) uint64 {
-	seed := *seedFlag
-	if s := os.Getenv("PROCYON_SEED"); seed == 0 && s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -seed %d or PROCYON_SEED=%d)", seed, seed, seed)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("FAILED with seed %d", seed)
-		}
-	})
-	return seed
-}
+func testSeed(t *testing.T) uint64 { return testseed.Seed(t) }
 
 const crashDir = "/log"
 

@@ -2,8 +2,9 @@ package wal
 
 import (
 	"encoding/binary"
-	"fmt"
 	"hash/crc32"
+
+	"github.com/procyon-dev/procyon/internal/seqname"
 )
 
 // The constants in this file are part of the on-disk format: never change
@@ -34,27 +35,11 @@ const segmentSuffix = ".wal"
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-func segmentName(firstSeq uint64) string { return fmt.Sprintf("%020d%s", firstSeq, segmentSuffix) }
+func segmentName(firstSeq uint64) string { return seqname.Format(firstSeq, segmentSuffix) }
 
 // parseSegmentName returns the first sequence number a segment's name
 // claims, and false if name is not a segment name.
-func parseSegmentName(name string) (uint64, bool) {
-	if len(name) != 20+len(segmentSuffix) || name[20:] != segmentSuffix {
-		return 0, false
-	}
-	var seq uint64
-	for _, c := range name[:20] {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if seq > (1<<64-1-d)/10 {
-			return 0, false
-		}
-		seq = seq*10 + d
-	}
-	return seq, true
-}
+func parseSegmentName(name string) (uint64, bool) { return seqname.Parse(name, segmentSuffix) }
 
 // segmentHeader is the decoded segment header.
 type segmentHeader struct {
