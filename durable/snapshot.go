@@ -79,6 +79,8 @@ type snapWriter struct {
 	n     int64
 	ctx   context.Context
 	chunk int
+	share float64   // at most this share of wall time working (1: no pacing)
+	since time.Time // when the current stretch of work began
 }
 
 func (sw *snapWriter) flush() error {
@@ -89,10 +91,37 @@ func (sw *snapWriter) flush() error {
 	_, err := sw.w.Write(sw.buf)
 	sw.n += int64(len(sw.buf))
 	sw.buf = sw.buf[:0]
+	if err == nil && sw.share < 1 {
+		err = sw.pace()
+	}
 	if err == nil && sw.ctx != nil {
 		err = sw.ctx.Err()
 	}
 	return err
+}
+
+// pace sleeps after a stretch of work so that the writer works at most
+// sw.share of the wall time. Sleeps shorter than a millisecond are added
+// up instead of taken, to keep timer overhead out.
+func (sw *snapWriter) pace() error {
+	worked := time.Since(sw.since)
+	rest := time.Duration(float64(worked) * (1 - sw.share) / sw.share)
+	if rest < time.Millisecond {
+		return nil // keep counting from the same start
+	}
+	t := time.NewTimer(rest)
+	defer t.Stop()
+	var done <-chan struct{}
+	if sw.ctx != nil {
+		done = sw.ctx.Done()
+	}
+	select {
+	case <-t.C:
+	case <-done:
+		return sw.ctx.Err()
+	}
+	sw.since = time.Now()
+	return nil
 }
 
 func (sw *snapWriter) maybeFlush() error {
@@ -108,7 +137,8 @@ func (s *Store) writeSnapshot(ctx context.Context, w io.Writer, v *View, h snapH
 	if _, err := w.Write(h.encode()); err != nil {
 		return 0, err
 	}
-	sw := &snapWriter{w: w, buf: make([]byte, 0, 256<<10), ctx: ctx, chunk: 224 << 10}
+	sw := &snapWriter{w: w, buf: make([]byte, 0, 256<<10), ctx: ctx, chunk: 224 << 10,
+		share: s.opts.SnapshotShare, since: time.Now()}
 	for id, c := range s.colls {
 		t := v.trees[id]
 		sw.buf = append(sw.buf, snapTagColl)

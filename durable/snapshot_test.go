@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	iofs "io/fs"
 	"path/filepath"
 	"strings"
@@ -451,4 +452,51 @@ func TestLargeSnapshotRoundTrip(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestPacedBackupIsIdentical: pacing (SnapshotShare < 1) changes when the
+// snapshot's bytes are written, never what they are; and a paced snapshot
+// stops when its context ends.
+func TestPacedBackupIsIdentical(t *testing.T) {
+	backup := func(share float64) []byte {
+		ts := openTestStore(t, Options{Persistence: NewMemPersistence(), SnapshotShare: share})
+		defer ts.Close()
+		for i := range 40 {
+			mustWrite(t, ts.Store, func(tx *Tx) error {
+				for j := range 500 {
+					if err := ts.counts.Put(tx, int64(i*500+j), int64(j)); err != nil {
+						return err
+					}
+				}
+				return ts.users.Put(tx, fmt.Sprint("u", i), user{Name: strings.Repeat("n", 8000)})
+			})
+		}
+		var buf bytes.Buffer
+		if _, err := ts.Backup(context.Background(), &buf); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	plain, paced := backup(1), backup(0.05)
+	if len(plain) < 300<<10 {
+		t.Fatalf("backup of %d bytes is too small to cross chunks", len(plain))
+	}
+	if !bytes.Equal(plain, paced) {
+		t.Fatal("a paced backup differs from an unpaced one")
+	}
+	ts := openTestStore(t, Options{Persistence: NewMemPersistence(), SnapshotShare: 0.01})
+	defer ts.Close()
+	mustWrite(t, ts.Store, func(tx *Tx) error {
+		for j := range 20000 {
+			if err := ts.counts.Put(tx, int64(j), int64(j)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := ts.Backup(ctx, io.Discard); !errors.Is(err, context.Canceled) {
+		t.Fatalf("backup with a cancelled context: %v", err)
+	}
 }

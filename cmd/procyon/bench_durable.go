@@ -37,6 +37,7 @@ type durableBenchResult struct {
 	P99usDuringSnap float64 `json:"p99_us_during_snapshot,omitempty"`
 	SnapshotMs      float64 `json:"snapshot_ms,omitempty"`
 	SnapshotBytes   int64   `json:"snapshot_bytes,omitempty"`
+	SnapshotShare   float64 `json:"snapshot_share,omitempty"`
 	HeapBytesPerKey float64 `json:"heap_bytes_per_key,omitempty"`
 	HeapToRaw       float64 `json:"heap_to_raw,omitempty"`
 	LoadSec         float64 `json:"load_sec,omitempty"`
@@ -56,6 +57,7 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	duration := fs.Duration("duration", 3*time.Second, "how long writers run; a snapshot is taken a third of the way in")
 	recoverMode := fs.Bool("recover", false, "measure recovery instead: a snapshot of -keys keys plus -replay transactions in the log")
 	replay := fs.Int("replay", 100_000, "with -recover, transactions logged after the snapshot")
+	share := fs.Float64("snapshot-share", 0.5, "durable.Options.SnapshotShare: the share of wall time the snapshot may spend serializing (1: no pacing)")
 	baseline := fs.Bool("baseline", true, "also run the WAL alone (procyon bench wal with the same writers and value size, same directory) for the same duration, and report the ratio")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	if err := fs.Parse(args); err != nil {
@@ -73,6 +75,8 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("-value-size must be between 0 and 1 MiB, got %d", *valueSize)
 	case *duration <= 0:
 		return fmt.Errorf("-duration must be positive, got %v", *duration)
+	case *share <= 0 || *share > 1:
+		return fmt.Errorf("-snapshot-share must be in (0, 1], got %v", *share)
 	case *replay < 0:
 		return fmt.Errorf("-replay must not be negative, got %d", *replay)
 	}
@@ -86,7 +90,7 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	if *recoverMode {
 		res, err = benchDurableRecover(ctx, data, *keys, *valueSize, *replay)
 	} else {
-		res, err = benchDurableWrite(ctx, data, *writers, *keys, *valueSize, *duration)
+		res, err = benchDurableWrite(ctx, data, *writers, *keys, *valueSize, *duration, *share)
 		if err == nil && *baseline {
 			var w walBenchResult
 			w, err = benchWALAppend(ctx, filepath.Join(root, "wal-baseline"), *writers, max(*valueSize, 1), *duration, true, 0)
@@ -174,10 +178,10 @@ type timedLatency struct {
 	start, end time.Time
 }
 
-func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int, d time.Duration) (durableBenchResult, error) {
-	res := durableBenchResult{Mode: "write", Writers: writers, Keys: keys, ValueSize: size}
+func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int, d time.Duration, share float64) (durableBenchResult, error) {
+	res := durableBenchResult{Mode: "write", Writers: writers, Keys: keys, ValueSize: size, SnapshotShare: share}
 	before := heapInUse()
-	s, kv, err := openBenchStore(dir, durable.Options{})
+	s, kv, err := openBenchStore(dir, durable.Options{SnapshotShare: share})
 	if err != nil {
 		return res, err
 	}
