@@ -42,6 +42,7 @@ type coll interface {
 	each(t any, fn func(key, val []byte) error) error
 	// Transaction ops (see tx.go).
 	newOps() any
+	freeOps(ops any)
 	cloneOps(ops any) any
 	numOps(ops any) int
 	appendOps(dst []byte, ops any) []byte
@@ -63,6 +64,7 @@ type Collection[K cmp.Ordered, V any] struct {
 	id    int
 	codec Codec[V]
 	keys  keyCodec[K]
+	spare *txOps[K] // ops for the next transaction; guarded by the store's write lock
 }
 
 // NewCollection registers a collection named name on s, with codec for its

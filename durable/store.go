@@ -412,6 +412,12 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) error {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, s.w.maxRecord)
 	}
 	g.ends = append(g.ends, len(g.buf))
+	for i, o := range tx.ops {
+		if o != nil {
+			s.colls[i].freeOps(o)
+		}
+	}
+	tx.ops = nil
 	if t := s.w.gatherTarget; t > 0 && len(g.ends) >= t {
 		s.w.gatherTarget = 0
 		select {

@@ -54,8 +54,9 @@ type opEnt[K cmp.Ordered] struct {
 // Most transactions touch a few keys: they are found by a linear scan, and
 // an index map is built only past opsIndexMin keys.
 type txOps[K cmp.Ordered] struct {
-	ents []opEnt[K]
-	idx  map[K]int // nil until len(ents) > opsIndexMin
+	ents  []opEnt[K]
+	idx   map[K]int  // nil until len(ents) > opsIndexMin
+	order []keyAt[K] // scratch for encoding in key order
 }
 
 const opsIndexMin = 16
@@ -88,7 +89,32 @@ func (o *txOps[K]) add(e opEnt[K]) {
 	}
 }
 
-func (c *Collection[K, V]) newOps() any { return &txOps[K]{} }
+// newOps returns an empty txOps, the one the last transaction gave back
+// if there is one. Called with the store's write lock held.
+func (c *Collection[K, V]) newOps() any {
+	if o := c.spare; o != nil {
+		c.spare = nil
+		return o
+	}
+	return &txOps[K]{}
+}
+
+// maxSpareOps bounds the ops slice kept for reuse: a huge transaction's
+// is left to the collector.
+const maxSpareOps = 4096
+
+// freeOps takes back a committed transaction's ops for the next one.
+// Called with the store's write lock held, once the ops are encoded.
+func (c *Collection[K, V]) freeOps(o any) {
+	t := o.(*txOps[K])
+	if cap(t.ents) > maxSpareOps {
+		return
+	}
+	clear(t.ents[:cap(t.ents)])
+	clear(t.order[:cap(t.order)])
+	t.ents, t.idx, t.order = t.ents[:0], nil, t.order[:0]
+	c.spare = t
+}
 func (c *Collection[K, V]) cloneOps(o any) any {
 	t := o.(*txOps[K])
 	return &txOps[K]{ents: slices.Clone(t.ents), idx: maps.Clone(t.idx)}
@@ -129,13 +155,21 @@ func (c *Collection[K, V]) appendOps(dst []byte, o any) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(c.name)))
 	dst = append(dst, c.name...)
 	dst = binary.AppendUvarint(dst, uint64(len(ents)))
-	if len(ents) > 1 && !slices.IsSortedFunc(ents, cmpEnt[K]) {
-		// Sort a copy: the transaction's order is its undo order.
-		ents = slices.Clone(ents)
-		slices.SortFunc(ents, cmpEnt[K])
-	}
+	ops := o.(*txOps[K])
+	order := ops.order[:0]
+	sorted := true
 	for i := range ents {
-		e, k := &ents[i], ents[i].key
+		order = append(order, keyAt[K]{ents[i].key, int32(i)})
+		sorted = sorted && (i == 0 || ents[i-1].key < ents[i].key)
+	}
+	if !sorted {
+		// Sort the keys with their positions, not the entries: a third of
+		// the bytes to move, and the transaction's order stays as it is.
+		slices.SortFunc(order, func(a, b keyAt[K]) int { return cmp.Compare(a.k, b.k) })
+	}
+	ops.order = order
+	for _, ka := range order {
+		e, k := &ents[ka.i], ka.k
 		if e.del {
 			dst = append(dst, opDelete)
 		} else {
@@ -278,4 +312,9 @@ func (tx *Tx) encode(dst []byte) []byte {
 	return dst
 }
 
-func cmpEnt[K cmp.Ordered](a, b opEnt[K]) int { return cmp.Compare(a.key, b.key) }
+// keyAt is a key and its position in a transaction's ops, for encoding
+// them in key order.
+type keyAt[K cmp.Ordered] struct {
+	k K
+	i int32
+}
