@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/procyon-dev/procyon/durable"
+	"github.com/procyon-dev/procyon/procedure"
+)
+
+func init() {
+	register(command{path: "bench procedures", usage: "[flags]",
+		summary: "benchmark the procedure engine: procedures/s with durable step commits, or recovery of live procedures",
+		run:     benchProcedures})
+}
+
+type procBenchResult struct {
+	Mode        string  `json:"mode"` // "run" or "recover"
+	Concurrency int     `json:"concurrency,omitempty"`
+	Steps       int     `json:"steps"`
+	Workers     int     `json:"workers"`
+	DurationSec float64 `json:"duration_sec,omitempty"`
+	Procedures  int64   `json:"procedures,omitempty"`
+	ProcsPerSec float64 `json:"procedures_per_sec,omitempty"`
+	StepsPerSec float64 `json:"steps_per_sec,omitempty"`
+	CommitsPerS float64 `json:"commits_per_sec,omitempty"` // store transactions
+	P50ms       float64 `json:"p50_ms,omitempty"`
+	P99ms       float64 `json:"p99_ms,omitempty"`
+	// The disk's pace in the same run and directory: a one-record
+	// pwrite+fdatasync loop for a second before the run. Throughput here
+	// is bound by fsync latency, which drifts on shared virtual disks;
+	// procedures per raw fsync compares runs across that drift.
+	RawFsyncsPerSec  float64 `json:"raw_fsyncs_per_sec,omitempty"`
+	ProcsPerRawFsync float64 `json:"procedures_per_raw_fsync,omitempty"`
+	Live             int     `json:"live,omitempty"`
+	BuildSec         float64 `json:"build_sec,omitempty"`
+	StoreOpenMs      float64 `json:"store_open_ms,omitempty"`
+	LoadMs           float64 `json:"load_ms,omitempty"`
+	RecoverMs        float64 `json:"recover_ms,omitempty"`
+	BytesPerLP       float64 `json:"bytes_per_live_procedure,omitempty"`
+	RecordBytes      float64 `json:"record_bytes_per_procedure,omitempty"`
+	EngineBytes      float64 `json:"engine_bytes_per_live_procedure,omitempty"`
+}
+
+// benchData is a bench procedure's data: which metadata slot it writes.
+// It has a binary codec (procedure data codecs are pluggable).
+type benchData struct {
+	Slot uint32
+	Seq  uint64
+}
+
+var benchCodec = durable.CodecFunc(
+	func(d benchData) ([]byte, error) {
+		b := binary.AppendUvarint(nil, uint64(d.Slot))
+		return binary.AppendUvarint(b, d.Seq), nil
+	},
+	func(b []byte) (benchData, error) {
+		s, n := binary.Uvarint(b)
+		if n <= 0 {
+			return benchData{}, errors.New("bad bench data")
+		}
+		q, m := binary.Uvarint(b[n:])
+		if m <= 0 || n+m != len(b) {
+			return benchData{}, errors.New("bad bench data")
+		}
+		return benchData{Slot: uint32(s), Seq: q}, nil
+	})
+
+// benchWorld is a store and an engine with the bench type: -steps states,
+// each writing one small metadata key (slot*steps+state).
+type benchWorld struct {
+	s    *durable.Store
+	e    *procedure.Engine
+	meta *durable.Collection[uint64, []byte]
+	typ  *procedure.Type[int, benchData]
+}
+
+func openProcBench(ctx context.Context, dir string, steps, workers, committers int, block bool, start bool) (*benchWorld, error) {
+	quiet := slog.New(slog.DiscardHandler)
+	w := &benchWorld{s: durable.New(durable.Options{Dir: dir, Logger: quiet})}
+	w.e = procedure.New(w.s, procedure.Options{Workers: workers, Committers: committers, Logger: quiet, SweepInterval: time.Second, ResultTTL: time.Second})
+	w.meta = durable.NewCollection[uint64, []byte](w.s, "bench.meta", durable.Bytes())
+	w.typ = procedure.Register[int, benchData](w.e, "bench", procedure.StateMachineFuncs[int, benchData]{
+		Exec: func(ctx context.Context, env *procedure.Env, s int, d *benchData) (procedure.Next, error) {
+			if block {
+				<-ctx.Done() // recovery bench: stay live
+				return procedure.Next{}, ctx.Err()
+			}
+			key := uint64(d.Slot)*uint64(steps) + uint64(s)
+			val := binary.LittleEndian.AppendUint64(nil, d.Seq)
+			env.Write(func(tx *durable.Tx) error { return w.meta.Put(tx, key, val) })
+			if s+1 >= steps {
+				return procedure.Done(), nil
+			}
+			return procedure.GoTo(s + 1), nil
+		},
+	}, procedure.TypeOptions[benchData]{Codec: benchCodec})
+	if err := w.s.Open(ctx); err != nil {
+		return nil, err
+	}
+	if start {
+		if err := w.e.Start(ctx); err != nil {
+			w.s.Close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+func (w *benchWorld) close() {
+	w.e.Stop()
+	w.s.Close()
+}
+
+func benchProcedures(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "bench procedures", "[flags]")
+	dir := fs.String("dir", "procyon-bench", "parent directory for the benchmark's data (a fresh subdirectory is made and removed)")
+	concurrency := fs.Int("concurrency", 256, "procedures in flight: each client submits one, waits for its result, and submits the next")
+	steps := fs.Int("steps", 3, "steps per procedure; each writes one small metadata key in its commit")
+	duration := fs.Duration("duration", 3*time.Second, "how long clients submit")
+	workers := fs.Int("workers", 8, "engine workers (they run steps; commits wait for the disk without holding one)")
+	committers := fs.Int("committers", 0, "engine committers (0: the engine's default)")
+	recoverMode := fs.Bool("recover", false, "measure recovery instead: build -live live procedures, then time a restart")
+	live := fs.Int("live", 100_000, "with -recover, live procedures at the restart")
+	baseline := fs.Bool("baseline", true, "first time the disk: a one-record pwrite+fdatasync loop for 1 s in the same directory, reported as raw_fsyncs_per_sec")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return errUsage
+	}
+	switch {
+	case *concurrency < 1 || *concurrency > 100_000:
+		return fmt.Errorf("-concurrency must be between 1 and 100000, got %d", *concurrency)
+	case *steps < 1 || *steps > 1000:
+		return fmt.Errorf("-steps must be between 1 and 1000, got %d", *steps)
+	case *duration <= 0:
+		return fmt.Errorf("-duration must be positive, got %v", *duration)
+	case *workers < 1 || *workers > 10_000:
+		return fmt.Errorf("-workers must be between 1 and 10000, got %d", *workers)
+	case *live < 1 || *live > 20_000_000:
+		return fmt.Errorf("-live must be between 1 and 20000000, got %d", *live)
+	}
+	root, cleanup, err := benchDir(*dir, "procedures-")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	data := filepath.Join(root, "data")
+	var res procBenchResult
+	if *recoverMode {
+		res, err = benchProcRecover(ctx, data, *steps, *workers, *committers, *live, *concurrency)
+	} else {
+		var raw float64
+		if *baseline {
+			if raw, err = rawLoop(ctx, filepath.Join(root, "raw"), 64, 1, time.Second); err != nil {
+				return fmt.Errorf("raw fsync baseline: %w", err)
+			}
+		}
+		res, err = benchProcRun(ctx, data, *steps, *workers, *committers, *concurrency, *duration)
+		if raw > 0 {
+			res.RawFsyncsPerSec, res.ProcsPerRawFsync = raw, res.ProcsPerSec/raw
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(e.stdout, res)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+	if *recoverMode {
+		fmt.Fprintf(tw, "live procedures\t%d (%d-step, built in %.1f s)\n", res.Live, res.Steps, res.BuildSec)
+		fmt.Fprintf(tw, "restart: store open + engine load\t%.0f ms + %.0f ms = %.0f ms\n", res.StoreOpenMs, res.LoadMs, res.RecoverMs)
+		fmt.Fprintf(tw, "heap per live procedure\t%.0f B (store records %.0f B, engine %.0f B)\n", res.BytesPerLP, res.RecordBytes, res.EngineBytes)
+		return tw.Flush()
+	}
+	fmt.Fprintf(tw, "procedures\t%d-step, %d in flight, %d workers, %.1f s\n", res.Steps, res.Concurrency, res.Workers, res.DurationSec)
+	fmt.Fprintf(tw, "procedures/s\t%.0f\n", res.ProcsPerSec)
+	fmt.Fprintf(tw, "steps/s\t%.0f\n", res.StepsPerSec)
+	fmt.Fprintf(tw, "store commits/s\t%.0f\n", res.CommitsPerS)
+	fmt.Fprintf(tw, "latency p50 / p99 (submit to result)\t%.2f ms / %.2f ms\n", res.P50ms, res.P99ms)
+	if res.RawFsyncsPerSec > 0 {
+		fmt.Fprintf(tw, "disk, same run\t%.0f raw fsyncs/s (%.0f µs each): %.1f procedures per raw fsync\n",
+			res.RawFsyncsPerSec, 1e6/res.RawFsyncsPerSec, res.ProcsPerRawFsync)
+	}
+	return tw.Flush()
+}
+
+func benchProcRun(ctx context.Context, dir string, steps, workers, committers, concurrency int, d time.Duration) (procBenchResult, error) {
+	res := procBenchResult{Mode: "run", Concurrency: concurrency, Steps: steps, Workers: workers}
+	w, err := openProcBench(ctx, dir, steps, workers, committers, false, true)
+	if err != nil {
+		return res, err
+	}
+	defer w.close()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	lats := make([]latencies, concurrency)
+	errs := make([]error, concurrency)
+	commits0 := w.s.Stats().Commits
+	start := time.Now()
+	for c := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := make(latencies, 0, 1<<12)
+			for i := uint64(0); !stop.Load() && ctx.Err() == nil; i++ {
+				t0 := time.Now()
+				id, err := w.typ.Submit(ctx, benchData{Slot: uint32(c), Seq: i}, procedure.SubmitOptions{})
+				if err == nil {
+					_, err = w.e.Wait(ctx, id)
+				}
+				if err != nil {
+					errs[c] = err
+					return
+				}
+				l = append(l, time.Since(t0))
+			}
+			lats[c] = l
+		}()
+	}
+	timer := time.NewTimer(d)
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	stop.Store(true)
+	wg.Wait()
+	el := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return res, err
+	}
+	all := mergeSorted(lats)
+	res.DurationSec = el.Seconds()
+	res.Procedures = int64(len(all))
+	res.ProcsPerSec = float64(len(all)) / el.Seconds()
+	res.StepsPerSec = res.ProcsPerSec * float64(steps)
+	res.CommitsPerS = float64(w.s.Stats().Commits-commits0) / el.Seconds()
+	res.P50ms = float64(all.quantile(0.50)) / float64(time.Millisecond)
+	res.P99ms = float64(all.quantile(0.99)) / float64(time.Millisecond)
+	return res, nil
+}
+
+func procHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// benchProcRecover builds live procedures (submitted; their first step
+// blocks until the engine stops, so they stay live), snapshots the store,
+// and times a restart: the store's recovery plus the engine's load.
+func benchProcRecover(ctx context.Context, dir string, steps, workers, committers, live, concurrency int) (procBenchResult, error) {
+	res := procBenchResult{Mode: "recover", Steps: steps, Workers: workers, Live: live}
+	t0 := time.Now()
+	w, err := openProcBench(ctx, dir, steps, 1, committers, true, true)
+	if err != nil {
+		return res, err
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, concurrency)
+	for c := range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(live) || ctx.Err() != nil {
+					return
+				}
+				if _, err := w.typ.Submit(ctx, benchData{Slot: uint32(i), Seq: uint64(i)}, procedure.SubmitOptions{}); err != nil {
+					errs[c] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		w.close()
+		return res, err
+	}
+	w.e.Stop()
+	if _, err := w.s.Snapshot(ctx); err != nil {
+		w.s.Close()
+		return res, err
+	}
+	w.s.Close()
+	res.BuildSec = time.Since(t0).Seconds()
+	w = nil
+
+	before := procHeap()
+	t1 := time.Now()
+	w, err = openProcBench(ctx, dir, steps, workers, committers, true, false)
+	if err != nil {
+		return res, err
+	}
+	res.StoreOpenMs = float64(time.Since(t1)) / float64(time.Millisecond)
+	afterStore := procHeap()
+	t2 := time.Now()
+	if err := w.e.Start(ctx); err != nil {
+		w.s.Close()
+		return res, err
+	}
+	res.LoadMs = float64(time.Since(t2)) / float64(time.Millisecond)
+	res.RecoverMs = res.StoreOpenMs + res.LoadMs
+	after := procHeap()
+	if st := w.e.Stats(); st.Recovered != live {
+		w.close()
+		return res, fmt.Errorf("bench: %d procedures recovered, want %d", st.Recovered, live)
+	}
+	res.BytesPerLP = (float64(after) - float64(before)) / float64(live)
+	res.RecordBytes = (float64(afterStore) - float64(before)) / float64(live)
+	res.EngineBytes = (float64(after) - float64(afterStore)) / float64(live)
+	w.close()
+	runtime.KeepAlive(w)
+	return res, nil
+}

@@ -1,0 +1,464 @@
+package procedure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/procyon-dev/procyon/durable"
+)
+
+// SubmitOptions describe a submission.
+type SubmitOptions struct {
+	// Nonce, if set, makes the submission idempotent (HBase's nonce): a
+	// later Submit with the same nonce returns the first one's id instead
+	// of starting another procedure, also after a restart, for as long as
+	// that procedure's result is kept.
+	Nonce string
+	// Submitter names who submitted (shown in Info); children inherit it.
+	Submitter string
+}
+
+// nonceWait is a submission with a nonce in flight: a concurrent one with
+// the same nonce waits for its outcome.
+type nonceWait struct {
+	done chan struct{}
+	id   ID
+	err  error
+}
+
+func (e *Engine) notRunning() error {
+	if err := e.Err(); err != nil {
+		return err
+	}
+	return ErrNotStarted
+}
+
+// SubmitRaw submits a procedure of the type named typeName with data
+// already encoded by the type's codec (for tools and servers that do not
+// know the Go type). The data must decode.
+func (e *Engine) SubmitRaw(ctx context.Context, typeName string, data []byte, opts SubmitOptions) (ID, error) {
+	ti := e.types[typeName]
+	if ti == nil {
+		return 0, fmt.Errorf("%w %q", ErrUnknownType, typeName)
+	}
+	if _, err := e.decodeData(ti, ti.version, data); err != nil {
+		return 0, fmt.Errorf("procedure: submit %s: %w", typeName, err)
+	}
+	return e.submit(ctx, ti, data, opts)
+}
+
+func (e *Engine) submit(ctx context.Context, ti *typeInfo, data []byte, opts SubmitOptions) (ID, error) {
+	if !e.running() {
+		return 0, e.notRunning()
+	}
+	if opts.Nonce != "" {
+		nw, id, err := e.claimNonce(ctx, opts.Nonce)
+		if nw == nil {
+			return id, err
+		}
+		defer func() {
+			e.mu.Lock()
+			delete(e.nonceIn, opts.Nonce)
+			e.mu.Unlock()
+			close(nw.done)
+		}()
+		id, err = e.submitOnce(ctx, ti, data, opts)
+		nw.id, nw.err = id, err
+		return id, err
+	}
+	return e.submitOnce(ctx, ti, data, opts)
+}
+
+// claimNonce returns a nonceWait the caller now owns, or (nil, id) if a
+// submission with nonce exists already.
+func (e *Engine) claimNonce(ctx context.Context, nonce string) (*nonceWait, ID, error) {
+	for {
+		e.mu.Lock()
+		if w := e.nonceIn[nonce]; w != nil {
+			e.mu.Unlock()
+			select {
+			case <-w.done:
+			case <-ctx.Done():
+				return nil, 0, ctx.Err()
+			}
+			if w.err == nil {
+				return nil, w.id, nil
+			}
+			continue
+		}
+		// Not in flight: committed (durable) or never seen.
+		id, ok, err := e.nonces.Get(nonce)
+		if err != nil {
+			e.mu.Unlock()
+			return nil, 0, fmt.Errorf("procedure: nonce %q: %w", nonce, err)
+		}
+		if ok {
+			e.mu.Unlock()
+			return nil, ID(id), nil
+		}
+		w := &nonceWait{done: make(chan struct{})}
+		e.nonceIn[nonce] = w
+		e.mu.Unlock()
+		return w, 0, nil
+	}
+}
+
+func (e *Engine) submitOnce(ctx context.Context, ti *typeInfo, data []byte, opts SubmitOptions) (ID, error) {
+	// The commit is not cancelled halfway: once handed to the committers,
+	// it is waited for, so that Submit never returns an unknown outcome.
+	c := e.newCommit()
+	c.kind, c.ti, c.sdata, c.sopts, c.done = kindSubmit, ti, data, opts, make(chan struct{})
+	if !e.send(c) {
+		return 0, e.notRunning()
+	}
+	<-c.done
+	id, err := c.id, c.err
+	e.freeCommit(c) // afterBatch is done with it once done is closed
+	return id, err
+}
+
+// errNoop ends a commit function that has nothing to write.
+var errNoop = errors.New("procedure: nothing to do")
+
+// notLiveLocked explains why id is not a live procedure: finished, or
+// unknown.
+func (e *Engine) notLiveLocked(r durable.Reader, id ID) error {
+	b, ok, err := e.procsC.GetIn(r, uint64(id))
+	if err != nil {
+		return err
+	}
+	if ok {
+		if rec, err := decodeRecord(b); err == nil && rec.completed != 0 {
+			return fmt.Errorf("%w: procedure %d", ErrFinished, id)
+		}
+	}
+	return fmt.Errorf("%w: procedure %d", ErrNotFound, id)
+}
+
+// Abort asks the tree of procedure id to fail and roll back (a client's
+// abort; HBase aborts the root). It is accepted only where rollback is
+// possible: never once a procedure of the tree reached a state past its
+// point of no return (ErrAbortRefused). The abort is durable when Abort
+// returns; the rollback itself runs once no step of the tree is running.
+// Aborting a tree that is already rolling back does nothing.
+func (e *Engine) Abort(ctx context.Context, id ID) error {
+	if !e.running() {
+		return e.notRunning()
+	}
+	c := &commit{}
+	var t *tree
+	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		p := e.procs[id]
+		if p == nil || !p.committed {
+			return e.notLiveLocked(tx, id)
+		}
+		t = p.t
+		switch {
+		case t.quarantine != "":
+			return fmt.Errorf("%w: procedure %d: %s", ErrQuarantined, id, t.quarantine)
+		case t.ts.done:
+			return fmt.Errorf("%w: procedure %d", ErrFinished, id)
+		case t.ts.failed:
+			return errNoop
+		case t.ts.pastPONR:
+			return fmt.Errorf("%w: procedure %d: its tree (root %d) is past its point of no return: %s", ErrAbortRefused, id, t.root.id, t.ts.ponr)
+		}
+		root := t.root
+		c.p, c.t = root, t
+		c.begin(t)
+		c.markDirty(root)
+		root.ps.aborted = true
+		root.ps.err = &Error{Source: "abort", Message: fmt.Sprintf("aborted by a client (procedure %d)", id)}
+		root.ps.updated = e.now()
+		t.ts.failed = true
+		return e.putDirtyLocked(tx, c)
+	})
+	if errors.Is(err, errNoop) {
+		return nil
+	}
+	if err != nil {
+		return e.afterFailedAdmin(c, err)
+	}
+	if t.root.typ != nil {
+		t.root.typ.stats.aborted.Add(1)
+	}
+	e.log.Info("procedure: aborted", "id", id, "root", t.root.id)
+	e.mu.Lock()
+	e.maybeRollbackLocked(t)
+	e.mu.Unlock()
+	return nil
+}
+
+// afterFailedAdmin cleans up after a failed Abort, Bypass or Ack commit.
+func (e *Engine) afterFailedAdmin(c *commit, err error) error {
+	if c.applied {
+		e.mu.Lock()
+		e.undoLocked(c)
+		e.mu.Unlock()
+	}
+	if !e.storeHealthy(err) {
+		e.fail(err)
+	}
+	return err
+}
+
+// Bypass forces procedure id to finish without running its steps
+// (HBCK2's bypass), for a procedure stuck for good. It is recorded
+// durably with who and why, and applies to the procedure's unfinished
+// descendants too. In a running tree the procedure counts as succeeded:
+// its parent goes on (a bypassed root completes its tree). In a tree that
+// is rolling back, the rollback of the bypassed procedures is skipped (a
+// bypassed root completes the tree as rolled back). A step of the
+// procedure still running is discarded when it returns. Bypass of a
+// quarantined tree is allowed on its root only, and completes the tree.
+func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
+	if !e.running() {
+		return e.notRunning()
+	}
+	if who == "" || why == "" {
+		return errors.New("procedure: Bypass needs who and why")
+	}
+	c := &commit{}
+	var t *tree
+	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		p := e.procs[id]
+		if p == nil || !p.committed {
+			return e.notLiveLocked(tx, id)
+		}
+		t = p.t
+		switch {
+		case t.ts.done:
+			return fmt.Errorf("%w: procedure %d", ErrFinished, id)
+		case t.root == nil || p.typeName == "":
+			return fmt.Errorf("%w: procedure %d: %s (its record cannot be rewritten)", ErrQuarantined, id, t.quarantine)
+		case t.quarantine != "" && p != t.root:
+			return fmt.Errorf("%w: procedure %d: %s (bypass its root %d)", ErrQuarantined, id, t.quarantine, t.root.id)
+		case p.ps.bypass != nil:
+			return errNoop
+		case !t.ts.failed && p.ps.status == Succeeded:
+			return fmt.Errorf("%w: procedure %d", ErrFinished, id)
+		}
+		c.p, c.t = nil, t
+		c.begin(t)
+		now := e.now()
+		b := &Bypass{Who: who, Why: why, At: now}
+		for _, q := range t.procs {
+			if q != p && !e.descendsLocked(q, p) {
+				continue
+			}
+			if !t.ts.failed && q.ps.status == Succeeded {
+				continue
+			}
+			c.markDirty(q)
+			q.ps.bypass = b
+			q.ps.updated = now
+			if !t.ts.failed {
+				q.ps.status = Succeeded
+			}
+			c.finished = append(c.finished, q)
+			if q.typ != nil {
+				q.typ.stats.bypassed.Add(1)
+			}
+		}
+		switch {
+		case p == t.root:
+			status := Succeeded
+			if t.ts.failed {
+				status = RolledBack
+			}
+			if err := e.completeLocked(tx, c, t, status, now); err != nil {
+				return err
+			}
+		case !t.ts.failed:
+			e.childDoneLocked(c, e.procs[p.parent])
+		}
+		return e.putDirtyLocked(tx, c)
+	})
+	if errors.Is(err, errNoop) {
+		return nil
+	}
+	if err != nil {
+		return e.afterFailedAdmin(c, err)
+	}
+	e.log.Warn("procedure: bypassed", "id", id, "root", t.root.id, "who", who, "why", why)
+	e.mu.Lock()
+	e.postCommitLocked(c)
+	e.mu.Unlock()
+	return nil
+}
+
+// descendsLocked reports whether q descends from p.
+func (e *Engine) descendsLocked(q, p *proc) bool {
+	for n := 0; q.parent != 0 && n < 1<<20; n++ {
+		if q.parent == p.id {
+			return true
+		}
+		if q = e.procs[q.parent]; q == nil {
+			return false
+		}
+	}
+	return false
+}
+
+// Ack acknowledges that the client has seen the result of finished root
+// id: it is then kept for Options.AckedResultTTL only.
+func (e *Engine) Ack(ctx context.Context, id ID) error {
+	if !e.running() {
+		return e.notRunning()
+	}
+	var expiry int64
+	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
+		b, ok, err := e.procsC.GetIn(tx, uint64(id))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: procedure %d", ErrNotFound, id)
+		}
+		r, err := decodeRecord(b)
+		if err != nil {
+			return fmt.Errorf("%w: procedure %d: %v", ErrQuarantined, id, err)
+		}
+		if r.completed == 0 {
+			return fmt.Errorf("%w: procedure %d", ErrNotFinished, id)
+		}
+		if r.acked != 0 {
+			return errNoop
+		}
+		r.acked = e.now()
+		expiry = e.expiry(r.completed, r.acked)
+		return e.procsC.Put(tx, uint64(id), appendRecord(nil, r))
+	})
+	if errors.Is(err, errNoop) {
+		return nil
+	}
+	if err != nil {
+		return e.afterFailedAdmin(&commit{}, err)
+	}
+	e.mu.Lock()
+	e.results.add(id, expiry)
+	e.mu.Unlock()
+	return nil
+}
+
+// Info is the status of one procedure.
+type Info struct {
+	ID, Parent, Root ID
+	Type             string
+	Version          uint32
+	Status           Status
+	State            int64  // the state it runs next (or ran last, once finished)
+	StateName        string // State's name if its type is a fmt.Stringer
+	Executed         []int64
+	Steps            int // committed steps, forward and rollback
+	Children         []ID
+	Submitter, Nonce string
+	Created          time.Time
+	Updated          time.Time
+	Completed        time.Time // finished roots
+	Acked            time.Time
+	Err              *Error
+	Bypass           *Bypass
+	Aborted          bool
+	RollingBack      bool   // its tree failed and is rolling back
+	Running          bool   // a worker holds it
+	Quarantined      string // why its tree does not run ("" if it does)
+	Retries          int    // failed attempts of its current step (or its tree's rollback step)
+	LastError        string
+}
+
+func timeOf(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+func (e *Engine) infoOf(id ID, b []byte) Info {
+	in := Info{ID: id}
+	r, err := decodeRecord(b)
+	if err != nil {
+		in.Quarantined = fmt.Sprintf("undecodable record: %v", err)
+		return in
+	}
+	in.Parent, in.Root, in.Type, in.Version, in.Status = r.parent, r.root, r.typ, r.version, r.status
+	in.State, in.StateName = r.next, fmt.Sprint(r.next)
+	if ti := e.types[r.typ]; ti != nil {
+		in.StateName = ti.stateName(r.next)
+	}
+	for _, en := range r.entries {
+		in.Executed = append(in.Executed, en.state)
+	}
+	in.Steps = int(r.steps)
+	in.Submitter, in.Nonce = r.submitter, r.nonce
+	in.Created, in.Updated, in.Completed, in.Acked = timeOf(r.created), timeOf(r.updated), timeOf(r.completed), timeOf(r.acked)
+	in.Err, in.Bypass, in.Aborted = r.err, r.bypass, r.aborted
+	return in
+}
+
+// overlayLocked adds what only memory knows to in.
+func (e *Engine) overlayLocked(in *Info) {
+	p := e.procs[in.ID]
+	if p == nil {
+		return
+	}
+	t := p.t
+	in.Running = p.running
+	in.Retries, in.LastError = p.retries, p.lastErr
+	if t.quarantine != "" {
+		in.Quarantined = t.quarantine
+	}
+	if in.Status == Waiting && p.ps.status == Runnable {
+		in.Status = Runnable
+	}
+	in.RollingBack = t.ts.failed && !t.ts.done
+	if t.root == p && t.retries > 0 {
+		in.Retries, in.LastError = t.retries, t.lastErr
+	}
+	for _, q := range t.procs {
+		if q.parent == p.id && q.committed {
+			in.Children = append(in.Children, q.id)
+		}
+	}
+}
+
+// Get returns the status of procedure id, as of its last durable commit
+// (and, for live procedures, what the engine knows in memory: running,
+// retries, quarantine, children). Children of a finished tree are gone
+// (ErrNotFound); so is a root whose result expired.
+func (e *Engine) Get(id ID) (Info, error) {
+	b, ok, err := e.procsC.Get(uint64(id))
+	if err != nil {
+		return Info{}, err
+	}
+	if !ok {
+		return Info{}, fmt.Errorf("%w: procedure %d", ErrNotFound, id)
+	}
+	in := e.infoOf(id, b)
+	e.mu.Lock()
+	e.overlayLocked(&in)
+	e.mu.Unlock()
+	return in, nil
+}
+
+// List returns the status of every procedure the store holds (live ones
+// and finished roots whose results are kept), by id.
+func (e *Engine) List() ([]Info, error) {
+	var out []Info
+	err := e.procsC.Scan(func(k uint64, b []byte) bool {
+		out = append(out, e.infoOf(ID(k), b))
+		return true
+	})
+	e.mu.Lock()
+	for i := range out {
+		e.overlayLocked(&out[i])
+	}
+	e.mu.Unlock()
+	return out, err
+}

@@ -1,0 +1,86 @@
+package procedure
+
+import (
+	"context"
+	"encoding/binary"
+	"log/slog"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/procyon-dev/procyon/durable"
+)
+
+// BenchmarkProcedures runs 3-step procedures, each step writing one small
+// key, with 256 in flight, on the WAL in a temporary directory (real
+// fsyncs). One op is one procedure, submission to result.
+func BenchmarkProcedures(b *testing.B) {
+	for _, steps := range []int{1, 3} {
+		b.Run(map[int]string{1: "steps=1", 3: "steps=3"}[steps], func(b *testing.B) {
+			ctx := context.Background()
+			quiet := slog.New(slog.DiscardHandler)
+			s := durable.New(durable.Options{Dir: b.TempDir(), Logger: quiet})
+			e := New(s, Options{Logger: quiet, Workers: 8})
+			meta := durable.NewCollection[uint64, []byte](s, "meta", nil)
+			typ := Register[int, uint64](e, "bench", StateMachineFuncs[int, uint64]{
+				Exec: func(ctx context.Context, env *Env, st int, d *uint64) (Next, error) {
+					key, val := *d*uint64(steps)+uint64(st), binary.AppendUvarint(nil, *d)
+					env.Write(func(tx *durable.Tx) error { return meta.Put(tx, key, val) })
+					if st+1 >= steps {
+						return Done(), nil
+					}
+					return GoTo(st + 1), nil
+				},
+			}, TypeOptions[uint64]{Codec: durable.CodecFunc(
+				func(v uint64) ([]byte, error) { return binary.AppendUvarint(nil, v), nil },
+				func(b []byte) (uint64, error) { v, _ := binary.Uvarint(b); return v, nil })})
+			if err := s.Open(ctx); err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if err := e.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			defer e.Stop()
+			const inflight = 256
+			var next sync.WaitGroup
+			work := make(chan int)
+			for c := range inflight {
+				next.Add(1)
+				go func() {
+					defer next.Done()
+					for range work {
+						id, err := typ.Submit(ctx, uint64(c), SubmitOptions{})
+						if err == nil {
+							_, err = e.Wait(ctx, id)
+						}
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for i := 0; i < b.N; i++ {
+				work <- i
+			}
+			close(work)
+			next.Wait()
+			// CPU per procedure (the process's user+system time): unlike the
+			// wall time, not set by the disk's fsync latency.
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime returns the CPU time the process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,385 @@
+package procedure
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/procyon-dev/procyon/durable"
+	"github.com/procyon-dev/procyon/vfs"
+)
+
+// crashModel is what the test knows for sure: what was acknowledged.
+type crashModel struct {
+	mu        sync.Mutex
+	submitted map[ID]string // acknowledged roots -> tree name
+	steps     map[ID]int    // acknowledged committed steps per procedure
+	rootOf    map[ID]ID
+	aborted   map[ID]bool // roots whose Abort returned nil
+}
+
+// randomScript makes a random tree: up to depth levels of children, a
+// failure with probability pFail somewhere, polls.
+func randomScript(rng *rand.Rand, name string, depth int, pFail float64) script {
+	s := newScript(name, 1+rng.IntN(4))
+	if rng.Float64() < 0.25 {
+		s.PollAt, s.Polls = rng.IntN(s.States), 1+rng.IntN(2)
+	}
+	if depth > 0 && rng.IntN(2) == 0 {
+		s.SpawnAt = rng.IntN(s.States)
+		for i := range 1 + rng.IntN(3) {
+			s.Children = append(s.Children, randomScript(rng, fmt.Sprintf("%s.%d", name, i), depth-1, 0))
+		}
+	}
+	if rng.Float64() < pFail {
+		// Fail somewhere in the tree.
+		target := &s
+		for len(target.Children) > 0 && rng.IntN(2) == 0 {
+			target = &target.Children[rng.IntN(len(target.Children))]
+		}
+		target.FailAt = rng.IntN(target.States)
+	}
+	return s
+}
+
+func (s script) procs() int {
+	n := 1
+	for _, c := range s.Children {
+		n += c.procs()
+	}
+	return n
+}
+
+func (s script) fxKeys() int {
+	n := s.States
+	if s.SpawnAt >= 0 {
+		n = max(n, s.SpawnAt+2) // the spawning state goes on to SpawnAt+1
+	}
+	for _, c := range s.Children {
+		n += c.fxKeys()
+	}
+	return n
+}
+
+func (s script) fails() bool {
+	if s.FailAt >= 0 {
+		return true
+	}
+	for _, c := range s.Children {
+		if c.fails() {
+			return true
+		}
+	}
+	return false
+}
+
+// checkDurable checks the state a restart finds, before the engine runs:
+// every acknowledged submission and step is there; a step's metadata
+// (fx keys) and its procedure's executed states agree exactly, in both
+// directions; finished trees have all their metadata (succeeded) or none
+// (rolled back), and no procedure records left.
+func checkDurable(t *testing.T, w *world, m *crashModel, what string) {
+	t.Helper()
+	recs := map[ID]*record{}
+	data := map[ID]script{}
+	err := w.e.procsC.Scan(func(k uint64, b []byte) bool {
+		r, err := decodeRecord(b)
+		if err != nil {
+			t.Fatalf("%s: record %d: %v", what, k, err)
+		}
+		var d script
+		if err := json.Unmarshal(r.data, &d); err != nil {
+			t.Fatalf("%s: data of %d: %v", what, k, err)
+		}
+		recs[ID(k)], data[ID(k)] = r, d
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := map[ID]map[int64]bool{} // procedure -> states with metadata
+	fxRoot := map[ID]int{}
+	w.kv.Scan(func(k, v string) bool {
+		var root, id ID
+		var s int64
+		if _, err := fmt.Sscanf(k, "fx/%d/%d/%d", &root, &id, &s); err != nil {
+			t.Fatalf("%s: key %q", what, k)
+		}
+		if fx[id] == nil {
+			fx[id] = map[int64]bool{}
+		}
+		fx[id][s] = true
+		fxRoot[root]++
+		if r := recs[root]; r == nil || r.completed == 0 {
+			// A live tree: the procedure must hold the state.
+			if recs[id] == nil {
+				t.Fatalf("%s: metadata %s of procedure %d, which has no record", what, k, id)
+			}
+		}
+		return true
+	})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id := range m.submitted {
+		if recs[id] == nil {
+			t.Fatalf("%s: acknowledged submission %d lost", what, id)
+		}
+	}
+	for id, n := range m.steps {
+		r := recs[id]
+		if r == nil {
+			if root := recs[m.rootOf[id]]; root == nil || root.completed == 0 {
+				t.Fatalf("%s: procedure %d (root %d) gone, its tree not finished", what, id, m.rootOf[id])
+			}
+			continue
+		}
+		if int(r.steps) < n {
+			t.Fatalf("%s: procedure %d has %d steps, %d acknowledged", what, id, r.steps, n)
+		}
+	}
+	for id, r := range recs {
+		d := data[id]
+		if r.completed != 0 {
+			if r.parent != 0 {
+				t.Fatalf("%s: completed child %d", what, id)
+			}
+			switch {
+			case r.status == Succeeded && r.bypass == nil:
+				if got, want := fxRoot[id], d.fxKeys(); got != want {
+					var keys []string
+					w.kv.Scan(func(k, v string) bool {
+						if strings.HasPrefix(k, fmt.Sprintf("fx/%d/", id)) {
+							keys = append(keys, k+"="+v)
+						}
+						return true
+					})
+					t.Fatalf("%s: succeeded tree %d (%s) has %d metadata keys, want %d: %v\nplan %+v", what, id, d.Name, got, want, keys, d)
+				}
+			case r.status == RolledBack:
+				if fxRoot[id] != 0 {
+					t.Fatalf("%s: rolled-back tree %d (%s) left %d metadata keys", what, id, d.Name, fxRoot[id])
+				}
+			}
+			continue
+		}
+		if root := recs[r.root]; root == nil || root.completed != 0 {
+			t.Fatalf("%s: procedure %d of finished or missing root %d left behind", what, id, r.root)
+		}
+		want := map[int64]bool{}
+		for _, e := range r.entries {
+			want[e.state] = true
+		}
+		if r.status == Failed {
+			delete(want, int64(d.FailAt)) // the failed step wrote nothing
+		}
+		got := fx[id]
+		if len(got) != len(want) {
+			t.Fatalf("%s: procedure %d (%s, %v): metadata for states %v, executed states %v", what, id, d.Name, r.status, got, r.entries)
+		}
+		for s := range want {
+			if !got[s] {
+				t.Fatalf("%s: procedure %d (%s): executed state %d without its metadata (have %v)", what, id, d.Name, s, got)
+			}
+		}
+	}
+}
+
+// TestRandomCrash runs many concurrent procedure trees, with failures and
+// aborts, on the crash-simulating FS, crashing at random file operations
+// and restarting from a crash state each time; after every restart it
+// checks the durable state (checkDurable), and at the end that every
+// tree finished as it had to. The world's hooks check that no procedure
+// runs on two workers at once.
+func TestRandomCrash(t *testing.T) {
+	seed := testSeed(t)
+	rounds := 8
+	if testing.Short() {
+		rounds = 1
+	}
+	for round := range rounds {
+		runCrashRound(t, seed+uint64(round), round)
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+// crashTrees is how many trees a round submits.
+const crashTrees = 60
+
+func runCrashRound(t *testing.T, seed uint64, round int) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	m := &crashModel{submitted: map[ID]string{}, steps: map[ID]int{}, rootOf: map[ID]ID{}, aborted: map[ID]bool{}}
+	fs := vfs.NewMem()
+	plans := map[string]script{}
+	ponrs := map[string]bool{}
+	next := 0
+	crashes := 0
+	ctx := context.Background()
+	for inc := 0; ; inc++ {
+		w := &world{t: t, fs: fs, gates: &gates{}, running: map[ID]bool{}, noStart: true,
+			dopts: durable.Options{SegmentSize: 4 << 10, SnapshotBytes: 8 << 10, SnapshotSyncBytes: 1 << 10},
+			opts: Options{Workers: 1 + rng.IntN(6), RetryDelay: time.Millisecond, MaxRetryDelay: 2 * time.Millisecond,
+				Hooks: Hooks{AfterCommit: func(info StepInfo) {
+					m.mu.Lock()
+					m.steps[info.ID] = max(m.steps[info.ID], info.Step+1)
+					m.rootOf[info.ID] = info.Root
+					m.mu.Unlock()
+				}}}}
+		w.open()
+		what := fmt.Sprintf("round %d (seed %d), restart %d", round, seed, inc)
+		checkDurable(t, w, m, what)
+		if t.Failed() {
+			return
+		}
+		final := inc >= 40
+		if !final {
+			fs.SetCrashAfter(1 + rng.IntN(100))
+		}
+		if err := w.e.Start(ctx); err != nil {
+			if !fs.Crashed() {
+				t.Fatalf("%s: start: %v", what, err)
+			}
+		} else {
+			// Submit a few trees, and abort some while they run.
+			var wg sync.WaitGroup
+			for range 1 + rng.IntN(6) {
+				if next >= crashTrees {
+					break
+				}
+				name := fmt.Sprintf("t%d", next)
+				next++
+				var s script
+				typ := w.script
+				if rng.IntN(6) == 0 {
+					s = newScript(name, 5)
+					if rng.IntN(2) == 0 {
+						s.FailAt = rng.IntN(3) // before the point of no return (states >= 3)
+					}
+					typ, ponrs[name] = w.ponr, true
+				} else {
+					s = randomScript(rng, name, 2, 0.3)
+				}
+				plans[name] = s
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					id, err := typ.Submit(ctx, s, SubmitOptions{})
+					if err == nil {
+						m.mu.Lock()
+						m.submitted[id] = name
+						m.mu.Unlock()
+					} else if w.e.Err() == nil {
+						t.Errorf("%s: submit: %v", what, err)
+					}
+				}()
+			}
+			wg.Wait()
+			m.mu.Lock()
+			var roots []ID
+			for id := range m.submitted {
+				roots = append(roots, id)
+			}
+			m.mu.Unlock()
+			for range rng.IntN(3) {
+				if len(roots) == 0 {
+					break
+				}
+				id := roots[rng.IntN(len(roots))]
+				time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
+				err := w.e.Abort(ctx, id)
+				switch {
+				case err == nil:
+					m.mu.Lock()
+					m.aborted[id] = true
+					m.mu.Unlock()
+				case errors.Is(err, ErrAbortRefused), errors.Is(err, ErrFinished), w.e.Err() != nil:
+				default:
+					t.Errorf("%s: abort %d: %v", what, id, err)
+				}
+			}
+			// Run until everything finished or the FS crashed.
+			deadline := time.Now().Add(30 * time.Second)
+			for w.e.Err() == nil {
+				if allFinished(w, m) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: procedures did not finish: %v", what, w.e.Stats())
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		engineFailed := w.e.Err() != nil
+		w.close() // may reach the crash point too
+		crashed := fs.Crashed() || engineFailed
+		if t.Failed() {
+			return
+		}
+		if !crashed && next >= crashTrees {
+			fs.SetCrashAfter(0)
+			checkFinal(t, w, fs, m, plans, what)
+			t.Logf("round %d: %d trees, %d crashes, %d restarts", round, len(m.submitted), crashes, inc)
+			return
+		}
+		if crashed {
+			crashes++
+			fs = fs.CrashClone(int64(seed)*1000 + int64(inc))
+		} else {
+			fs.SetCrashAfter(0)
+		}
+	}
+}
+
+func allFinished(w *world, m *crashModel) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id := range m.submitted {
+		in, err := w.e.Get(id)
+		if err != nil || in.Completed.IsZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// checkFinal checks, after a last clean restart, that every tree finished
+// as it had to.
+func checkFinal(t *testing.T, w0 *world, fs *vfs.MemFS, m *crashModel, plans map[string]script, what string) {
+	w := &world{t: t, fs: fs, gates: &gates{}, running: map[ID]bool{}}
+	w.open()
+	defer w.close()
+	checkDurable(t, w, m, what+" (final)")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, name := range m.submitted {
+		in, err := w.e.Get(id)
+		if err != nil {
+			t.Fatalf("%s: %d (%s): %v", what, id, name, err)
+		}
+		plan := plans[name]
+		switch {
+		case in.Completed.IsZero():
+			t.Fatalf("%s: %d (%s) not finished: %+v", what, id, name, in)
+		case plan.fails() || m.aborted[id]:
+			if in.Status != RolledBack {
+				t.Fatalf("%s: %d (%s) should have rolled back: %+v", what, id, name, in)
+			}
+		case in.Status == RolledBack:
+			if in.Err == nil || in.Err.Source != "abort" {
+				t.Fatalf("%s: %d (%s) rolled back without a failure or an abort: %+v", what, id, name, in)
+			}
+		case in.Status != Succeeded:
+			t.Fatalf("%s: %d (%s): %+v", what, id, name, in)
+		}
+		if in.Status == RolledBack && !strings.Contains(in.Err.Error(), "scripted") && in.Err.Source != "abort" {
+			t.Fatalf("%s: %d (%s): error %v", what, id, name, in.Err)
+		}
+	}
+}

@@ -1,0 +1,160 @@
+// Package procedure is procyon's crash-safe procedure engine: HBase's
+// Procedure v2 rebuilt in Go on the durable store. A procedure is a state
+// machine whose every step commits, in one transaction, the metadata
+// writes it made and its own new state; procedures spawn children that run
+// in parallel; when any procedure of a tree fails, every step the tree
+// executed is undone in exactly the reverse order; results are kept until
+// acknowledged; submissions are idempotent with a nonce; a restart
+// resumes everything from the store.
+//
+// # Using it
+//
+//	s := durable.New(durable.Options{Dir: dir})
+//	tables := durable.NewCollection[string, Table](s, "tables", nil)
+//	e := procedure.New(s, procedure.Options{})        // registers its collections: before Open
+//	create := procedure.Register[State, Data](e, "create-table", &createTable{tables: tables})
+//	if err := s.Open(ctx); err != nil { ... }
+//	if err := e.Start(ctx); err != nil { ... }         // recovers, then runs
+//	defer e.Stop()
+//
+//	id, err := create.Submit(ctx, Data{Name: "users"}, procedure.SubmitOptions{Nonce: requestID})
+//	result, err := create.Wait(ctx, id)                // the final Data, or why it rolled back
+//
+// A type is a StateMachine[S, D]: S an integer state type, D the user
+// data (persisted with a durable.Codec; JSON by default). Execute(ctx,
+// env, state, data) returns GoTo(s), Again(), Done(), Yield() or
+// Spawn(next, children...), or an error, which fails the procedure and
+// rolls back its tree. Rollback(ctx, env, state, data) undoes one executed
+// state. Optional methods: Initial() S, NoReturn(S) bool (the point of no
+// return: abort refused, nothing before it rolled back; a failure after it
+// is retried), AfterReplay(id, state, data) (rebuild transient state after
+// a restart). Sequential wraps one function as a one-shot procedure.
+//
+// # The one write path
+//
+// A step never runs inside a store transaction (that would hold the
+// store's write lock for as long as the step takes). It reads the latest
+// durable state through the collections (Get, Scan) and records its
+// metadata writes with Env.Write. When it returns, the worker hands the
+// step's commit to the committer and takes other work. The committer
+// gathers the commits waiting (steps, rollback steps, submissions; up to
+// Options.MaxBatch) into one durable.Store.Write whose function runs, for
+// each, the recorded writes and then stores the procedure's new record
+// (and its new children's, or its completed tree's result); the records
+// are encoded under the engine's lock and put in the transaction after it
+// is released, so that the B-tree inserts never hold up the workers. So a step's
+// metadata and its procedure's state are in one transaction, one WAL
+// record, always together; a batch holds several whole steps. As soon as
+// a batch's function has run, the committer gathers the next batch while
+// the previous ones wait for the disk (at most Options.Committers in
+// flight), and the store's group commit shares each fsync among them.
+// The procedure is held (not runnable) until its commit is durable: its
+// next step never starts before. If a recorded write fails, the batch's
+// transaction is dropped and made again with that step failed instead
+// (nothing of its writes commits; the other steps are unaffected); if
+// the store refuses a batch as too large, its commits go one by one.
+//
+// # Trees and the rollback stack
+//
+// A root and its descendants form a tree. Every committed step of any of
+// its procedures takes the next index of the tree's rollback stack,
+// allocated inside the commit function; commits are serialized by the
+// store, so index order is commit order. Each procedure's record holds its
+// executed states with their indexes. A state run again (Again, or a GoTo
+// to itself) without children in between is one entry, rolled back once;
+// the state whose Execute failed gets an entry too (its Execute may have
+// done part of its work). On load, each tree's stack is rebuilt from its
+// procedures' records; a gap, a duplicate, an index past the end or
+// entries out of order quarantine that tree alone.
+//
+// A failure (a step's error, or a client's Abort, which is refused once
+// the tree is past its point of no return) marks the tree failed: no new
+// step of it starts, the steps running finish and commit (they are on the
+// stack too), and once none runs, the rollback pops the stack from the
+// top: Rollback of the owning procedure for its last executed state, and
+// a commit of the pop (with the Rollback's recorded writes). A failing
+// Rollback is retried after a bounded, growing delay, visibly (Info.Retries,
+// LastError); Bypass skips it. The pop that empties the stack also
+// completes the tree as rolled back.
+//
+// When a root finishes (succeeded or rolled back), the same commit turns
+// its record into the result (its final data, or the error with its
+// source and message) and deletes its descendants' records. Results are
+// kept for Options.ResultTTL (15 min) after completion, or
+// Options.AckedResultTTL (5 min) after Ack, whichever comes first; the
+// sweeper deletes expired ones in batches, with their nonces.
+//
+// # Executor
+//
+// Options.Workers goroutines pull work from a run queue (front: resumed
+// work; back: new submissions and yields). A procedure is held by at most
+// one worker (or one commit) at a time. A procedure that cannot run
+// (waiting for children; with the scheduling issue, for a lock, an event
+// or a timer) is parked outside the queue and pushed to the front when
+// woken. A monitor notices workers busy in one step longer than
+// Options.StuckAfter and starts temporary workers, up to
+// Options.MaxExtraWorkers, which exit when idle.
+//
+// # Recovery
+//
+// Start scans the procedures collection once: finished roots are only
+// noted for the sweeper; live procedures are decoded (through their
+// type's upgrade if their data is older), grouped into trees, checked, and
+// their AfterReplay hooks run; then runnable procedures and failed trees'
+// rollbacks are queued. A procedure whose type is unknown, whose data does
+// not decode or is newer than the program, or whose upgrade fails, makes
+// its tree quarantined: kept as it is, reported in Info.Quarantined, Stats
+// and the log, never run, never dropped; the other trees load and run.
+// Once the program can read it again, it runs after the next restart.
+// Start-up reads only the live procedures and kept results: the durable
+// store's snapshots bound the log.
+//
+// # On-disk format
+//
+// The engine keeps three collections in the store (prefix Options.Name,
+// default "procedure"):
+//
+//	<name>.procs    uint64 id -> procedure record (below)
+//	<name>.nonces   string nonce -> uvarint id
+//	<name>.meta     "next-id" -> uvarint: ids below it may be in use (raised
+//	                by 1024 at a time, in the commit that needs it)
+//
+// A procedure record; integers are varints (uvarint unless marked signed),
+// strings and byte strings are a uvarint length and the bytes:
+//
+//	+---------+--------+-------+--------+------+------+-------------+-------+
+//	| version | status | flags | parent | root | type | type version| state |
+//	| u8 = 1  | u8     | u8    |        |      | str  |             | signed|
+//	+---------+--------+-------+--------+------+------+-------------+-------+
+//	| steps | n entries | entry... | created | updated | submitter | nonce |
+//	|       |           |          | signed  | signed  | str       | str   |
+//	+-------+-----------+----------+---------+---------+-----------+-------+
+//	| data  | [error: source str, message str]   [bypass: who str, why str,
+//	| bytes |  at signed]  [completed signed]   [acked signed]
+//	+-------+-------------------------------------------------------------
+//	entry: state (signed) | stack index | u8 entry flags (1: spawned children)
+//	status: 1 runnable, 2 waiting, 3 succeeded, 4 failed, 5 rolled back
+//	flags:  1 error, 2 bypass, 4 aborted, 8 completed, 16 acked (each
+//	        optional section is present iff its flag is set)
+//	times:  unix nanoseconds
+//
+// A waiting procedure whose children all succeeded is stored as waiting
+// and loaded as runnable; the count of running children is not stored.
+// The constants in record.go are part of the format: never change them.
+//
+// # Crash model
+//
+// Steps are at-least-once: after a crash, the steps whose commits were not
+// durable run again; a step is acknowledged (and its next step may start)
+// only once its commit is durable. Execute and Rollback must tolerate
+// running again, and Rollback a state that did only part of its work.
+// procedure/proctest runs a user's procedure types through a crash and
+// restart before and after every step's commit, and through a failure at
+// every step, with crashes during the rollback. The package's own
+// randomized test runs many trees with failures and aborts on the
+// crash-simulating file system, crashing at random file operations; after
+// every restart it checks that no acknowledged step was lost, that every
+// procedure's executed states and its metadata agree exactly, that
+// finished trees left all their metadata (succeeded) or none (rolled
+// back), and that no procedure ran on two workers at once.
+package procedure

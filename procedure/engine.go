@@ -1,0 +1,571 @@
+package procedure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/procyon-dev/procyon/durable"
+)
+
+// Options configure an Engine. Every field has a default, written in its
+// comment.
+type Options struct {
+	// Name prefixes the engine's collections ("<Name>.procs",
+	// "<Name>.nonces", "<Name>.meta"), so that a store can hold more than
+	// one engine. Default "procedure".
+	Name string
+	// Workers is the number of goroutines running steps. A worker holds a
+	// procedure only while its step executes: waiting for the step's
+	// commit to be durable does not take a worker. Default 16.
+	Workers int
+	// StuckAfter: a worker busy in one step for longer is stuck, and a
+	// temporary worker is started so that the rest of the queue keeps
+	// running (HBase's keep-alive workers). Temporary workers exit after
+	// StuckAfter without work. Default 10 s.
+	StuckAfter time.Duration
+	// MaxExtraWorkers bounds the temporary workers. Default Workers.
+	MaxExtraWorkers int
+	// MaxCommits bounds the commits (steps, rollback steps, submissions)
+	// waiting for a committer; a worker that finds the bound reached
+	// waits. Default 4096.
+	MaxCommits int
+	// Committers bounds the batches of commits in flight: a committer
+	// gathers the commits waiting (up to MaxBatch) into one store
+	// transaction, and gathers the next batch as soon as that
+	// transaction is applied, while it waits for the disk. Default 8.
+	Committers int
+	// MaxBatch bounds the commits in one store transaction. Default 256.
+	MaxBatch int
+	// ResultTTL: a finished root's result is deleted this long after it
+	// finished. Default 15 min.
+	ResultTTL time.Duration
+	// AckedResultTTL: ... or this long after it was acknowledged (Ack),
+	// whichever comes first. Default 5 min.
+	AckedResultTTL time.Duration
+	// SweepInterval: how often expired results are deleted. Default 1 min;
+	// negative: only when Sweep is called.
+	SweepInterval time.Duration
+	// SweepBatch bounds the results deleted by one commit. Default 1000.
+	SweepBatch int
+	// RetryDelay is the first delay before a failed rollback step (or a
+	// failed step past the point of no return) runs again; it doubles up
+	// to MaxRetryDelay. Defaults 100 ms and 10 s.
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
+	// Now is the clock for timestamps and result expiry. Default time.Now.
+	Now func() time.Time
+	// Logger receives recovery reports, quarantines and retries. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// Hooks are test hooks (proctest uses them). Default none.
+	Hooks Hooks
+}
+
+// Hooks let tests observe steps and inject failures and crashes. Every
+// hook may be nil. They are called from worker and commit goroutines,
+// concurrently for different procedures.
+type Hooks struct {
+	// StepStart is called when a worker takes a procedure for a step
+	// (forward or rollback), before it runs.
+	StepStart func(StepInfo)
+	// FailStep is called after a forward step's Execute returned without
+	// error; a non-nil error makes the step fail with it, as if Execute
+	// had returned it (its recorded writes are dropped).
+	FailStep func(StepInfo) error
+	// BeforeCommit is called after a step ran, just before its commit.
+	BeforeCommit func(StepInfo)
+	// AfterCommit is called once a step's commit is durable.
+	AfterCommit func(StepInfo)
+	// StepEnd is called when the worker lets go of the procedure, whatever
+	// happened (committed, yielded, discarded, failed to commit).
+	StepEnd func(StepInfo)
+}
+
+// StepInfo describes a step for Hooks.
+type StepInfo struct {
+	ID, Root ID
+	Type     string
+	State    int64
+	// Step counts the procedure's committed steps before this one, forward
+	// and rollback; it is persisted, so it names the step across restarts.
+	Step     int
+	Rollback bool
+	// Err is set for BeforeCommit and AfterCommit of a commit that records
+	// the step's failure (which starts the tree's rollback).
+	Err error
+}
+
+func (o *Options) ensureDefaults() {
+	if o.Name == "" {
+		o.Name = "procedure"
+	}
+	if o.Workers <= 0 {
+		o.Workers = 16
+	}
+	if o.StuckAfter <= 0 {
+		o.StuckAfter = 10 * time.Second
+	}
+	if o.MaxExtraWorkers <= 0 {
+		o.MaxExtraWorkers = o.Workers
+	}
+	if o.MaxCommits <= 0 {
+		o.MaxCommits = 4096
+	}
+	if o.Committers <= 0 {
+		o.Committers = 8
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 256
+	}
+	if o.ResultTTL <= 0 {
+		o.ResultTTL = 15 * time.Minute
+	}
+	if o.AckedResultTTL <= 0 {
+		o.AckedResultTTL = 5 * time.Minute
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = time.Minute
+	}
+	if o.SweepBatch <= 0 {
+		o.SweepBatch = 1000
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = 100 * time.Millisecond
+	}
+	if o.MaxRetryDelay <= 0 {
+		o.MaxRetryDelay = 10 * time.Second
+	}
+	if o.MaxRetryDelay < o.RetryDelay {
+		o.MaxRetryDelay = o.RetryDelay
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Engine states.
+const (
+	engNew int32 = iota
+	engRunning
+	engStopping
+	engStopped
+)
+
+// Engine runs procedures: it recovers them from its store, runs their
+// steps on a pool of workers, commits each step atomically with its
+// metadata writes, rolls failed trees back and keeps results. See the
+// package documentation.
+type Engine struct {
+	store  *durable.Store
+	opts   Options
+	log    *slog.Logger
+	procsC *durable.Collection[uint64, []byte]
+	nonces *durable.Collection[string, uint64]
+	meta   *durable.Collection[string, uint64]
+	types  map[string]*typeInfo // fixed once started
+
+	q         *runQueue
+	state     atomic.Int32
+	failErr   atomic.Pointer[error]
+	failedCh  chan struct{} // closed when the engine failed
+	ctx       context.Context
+	cancel    context.CancelFunc
+	workersWG sync.WaitGroup // workers
+	bgWG      sync.WaitGroup // monitor and sweeper
+
+	// commitCh feeds the committers. commitMu orders sends before its
+	// close: senders hold it shared and check commitClosed.
+	commitCh     chan *commit
+	commitMu     sync.RWMutex
+	recPool      sync.Pool // *recWrites, one per batch being applied
+	commitPool   sync.Pool // *commit
+	commitClosed bool
+	committersWG sync.WaitGroup
+
+	workers struct {
+		sync.Mutex
+		all   map[*worker]struct{}
+		extra int
+		next  int
+	}
+
+	// mu guards the in-memory state of every live procedure and tree (see
+	// proc and tree). Lock order: the store's write lock (a commit
+	// function runs under it), then mu, then the run queue's lock. Never
+	// call store.Write with mu held.
+	mu      sync.Mutex
+	procs   map[ID]*proc // live procedures (of unfinished trees)
+	trees   map[ID]*tree // live trees by root id
+	waiters map[ID][]*waiter
+	nonceIn map[string]*nonceWait // submissions with a nonce in flight
+	results resultHeap            // finished roots, by expiry
+	nextID  uint64                // next id to allocate
+	hwm     uint64                // ids below it may be in use; persisted in meta
+	timers  map[*time.Timer]struct{}
+	stats   engineStats
+}
+
+// proc is a live procedure. Its immutable fields are set when it is
+// created or loaded; ps mirrors its persisted record (the store's head,
+// which may be one group commit ahead of the durable version) and is
+// changed only by commit functions, under Engine.mu; data belongs to the
+// worker running the procedure.
+type proc struct {
+	id, parent ID
+	t          *tree
+	typ        *typeInfo // nil: unknown type (quarantined)
+	typeName   string
+	version    uint32 // of raw (decoded data is always the current version)
+	created    int64
+	submitter  string
+	nonce      string
+
+	ps pstate
+
+	// data is the decoded *D, or nil while only raw is known (a child
+	// that has not run yet, a quarantined procedure). Only the worker
+	// holding the procedure reads or changes data; raw is only read
+	// outside mu, and written under it.
+	data any
+	raw  []byte
+
+	// Runtime state, guarded by Engine.mu.
+	committed  bool // the record that created it is durable
+	queued     bool
+	running    bool
+	retries    int
+	lastErr    string
+	quarantine string // why this procedure cannot be loaded ("" if it can)
+}
+
+// pstate is the part of a procedure's record that changes.
+type pstate struct {
+	status    Status
+	aborted   bool
+	next      int64
+	steps     uint32
+	entries   []entry // append-only while going forward; never changed in place
+	updated   int64
+	err       *Error
+	bypass    *Bypass
+	completed int64
+	acked     int64
+	pending   int32 // children not finished (not persisted: derived on load)
+}
+
+// tree is a root procedure and its descendants: the unit of rollback.
+type tree struct {
+	root  *proc
+	procs []*proc // root first, then descendants in creation order
+	ts    tstate
+
+	// Runtime state, guarded by Engine.mu.
+	running    int  // procedures of the tree held by workers (a rollback counts one)
+	rbQueued   bool // a rollback item is in the run queue
+	quarantine string
+	retries    int
+	lastErr    string
+}
+
+// tstate is the tree's state derived from its procedures' records.
+type tstate struct {
+	nextIdx  uint32 // size of the rollback stack
+	failed   bool   // a procedure failed or the root was aborted: rolling back
+	pastPONR bool   // a procedure reached a NoReturn state: no rollback
+	ponr     string // which procedure and state, for Abort's refusal
+	done     bool   // completed (its records are deleted post-commit)
+	version  uint64 // commits applied to the tree since load
+}
+
+// New returns an engine for store and registers its collections on it:
+// call it before store.Open. Register the procedure types, open the
+// store, then Start.
+func New(store *durable.Store, opts Options) *Engine {
+	opts.ensureDefaults()
+	u64 := durable.CodecFunc(encodeU64, decodeU64)
+	e := &Engine{
+		store:      store,
+		recPool:    sync.Pool{New: func() any { return new(recWrites) }},
+		commitPool: sync.Pool{New: func() any { return new(commit) }},
+		opts:       opts,
+		log:        opts.Logger,
+		procsC:     durable.NewCollection[uint64, []byte](store, opts.Name+".procs", durable.Bytes()),
+		nonces:     durable.NewCollection[string, uint64](store, opts.Name+".nonces", u64),
+		meta:       durable.NewCollection[string, uint64](store, opts.Name+".meta", u64),
+		types:      map[string]*typeInfo{},
+		q:          newRunQueue(),
+		failedCh:   make(chan struct{}),
+		procs:      map[ID]*proc{},
+		trees:      map[ID]*tree{},
+		waiters:    map[ID][]*waiter{},
+		nonceIn:    map[string]*nonceWait{},
+		timers:     map[*time.Timer]struct{}{},
+	}
+	e.commitCh = make(chan *commit, opts.MaxCommits)
+	e.workers.all = map[*worker]struct{}{}
+	return e
+}
+
+func (e *Engine) register(ti *typeInfo) {
+	if e.state.Load() != engNew {
+		panic(fmt.Sprintf("procedure: type %q registered after Start", ti.name))
+	}
+	if _, dup := e.types[ti.name]; dup {
+		panic(fmt.Sprintf("procedure: type %q registered twice", ti.name))
+	}
+	e.types[ti.name] = ti
+}
+
+// Store returns the engine's store.
+func (e *Engine) Store() *durable.Store { return e.store }
+
+func (e *Engine) now() int64 { return e.opts.Now().UnixNano() }
+
+// Start recovers the procedures in the store (which must be open): it
+// loads them, rebuilds their trees' rollback stacks, quarantines what
+// cannot be loaded, runs the AfterReplay hooks, and then starts the
+// workers, the stuck-worker monitor and the result sweeper.
+func (e *Engine) Start(ctx context.Context) error {
+	if !e.state.CompareAndSwap(engNew, engRunning) {
+		return errors.New("procedure: engine already started")
+	}
+	if err := e.load(ctx); err != nil {
+		e.state.Store(engStopped)
+		return err
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.committersWG.Add(1)
+	go e.committer()
+	for range e.opts.Workers {
+		e.startWorker(false)
+	}
+	e.bgWG.Add(1)
+	go e.monitor()
+	if e.opts.SweepInterval > 0 {
+		e.bgWG.Add(1)
+		go e.sweeper()
+	}
+	return nil
+}
+
+// Stop stops the engine: workers take no more work, the context of the
+// steps running is cancelled, and Stop waits for them and for their
+// commits. A step that returns an error (or yields) while the engine
+// stops is dropped, not failed: it runs again after a restart. Stop does
+// not close the store.
+func (e *Engine) Stop() {
+	if !e.state.CompareAndSwap(engRunning, engStopping) {
+		if e.state.CompareAndSwap(engNew, engStopped) {
+			return
+		}
+		// Stopping already, or failed: still wait for the workers.
+		if e.state.Load() == engStopped {
+			return
+		}
+	}
+	if e.cancel != nil {
+		e.cancel()
+	}
+	e.q.close()
+	e.mu.Lock()
+	for t := range e.timers {
+		t.Stop()
+	}
+	clear(e.timers)
+	e.mu.Unlock()
+	e.workersWG.Wait()
+	// The workers are gone: no more steps. The commits queued are made
+	// (or failed, if the store failed), then the committers exit.
+	e.commitMu.Lock()
+	if !e.commitClosed {
+		e.commitClosed = true
+		close(e.commitCh)
+	}
+	e.commitMu.Unlock()
+	e.committersWG.Wait()
+	e.bgWG.Wait()
+	e.state.Store(engStopped)
+}
+
+func (e *Engine) running() bool { return e.state.Load() == engRunning }
+
+// Err returns the error that made the engine fail (wrapping
+// ErrEngineFailed and the store's error), or nil.
+func (e *Engine) Err() error {
+	if p := e.failErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail stops the engine after its store failed. Waiters get the error.
+func (e *Engine) fail(cause error) {
+	err := fmt.Errorf("%w: %w", ErrEngineFailed, cause)
+	if !e.failErr.CompareAndSwap(nil, &err) {
+		return
+	}
+	e.log.Error("procedure: store failed; engine stopping", "err", cause)
+	e.state.CompareAndSwap(engRunning, engStopping)
+	if e.cancel != nil {
+		e.cancel()
+	}
+	e.q.close()
+	close(e.failedCh)
+}
+
+// afterFunc runs f after d unless the engine stops first.
+func (e *Engine) afterFuncLocked(d time.Duration, f func()) {
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		e.mu.Lock()
+		_, live := e.timers[t]
+		delete(e.timers, t)
+		e.mu.Unlock()
+		if live {
+			f()
+		}
+	})
+	e.timers[t] = struct{}{}
+}
+
+func (e *Engine) retryDelay(n int) time.Duration {
+	d := e.opts.RetryDelay
+	for i := 1; i < n && d < e.opts.MaxRetryDelay; i++ {
+		d *= 2
+	}
+	return min(d, e.opts.MaxRetryDelay)
+}
+
+// Env is what a step gets besides its state and data: who it is, the
+// store to read, and Write to record the step's metadata writes.
+type Env struct {
+	e        *Engine
+	id       ID
+	parent   ID
+	root     ID
+	rollback bool
+	writes   []func(tx *durable.Tx) error
+	closed   atomic.Bool
+}
+
+// ID returns the procedure's id.
+func (env *Env) ID() ID { return env.id }
+
+// Parent returns the parent's id (0 for a root).
+func (env *Env) Parent() ID { return env.parent }
+
+// Root returns the id of the tree's root (the procedure's own for a root).
+func (env *Env) Root() ID { return env.root }
+
+// RollingBack reports whether this is a Rollback step.
+func (env *Env) RollingBack() bool { return env.rollback }
+
+// Store returns the store: read the latest durable state with the
+// collections' Get and Scan. Do not call its Write from a step: record
+// writes with Env.Write, so that they commit with the step.
+func (env *Env) Store() *durable.Store { return env.e.store }
+
+// Logger returns the engine's logger.
+func (env *Env) Logger() *slog.Logger { return env.e.log }
+
+// Write records fn, one of the step's metadata writes. When the step
+// returns, the engine commits one transaction that runs every recorded fn
+// in order and then stores the procedure's new state: all of it is
+// durable, or none. If fn returns an error, nothing of the step is
+// committed and the step fails with that error. fn runs later, on another
+// goroutine, after Execute or Rollback returned: it must not use anything
+// the step changes afterwards. Read inside fn with GetIn(tx, ...) to see
+// the transaction's state. If the step fails or yields, its writes are
+// dropped.
+func (env *Env) Write(fn func(tx *durable.Tx) error) {
+	if env.closed.Load() {
+		panic("procedure: Env.Write after the step returned")
+	}
+	env.writes = append(env.writes, fn)
+}
+
+// worker is one step-running goroutine. busy is the start of the step it
+// runs (unix nanoseconds; 0 when idle), for the stuck-worker monitor.
+type worker struct {
+	id    int
+	extra bool
+	busy  atomic.Int64
+}
+
+func (e *Engine) startWorker(extra bool) {
+	e.workers.Lock()
+	w := &worker{id: e.workers.next, extra: extra}
+	e.workers.next++
+	e.workers.all[w] = struct{}{}
+	if extra {
+		e.workers.extra++
+	}
+	e.workers.Unlock()
+	e.workersWG.Add(1)
+	go e.work(w)
+}
+
+func (e *Engine) work(w *worker) {
+	defer e.workersWG.Done()
+	defer func() {
+		e.workers.Lock()
+		delete(e.workers.all, w)
+		if w.extra {
+			e.workers.extra--
+		}
+		e.workers.Unlock()
+	}()
+	var idle time.Duration
+	if w.extra {
+		idle = e.opts.StuckAfter
+	}
+	for {
+		it, ok := e.q.pop(idle)
+		if !ok {
+			return
+		}
+		e.dispatch(w, it)
+	}
+}
+
+// monitor starts temporary workers while workers are stuck in long steps
+// and work is queued.
+func (e *Engine) monitor() {
+	defer e.bgWG.Done()
+	tick := time.NewTicker(max(e.opts.StuckAfter/4, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now().UnixNano()
+		stuck := 0
+		e.workers.Lock()
+		for w := range e.workers.all {
+			if b := w.busy.Load(); b != 0 && now-b >= int64(e.opts.StuckAfter) {
+				stuck++
+			}
+		}
+		extra := e.workers.extra
+		e.workers.Unlock()
+		e.stats.stuck.Store(int64(stuck))
+		if !e.running() || e.q.len() == 0 {
+			continue
+		}
+		for n := min(stuck, e.opts.MaxExtraWorkers) - extra; n > 0; n-- {
+			e.log.Warn("procedure: workers stuck in long steps; starting a temporary worker", "stuck", stuck, "after", e.opts.StuckAfter)
+			e.stats.extraStarted.Add(1)
+			e.startWorker(true)
+		}
+	}
+}

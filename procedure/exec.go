@@ -1,0 +1,480 @@
+package procedure
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/procyon-dev/procyon/durable"
+)
+
+func (e *Engine) canRunLocked(p *proc) bool {
+	t := p.t
+	return e.running() && t.quarantine == "" && !t.ts.done && !t.ts.failed && p.committed &&
+		p.ps.status == Runnable && p.ps.bypass == nil && !p.running
+}
+
+// enqueueLocked queues p for its next step if it can run.
+func (e *Engine) enqueueLocked(p *proc, front bool) {
+	if p.queued || !e.canRunLocked(p) {
+		return
+	}
+	p.queued = true
+	if front {
+		e.q.pushFront(item{p: p})
+	} else {
+		e.q.pushBack(item{p: p})
+	}
+}
+
+// maybeRollbackLocked queues the next rollback step of t if t is failed
+// and none of its procedures runs.
+func (e *Engine) maybeRollbackLocked(t *tree) {
+	if e.running() && t.ts.failed && !t.ts.done && t.running == 0 && !t.rbQueued && t.quarantine == "" {
+		t.rbQueued = true
+		e.q.pushFront(item{p: t.root, rollback: true})
+	}
+}
+
+// dispatch runs one queue item on worker w.
+func (e *Engine) dispatch(w *worker, it item) {
+	p := it.p
+	t := p.t
+	e.mu.Lock()
+	if it.rollback {
+		t.rbQueued = false
+		if !e.running() || !t.ts.failed || t.ts.done || t.quarantine != "" || t.running != 0 {
+			e.mu.Unlock()
+			return
+		}
+		t.running++
+		e.mu.Unlock()
+		e.rollbackStep(w, t)
+		return
+	}
+	p.queued = false
+	if p.running {
+		e.mu.Unlock()
+		panic(fmt.Sprintf("procedure: internal error: procedure %d dispatched while running", p.id))
+	}
+	if !e.canRunLocked(p) {
+		e.mu.Unlock()
+		return
+	}
+	p.running = true
+	t.running++
+	state, steps := p.ps.next, p.ps.steps
+	e.mu.Unlock()
+	e.forwardStep(w, p, state, steps)
+}
+
+// decodeData decodes data of version through ti's upgrade and codec. A
+// panicking codec or upgrade is an error, not a crash.
+func (e *Engine) decodeData(ti *typeInfo, version uint32, raw []byte) (d any, err error) {
+	if ti == nil {
+		return nil, errors.New("unknown type")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			d, err = nil, fmt.Errorf("panic decoding data: %v", r)
+		}
+	}()
+	b := raw
+	switch {
+	case version > ti.version:
+		return nil, fmt.Errorf("data of %s version %d, newer than this program's %d", ti.name, version, ti.version)
+	case version < ti.version:
+		if ti.upgrade == nil {
+			return nil, fmt.Errorf("data of %s version %d and no upgrade to version %d", ti.name, version, ti.version)
+		}
+		if b, err = ti.upgrade(version, raw); err != nil {
+			return nil, fmt.Errorf("upgrade %s data from version %d: %w", ti.name, version, err)
+		}
+	}
+	d, err = ti.decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s data: %w", ti.name, err)
+	}
+	return d, nil
+}
+
+// ensureData decodes p's data if only its encoding is known. It returns
+// false (and quarantines the tree) if that fails. The caller holds p.
+func (e *Engine) ensureData(p *proc) bool {
+	if p.data != nil {
+		return true
+	}
+	d, err := e.decodeData(p.typ, p.version, p.raw)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		p.quarantine = err.Error()
+		e.quarantineLocked(p.t, fmt.Sprintf("procedure %d: %v", p.id, err))
+		return false
+	}
+	p.data, p.raw, p.version = d, nil, p.typ.version
+	return true
+}
+
+// reloadData replaces p's data by the stored one, dropping what a step
+// that persisted nothing changed. The caller holds p.
+func (e *Engine) reloadData(p *proc) {
+	b, ok, err := e.procsC.Get(uint64(p.id))
+	var r *record
+	if err == nil && ok {
+		r, err = decodeRecord(b)
+	}
+	if err == nil && !ok {
+		err = errors.New("record missing")
+	}
+	var d any
+	if err == nil {
+		d, err = e.decodeData(p.typ, r.version, r.data)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		if !p.t.ts.done {
+			e.quarantineLocked(p.t, fmt.Sprintf("procedure %d: reload data: %v", p.id, err))
+		}
+		return
+	}
+	p.data, p.raw, p.version = d, nil, p.typ.version
+}
+
+func (e *Engine) callExecute(env *Env, p *proc, state int64) (next Next, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("procedure: Execute panicked", "id", p.id, "type", p.typeName, "state", state, "panic", r, "stack", string(debug.Stack()))
+			next, err = Next{}, fmt.Errorf("panic in %s state %s: %v", p.typeName, p.typ.stateName(state), r)
+		}
+	}()
+	return p.typ.execute(e.ctx, env, state, p.data)
+}
+
+func (e *Engine) callRollback(env *Env, p *proc, state int64) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("procedure: Rollback panicked", "id", p.id, "type", p.typeName, "state", state, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic in rollback of %s state %s: %v", p.typeName, p.typ.stateName(state), r)
+		}
+	}()
+	return p.typ.rollback(e.ctx, env, state, p.data)
+}
+
+// forwardStep runs one Execute of p (held by this worker) and hands its
+// commit to the committers, so that the worker is free while the commit
+// waits for the disk. p stays held until the commit is durable:
+// its next step never starts before.
+func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32) {
+	t := p.t
+	info := StepInfo{ID: p.id, Root: t.root.id, Type: p.typeName, State: state, Step: int(steps)}
+	h := &e.opts.Hooks
+	if h.StepStart != nil {
+		h.StepStart(info)
+	}
+	if !e.ensureData(p) {
+		e.endStep(p, nil, info)
+		return
+	}
+	env := &Env{e: e, id: p.id, parent: p.parent, root: t.root.id}
+	start := time.Now()
+	w.busy.Store(start.UnixNano())
+	next, err := e.callExecute(env, p, state)
+	took := time.Since(start)
+	w.busy.Store(0)
+	env.closed.Store(true)
+	p.typ.stats.latency.observe(took)
+	if !e.running() {
+		// Stopping: drop the step; it runs again after a restart.
+		e.endStep(p, nil, info)
+		return
+	}
+	if err == nil {
+		switch next.kind {
+		case nextGoTo, nextAgain, nextDone, nextYield:
+		case nextSpawn:
+			for _, ch := range next.children {
+				if ch.t == nil {
+					err = errors.New("procedure: Spawn with a zero Child")
+				} else if ch.err != nil {
+					err = ch.err
+				} else if e.types[ch.t.name] != ch.t {
+					err = fmt.Errorf("procedure: child type %s is not registered on this engine", ch.t.name)
+				}
+				if err != nil {
+					break
+				}
+			}
+		default:
+			err = fmt.Errorf("procedure: %s state %s returned a zero Next", p.typeName, p.typ.stateName(state))
+		}
+	}
+	if err == nil && h.FailStep != nil {
+		err = h.FailStep(info)
+	}
+	if err == nil && next.kind == nextYield {
+		e.reloadData(p)
+		e.endStep(p, nil, info, yieldBack)
+		return
+	}
+	c := e.newCommit()
+	c.kind, c.p, c.t, c.info, c.state = kindStep, p, t, info, state
+	c.next, c.stepErr = next, err
+	if err == nil {
+		c.writes = env.writes
+	}
+	if b, encErr := p.typ.encode(p.data); encErr != nil {
+		if c.stepErr == nil {
+			c.stepErr = fmt.Errorf("procedure: encode data: %w", encErr)
+		}
+		c.writes = nil
+	} else {
+		c.data = b
+	}
+	e.send(c)
+}
+
+type endHow int
+
+const (
+	endPlain  endHow = iota
+	yieldBack        // requeue at the back (a yield)
+)
+
+// endStep lets go of p after a step that committed nothing.
+func (e *Engine) endStep(p *proc, c *commit, info StepInfo, how ...endHow) {
+	if h := e.opts.Hooks.StepEnd; h != nil {
+		h(info) // before p is let go, so that hooks see steps of p in order
+	}
+	e.mu.Lock()
+	t := p.t
+	p.running = false
+	t.running--
+	if len(how) > 0 && how[0] == yieldBack {
+		e.enqueueLocked(p, false)
+	}
+	e.maybeRollbackLocked(t)
+	e.mu.Unlock()
+}
+
+// pushEntryLocked adds state to p's executed states, at the top of the
+// tree's rollback stack, unless p's last executed state is the same one
+// and did not spawn children: a state run again (Again, or a GoTo to
+// itself) is one entry, rolled back once.
+func (e *Engine) pushEntryLocked(p *proc, state int64, spawn bool) {
+	es := p.ps.entries
+	if n := len(es); n > 0 && es[n-1].state == state && !es[n-1].spawn {
+		if spawn {
+			es = slices.Clone(es) // entries are never changed in place (undo keeps the old slice)
+			es[n-1].spawn = true
+			p.ps.entries = es
+		}
+		return
+	}
+	t := p.t
+	p.ps.entries = append(es, entry{state: state, idx: t.ts.nextIdx, spawn: spawn})
+	t.ts.nextIdx++
+}
+
+// childDoneLocked counts a child of parent as finished; the last one
+// makes the parent runnable.
+func (e *Engine) childDoneLocked(c *commit, parent *proc) {
+	c.markDirtyNoPut(parent)
+	parent.ps.pending--
+	if parent.ps.pending <= 0 && parent.ps.status == Waiting {
+		parent.ps.status = Runnable
+		c.wake = append(c.wake, parent)
+		e.checkPONRLocked(parent.t, parent, parent.ps.next)
+	}
+}
+
+// checkPONRLocked marks t past its point of no return if a procedure of
+// type ti is now runnable at state (or runs it). A procedure waiting for
+// children is not there yet: its children may still fail and roll the
+// tree back.
+func (e *Engine) checkPONRLocked(t *tree, p *proc, state int64) {
+	if !t.ts.failed && !t.ts.pastPONR && p.typ.noReturn != nil && p.typ.noReturn(state) {
+		t.ts.pastPONR = true
+		t.ts.ponr = fmt.Sprintf("procedure %d (%s) is at state %s", p.id, p.typeName, p.typ.stateName(state))
+	}
+}
+
+// completeLocked finishes tree t with status: the root's record becomes
+// its result, and the descendants' records are deleted. The tree leaves
+// memory after the commit (retireLocked).
+func (e *Engine) completeLocked(tx *durable.Tx, c *commit, t *tree, status Status, now int64) error {
+	root := t.root
+	for _, q := range t.procs[1:] {
+		if err := e.deleteRecordLocked(tx, c, q.id); err != nil {
+			return err
+		}
+	}
+	c.markDirty(root)
+	if status == RolledBack && root.ps.err == nil {
+		root.ps.err = e.treeErrorLocked(t)
+	}
+	root.ps.status = status
+	root.ps.completed = now
+	root.ps.updated = now
+	root.ps.entries = nil
+	t.ts.done = true
+	c.completed = true
+	return nil
+}
+
+// treeErrorLocked returns the error a rolled-back tree reports: the
+// root's own (its failure or abort), else that of the failed procedure
+// with the smallest id (the same choice before and after a restart).
+func (e *Engine) treeErrorLocked(t *tree) *Error {
+	if t.root.ps.err != nil {
+		return t.root.ps.err
+	}
+	var best *proc
+	for _, q := range t.procs {
+		if q.ps.err != nil && (best == nil || q.id < best.id) {
+			best = q
+		}
+	}
+	if best != nil {
+		return best.ps.err
+	}
+	return &Error{Source: fmt.Sprintf("%s#%d", t.root.typeName, t.root.id), Message: "rolled back"}
+}
+
+// retireLocked removes a completed tree from memory and keeps its result
+// for the sweeper.
+func (e *Engine) retireLocked(t *tree, res *Result) {
+	root := t.root
+	for _, q := range t.procs {
+		if e.procs[q.id] == q {
+			delete(e.procs, q.id)
+		}
+		if q == root {
+			e.notifyLocked(q.id, root.id, res)
+		} else {
+			e.notifyLocked(q.id, root.id, nil)
+		}
+	}
+	delete(e.trees, root.id)
+	e.results.add(root.id, e.expiry(root.ps.completed, root.ps.acked))
+	if root.typ != nil {
+		if root.ps.status == RolledBack {
+			root.typ.stats.rolledBack.Add(1)
+		}
+	}
+}
+
+// topLocked returns the procedure owning the top of t's rollback stack
+// and the state there (nil if the stack is empty). It checks that the
+// top is where the stack size says.
+func (e *Engine) topLocked(t *tree) (*proc, int64, error) {
+	var top *proc
+	var best uint32
+	for _, q := range t.procs {
+		if n := len(q.ps.entries); n > 0 {
+			if idx := q.ps.entries[n-1].idx; top == nil || idx > best {
+				top, best = q, idx
+			}
+		}
+	}
+	if top == nil {
+		if t.ts.nextIdx != 0 {
+			return nil, 0, fmt.Errorf("rollback stack of %d entries, but no procedure holds any", t.ts.nextIdx)
+		}
+		return nil, 0, nil
+	}
+	if best != t.ts.nextIdx-1 {
+		return nil, 0, fmt.Errorf("rollback stack top is index %d, expected %d", best, t.ts.nextIdx-1)
+	}
+	return top, top.ps.entries[len(top.ps.entries)-1].state, nil
+}
+
+// rollbackStep undoes the top of t's rollback stack: it calls Rollback of
+// the owning procedure for its last executed state (skipped if that
+// procedure was bypassed) and commits the pop. When the stack is empty,
+// the same commit completes the tree as rolled back. A failing Rollback
+// is retried after a bounded delay.
+func (e *Engine) rollbackStep(w *worker, t *tree) {
+	e.mu.Lock()
+	top, state, err := e.topLocked(t)
+	if err != nil {
+		e.quarantineLocked(t, err.Error())
+		t.running--
+		e.mu.Unlock()
+		return
+	}
+	// With the stack empty, the step only completes the tree: it is a
+	// step of the root.
+	info := StepInfo{Root: t.root.id, Rollback: true, ID: t.root.id, Type: t.root.typeName, Step: int(t.root.ps.steps)}
+	skip := true
+	if top != nil {
+		info.ID, info.Type, info.State, info.Step = top.id, top.typeName, state, int(top.ps.steps)
+		skip = top.ps.bypass != nil
+	}
+	e.mu.Unlock()
+	h := &e.opts.Hooks
+	if h.StepStart != nil {
+		h.StepStart(info)
+	}
+	c := e.newCommit()
+	c.kind, c.p, c.t, c.info, c.state = kindRollback, top, t, info, state
+	if !skip {
+		if !e.ensureData(top) {
+			e.endRollback(t, info)
+			return
+		}
+		env := &Env{e: e, id: top.id, parent: top.parent, root: t.root.id, rollback: true}
+		start := time.Now()
+		w.busy.Store(start.UnixNano())
+		err := e.callRollback(env, top, state)
+		w.busy.Store(0)
+		env.closed.Store(true)
+		top.typ.stats.latency.observe(time.Since(start))
+		if err == nil {
+			c.writes = env.writes
+			c.data, err = top.typ.encode(top.data)
+		}
+		if err != nil {
+			e.retryRollback(t, top, state, err, info)
+			return
+		}
+	}
+	e.send(c)
+}
+
+// retryRollback schedules t's rollback again after a failed rollback step.
+func (e *Engine) retryRollback(t *tree, p *proc, state int64, err error, info StepInfo) {
+	if h := e.opts.Hooks.StepEnd; h != nil {
+		h(info)
+	}
+	e.mu.Lock()
+	t.running--
+	if e.running() {
+		t.retries++
+		t.lastErr = err.Error()
+		d := e.retryDelay(t.retries)
+		e.log.Warn("procedure: rollback step failed; retrying", "root", t.root.id, "id", p.id, "type", p.typeName,
+			"state", p.typ.stateName(state), "retries", t.retries, "delay", d, "err", err)
+		t.rbQueued = true // parked until the timer
+		e.afterFuncLocked(d, func() {
+			e.mu.Lock()
+			t.rbQueued = false
+			e.maybeRollbackLocked(t)
+			e.mu.Unlock()
+		})
+	}
+	e.mu.Unlock()
+}
+
+func (e *Engine) endRollback(t *tree, info StepInfo) {
+	if h := e.opts.Hooks.StepEnd; h != nil {
+		h(info)
+	}
+	e.mu.Lock()
+	t.running--
+	e.maybeRollbackLocked(t)
+	e.mu.Unlock()
+}

@@ -1,0 +1,229 @@
+package procedure
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"time"
+)
+
+// load rebuilds the engine's memory from the store: every live procedure,
+// grouped in trees, each tree's rollback stack checked, the AfterReplay
+// hooks run, and the runnable work queued. Finished roots are only noted
+// for the sweeper. A tree that cannot be loaded whole is quarantined,
+// visibly and alone: the others load and run.
+func (e *Engine) load(ctx context.Context) error {
+	start := time.Now()
+	hwm, _, err := e.meta.Get(metaNextID)
+	if err != nil {
+		return fmt.Errorf("procedure: load: %w", err)
+	}
+	var maxID uint64
+	var order []*tree // trees in root id order (the scan's)
+	results := 0
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err = e.procsC.Scan(func(k uint64, b []byte) bool {
+		maxID = max(maxID, k)
+		id := ID(k)
+		r, derr := decodeRecord(b)
+		if derr != nil {
+			// The record itself is unreadable: it stays as it is, alone.
+			p := &proc{id: id, committed: true, quarantine: fmt.Sprintf("undecodable record: %v", derr)}
+			t := &tree{root: p, procs: []*proc{p}, quarantine: fmt.Sprintf("procedure %d: %s", id, p.quarantine)}
+			p.t = t
+			e.procs[id], e.trees[id] = p, t
+			order = append(order, t)
+			return true
+		}
+		if r.parent == 0 && r.completed != 0 {
+			e.results.add(id, e.expiry(r.completed, r.acked))
+			results++
+			return true
+		}
+		p := &proc{id: id, parent: r.parent, typ: e.types[r.typ], typeName: r.typ, version: r.version,
+			created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
+			ps: pstate{status: r.status, aborted: r.aborted, next: r.next, steps: r.steps, entries: r.entries,
+				updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked}}
+		switch {
+		case p.typ == nil:
+			p.quarantine = fmt.Sprintf("unknown type %q", r.typ)
+			p.raw = slices.Clone(r.data)
+		default:
+			d, err := e.decodeData(p.typ, r.version, r.data)
+			if err != nil {
+				p.quarantine = err.Error()
+				p.raw = slices.Clone(r.data)
+			} else {
+				p.data, p.version = d, p.typ.version
+			}
+		}
+		e.procs[id] = p
+		if r.parent == 0 {
+			if r.root != id {
+				p.quarantine = fmt.Sprintf("root procedure names root %d", r.root)
+			}
+			t := &tree{root: p, procs: []*proc{p}}
+			p.t = t
+			e.trees[id] = t
+			order = append(order, t)
+			return true
+		}
+		t := e.trees[r.root]
+		if t == nil {
+			// Ids grow, so a root is always scanned before its
+			// descendants: this one's root is gone.
+			t = &tree{quarantine: fmt.Sprintf("root %d missing", r.root)}
+			e.trees[r.root] = t
+			order = append(order, t)
+		}
+		p.t = t
+		t.procs = append(t.procs, p)
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("procedure: load: %w", err)
+	}
+	e.nextID = max(hwm, maxID+1)
+	e.hwm = hwm
+	live, quarantined := 0, 0
+	for _, t := range order {
+		live += len(t.procs)
+		if t.quarantine == "" {
+			if reason := e.checkTreeLocked(t); reason != "" {
+				t.quarantine = reason
+			}
+		}
+		if t.quarantine == "" {
+			e.replayLocked(t)
+		}
+		if t.quarantine != "" {
+			quarantined++
+			id := ID(0)
+			if t.root != nil {
+				id = t.root.id
+			}
+			e.log.Error("procedure: tree quarantined on load; it will not run", "root", id, "procedures", len(t.procs), "reason", t.quarantine)
+		}
+	}
+	// Queue work only once everything is loaded: ids of procedures created
+	// from now on must not collide, and the hooks have run.
+	for _, t := range order {
+		if t.quarantine != "" {
+			continue
+		}
+		if t.ts.failed {
+			t.rbQueued = true
+			e.q.pushBack(item{p: t.root, rollback: true})
+			continue
+		}
+		for _, p := range t.procs {
+			if p.ps.status == Runnable && p.ps.bypass == nil {
+				p.queued = true
+				e.q.pushBack(item{p: p})
+			}
+		}
+	}
+	e.stats.recovered.Store(int64(live))
+	e.stats.recoverTime.Store(int64(time.Since(start)))
+	e.log.Info("procedure: recovered", "live", live, "trees", len(order), "quarantined", quarantined,
+		"results", results, "took", time.Since(start))
+	_ = ctx
+	return nil
+}
+
+// checkTreeLocked checks a loaded tree and derives its state: parents,
+// types, the rollback stack (every index from 0 to its size exactly once,
+// in each procedure's order of execution), which procedures wait for
+// children, whether it is failed or past its point of no return. It
+// returns why the tree cannot run, or "".
+func (e *Engine) checkTreeLocked(t *tree) string {
+	n := 0
+	for _, p := range t.procs {
+		if p.quarantine != "" {
+			return fmt.Sprintf("procedure %d: %s", p.id, p.quarantine)
+		}
+		if p != t.root {
+			parent := e.procs[p.parent]
+			if parent == nil || parent.t != t {
+				return fmt.Sprintf("procedure %d: parent %d missing from tree %d", p.id, p.parent, t.root.id)
+			}
+			if p.ps.status == RolledBack {
+				return fmt.Sprintf("procedure %d: a child marked rolled back", p.id)
+			}
+		}
+		n += len(p.ps.entries)
+	}
+	if n > 1<<31 {
+		return "rollback stack too large"
+	}
+	owner := make([]*proc, n)
+	for _, p := range t.procs {
+		last := -1
+		for _, en := range p.ps.entries {
+			switch {
+			case int(en.idx) >= n:
+				return fmt.Sprintf("rollback stack: procedure %d holds index %d of a stack of %d entries (a gap below it)", p.id, en.idx, n)
+			case owner[en.idx] != nil:
+				return fmt.Sprintf("rollback stack: index %d held by procedures %d and %d", en.idx, owner[en.idx].id, p.id)
+			case int(en.idx) <= last:
+				return fmt.Sprintf("rollback stack: procedure %d's entries out of order at index %d", p.id, en.idx)
+			}
+			owner[en.idx] = p
+			last = int(en.idx)
+		}
+	}
+	// n entries, no index >= n, no duplicate: every index is held.
+	t.ts.nextIdx = uint32(n)
+	root := t.root
+	t.ts.failed = root.ps.aborted
+	for _, p := range t.procs {
+		if p.ps.status == Failed {
+			t.ts.failed = true
+		}
+		if p != root && p.ps.status != Succeeded && p.ps.bypass == nil {
+			e.procs[p.parent].ps.pending++
+		}
+	}
+	for _, p := range t.procs {
+		if p.ps.status == Waiting && p.ps.pending == 0 {
+			p.ps.status = Runnable
+		}
+		if t.ts.failed || p.typ.noReturn == nil {
+			continue
+		}
+		if p.ps.status == Runnable {
+			e.checkPONRLocked(t, p, p.ps.next)
+		}
+		for _, en := range p.ps.entries {
+			if !t.ts.pastPONR && p.typ.noReturn(en.state) {
+				t.ts.pastPONR = true
+				t.ts.ponr = fmt.Sprintf("procedure %d (%s) executed state %s", p.id, p.typeName, p.typ.stateName(en.state))
+			}
+		}
+	}
+	return ""
+}
+
+// replayLocked runs the AfterReplay hooks of a loaded tree. A panicking
+// hook quarantines the tree.
+func (e *Engine) replayLocked(t *tree) {
+	for _, p := range t.procs {
+		if p.typ.afterReplay == nil || p.data == nil {
+			continue
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					e.log.Error("procedure: AfterReplay panicked", "id", p.id, "panic", r, "stack", string(debug.Stack()))
+					t.quarantine = fmt.Sprintf("procedure %d: AfterReplay panicked: %v", p.id, r)
+				}
+			}()
+			p.typ.afterReplay(p.id, p.ps.next, p.data)
+		}()
+		if t.quarantine != "" {
+			return
+		}
+	}
+}

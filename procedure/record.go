@@ -1,0 +1,307 @@
+package procedure
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Status is a procedure's lifecycle. The values are part of the on-disk
+// format: never change them.
+type Status uint8
+
+const (
+	// Runnable: ready to run its next state (or running it).
+	Runnable Status = 1
+	// Waiting: waiting for its children to finish.
+	Waiting Status = 2
+	// Succeeded: finished successfully.
+	Succeeded Status = 3
+	// Failed: a step failed; the tree is rolling back.
+	Failed Status = 4
+	// RolledBack: the tree failed and was rolled back (roots only).
+	RolledBack Status = 5
+)
+
+func (s Status) String() string {
+	switch s {
+	case Runnable:
+		return "runnable"
+	case Waiting:
+		return "waiting"
+	case Succeeded:
+		return "succeeded"
+	case Failed:
+		return "failed"
+	case RolledBack:
+		return "rolled-back"
+	}
+	return fmt.Sprintf("Status(%d)", uint8(s))
+}
+
+// Constants of the record format (see doc.go). Part of the on-disk format:
+// never change them; a new format gets a new version.
+const (
+	recordV1 = 1
+
+	flagErr       = 1 << 0
+	flagBypass    = 1 << 1
+	flagAborted   = 1 << 2
+	flagCompleted = 1 << 3
+	flagAcked     = 1 << 4
+
+	entrySpawn = 1 << 0
+)
+
+// entry is one executed state of a procedure and its position in the
+// root's rollback stack.
+type entry struct {
+	state int64
+	idx   uint32 // index in the tree's rollback stack
+	spawn bool   // the step spawned children (a later run of the same state is a new entry)
+}
+
+// Bypass records who forced a procedure to finish without running its
+// steps, and why.
+type Bypass struct {
+	Who, Why string
+	At       int64 // unix nanoseconds
+}
+
+// record is a procedure as stored in the procedures collection.
+type record struct {
+	status           Status
+	aborted          bool
+	parent, root     ID
+	typ              string
+	version          uint32
+	next             int64
+	steps            uint32
+	entries          []entry
+	created, updated int64
+	submitter, nonce string
+	data             []byte
+	err              *Error
+	bypass           *Bypass
+	completed, acked int64
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// appendRecord appends r's encoding to dst.
+func appendRecord(dst []byte, r *record) []byte {
+	var flags byte
+	if r.err != nil {
+		flags |= flagErr
+	}
+	if r.bypass != nil {
+		flags |= flagBypass
+	}
+	if r.aborted {
+		flags |= flagAborted
+	}
+	if r.completed != 0 {
+		flags |= flagCompleted
+	}
+	if r.acked != 0 {
+		flags |= flagAcked
+	}
+	dst = append(dst, recordV1, byte(r.status), flags)
+	dst = binary.AppendUvarint(dst, uint64(r.parent))
+	dst = binary.AppendUvarint(dst, uint64(r.root))
+	dst = appendString(dst, r.typ)
+	dst = binary.AppendUvarint(dst, uint64(r.version))
+	dst = binary.AppendVarint(dst, r.next)
+	dst = binary.AppendUvarint(dst, uint64(r.steps))
+	dst = binary.AppendUvarint(dst, uint64(len(r.entries)))
+	for _, e := range r.entries {
+		dst = binary.AppendVarint(dst, e.state)
+		dst = binary.AppendUvarint(dst, uint64(e.idx))
+		var ef byte
+		if e.spawn {
+			ef |= entrySpawn
+		}
+		dst = append(dst, ef)
+	}
+	dst = binary.AppendVarint(dst, r.created)
+	dst = binary.AppendVarint(dst, r.updated)
+	dst = appendString(dst, r.submitter)
+	dst = appendString(dst, r.nonce)
+	dst = binary.AppendUvarint(dst, uint64(len(r.data)))
+	dst = append(dst, r.data...)
+	if r.err != nil {
+		dst = appendString(dst, r.err.Source)
+		dst = appendString(dst, r.err.Message)
+	}
+	if r.bypass != nil {
+		dst = appendString(dst, r.bypass.Who)
+		dst = appendString(dst, r.bypass.Why)
+		dst = binary.AppendVarint(dst, r.bypass.At)
+	}
+	if r.completed != 0 {
+		dst = binary.AppendVarint(dst, r.completed)
+	}
+	if r.acked != 0 {
+		dst = binary.AppendVarint(dst, r.acked)
+	}
+	return dst
+}
+
+// errRecord is wrapped by every decoding error of a record.
+var errRecord = errors.New("procedure: bad record")
+
+type recDecoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *recDecoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s at offset %d", errRecord, what, d.off)
+	}
+}
+
+func (d *recDecoder) byte(what string) byte {
+	if d.err != nil || d.off >= len(d.b) {
+		d.fail(what)
+		return 0
+	}
+	c := d.b[d.off]
+	d.off++
+	return c
+}
+
+func (d *recDecoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.off:])
+	if n <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *recDecoder) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b[d.off:])
+	if n <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *recDecoder) bytes(what string) []byte {
+	n := d.uvarint(what)
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)-d.off) {
+		d.fail(what)
+		return nil
+	}
+	b := d.b[d.off : d.off+int(n) : d.off+int(n)]
+	d.off += int(n)
+	return b
+}
+
+func (d *recDecoder) string(what string) string { return string(d.bytes(what)) }
+
+func (d *recDecoder) uint32(what string) uint32 {
+	v := d.uvarint(what)
+	if v > 1<<32-1 {
+		d.fail(what)
+		return 0
+	}
+	return uint32(v)
+}
+
+// decodeRecord decodes a record. The result's data aliases b.
+func decodeRecord(b []byte) (*record, error) {
+	d := &recDecoder{b: b}
+	if v := d.byte("version"); d.err == nil && v != recordV1 {
+		return nil, fmt.Errorf("%w: format version %d (this program reads %d)", errRecord, v, recordV1)
+	}
+	r := &record{}
+	r.status = Status(d.byte("status"))
+	flags := d.byte("flags")
+	r.parent = ID(d.uvarint("parent"))
+	r.root = ID(d.uvarint("root"))
+	r.typ = d.string("type")
+	r.version = d.uint32("type version")
+	r.next = d.varint("state")
+	r.steps = d.uint32("steps")
+	n := d.uvarint("entries")
+	if d.err == nil && n > uint64(len(b)-d.off)/3 { // an entry takes at least 3 bytes
+		d.fail("entries")
+	}
+	if d.err == nil && n > 0 {
+		r.entries = make([]entry, n)
+		for i := range r.entries {
+			r.entries[i].state = d.varint("entry state")
+			r.entries[i].idx = d.uint32("entry index")
+			ef := d.byte("entry flags")
+			r.entries[i].spawn = ef&entrySpawn != 0
+			if ef&^entrySpawn != 0 {
+				d.fail("entry flags")
+			}
+		}
+	}
+	r.created = d.varint("created")
+	r.updated = d.varint("updated")
+	r.submitter = d.string("submitter")
+	r.nonce = d.string("nonce")
+	r.data = d.bytes("data")
+	if flags&flagErr != 0 {
+		r.err = &Error{Source: d.string("error source"), Message: d.string("error message")}
+	}
+	if flags&flagBypass != 0 {
+		r.bypass = &Bypass{Who: d.string("bypass who"), Why: d.string("bypass why"), At: d.varint("bypass time")}
+	}
+	r.aborted = flags&flagAborted != 0
+	if flags&flagCompleted != 0 {
+		r.completed = d.varint("completed")
+		if d.err == nil && r.completed == 0 {
+			d.fail("completed")
+		}
+	}
+	if flags&flagAcked != 0 {
+		r.acked = d.varint("acked")
+		if d.err == nil && r.acked == 0 {
+			d.fail("acked")
+		}
+	}
+	if flags&^(flagErr|flagBypass|flagAborted|flagCompleted|flagAcked) != 0 {
+		d.fail("flags")
+	}
+	if d.err == nil && (r.status < Runnable || r.status > RolledBack) {
+		d.fail("status")
+	}
+	if d.err == nil && d.off != len(b) {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return r, nil
+}
+
+// Codec of the nonces and meta collections' uint64 values.
+func encodeU64(v uint64) ([]byte, error) { return binary.AppendUvarint(nil, v), nil }
+func decodeU64(b []byte) (uint64, error) {
+	v, n := binary.Uvarint(b)
+	if n <= 0 || n != len(b) {
+		return 0, fmt.Errorf("%w: bad uvarint", errRecord)
+	}
+	return v, nil
+}

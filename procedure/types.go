@@ -1,0 +1,344 @@
+package procedure
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strconv"
+
+	"github.com/procyon-dev/procyon/durable"
+)
+
+// ID identifies a procedure. Ids are never reused, across restarts too.
+type ID uint64
+
+// State is the constraint on a state machine's state type: an integer
+// type, usually an enumeration declared with iota. States are stored as
+// int64. If the type implements fmt.Stringer, Info and timelines show its
+// names.
+type State interface {
+	~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint8 | ~uint16 | ~uint32
+}
+
+// StateMachine is a procedure type: a state machine over states S with
+// user data D (HBase's StateMachineProcedure).
+//
+// Execute runs one step: the state the procedure is in, with its data. It
+// returns what comes next (GoTo, Again, Done, Spawn, Yield) or an error,
+// which fails the procedure and rolls back its whole tree. The step's
+// metadata writes go through env.Write: they are committed together with
+// the procedure's new state and data, in one transaction, after Execute
+// returns. Reads go to the store directly and see the latest durable
+// state, which includes every earlier step of this procedure.
+//
+// Rollback undoes one executed state. When a tree rolls back, Rollback is
+// called for every state of every procedure of the tree that executed,
+// in exactly the reverse order of execution, including the state whose
+// Execute failed (it may have done part of its work). Each Rollback is a
+// step too: its env.Write writes commit with the popped state.
+//
+// Steps are at-least-once: after a crash, the last step whose commit was
+// not durable runs again. Both methods must therefore tolerate being
+// called again for the same state, and Rollback must tolerate a state
+// whose Execute did only part of its work or none.
+//
+// Optional methods, found by type assertion on the value registered:
+//
+//	Initial() S                  the first state (default: the zero S)
+//	NoReturn(state S) bool       true for states past the point of no return
+//	AfterReplay(id ID, state S, data *D)   rebuild transient state after a restart
+//
+// Once a procedure of a tree is runnable at (or has executed) a NoReturn
+// state, Abort is refused and a failing step of the tree is retried
+// instead of rolled back: nothing before that point is ever undone. A
+// procedure that spawned children and continues at a NoReturn state gets
+// there only when its children have all succeeded.
+type StateMachine[S State, D any] interface {
+	Execute(ctx context.Context, env *Env, state S, data *D) (Next, error)
+	Rollback(ctx context.Context, env *Env, state S, data *D) error
+}
+
+type nextKind uint8
+
+const (
+	nextGoTo nextKind = iota + 1
+	nextAgain
+	nextDone
+	nextYield
+	nextSpawn
+)
+
+// Next says what a step leads to. Make one with GoTo, Again, Done, Yield
+// or Spawn.
+type Next struct {
+	kind     nextKind
+	state    int64
+	children []Child
+}
+
+// GoTo moves the procedure to state s; it runs next.
+func GoTo[S State](s S) Next { return Next{kind: nextGoTo, state: int64(s)} }
+
+// Again runs the same state again (for example to poll). Running a state
+// again does not add it to the rollback stack a second time: its Rollback
+// is called once.
+func Again() Next { return Next{kind: nextAgain} }
+
+// Done finishes the procedure successfully. For a root, its data is the
+// result Wait returns.
+func Done() Next { return Next{kind: nextDone} }
+
+// Yield puts the procedure at the back of the run queue to run the same
+// state again later, and persists nothing: the step's env.Write writes are
+// dropped and its data is reloaded as last committed.
+func Yield() Next { return Next{kind: nextYield} }
+
+// Spawn creates children, committed together with this step, and makes
+// the procedure wait: the children run in parallel, and when all have
+// succeeded the procedure continues at state next. If one fails, the whole
+// tree rolls back. Spawn without children is GoTo(next).
+func Spawn[S State](next S, children ...Child) Next {
+	return Next{kind: nextSpawn, state: int64(next), children: children}
+}
+
+// Child is a child procedure to create with Spawn; make one with
+// Type.Child.
+type Child struct {
+	t   *typeInfo
+	enc []byte
+	err error
+}
+
+// TypeOptions configure a registered type.
+type TypeOptions[D any] struct {
+	// Version of the data's encoding, stored with every procedure of the
+	// type. Default 1. Data of an older version is passed through Upgrade
+	// on load; data of a newer version quarantines the procedure.
+	Version uint32
+	// Codec encodes the data. Default durable.JSON[D](); any durable.Codec
+	// (durable.CodecFunc for protobuf) works.
+	Codec durable.Codec[D]
+	// Upgrade turns data encoded by an older version from into the
+	// current version's encoding. Nil: older data cannot be read (the
+	// procedure is quarantined). An error quarantines the procedure.
+	Upgrade func(from uint32, data []byte) ([]byte, error)
+}
+
+// Type is a registered procedure type, with its state and data types.
+type Type[S State, D any] struct {
+	e     *Engine
+	info  *typeInfo
+	codec durable.Codec[D]
+}
+
+// typeInfo is the engine's type-erased view of a registered type; data
+// values are *D.
+type typeInfo struct {
+	name        string
+	version     uint32
+	initial     int64
+	dataType    reflect.Type // D
+	decode      func([]byte) (any, error)
+	encode      func(any) ([]byte, error)
+	upgrade     func(uint32, []byte) ([]byte, error)
+	execute     func(ctx context.Context, env *Env, state int64, data any) (Next, error)
+	rollback    func(ctx context.Context, env *Env, state int64, data any) error
+	noReturn    func(int64) bool // nil: no such state
+	afterReplay func(id ID, state int64, data any)
+	stateName   func(int64) string
+	stats       typeStats
+}
+
+// Register registers a procedure type named name on e: the state machine
+// sm and how its data is stored. Register every type before Start:
+// recovery must know every type, and quarantines procedures of unknown
+// ones. It panics if e was started or name is taken or empty: types are
+// part of the program, like flags.
+func Register[S State, D any](e *Engine, name string, sm StateMachine[S, D], opts ...TypeOptions[D]) *Type[S, D] {
+	var o TypeOptions[D]
+	if len(opts) > 1 {
+		panic("procedure: Register takes at most one TypeOptions")
+	}
+	if len(opts) == 1 {
+		o = opts[0]
+	}
+	if o.Version == 0 {
+		o.Version = 1
+	}
+	if o.Codec == nil {
+		o.Codec = durable.JSON[D]()
+	}
+	if name == "" || len(name) > 255 {
+		panic(fmt.Sprintf("procedure: bad type name %q", name))
+	}
+	codec := o.Codec
+	ti := &typeInfo{
+		name:     name,
+		version:  o.Version,
+		dataType: reflect.TypeFor[D](),
+		upgrade:  o.Upgrade,
+		decode: func(b []byte) (any, error) {
+			d, err := codec.Decode(b)
+			if err != nil {
+				return nil, err
+			}
+			return &d, nil
+		},
+		encode: func(d any) ([]byte, error) { return codec.Encode(*d.(*D)) },
+		execute: func(ctx context.Context, env *Env, state int64, data any) (Next, error) {
+			return sm.Execute(ctx, env, S(state), data.(*D))
+		},
+		rollback: func(ctx context.Context, env *Env, state int64, data any) error {
+			return sm.Rollback(ctx, env, S(state), data.(*D))
+		},
+		stateName: func(s int64) string {
+			if st, ok := any(S(s)).(fmt.Stringer); ok {
+				return st.String()
+			}
+			return strconv.FormatInt(s, 10)
+		},
+	}
+	if i, ok := sm.(interface{ Initial() S }); ok {
+		ti.initial = int64(i.Initial())
+	}
+	if nr, ok := sm.(interface{ NoReturn(S) bool }); ok {
+		ti.noReturn = func(s int64) bool { return nr.NoReturn(S(s)) }
+	}
+	if ar, ok := sm.(interface{ AfterReplay(ID, S, *D) }); ok {
+		ti.afterReplay = func(id ID, s int64, d any) { ar.AfterReplay(id, S(s), d.(*D)) }
+	}
+	e.register(ti)
+	return &Type[S, D]{e: e, info: ti, codec: codec}
+}
+
+// Name returns the type's name.
+func (t *Type[S, D]) Name() string { return t.info.name }
+
+// Submit starts a procedure of this type with data as a new root and
+// returns its id once the submission is durable. With opts.Nonce set, a
+// repeated Submit (also after a restart) returns the first one's id, for
+// as long as its result is kept.
+func (t *Type[S, D]) Submit(ctx context.Context, data D, opts SubmitOptions) (ID, error) {
+	b, err := t.codec.Encode(data)
+	if err != nil {
+		return 0, fmt.Errorf("procedure: encode data of %s: %w", t.info.name, err)
+	}
+	return t.e.submit(ctx, t.info, b, opts)
+}
+
+// Child returns a child procedure of this type with data, for Spawn. An
+// encoding error fails the spawning step.
+func (t *Type[S, D]) Child(data D) Child {
+	b, err := t.codec.Encode(data)
+	if err != nil {
+		err = fmt.Errorf("procedure: encode data of child %s: %w", t.info.name, err)
+	}
+	return Child{t: t.info, enc: b, err: err}
+}
+
+// Wait waits until procedure id finished and returns its final data (the
+// result), or its error: an *Error (errors.Is ErrRolledBack) if its tree
+// rolled back, ErrBypassed if it was bypassed. See Engine.Wait.
+func (t *Type[S, D]) Wait(ctx context.Context, id ID) (D, error) { return Wait[D](ctx, t.e, id) }
+
+// Wait waits until procedure id finished and returns its final data
+// decoded as a D (ErrTypeMismatch if its type's data is not a D), or its
+// error as Type.Wait does.
+func Wait[D any](ctx context.Context, e *Engine, id ID) (D, error) {
+	var zero D
+	r, err := e.Wait(ctx, id)
+	if err != nil {
+		return zero, err
+	}
+	if err := r.Err(); err != nil {
+		return zero, err
+	}
+	ti := e.types[r.Type]
+	if ti == nil {
+		return zero, fmt.Errorf("%w %q (procedure %d)", ErrUnknownType, r.Type, id)
+	}
+	if ti.dataType != reflect.TypeFor[D]() {
+		return zero, fmt.Errorf("%w: procedure %d of type %s holds %v, not %v", ErrTypeMismatch, id, r.Type, ti.dataType, reflect.TypeFor[D]())
+	}
+	d, err := e.decodeData(ti, r.Version, r.Data)
+	if err != nil {
+		return zero, fmt.Errorf("procedure: result of %d: %w", id, err)
+	}
+	return *d.(*D), nil
+}
+
+// SeqState is the state type of Sequential procedures.
+type SeqState int8
+
+const (
+	// SeqRun runs the procedure's function.
+	SeqRun SeqState = iota
+	// SeqChildrenDone finishes it once its children have.
+	SeqChildrenDone
+)
+
+func (s SeqState) String() string {
+	switch s {
+	case SeqRun:
+		return "run"
+	case SeqChildrenDone:
+		return "children-done"
+	}
+	return "SeqState(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Sequential makes a one-shot procedure (HBase's SequentialProcedure) out
+// of two functions: run executes once and may return children, which run
+// in parallel; the procedure finishes when they have. rollback (nil: none
+// needed) undoes run. It is a two-state machine, so everything said of
+// state machines holds for it.
+func Sequential[D any](run func(ctx context.Context, env *Env, data *D) ([]Child, error),
+	rollback func(ctx context.Context, env *Env, data *D) error) StateMachine[SeqState, D] {
+	return &sequential[D]{run: run, rollback: rollback}
+}
+
+type sequential[D any] struct {
+	run      func(ctx context.Context, env *Env, data *D) ([]Child, error)
+	rollback func(ctx context.Context, env *Env, data *D) error
+}
+
+func (s *sequential[D]) Execute(ctx context.Context, env *Env, state SeqState, data *D) (Next, error) {
+	if state != SeqRun {
+		return Done(), nil
+	}
+	children, err := s.run(ctx, env, data)
+	if err != nil {
+		return Next{}, err
+	}
+	if len(children) == 0 {
+		return Done(), nil
+	}
+	return Spawn(SeqChildrenDone, children...), nil
+}
+
+func (s *sequential[D]) Rollback(ctx context.Context, env *Env, state SeqState, data *D) error {
+	if state != SeqRun || s.rollback == nil {
+		return nil
+	}
+	return s.rollback(ctx, env, data)
+}
+
+// StateMachineFuncs makes a StateMachine of two functions, for small
+// types and tests. A nil Undo has nothing to roll back.
+type StateMachineFuncs[S State, D any] struct {
+	Exec func(ctx context.Context, env *Env, state S, data *D) (Next, error)
+	Undo func(ctx context.Context, env *Env, state S, data *D) error
+}
+
+// Execute calls f.Exec.
+func (f StateMachineFuncs[S, D]) Execute(ctx context.Context, env *Env, state S, data *D) (Next, error) {
+	return f.Exec(ctx, env, state, data)
+}
+
+// Rollback calls f.Undo, if set.
+func (f StateMachineFuncs[S, D]) Rollback(ctx context.Context, env *Env, state S, data *D) error {
+	if f.Undo == nil {
+		return nil
+	}
+	return f.Undo(ctx, env, state, data)
+}
