@@ -77,6 +77,23 @@ func NewEtcd(cli *clientv3.Client, opts EtcdOptions) (*Etcd, error) {
 // MaxMembers returns how many members one procedure may name.
 func (t *Etcd) MaxMembers() int { return t.opts.MaxTxnOps - 3 }
 
+// LiveMembers returns the names of the members whose sessions are open
+// (their members/ key, held under their lease, exists), in name order:
+// the members a procedure started now can reach. A member's key is gone
+// once its session closes or its lease expires.
+func (t *Etcd) LiveMembers(ctx context.Context) ([]string, error) {
+	prefix := t.keys.member("")
+	resp, err := t.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		names = append(names, strings.TrimPrefix(string(kv.Key), prefix))
+	}
+	return names, nil
+}
+
 // session grants a lease and keeps it alive until the session is closed.
 func (t *Etcd) session(ctx context.Context) (*concurrency.Session, error) {
 	ttl := int64(math.Ceil(t.opts.TTL.Seconds()))

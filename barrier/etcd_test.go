@@ -190,3 +190,43 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// TestEtcdLiveMembers: a member shows in LiveMembers while its session is
+// open, and not after it closed.
+func TestEtcdLiveMembers(t *testing.T) {
+	e := newEtcdEnv(t)
+	ctx := context.Background()
+	tr, err := barrier.NewEtcd(e.cli, e.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := func() string {
+		t.Helper()
+		names, err := tr.LiveMembers(ctx)
+		if err != nil {
+			t.Fatalf("LiveMembers: %v", err)
+		}
+		return strings.Join(names, ",")
+	}
+	if got := live(); got != "" {
+		t.Fatalf("no member open, LiveMembers = %q", got)
+	}
+	m2, err := tr.OpenMember(ctx, "m2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, err := tr.OpenMember(ctx, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := live(); got != "m1,m2" {
+		t.Fatalf("m1 and m2 open, LiveMembers = %q", got)
+	}
+	if err := m2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := live(); got != "m1" {
+		t.Fatalf("m2 closed, LiveMembers = %q", got)
+	}
+	m1.Close()
+}

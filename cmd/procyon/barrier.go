@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -435,12 +436,39 @@ func barrierDemo(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Members that are still starting join late; the procedure waits for
-	// them within its timeout.
-	_, st, runErr := coordinate(ctx, tr, fmt.Sprintf("demo-%d", time.Now().Unix()), barrierDemoType, nil, members, *timeout)
+	// Start once every member's session is open, so that each hears of the
+	// procedure even if it is aborted at once. (A member that starts late
+	// would join late: the procedure waits for it within its timeout.)
+	for deadline := time.Now().Add(*timeout); ; time.Sleep(10 * time.Millisecond) {
+		live, err := tr.LiveMembers(ctx)
+		if err != nil {
+			return fmt.Errorf("list live members: %w", err)
+		}
+		if !slices.ContainsFunc(members, func(m string) bool { return !slices.Contains(live, m) }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("members did not connect within %v (connected: %v)", *timeout, live)
+		}
+	}
+	procName := fmt.Sprintf("demo-%d", time.Now().Unix())
+	_, st, runErr := coordinate(ctx, tr, procName, barrierDemoType, nil, members, *timeout)
 	fmt.Fprintln(e.stdout)
 	if st != nil {
 		printTimeline(e.stdout, *st)
+	}
+
+	// Let every member tell how the procedure ended for it (it learns of
+	// an abort through its watch, a moment after the coordinator) before
+	// stopping them; a member that never heard of it is shown as such.
+	ended := func(out *lockedBuffer) bool {
+		o := out.String()
+		return strings.Contains(o, "procedure "+procName+" complete") || strings.Contains(o, "procedure "+procName+" aborted")
+	}
+	for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+		if !slices.ContainsFunc(outputs, func(o *lockedBuffer) bool { return !ended(o) }) {
+			break
+		}
 	}
 
 	// Stop the members and check that each one exited cleanly.
