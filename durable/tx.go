@@ -110,8 +110,9 @@ func (c *Collection[K, V]) freeOps(o any) {
 	if cap(t.ents) > maxSpareOps {
 		return
 	}
-	clear(t.ents[:cap(t.ents)])
-	clear(t.order[:cap(t.order)])
+	// Past len the arrays are still zero: every use is cleared here.
+	clear(t.ents)
+	clear(t.order)
 	t.ents, t.idx, t.order = t.ents[:0], nil, t.order[:0]
 	c.spare = t
 }
