@@ -57,13 +57,15 @@
 //   - A file's synced content is intact. If the file changed since its
 //     last Sync, the change is, with equal odds, dropped (the synced
 //     content), kept whole (the current content), or torn. A torn change
-//     is the current content cut at a random point at or after the first
-//     byte that differs from the synced content; with even odds the last
-//     1 to 512 bytes before the cut (never bytes before that first
-//     difference) are then replaced by zeros or by garbage, as by a torn
-//     sector. A torn change is never shorter than the synced content:
-//     when the cut falls short of it (an unsynced Truncate or rewrite),
-//     one of the two whole versions is kept instead.
+//     is the current content up to a random cut within the changed bytes
+//     (from the first byte that differs from the synced content to the
+//     last), and the synced content past the cut: writes reach the disk
+//     in order, and an overwrite of synced bytes (preallocated zeros, for
+//     instance) leaves them past the cut. With even odds the last 1 to
+//     512 bytes before the cut (never bytes before that first difference)
+//     are then replaced by zeros or by garbage, as by a torn sector. An
+//     unsynced Truncate to below the synced size keeps one of the two
+//     whole versions.
 //   - Each directory's durable entries are intact, and each unsynced entry
 //     change is kept or lost independently, with equal odds. Kept changes
 //     are replayed in their original order, each only if the names it

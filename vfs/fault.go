@@ -36,6 +36,7 @@ const (
 	OpLock                        // FS.Lock
 	OpSyncDir                     // FS.SyncDir
 	OpRead                        // File.ReadAt
+	OpPreallocate                 // File.Preallocate
 	numOpKinds
 )
 
@@ -54,6 +55,7 @@ var opKindNames = [numOpKinds]string{
 	OpLock:          "lock",
 	OpSyncDir:       "syncdir",
 	OpRead:          "read",
+	OpPreallocate:   "preallocate",
 }
 
 func (k OpKind) String() string {
@@ -327,6 +329,13 @@ func (f *faultyFile) Truncate(size int64) error {
 		return err
 	}
 	return f.f.Truncate(size)
+}
+
+func (f *faultyFile) Preallocate(size int64) error {
+	if err := check(f.inj, OpPreallocate, f.path); err != nil {
+		return err
+	}
+	return f.f.Preallocate(size)
 }
 
 func (f *faultyFile) Size() (int64, error) {

@@ -67,6 +67,7 @@ var faultOps = []struct {
 	{vfs.OpWrite, "/d/f", func(s *faultyStack) error { _, err := s.h.Write([]byte("more")); return err }},
 	{vfs.OpSync, "/d/f", func(s *faultyStack) error { return s.h.Sync() }},
 	{vfs.OpTruncate, "/d/f", func(s *faultyStack) error { return s.h.Truncate(1) }},
+	{vfs.OpPreallocate, "/d/f", func(s *faultyStack) error { return s.h.Preallocate(64) }},
 	{vfs.OpRename, "/d/f", func(s *faultyStack) error { return s.fs.Rename("/d/f", "/d/g") }},
 	{vfs.OpRemove, "/d/f", func(s *faultyStack) error { return s.fs.Remove("/d/f") }},
 	{vfs.OpMkdirAll, "/d/sub", func(s *faultyStack) error { return s.fs.MkdirAll("/d/sub") }},

@@ -707,21 +707,32 @@ func (cl *cloner) content(n *memNode) []byte {
 	for p < len(syn) && p < len(cur) && syn[p] == cur[p] {
 		p++
 	}
-	cut := p + cl.rng.IntN(len(cur)-p+1)
-	if cut < len(syn) {
-		// Shorter than the synced content (an unsynced Truncate or
-		// overwrite): keep one version or the other whole.
+	if len(cur) < len(syn) {
+		// An unsynced Truncate: keep one version or the other whole.
 		if cl.rng.IntN(2) == 0 {
 			return bytes.Clone(syn)
 		}
 		return bytes.Clone(cur)
 	}
+	// Written in order up to the cut; past it, what was synced (an
+	// overwrite of synced bytes, preallocated zeros for instance, keeps
+	// them there). The cut falls in the changed bytes [p, q).
+	q := len(cur)
+	if q == len(syn) {
+		for q > p && cur[q-1] == syn[q-1] {
+			q--
+		}
+	}
+	cut := p + cl.rng.IntN(q-p+1)
 	out := bytes.Clone(cur[:cut])
+	if cut < len(syn) {
+		out = append(out, syn[cut:]...)
+	}
 	if cut > p && cl.rng.IntN(2) == 0 {
 		// A torn sector: the last bytes before the cut are zeros or
 		// garbage. Never before p, so unchanged bytes stay intact.
 		k := 1 + cl.rng.IntN(min(tornSector, cut-p))
-		bad := out[cut-k:]
+		bad := out[cut-k : cut]
 		if cl.rng.IntN(2) == 0 {
 			clear(bad)
 		} else {
@@ -844,6 +855,21 @@ func (f *memFile) Truncate(size int64) error {
 	f.node.truncate(int(size))
 	if f.off > size {
 		f.off = size
+	}
+	return nil
+}
+
+func (f *memFile) Preallocate(size int64) error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if err := f.gateLocked("preallocate", true); err != nil {
+		return err
+	}
+	if !f.writable || size < 0 {
+		return pathErr("preallocate", f.name, syscall.EINVAL)
+	}
+	if int(size) > len(f.node.data) {
+		f.node.truncate(int(size))
 	}
 	return nil
 }

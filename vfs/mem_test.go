@@ -345,11 +345,81 @@ func TestCrashCloneSyncedDataIntact(t *testing.T) {
 		if !bytes.Equal(got[:1000], synced[:1000]) {
 			t.Fatalf("seed %d: bytes never rewritten changed", seed)
 		}
-		// A torn rewrite never falls short of the synced content: shorter
-		// cuts keep one version whole.
-		if !bytes.Equal(got, synced) && !bytes.Equal(got, overFull) &&
-			(len(got) < len(synced) || !bytes.HasPrefix(overFull, got[:len(got)-512])) {
-			t.Fatalf("seed %d: rewritten file (%d bytes) is neither synced, nor rewritten, nor a torn prefix of the rewrite", seed, len(got))
+		// A torn rewrite is the rewrite up to a cut (the last 512 bytes
+		// before it possibly damaged), and the synced content after it.
+		if !bytes.Equal(got, synced) && !bytes.Equal(got, overFull) && !tornMix(got, overFull, synced) {
+			t.Fatalf("seed %d: rewritten file (%d bytes) is neither synced, nor rewritten, nor torn between them", seed, len(got))
+		}
+	}
+}
+
+// tornMix reports whether got is what a write of cur over old, cut short,
+// can leave: cur up to a cut, with at most the 512 bytes before the cut
+// damaged, and old past the cut.
+func tornMix(got, cur, old []byte) bool {
+	p := 0 // got and cur agree before p
+	for p < len(got) && p < len(cur) && got[p] == cur[p] {
+		p++
+	}
+	if len(got) >= len(old) && len(got) <= len(cur) && p >= len(got)-512 {
+		return true // cut at or past the old end
+	}
+	if len(got) != len(old) {
+		return false
+	}
+	s := len(got) // got and old agree from s on
+	for s > 0 && got[s-1] == old[s-1] {
+		s--
+	}
+	return s <= p+512 && s <= len(cur)
+}
+
+// TestCrashCloneTornOverwrite: a write over synced bytes (preallocated
+// zeros, say) that a crash cuts short leaves the new bytes up to the cut
+// and the synced ones after it; every outcome occurs.
+func TestCrashCloneTornOverwrite(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	m := vfs.NewMem()
+	mustOK(t, m.MkdirAll("/d"))
+	f, err := m.Create("/d/a")
+	mustOK(t, err)
+	head := randBytes(rng, 1000)
+	mustWrite(t, f, head)
+	mustOK(t, f.Preallocate(8000))
+	mustOK(t, f.Sync())
+	mustOK(t, m.SyncDir("/d"))
+	rec := randBytes(rng, 3000)
+	mustWrite(t, f, rec) // over the zeros, at offset 1000
+	m.Crash()
+	old := slices.Concat(head, make([]byte, 7000))
+	cur := slices.Concat(head, rec, make([]byte, 4000))
+	seen := map[string]int{}
+	for seed := range int64(300) {
+		got, err := m.CrashClone(seed).ReadFile("/d/a")
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		switch {
+		case len(got) != 8000:
+			t.Fatalf("seed %d: %d bytes; an overwrite does not change the size", seed, len(got))
+		case !bytes.Equal(got[:1000], head):
+			t.Fatalf("seed %d: bytes before the overwrite changed", seed)
+		case !bytes.Equal(got[4000:], old[4000:]):
+			t.Fatalf("seed %d: zeros past the overwrite changed", seed)
+		case bytes.Equal(got, old):
+			seen["dropped"]++
+		case bytes.Equal(got, cur):
+			seen["kept"]++
+		case tornMix(got, cur, old):
+			seen["torn"]++
+		default:
+			t.Fatalf("seed %d: not the old content, the new one, or the new one up to a cut", seed)
+		}
+	}
+	t.Logf("outcomes over 300 seeds: %v", seen)
+	for _, o := range []string{"dropped", "kept", "torn"} {
+		if seen[o] == 0 {
+			t.Errorf("outcome %q never seen: %v", o, seen)
 		}
 	}
 }

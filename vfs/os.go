@@ -171,6 +171,26 @@ func (f *osFile) Truncate(size int64) error {
 	return nil
 }
 
+// preallocChunk bounds one write of Preallocate's zeros.
+const preallocChunk = 256 << 10
+
+var zeros [preallocChunk]byte
+
+func (f *osFile) Preallocate(size int64) error {
+	end, err := f.Size()
+	if err != nil {
+		return err
+	}
+	for end < size {
+		n := min(size-end, preallocChunk)
+		if _, err := f.f.WriteAt(zeros[:n], end); err != nil {
+			return err
+		}
+		end += n
+	}
+	return nil
+}
+
 func (f *osFile) Size() (int64, error) {
 	fi, err := f.f.Stat()
 	if err != nil {

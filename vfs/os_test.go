@@ -161,7 +161,32 @@ func checkSemantics(t *testing.T, fsys vfs.FS, root string) {
 	if err := f.Truncate(0); err == nil {
 		t.Fatal("Truncate of a file opened with Open succeeded")
 	}
+	if err := f.Preallocate(100); err == nil {
+		t.Fatal("Preallocate of a file opened with Open succeeded")
+	}
 	must("Close", f.Close())
+
+	// Preallocate writes zeros past the end and leaves the write offset
+	// where it was; a smaller size changes nothing.
+	f, err = fsys.Create(p("d", "pre"))
+	must("Create", err)
+	write(f, "abc")
+	must("Preallocate", f.Preallocate(10))
+	if got := content(f); got != "abc\x00\x00\x00\x00\x00\x00\x00" {
+		t.Fatalf("after Preallocate(10): %q", got)
+	}
+	write(f, "de")
+	must("Preallocate", f.Preallocate(5))
+	if got := content(f); got != "abcde\x00\x00\x00\x00\x00" {
+		t.Fatalf("after a write over preallocated zeros and Preallocate(5): %q", got)
+	}
+	big := int64(600 << 10) // more than one chunk of zeros
+	must("Preallocate", f.Preallocate(big))
+	if size, err := f.Size(); err != nil || size != big {
+		t.Fatalf("Size after Preallocate(%d) = %d, %v", big, size, err)
+	}
+	must("Close", f.Close())
+	must("Remove", fsys.Remove(p("d", "pre")))
 
 	// Rename replaces the target.
 	create(p("d", "b"), "old")

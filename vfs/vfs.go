@@ -68,6 +68,13 @@ type File interface {
 	Sync() error
 	// Truncate changes the size of the file.
 	Truncate(size int64) error
+	// Preallocate makes the file at least size bytes long by writing zeros
+	// past its end: real writes, not a hole or an unwritten extent, so
+	// that later writes over them change no file metadata and a
+	// data-only sync (fdatasync) has no metadata to commit. The write
+	// offset does not move. Like any write, the zeros are durable after
+	// Sync.
+	Preallocate(size int64) error
 	// Size returns the current size of the file.
 	Size() (int64, error)
 	io.Closer

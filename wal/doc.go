@@ -87,6 +87,13 @@
 //   - Rolling writes the old segment's trailer and fsyncs it before the new
 //     segment is created. So every segment but the last ends with a trailer.
 //   - A batch is acknowledged only after its fdatasync returns.
+//   - The active segment is preallocated: before a batch would pass the
+//     end of the file, Options.Preallocate bytes of zeros (default 1 MiB)
+//     are written past it, and made durable by that batch's fdatasync.
+//     Batches then overwrite zeros already on disk, so their fdatasync
+//     commits no file-size change (on ext4, no journal commit). Rolling
+//     truncates the zeros before writing the trailer; Close truncates
+//     them too. Zeros never decode as a frame (type 0 is never written).
 //   - Obsolete segments are deleted oldest first, with a directory fsync
 //     after each removal, so that the log on disk is always a contiguous
 //     run of segments.
@@ -97,7 +104,9 @@
 // agreement, and contiguity between segments. The last segment may end in a
 // torn frame (the unsynced tail of a crash): if no valid frame follows the
 // damage, Open truncates the segment there and logs the offset and the
-// bytes dropped. A last segment whose header never became durable holds no
+// bytes dropped. Zeros from a frame boundary to the end of a segment are
+// preallocated space, not damage: the segment's records end there (Open
+// cuts them off the last segment, at debug level). A last segment whose header never became durable holds no
 // records and is removed. Anything else is corruption: a bad frame in a
 // sealed segment, a bad frame followed by a valid one, a wrong sequence
 // number, a missing trailer, a gap between segments, a foreign file (bad

@@ -55,6 +55,7 @@ func TestFailureSemantics(t *testing.T) {
 		{"short write", vfs.ShortWriteNth(6), io.ErrShortWrite},
 		{"segment create fails on roll", vfs.FailNth(vfs.OpCreate, 2, nil), vfs.ErrInjected},
 		{"directory sync fails on roll", vfs.FailNth(vfs.OpSyncDir, 3, nil), vfs.ErrInjected},
+		{"disk full while preallocating", vfs.FailNth(vfs.OpPreallocate, 4, vfs.ErrNoSpace), syscall.ENOSPC},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -36,6 +36,10 @@ type scanResult struct {
 	tornOffset int64
 	tornBytes  int64
 	tornReason string
+	// zeroTail says the "torn tail" is only preallocated zeros (nothing
+	// was written there, or nothing of it reached the disk): not worth a
+	// warning, but cut off all the same so that appends go on there.
+	zeroTail bool
 
 	// corrupt is the first corruption found (a *CorruptionError, or
 	// ErrVersion-wrapping error); scanning stops there. corruptIndex is
@@ -149,6 +153,27 @@ func scanSegment(fs vfs.FS, dir, name string, last bool, res *scanResult, visit 
 		if atEnd {
 			break
 		}
+		if p == frameZero {
+			// Zeros to the end of the file are preallocated space: the
+			// segment's records end here.
+			zeros, err := allZero(f, off, size)
+			if err != nil {
+				return info, fmt.Errorf("wal: read segment %s: %w", name, err)
+			}
+			if zeros {
+				info.validEnd = off
+				if last && !info.sealed {
+					res.tornTail, res.zeroTail = true, true
+					res.tornOffset, res.tornBytes, res.tornReason = off, size-off, "preallocated zeros"
+					return info, nil
+				}
+				if !last && !info.sealed {
+					res.corrupt = corruptf(name, off, "segment ends without a trailer (truncated), but later segments exist")
+					res.corruptOffset = off
+				}
+				return info, nil
+			}
+		}
 		reason := ""
 		switch {
 		case p != frameOK:
@@ -244,6 +269,22 @@ func findValidFrame(f vfs.File, from, size int64, expected uint64) (int64, error
 		}
 	}
 	return -1, nil
+}
+
+// allZero reports whether f holds only zero bytes in [from, size).
+func allZero(f vfs.File, from, size int64) (bool, error) {
+	buf := make([]byte, min(size-from, 64<<10))
+	for off := from; off < size; {
+		n := min(int64(len(buf)), size-off)
+		if _, err := f.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+			return false, err
+		}
+		if !isZero(buf[:n]) {
+			return false, nil
+		}
+		off += n
+	}
+	return true, nil
 }
 
 func le64(b []byte) uint64 { return uint64(le32(b)) | uint64(le32(b[4:]))<<32 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -393,5 +395,82 @@ func TestRollEmptySegment(t *testing.T) {
 	got := readAll(t, w, w.FirstSeq())
 	if len(got) != 1 || string(got[0].Data) != "two" || got[0].Seq != 2 {
 		t.Fatalf("after reopen: %+v", got)
+	}
+}
+
+// TestPreallocation: the active segment carries zeros ahead of its records
+// (so that a sync has no file size to commit); a clean Close drops them; a
+// crash leaves them, and Open takes them for what they are (no torn-tail
+// warning), drops them, and appends go on after the last record.
+func TestPreallocation(t *testing.T) {
+	mem := vfs.NewMem()
+	if err := mem.MkdirAll(crashDir); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts := Options{FS: mem, Logger: logger, Preallocate: 4096}
+	w, err := Open(crashDir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 10; i++ {
+		if _, err := w.Append(payload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seg := filepath.Join(crashDir, segmentName(1))
+	recordsEnd := w.activeSize
+	if size, _ := mem.Stat(seg); size <= recordsEnd || size > recordsEnd+4096 {
+		t.Fatalf("active segment is %d bytes, records end at %d: want zeros ahead, at most 4096 bytes", size, recordsEnd)
+	}
+
+	// A crash now leaves the zeros on disk.
+	mem.Crash()
+	crashed := mem.CrashClone(1)
+	w.Close()
+	opts.FS = crashed
+	w, err = Open(crashDir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "torn") || !strings.Contains(logs.String(), "preallocated zeros") {
+		t.Fatalf("recovery log:\n%s", logs.String())
+	}
+	if w.activeSize != recordsEnd {
+		t.Fatalf("after recovery the records end at %d, want %d", w.activeSize, recordsEnd)
+	}
+	for i := 11; i <= 20; i++ {
+		if _, err := w.Append(payload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := w.activeSize
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if size, _ := crashed.Stat(seg); size != end {
+		t.Fatalf("after Close the segment is %d bytes, its records end at %d", size, end)
+	}
+	w, err = Open(crashDir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := w.NewReader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 20; i++ {
+		rec, err := r.Next()
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if id, ok := payloadID(rec.Data); !ok || id != i {
+			t.Fatalf("record %d holds %d", i, id)
+		}
+	}
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("after 20 records: %v, want io.EOF", err)
 	}
 }
