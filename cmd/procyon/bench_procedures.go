@@ -131,7 +131,7 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 	committers := fs.Int("committers", 0, "engine committers (0: the engine's default)")
 	recoverMode := fs.Bool("recover", false, "measure recovery instead: build -live live procedures, then time a restart")
 	live := fs.Int("live", 100_000, "with -recover, live procedures at the restart")
-	baseline := fs.Bool("baseline", true, "first time the disk: a one-record pwrite+fdatasync loop for 1 s in the same directory, reported as raw_fsyncs_per_sec")
+	baseline := fs.Bool("baseline", true, "first time the disk: a one-record pwrite+fdatasync loop (over preallocated zeros, as the log writes) for 1 s in the same directory, reported as raw_fsyncs_per_sec")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	if err := fs.Parse(args); err != nil {
 		return err
