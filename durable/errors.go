@@ -26,6 +26,10 @@ var (
 	ErrUnknownCollection = errors.New("durable: unknown collection")
 	// ErrTxDone: a Tx was used after its Write returned.
 	ErrTxDone = errors.New("durable: transaction already finished")
+	// ErrNestedAsync: WriteAsync was called inside a transaction of the
+	// same store; a nested write joins the outer one and has no commit of
+	// its own (use Write).
+	ErrNestedAsync = errors.New("durable: WriteAsync inside a transaction")
 	// ErrOutcomeUnknown: the context of a Write ended while its record was
 	// being made durable. The transaction is whole either way, but it may
 	// or may not have committed; readers see it once it is durable.

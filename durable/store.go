@@ -370,22 +370,83 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) error {
 		}
 		return tx.nested(fn)
 	}
+	c, err := s.write(ctx, fn)
+	if err != nil || c == nil {
+		return err
+	}
+	return c.Wait(ctx)
+}
+
+// WriteAsync is Write without the wait for the disk: it runs fn and, if
+// fn wrote anything, queues its record, and returns a Commit to wait on.
+// Everything Write says holds, except that the caller learns the outcome
+// from the Commit: its Wait returns nil once the record is durable and
+// the version is what readers see. Transactions become durable in the
+// order their WriteAsync calls returned. The Commit is nil if fn wrote
+// nothing. WriteAsync inside a transaction of this store (a ctx from
+// Tx.Context) is refused with ErrNestedAsync: a nested write has no
+// commit of its own.
+func (s *Store) WriteAsync(ctx context.Context, fn func(tx *Tx) error) (*Commit, error) {
+	if tx := txFrom(ctx); tx != nil && tx.s == s {
+		return nil, ErrNestedAsync
+	}
+	return s.write(ctx, fn)
+}
+
+// Commit is a transaction queued by WriteAsync, on its way to the disk.
+type Commit struct{ g *group }
+
+// Done is closed once the commit's outcome is known.
+func (c *Commit) Done() <-chan struct{} { return c.g.done }
+
+// Err returns the commit's outcome once Done is closed: nil if it is
+// durable, else an error wrapping ErrFailed.
+func (c *Commit) Err() error {
+	select {
+	case <-c.g.done:
+		return c.g.err
+	default:
+		return nil
+	}
+}
+
+// Wait waits until the commit is durable (nil) or failed. If ctx ends
+// first, the error wraps ErrOutcomeUnknown: the transaction is whole, and
+// may still commit.
+func (c *Commit) Wait(ctx context.Context) error {
+	select {
+	case <-c.g.done:
+		return c.g.err
+	case <-ctx.Done():
+		select {
+		case <-c.g.done:
+			return c.g.err
+		default:
+		}
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+// write runs fn in a new transaction and queues its record: the part of
+// Write before the wait for the disk. A nil Commit and error: nothing was
+// written.
+func (s *Store) write(ctx context.Context, fn func(tx *Tx) error) (*Commit, error) {
 	if s.state.Load() != stateOpen {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	if err := s.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.lock(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if s.state.Load() != stateOpen {
 		s.unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	if err := s.Err(); err != nil {
 		s.unlock()
-		return err
+		return nil, err
 	}
 	tx := &Tx{s: s, parent: ctx, ops: make([]any, len(s.colls))}
 	if err := s.run(tx, fn); err != nil {
@@ -393,12 +454,12 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) error {
 		tx.done = true
 		s.unlock()
 		s.stats.aborts.Add(1)
-		return err
+		return nil, err
 	}
 	tx.done = true
 	if tx.nOps == 0 {
 		s.unlock()
-		return nil
+		return nil, nil
 	}
 	g := s.w.group
 	start := len(g.buf)
@@ -409,7 +470,7 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) error {
 		tx.rollback()
 		s.unlock()
 		s.stats.aborts.Add(1)
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, s.w.maxRecord)
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, s.w.maxRecord)
 	}
 	g.ends = append(g.ends, len(g.buf))
 	for i, o := range tx.ops {
@@ -443,17 +504,7 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) error {
 	if snap {
 		go s.autoSnapshot()
 	}
-	select {
-	case <-g.done:
-		return g.err
-	case <-ctx.Done():
-		select {
-		case <-g.done:
-			return g.err
-		default:
-		}
-		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
-	}
+	return &Commit{g: g}, nil
 }
 
 // run calls fn. If fn panics, it undoes the transaction, releases the

@@ -468,3 +468,69 @@ func checkKeys[K interface {
 		}
 	}
 }
+
+// TestWriteAsync: WriteAsync applies and queues at once, and its Commit
+// tells when the record is durable; commits complete in the order they
+// were made; a write that writes nothing has no commit; a nested one is
+// refused; a failed persistence fails the commit.
+func TestWriteAsync(t *testing.T) {
+	ctx := context.Background()
+	mp := NewMemPersistence()
+	s := openTestStore(t, Options{Persistence: mp})
+	defer s.Close()
+
+	var commits []*Commit
+	for i := range 50 {
+		c, err := s.WriteAsync(ctx, func(tx *Tx) error { return s.counts.Put(tx, int64(i), int64(i)) })
+		if err != nil || c == nil {
+			t.Fatalf("WriteAsync %d: %v, %v", i, c, err)
+		}
+		commits = append(commits, c)
+	}
+	// In order: once commit i is done, every earlier one is.
+	for i, c := range commits {
+		if err := c.Wait(ctx); err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+		for j := range i {
+			select {
+			case <-commits[j].Done():
+			default:
+				t.Fatalf("commit %d done before commit %d", i, j)
+			}
+		}
+		if v, ok, _ := s.counts.Get(int64(i)); !ok || v != int64(i) {
+			t.Fatalf("after commit %d is durable, readers see %d, %v", i, v, ok)
+		}
+		if c.Err() != nil {
+			t.Fatalf("Err of a durable commit: %v", c.Err())
+		}
+	}
+
+	if c, err := s.WriteAsync(ctx, func(tx *Tx) error { return nil }); c != nil || err != nil {
+		t.Fatalf("a write of nothing: %v, %v; want no commit and no error", c, err)
+	}
+	boom := errors.New("boom")
+	if c, err := s.WriteAsync(ctx, func(tx *Tx) error { s.counts.Put(tx, 99, 1); return boom }); c != nil || !errors.Is(err, boom) {
+		t.Fatalf("a failing write: %v, %v", c, err)
+	}
+	if s.counts.Has(99) {
+		t.Fatal("a failed WriteAsync left its write")
+	}
+	err := s.Write(ctx, func(tx *Tx) error {
+		_, err := s.WriteAsync(tx.Context(), func(tx *Tx) error { return nil })
+		return err
+	})
+	if !errors.Is(err, ErrNestedAsync) {
+		t.Fatalf("WriteAsync inside a transaction: %v, want ErrNestedAsync", err)
+	}
+
+	mp.Fail(errors.New("disk on fire"))
+	c, err := s.WriteAsync(ctx, func(tx *Tx) error { return s.counts.Put(tx, 100, 1) })
+	if err == nil {
+		err = c.Wait(ctx)
+	}
+	if !errors.Is(err, ErrFailed) {
+		t.Fatalf("WriteAsync on a failed persistence: %v, want ErrFailed", err)
+	}
+}

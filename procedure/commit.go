@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/procyon-dev/procyon/durable"
 )
@@ -377,19 +376,23 @@ func (e *Engine) send(c *commit) bool {
 }
 
 // committer gathers the commits waiting, up to Options.MaxBatch, into a
-// batch, and starts its transaction on a goroutine of its own; as soon as
-// that transaction's function has run (its record is queued in the
-// store's forming group), it gathers the next batch, while the previous
-// ones wait for the disk. So the store's write lock is busy with one
-// batch after another, every batch holds what arrived while the previous
-// one was applied, and the store's group commit puts all the batches
-// applied during one fsync into the next. At most Options.Committers
-// batches are in flight.
+// batch and applies it: one store transaction (durable.Store.WriteAsync)
+// whose record is queued in the store's forming group. It hands the batch
+// to the completer, which waits for the disk, and gathers the next batch
+// at once. So the store's write lock is busy with one batch after
+// another, every batch holds what arrived while the previous one was
+// applied, and the store's group commit puts all the batches applied
+// during one fsync into the next. At most Options.Committers batches wait
+// for the disk; the completer lets them go in commit order.
 func (e *Engine) committer() {
 	defer e.committersWG.Done()
-	var inflight sync.WaitGroup
-	defer inflight.Wait()
-	slots := make(chan struct{}, e.opts.Committers)
+	applied := make(chan appliedBatch, e.opts.Committers)
+	completerDone := make(chan struct{})
+	go e.completer(applied, completerDone)
+	defer func() {
+		close(applied)
+		<-completerDone
+	}()
 	for c := range e.commitCh {
 		batch := make([]*commit, 1, min(e.opts.MaxBatch, 1+len(e.commitCh)))
 		batch[0] = c
@@ -405,37 +408,53 @@ func (e *Engine) committer() {
 				break drain
 			}
 		}
-		slots <- struct{}{}
-		applied := make(chan struct{})
-		inflight.Add(1)
-		go func() {
-			defer inflight.Done()
-			defer func() { <-slots }()
-			e.commitBatch(batch, applied)
-		}()
-		<-applied
+		e.applyBatch(batch, applied)
+	}
+}
+
+// appliedBatch is a batch whose transaction is queued: cm (nil if it
+// wrote nothing) says when it is durable.
+type appliedBatch struct {
+	batch []*commit
+	cm    *durable.Commit
+}
+
+// completer waits for each applied batch's commit, in order, and does
+// what follows: afterBatch, or, if the store failed, the engine's
+// failure.
+func (e *Engine) completer(applied <-chan appliedBatch, done chan<- struct{}) {
+	defer close(done)
+	for a := range applied {
+		if a.cm != nil {
+			if err := a.cm.Wait(context.Background()); err != nil {
+				// Nothing of the batch committed, and the store takes no
+				// more: undo it in memory too, and fail.
+				e.mu.Lock()
+				for i := len(a.batch) - 1; i >= 0; i-- {
+					if a.batch[i].applied {
+						e.undoLocked(a.batch[i])
+					}
+				}
+				e.mu.Unlock()
+				e.fail(err)
+				e.finishFailed(a.batch, e.Err())
+				continue
+			}
+		}
+		e.afterBatch(a.batch)
 	}
 }
 
 var errBadWrite = errors.New("procedure: a recorded write failed")
 
-// commitBatch commits batch in one transaction: every commit's recorded
-// writes and its procedures' new records. Each commit is whole in it:
-// a step's metadata never commits without its state, nor the reverse. If
-// a step's recorded write fails, the transaction is dropped and made
-// again with that step failed instead (the others unchanged); if the
-// store refuses the whole (too large), the commits go one by one.
-//
-// applied is closed once the first transaction's function has run (or the
-// transaction failed before): the committer may then start the next batch.
-func (e *Engine) commitBatch(batch []*commit, applied chan struct{}) {
-	var once sync.Once
-	signal := func() {
-		if applied != nil {
-			once.Do(func() { close(applied) })
-		}
-	}
-	defer signal()
+// applyBatch applies batch in one transaction, every commit's recorded
+// writes and its procedures' new records, and hands it to the completer.
+// Each commit is whole in it: a step's metadata never commits without its
+// state, nor the reverse. If a step's recorded write fails, the
+// transaction is dropped and made again with that step failed instead
+// (the others unchanged); if the store refuses the whole (too large), the
+// commits go one by one.
+func (e *Engine) applyBatch(batch []*commit, applied chan<- appliedBatch) {
 	h := &e.opts.Hooks
 	if h.BeforeCommit != nil {
 		for _, c := range batch {
@@ -455,8 +474,7 @@ func (e *Engine) commitBatch(batch []*commit, applied chan struct{}) {
 		}
 		var bad *commit
 		var badErr error
-		err := e.store.Write(context.Background(), func(tx *durable.Tx) error {
-			defer signal()
+		cm, err := e.store.WriteAsync(context.Background(), func(tx *durable.Tx) error {
 			e.mu.Lock()
 			for _, c := range batch {
 				c.reset()
@@ -495,10 +513,10 @@ func (e *Engine) commitBatch(batch []*commit, applied chan struct{}) {
 			return recs.apply(tx, e.procsC)
 		})
 		if err == nil {
-			e.afterBatch(batch)
+			applied <- appliedBatch{batch, cm}
 			return
 		}
-		// Nothing of the batch committed: undo it in memory too.
+		// Nothing of the batch was queued: undo it in memory too.
 		e.mu.Lock()
 		for i := len(batch) - 1; i >= 0; i-- {
 			if batch[i].applied {
@@ -516,9 +534,8 @@ func (e *Engine) commitBatch(batch []*commit, applied chan struct{}) {
 				bad.stepErr, bad.writes = badErr, nil
 			}
 		case len(batch) > 1 && e.storeHealthy(err):
-			signal()
 			for _, c := range batch {
-				e.commitBatch([]*commit{c}, nil)
+				e.applyBatch([]*commit{c}, applied)
 			}
 			return
 		case e.storeHealthy(err):

@@ -38,16 +38,17 @@
 // metadata writes with Env.Write. When it returns, the worker hands the
 // step's commit to the committer and takes other work. The committer
 // gathers the commits waiting (steps, rollback steps, submissions; up to
-// Options.MaxBatch) into one durable.Store.Write whose function runs, for
-// each, the recorded writes and then stores the procedure's new record
-// (and its new children's, or its completed tree's result); the records
-// are encoded under the engine's lock and put in the transaction after it
-// is released, so that the B-tree inserts never hold up the workers. So a step's
-// metadata and its procedure's state are in one transaction, one WAL
-// record, always together; a batch holds several whole steps. As soon as
-// a batch's function has run, the committer gathers the next batch while
-// the previous ones wait for the disk (at most Options.Committers in
-// flight), and the store's group commit shares each fsync among them.
+// Options.MaxBatch) into one durable.Store.WriteAsync whose function
+// runs, for each, the recorded writes and then stores the procedure's new
+// record (and its new children's, or its completed tree's result); the
+// records are encoded under the engine's lock and put in the transaction
+// after it is released, so that the B-tree inserts never hold up the
+// workers. So a step's metadata and its procedure's state are in one
+// transaction, one WAL record, always together; a batch holds several
+// whole steps. As soon as a batch's transaction is queued, the committer
+// gathers the next batch, while a completer waits for the previous ones'
+// commits in order (at most Options.Committers waiting) and lets their
+// procedures go; the store's group commit shares each fsync among them.
 // The procedure is held (not runnable) until its commit is durable: its
 // next step never starts before. If a recorded write fails, the batch's
 // transaction is dropped and made again with that step failed instead

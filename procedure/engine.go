@@ -34,10 +34,10 @@ type Options struct {
 	// waiting for a committer; a worker that finds the bound reached
 	// waits. Default 4096.
 	MaxCommits int
-	// Committers bounds the batches of commits in flight: a committer
-	// gathers the commits waiting (up to MaxBatch) into one store
-	// transaction, and gathers the next batch as soon as that
-	// transaction is applied, while it waits for the disk. Default 8.
+	// Committers bounds the batches of commits waiting for the disk: the
+	// committer gathers the commits waiting (up to MaxBatch) into one
+	// store transaction, and gathers the next batch as soon as that
+	// transaction is queued, while it waits for the disk. Default 8.
 	Committers int
 	// MaxBatch bounds the commits in one store transaction. Default 256.
 	MaxBatch int
