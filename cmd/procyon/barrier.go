@@ -187,11 +187,8 @@ func barrierRun(ctx context.Context, e *env, args []string) error {
 	procArgs := fs.String("args", "", "argument bytes handed to every member")
 	timeout := fs.Duration("timeout", time.Minute, "whole-procedure timeout")
 	asJSON := fs.Bool("json", false, "print the timeline as one JSON object")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return errUsage
 	}
 	if *members == "" {
 		return errors.New("-members is required")
@@ -369,11 +366,8 @@ func barrierDemo(ctx context.Context, e *env, args []string) error {
 	ttl := fs.Duration("ttl", 2*time.Second, "session lease TTL")
 	timeout := fs.Duration("timeout", 30*time.Second, "whole-procedure timeout")
 	verbose := fs.Bool("v", false, "show the member processes' output as it comes (it is shown on failure anyway)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return errUsage
 	}
 	if *n < 1 || *n > 32 {
 		return fmt.Errorf("-members must be between 1 and 32, got %d", *n)

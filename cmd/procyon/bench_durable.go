@@ -60,11 +60,8 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	share := fs.Float64("snapshot-share", 0.5, "durable.Options.SnapshotShare: the share of wall time the snapshot may spend serializing (1: no pacing)")
 	baseline := fs.Bool("baseline", true, "also run the WAL alone (procyon bench wal with the same writers and value size, same directory) for the same duration, and report the ratio")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return errUsage
 	}
 	switch {
 	case *writers < 1 || *writers > 100_000:

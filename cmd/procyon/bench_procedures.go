@@ -133,11 +133,8 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 	live := fs.Int("live", 100_000, "with -recover, live procedures at the restart")
 	baseline := fs.Bool("baseline", true, "first time the disk: a one-record pwrite+fdatasync loop (over preallocated zeros, as the log writes) for 1 s in the same directory, reported as raw_fsyncs_per_sec")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return errUsage
 	}
 	switch {
 	case *concurrency < 1 || *concurrency > 100_000:

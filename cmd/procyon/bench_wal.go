@@ -57,11 +57,8 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 	replay := fs.Bool("replay", false, "measure reopening the log and reading back -records records instead")
 	records := fs.Int("records", 1_000_000, "with -replay, records to write and read back")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return errUsage
 	}
 	switch {
 	case *writers < 1 || *writers > 100_000:

@@ -57,11 +57,8 @@ func demo(ctx context.Context, e *env, args []string) error {
 	delay := fs.Duration("step-delay", 30*time.Millisecond, "how long each step takes, so that the crash lands in the middle")
 	killAfter := fs.Int("kill-after", 24, "SIGKILL the first engine process after this many step commits")
 	child := fs.String("child", "", "internal: run as the demo's engine process: run or recover")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		return errUsage
 	}
 	if *child != "" {
 		return demoChild(ctx, e, *child, *dir, *delay)

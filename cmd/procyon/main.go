@@ -120,6 +120,18 @@ func printHelp(w io.Writer) {
 
 // newFlagSet returns a flag set that reports errors instead of exiting and
 // prints its usage to the command's stderr.
+// parseFlags parses args for a command that takes flags only: any
+// argument left over is a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return errUsage
+	}
+	return nil
+}
+
 func newFlagSet(e *env, path, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("procyon "+path, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
