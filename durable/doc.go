@@ -37,7 +37,12 @@
 // carries a transaction of the same store (Tx.Context) joins it; if the
 // nested function fails, the transaction is put back as it was before the
 // nested call. A transaction records only the final state of each key it
-// touched (put then delete is one delete).
+// touched (put then delete is one delete). WriteAsync does the same but
+// returns as soon as the record is queued, with a Commit to wait on:
+// a writer that has other work (the procedure engine's committer, which
+// applies the next batch while the previous one waits for the disk) does
+// not need a goroutine per transaction. Commits become durable in the
+// order WriteAsync returned them.
 //
 // # Versions, readers and writers
 //
