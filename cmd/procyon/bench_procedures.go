@@ -227,11 +227,7 @@ func benchProcRun(ctx context.Context, dir string, steps, workers, committers, c
 			lats[c] = l
 		}()
 	}
-	timer := time.NewTimer(d)
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-	}
+	sleepCtx(ctx, d)
 	stop.Store(true)
 	wg.Wait()
 	el := time.Since(start)

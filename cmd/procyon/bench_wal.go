@@ -131,6 +131,16 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 	return tw.Flush()
 }
 
+// sleepCtx waits for d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 // rawPrealloc is how far ahead the raw loop writes zeros: the log's
 // default (wal.Options.Preallocate).
 const rawPrealloc = 1 << 20
@@ -219,11 +229,7 @@ func benchWALAppend(ctx context.Context, dir string, writers, size int, d time.D
 			lats[g] = l
 		}()
 	}
-	timer := time.NewTimer(d)
-	select {
-	case <-timer.C:
-	case <-ctx.Done():
-	}
+	sleepCtx(ctx, d)
 	stop.Store(true)
 	wg.Wait()
 	if err := w.Sync(); err != nil {
