@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -35,6 +36,9 @@ type procBenchResult struct {
 	CommitsPerS float64 `json:"commits_per_sec,omitempty"` // store transactions
 	P50ms       float64 `json:"p50_ms,omitempty"`
 	P99ms       float64 `json:"p99_ms,omitempty"`
+	// CPU (user+system, the whole process) per procedure: unlike the rate,
+	// hardly moved by the disk's pace.
+	CPUus float64 `json:"cpu_us_per_procedure,omitempty"`
 	// The disk's pace in the same run and directory: a one-record
 	// pwrite+fdatasync loop for a second before the run. Throughput here
 	// is bound by fsync latency, which drifts on shared virtual disks;
@@ -187,6 +191,7 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(tw, "steps/s\t%.0f\n", res.StepsPerSec)
 	fmt.Fprintf(tw, "store commits/s\t%.0f\n", res.CommitsPerS)
 	fmt.Fprintf(tw, "latency p50 / p99 (submit to result)\t%.2f ms / %.2f ms\n", res.P50ms, res.P99ms)
+	fmt.Fprintf(tw, "CPU per procedure (user+system)\t%.1f µs\n", res.CPUus)
 	if res.RawFsyncsPerSec > 0 {
 		fmt.Fprintf(tw, "disk, same run\t%.0f raw fsyncs/s (%.0f µs each): %.1f procedures per raw fsync\n",
 			res.RawFsyncsPerSec, 1e6/res.RawFsyncsPerSec, res.ProcsPerRawFsync)
@@ -206,6 +211,7 @@ func benchProcRun(ctx context.Context, dir string, steps, workers, committers, c
 	lats := make([]latencies, concurrency)
 	errs := make([]error, concurrency)
 	commits0 := w.s.Stats().Commits
+	cpu0 := processCPU()
 	start := time.Now()
 	for c := range concurrency {
 		wg.Add(1)
@@ -240,6 +246,9 @@ func benchProcRun(ctx context.Context, dir string, steps, workers, committers, c
 	res.ProcsPerSec = float64(len(all)) / el.Seconds()
 	res.StepsPerSec = res.ProcsPerSec * float64(steps)
 	res.CommitsPerS = float64(w.s.Stats().Commits-commits0) / el.Seconds()
+	if len(all) > 0 {
+		res.CPUus = float64((processCPU() - cpu0).Microseconds()) / float64(len(all))
+	}
 	res.P50ms = float64(all.quantile(0.50)) / float64(time.Millisecond)
 	res.P99ms = float64(all.quantile(0.99)) / float64(time.Millisecond)
 	return res, nil
@@ -322,4 +331,14 @@ func benchProcRecover(ctx context.Context, dir string, steps, workers, committer
 	w.close()
 	runtime.KeepAlive(w)
 	return res, nil
+}
+
+// processCPU returns the CPU time (user and system) the process used so
+// far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

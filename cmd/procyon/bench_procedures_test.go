@@ -13,7 +13,7 @@ func TestBenchProceduresJSON(t *testing.T) {
 		keys []string
 	}{
 		{[]string{"bench", "procedures", "-dir", parent, "-duration", "300ms", "-concurrency", "32", "-json"},
-			[]string{"procedures_per_sec", "steps_per_sec", "p50_ms", "p99_ms"}},
+			[]string{"procedures_per_sec", "steps_per_sec", "p50_ms", "p99_ms", "cpu_us_per_procedure", "raw_fsyncs_per_sec"}},
 		{[]string{"bench", "procedures", "-dir", parent, "-recover", "-live", "3000", "-json"},
 			[]string{"recover_ms", "bytes_per_live_procedure", "store_open_ms", "load_ms"}},
 	} {
