@@ -122,6 +122,15 @@ func (e *Engine) submitOnce(ctx context.Context, ti *typeInfo, data []byte, opts
 // errNoop ends a commit function that has nothing to write.
 var errNoop = errors.New("procedure: nothing to do")
 
+// liveLocked returns live procedure id, or why it is not one
+// (notLiveLocked).
+func (e *Engine) liveLocked(r durable.Reader, id ID) (*proc, error) {
+	if p := e.procs[id]; p != nil && p.committed {
+		return p, nil
+	}
+	return nil, e.notLiveLocked(r, id)
+}
+
 // notLiveLocked explains why id is not a live procedure: finished, or
 // unknown.
 func (e *Engine) notLiveLocked(r durable.Reader, id ID) error {
@@ -152,9 +161,9 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		p := e.procs[id]
-		if p == nil || !p.committed {
-			return e.notLiveLocked(tx, id)
+		p, err := e.liveLocked(tx, id)
+		if err != nil {
+			return err
 		}
 		t = p.t
 		switch {
@@ -227,9 +236,9 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		p := e.procs[id]
-		if p == nil || !p.committed {
-			return e.notLiveLocked(tx, id)
+		p, err := e.liveLocked(tx, id)
+		if err != nil {
+			return err
 		}
 		t = p.t
 		switch {

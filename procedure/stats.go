@@ -1,7 +1,7 @@
 package procedure
 
 import (
-	"math/bits"
+	"github.com/procyon-dev/procyon/internal/pow2hist"
 	"sync/atomic"
 	"time"
 )
@@ -17,9 +17,7 @@ type histogram struct {
 }
 
 func (h *histogram) observe(d time.Duration) {
-	us := uint64(max(d, 0) / time.Microsecond)
-	i := min(bits.Len64(us), latencyBuckets-1)
-	h.counts[i].Add(1)
+	h.counts[pow2hist.Bucket(d, latencyBuckets)].Add(1)
 	h.n.Add(1)
 	h.sum.Add(int64(d))
 }
@@ -40,7 +38,7 @@ func (h *histogram) snapshot() Histogram {
 	out := Histogram{Count: h.n.Load(), Sum: time.Duration(h.sum.Load()),
 		Bounds: make([]time.Duration, latencyBuckets), Buckets: make([]int64, latencyBuckets)}
 	for i := range latencyBuckets {
-		out.Bounds[i] = time.Duration(1<<i) * time.Microsecond
+		out.Bounds[i] = pow2hist.Bound(i)
 		out.Buckets[i] = h.counts[i].Load()
 	}
 	return out
@@ -48,24 +46,7 @@ func (h *histogram) snapshot() Histogram {
 
 // Quantile returns an upper bound of the q-quantile (0 < q <= 1): the
 // bound of the bucket it falls in.
-func (h Histogram) Quantile(q float64) time.Duration {
-	var total int64
-	for _, c := range h.Buckets {
-		total += c
-	}
-	if total == 0 {
-		return 0
-	}
-	rank := int64(q*float64(total) + 0.5)
-	var seen int64
-	for i, c := range h.Buckets {
-		seen += c
-		if seen >= rank && seen > 0 {
-			return h.Bounds[i]
-		}
-	}
-	return h.Bounds[len(h.Bounds)-1]
-}
+func (h Histogram) Quantile(q float64) time.Duration { return pow2hist.Quantile(h.Buckets, q) }
 
 // typeStats are a type's counters.
 type typeStats struct {

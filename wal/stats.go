@@ -1,7 +1,7 @@
 package wal
 
 import (
-	"math/bits"
+	"github.com/procyon-dev/procyon/internal/pow2hist"
 	"sync/atomic"
 	"time"
 )
@@ -23,12 +23,7 @@ type stats struct {
 func (s *stats) observeSync(d time.Duration) {
 	s.syncs.Add(1)
 	s.syncNs.Add(int64(d))
-	us := uint64(d / time.Microsecond)
-	i := bits.Len64(us)
-	if i >= syncBuckets {
-		i = syncBuckets - 1
-	}
-	s.hist[i].Add(1)
+	s.hist[pow2hist.Bucket(d, syncBuckets)].Add(1)
 }
 
 // Stats are cumulative counters of a log since Open, for metrics.
@@ -66,21 +61,4 @@ func (w *WAL) Stats() Stats {
 
 // SyncQuantile estimates the q-quantile (0..1) of sync latency from the
 // histogram, as the upper bound of the bucket it falls in.
-func (s Stats) SyncQuantile(q float64) time.Duration {
-	var total int64
-	for _, c := range s.SyncLatency {
-		total += c
-	}
-	if total == 0 {
-		return 0
-	}
-	rank := int64(q * float64(total))
-	var seen int64
-	for i, c := range s.SyncLatency {
-		seen += c
-		if seen > rank {
-			return time.Duration(1<<i) * time.Microsecond
-		}
-	}
-	return time.Duration(1<<(syncBuckets-1)) * time.Microsecond
-}
+func (s Stats) SyncQuantile(q float64) time.Duration { return pow2hist.Quantile(s.SyncLatency[:], q) }
