@@ -18,6 +18,15 @@ type SubmitOptions struct {
 	Nonce string
 	// Submitter names who submitted (shown in Info); children inherit it.
 	Submitter string
+	// Timeout, if positive, is the procedure's deadline, counted from the
+	// submission (default: its type's TypeOptions.Timeout). It is stored
+	// with the procedure, so a restart does not restart it. When it passes
+	// before the procedure finished, the procedure fails and its tree
+	// rolls back, unless its type has an OnTimeout method: then OnTimeout
+	// runs as its next step and decides (a procedure waiting for its
+	// children fails all the same). A tree past its point of no return
+	// cannot roll back: there a timeout is only logged.
+	Timeout time.Duration
 }
 
 // nonceWait is a submission with a nonce in flight: a concurrent one with
@@ -267,8 +276,10 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 			c.markDirty(q)
 			q.ps.bypass = b
 			q.ps.updated = now
+			q.ps.timeout = 0
 			if !t.ts.failed {
 				q.ps.status = Succeeded
+				q.ps.locks = nil
 			}
 			c.finished = append(c.finished, q)
 			if q.typ != nil {
@@ -380,6 +391,11 @@ type Info struct {
 	Quarantined      string // why its tree does not run ("" if it does)
 	Retries          int    // failed attempts of its current step (or its tree's rollback step)
 	LastError        string
+	Event            string    // Suspended: the event it waits for
+	WakeAt           time.Time // Suspended: the time it sleeps until
+	Deadline         time.Time // its timeout's deadline (zero: none)
+	Locks            []Lock    // locks it holds (across steps, or for its current step)
+	WaitingForLocks  bool      // parked until its locks are free
 }
 
 func timeOf(ns int64) time.Time {
@@ -408,6 +424,7 @@ func (e *Engine) infoOf(id ID, b []byte) Info {
 	in.Submitter, in.Nonce = r.submitter, r.nonce
 	in.Created, in.Updated, in.Completed, in.Acked = timeOf(r.created), timeOf(r.updated), timeOf(r.completed), timeOf(r.acked)
 	in.Err, in.Bypass, in.Aborted = r.err, r.bypass, r.aborted
+	in.Event, in.WakeAt, in.Deadline = r.wait.event, timeOf(r.wait.until), timeOf(r.timeout)
 	return in
 }
 
@@ -423,9 +440,17 @@ func (e *Engine) overlayLocked(in *Info) {
 	if t.quarantine != "" {
 		in.Quarantined = t.quarantine
 	}
-	if in.Status == Waiting && p.ps.status == Runnable {
-		in.Status = Runnable
+	if (in.Status == Waiting || in.Status == Suspended) && p.ps.status == Runnable {
+		in.Status = Runnable // children done, or woken: its next commit stores it
+		in.Event, in.WakeAt = "", time.Time{}
 	}
+	switch {
+	case p.holdLocks != nil:
+		in.Locks = p.holdLocks.locks
+	case p.stepLocks != nil && !p.lockWaiting:
+		in.Locks = p.stepLocks.locks
+	}
+	in.WaitingForLocks = p.lockWaiting
 	in.RollingBack = t.ts.failed && !t.ts.done
 	if t.root == p && t.retries > 0 {
 		in.Retries, in.LastError = t.retries, t.lastErr

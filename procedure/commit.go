@@ -40,7 +40,10 @@ type commit struct {
 	next    Next
 	stepErr error                        // the step failed
 	writes  []func(tx *durable.Tx) error // the step's recorded writes
+	signals []string                     // events the step signals (Env.Signal)
 	data    []byte                       // p's encoded data after the step; nil: keep the stored data
+	// timeoutStep: the step ran OnTimeout; its commit clears the timeout.
+	timeoutStep bool
 
 	// Submissions: the request, and the outcome for the waiting caller.
 	ti    *typeInfo
@@ -208,7 +211,10 @@ func (p *proc) record(data []byte) record {
 		status: p.ps.status, aborted: p.ps.aborted, parent: p.parent, typ: p.typeName, version: p.version,
 		next: p.ps.next, steps: p.ps.steps, entries: p.ps.entries, created: p.created, updated: p.ps.updated,
 		submitter: p.submitter, nonce: p.nonce, data: data, err: p.ps.err, bypass: p.ps.bypass,
-		completed: p.ps.completed, acked: p.ps.acked,
+		completed: p.ps.completed, acked: p.ps.acked, timeout: p.ps.timeout, locks: p.ps.locks,
+	}
+	if p.ps.status == Suspended {
+		r.wait = p.ps.wait
 	}
 	if p.t != nil && p.t.root != nil {
 		r.root = p.t.root.id
@@ -223,6 +229,7 @@ func (p *proc) record(data []byte) record {
 // engine's lock, and put in the transaction after it is released.
 func (e *Engine) putDirtyLocked(tx *durable.Tx, c *commit) error {
 	for _, q := range c.dirty {
+		e.clearWokenLocked(q) // its record no longer says suspended
 		var data []byte
 		shared := false // data is in a buffer that is reused or in the store
 		switch {
@@ -549,7 +556,7 @@ func (e *Engine) applyBatch(batch []*commit, applied chan<- appliedBatch) {
 				e.mu.Lock()
 				e.quarantineLocked(c.t, fmt.Sprintf("procedure %d: cannot commit step: %v", c.p.id, err))
 				e.mu.Unlock()
-				e.endStep(c.p, c, c.info)
+				e.endStep(c.p, c.info, endPlain, nil)
 				return
 			case c.kind == kindRollback:
 				e.rollbackFailed(c, err)
@@ -609,7 +616,7 @@ func (e *Engine) finishFailed(batch []*commit, err error) {
 	for _, c := range batch {
 		switch c.kind {
 		case kindStep:
-			e.endStep(c.p, c, c.info)
+			e.endStep(c.p, c.info, endPlain, nil)
 		case kindRollback:
 			e.endRollback(c.t, c.info)
 		default:
@@ -678,10 +685,25 @@ func (e *Engine) afterBatch(batch []*commit) {
 			p, t := c.p, c.t
 			p.running = false
 			t.running--
+			e.releaseStepLocksLocked(p)
 			switch {
 			case c.outcome == nil:
 				p.retries, p.lastErr = 0, ""
+				if c.timeoutStep {
+					p.timeoutDue = false
+				}
 				e.postCommitLocked(c)
+				if p.timeoutDue {
+					// Its timeout passed while this step ran.
+					switch p.ps.status {
+					case Suspended:
+						e.wakeLocked(p)
+					case Waiting:
+						go e.failTimedOut(p)
+					}
+				}
+				// Woken (an event, a timer) while its commit was in flight.
+				e.enqueueLocked(p, true)
 			case errors.Is(c.outcome, errRetry):
 				e.retryStepLocked(c)
 			default:
@@ -690,6 +712,7 @@ func (e *Engine) afterBatch(batch []*commit) {
 		case kindRollback:
 			t := c.t
 			t.running--
+			e.releaseRollbackLocksLocked(t)
 			if c.outcome == nil {
 				t.retries, t.lastErr = 0, ""
 				e.postCommitLocked(c)
@@ -699,6 +722,7 @@ func (e *Engine) afterBatch(batch []*commit) {
 		case kindSubmit:
 			if c.outcome == nil {
 				c.p.committed = true
+				e.armTimeoutLocked(c.p)
 				e.enqueueLocked(c.p, false)
 			}
 		}
@@ -725,19 +749,7 @@ func (e *Engine) afterBatch(batch []*commit) {
 // retryStepLocked parks a procedure whose step failed past the point of
 // no return, and queues it again after a delay.
 func (e *Engine) retryStepLocked(c *commit) {
-	p := c.p
-	p.retries++
-	p.lastErr = c.stepErr.Error()
-	d := e.retryDelay(p.retries)
-	e.log.Warn("procedure: step failed past the point of no return; retrying", "id", p.id, "type", p.typeName,
-		"state", p.typ.stateName(c.state), "retries", p.retries, "delay", d, "err", c.stepErr)
-	p.queued = true // parked until the timer
-	e.afterFuncLocked(d, func() {
-		e.mu.Lock()
-		p.queued = false
-		e.enqueueLocked(p, true)
-		e.mu.Unlock()
-	})
+	e.retryLaterLocked(c.p, c.state, c.stepErr, "procedure: step failed past the point of no return; retrying")
 }
 
 // postCommitLocked does what follows a durable commit: new procedures
@@ -747,6 +759,16 @@ func (e *Engine) postCommitLocked(c *commit) {
 	t := c.t
 	for _, q := range c.added {
 		q.committed = true
+		e.armTimeoutLocked(q)
+	}
+	if p := c.p; p != nil && p.ps.status == Suspended && p.ps.wait.kind == waitTimer && !c.completed {
+		e.armSleepLocked(p)
+	}
+	for _, ev := range c.signals {
+		e.wakeEventLocked(ev)
+	}
+	for _, q := range c.finished {
+		e.dropProcLocked(q)
 	}
 	if c.completed {
 		e.retireLocked(t, c.result)
@@ -772,6 +794,19 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 	c.markDirty(p)
 	now := e.now()
 	ps := &p.ps
+	if p.holdLocks != nil && ps.locks == nil {
+		ps.locks = p.holdLocks.locks // stored with the step that took them
+	}
+	if c.timeoutStep {
+		ps.timeout = 0 // handled: it does not fire again
+	}
+	if c.stepErr == nil {
+		for _, ev := range c.signals {
+			if err := e.events.Put(tx, ev, uint64(now)); err != nil {
+				return err
+			}
+		}
+	}
 	switch {
 	case c.stepErr != nil:
 		e.pushEntryLocked(p, c.state, false)
@@ -781,6 +816,7 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 	case c.next.kind == nextDone:
 		e.pushEntryLocked(p, c.state, false)
 		ps.status = Succeeded
+		ps.locks, ps.timeout = nil, 0
 		c.finished = append(c.finished, p)
 		if !t.ts.failed {
 			if p == t.root {
@@ -803,12 +839,40 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 			}
 			cp := &proc{id: id, parent: p.id, t: t, typ: ch.t, typeName: ch.t.name, version: ch.t.version, created: now,
 				submitter: p.submitter, raw: ch.enc, ps: pstate{status: Runnable, next: ch.t.initial, updated: now}}
+			if ch.t.timeout > 0 {
+				cp.ps.timeout = now + int64(ch.t.timeout)
+			}
 			e.procs[id] = cp
 			t.procs = append(t.procs, cp)
 			c.added = append(c.added, cp)
 			c.markDirty(cp)
 			c.wake = append(c.wake, cp)
 			e.checkPONRLocked(t, cp, cp.ps.next)
+		}
+	case c.next.kind == nextEvent:
+		e.pushEntryLocked(p, c.state, false)
+		ps.next = c.next.state
+		e.checkPONRLocked(t, p, ps.next)
+		_, set, err := e.events.GetIn(tx, c.next.event)
+		if err != nil {
+			return err
+		}
+		if set {
+			c.wake = append(c.wake, p)
+		} else {
+			ps.status = Suspended
+			ps.wait = waitState{kind: waitEvent, event: c.next.event}
+			e.suspendOnEventLocked(p, c.next.event)
+		}
+	case c.next.kind == nextSleep:
+		e.pushEntryLocked(p, c.state, false)
+		ps.next = c.next.state
+		e.checkPONRLocked(t, p, ps.next)
+		if until := c.next.until.UnixNano(); until > now {
+			ps.status = Suspended
+			ps.wait = waitState{kind: waitTimer, until: until}
+		} else {
+			c.wake = append(c.wake, p)
 		}
 	default: // GoTo, Again, Spawn without children
 		e.pushEntryLocked(p, c.state, false)
@@ -843,6 +907,11 @@ func (e *Engine) applyRollbackLocked(tx *durable.Tx, c *commit) error {
 		c.markDirty(t.root)
 		t.root.ps.steps++
 	}
+	for _, ev := range c.signals {
+		if err := e.events.Put(tx, ev, uint64(now)); err != nil {
+			return err
+		}
+	}
 	if t.ts.nextIdx == 0 {
 		if err := e.completeLocked(tx, c, t, RolledBack, now); err != nil {
 			return err
@@ -862,6 +931,11 @@ func (e *Engine) applySubmitLocked(tx *durable.Tx, c *commit) error {
 	ti, now := c.ti, e.now()
 	p := &proc{id: id, typ: ti, typeName: ti.name, version: ti.version, created: now, submitter: c.sopts.Submitter,
 		nonce: c.sopts.Nonce, raw: c.sdata, ps: pstate{status: Runnable, next: ti.initial, updated: now}}
+	if d := c.sopts.Timeout; d > 0 {
+		p.ps.timeout = now + int64(d)
+	} else if ti.timeout > 0 {
+		p.ps.timeout = now + int64(ti.timeout)
+	}
 	t := &tree{root: p, procs: []*proc{p}}
 	p.t = t
 	c.p, c.t = p, t

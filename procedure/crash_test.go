@@ -21,7 +21,89 @@ type crashModel struct {
 	submitted map[ID]string // acknowledged roots -> tree name
 	steps     map[ID]int    // acknowledged committed steps per procedure
 	rootOf    map[ID]ID
-	aborted   map[ID]bool // roots whose Abort returned nil
+	aborted   map[ID]bool     // roots whose Abort returned nil
+	events    map[string]bool // events of the flows planned -> signalled (durably)
+}
+
+// randomFlow makes a random flow tree for the crash test: steps that
+// wait for events (registered in events), sleep, fail with Retryable
+// errors, and take table and region locks; children below depth.
+func randomFlow(rng *rand.Rand, name string, depth int, events map[string]bool) flow {
+	f := flow{Name: name}
+	for i := range 1 + rng.IntN(4) {
+		var st flowStep
+		switch rng.IntN(8) {
+		case 0, 1:
+			st.Wait = fmt.Sprintf("ev/%s/%d", name, i)
+			events[st.Wait] = false
+		case 2:
+			st.Sleep = time.Duration(1+rng.IntN(5)) * time.Millisecond
+		case 3:
+			st.Retry = 1 + rng.IntN(2)
+		case 4:
+			if depth > 0 {
+				for k := range 1 + rng.IntN(2) {
+					st.Kids = append(st.Kids, randomFlow(rng, fmt.Sprintf("%s.%d", name, k), depth-1, events))
+				}
+			}
+		}
+		if rng.IntN(2) == 0 {
+			table := fmt.Sprintf("table/t%d", rng.IntN(3))
+			switch rng.IntN(4) {
+			case 0:
+				st.Locks = []Lock{{Resource: table, Mode: Exclusive}}
+			case 1:
+				st.Locks = []Lock{{Resource: table, Mode: Shared}}
+			default:
+				st.Locks = []Lock{{Resource: fmt.Sprintf("%s/region/r%d", table, rng.IntN(4)), Mode: Exclusive}}
+			}
+		}
+		f.Steps = append(f.Steps, st)
+	}
+	return f
+}
+
+// stripKidLocks removes the locks of f's descendants.
+func (f *flow) stripKidLocks() {
+	for i := range f.Steps {
+		for j := range f.Steps[i].Kids {
+			k := &f.Steps[i].Kids[j]
+			for n := range k.Steps {
+				k.Steps[n].Locks = nil
+			}
+			k.stripKidLocks()
+		}
+	}
+}
+
+func (f flow) fxKeys() int {
+	n := len(f.Steps) + 1 // and the final state
+	for _, st := range f.Steps {
+		for _, k := range st.Kids {
+			n += k.fxKeys()
+		}
+	}
+	return n
+}
+
+// checkLocks checks the lock table against the live procedures: no two
+// conflicting owners hold a lock, and every holder is a live procedure
+// (running: or one whose tree's completion is being committed).
+func checkLocks(t *testing.T, w *world, what string, running bool) {
+	t.Helper()
+	w.e.mu.Lock()
+	defer w.e.mu.Unlock()
+	if err := w.e.locks.check(); err != nil {
+		t.Fatalf("%s: lock table: %v", what, err)
+	}
+	for _, li := range w.e.locks.view() {
+		for _, h := range li.Holders {
+			p := w.e.procs[h.ID]
+			if p == nil || (p.t.ts.done && !running) {
+				t.Fatalf("%s: %s held by %d, not a live procedure (in memory: %v)", what, li.Resource, h.ID, p != nil)
+			}
+		}
+	}
 }
 
 // randomScript makes a random tree: up to depth levels of children, a
@@ -57,6 +139,9 @@ func (s script) procs() int {
 }
 
 func (s script) fxKeys() int {
+	if s.flowKeys > 0 {
+		return s.flowKeys
+	}
 	n := s.States
 	if s.SpawnAt >= 0 {
 		n = max(n, s.SpawnAt+2) // the spawning state goes on to SpawnAt+1
@@ -94,7 +179,13 @@ func checkDurable(t *testing.T, w *world, m *crashModel, what string) {
 			t.Fatalf("%s: record %d: %v", what, k, err)
 		}
 		var d script
-		if err := json.Unmarshal(r.data, &d); err != nil {
+		if strings.HasPrefix(r.typ, "flow") {
+			var f flow
+			if err := json.Unmarshal(r.data, &f); err != nil {
+				t.Fatalf("%s: data of %d: %v", what, k, err)
+			}
+			d = script{Name: f.Name, FailAt: -1, SpawnAt: -1, PollAt: -1, flowKeys: f.fxKeys()}
+		} else if err := json.Unmarshal(r.data, &d); err != nil {
 			t.Fatalf("%s: data of %d: %v", what, k, err)
 		}
 		recs[ID(k)], data[ID(k)] = r, d
@@ -215,23 +306,33 @@ const crashTrees = 60
 
 func runCrashRound(t *testing.T, seed uint64, round int) {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	m := &crashModel{submitted: map[ID]string{}, steps: map[ID]int{}, rootOf: map[ID]ID{}, aborted: map[ID]bool{}}
+	m := &crashModel{submitted: map[ID]string{}, steps: map[ID]int{}, rootOf: map[ID]ID{}, aborted: map[ID]bool{}, events: map[string]bool{}}
 	fs := vfs.NewMem()
 	plans := map[string]script{}
+	flows := map[string]flow{}
 	ponrs := map[string]bool{}
 	next := 0
 	crashes := 0
+	var lockReqs, lockWaits, retries int64 // what the flows exercised
 	ctx := context.Background()
 	for inc := 0; ; inc++ {
 		w := &world{t: t, fs: fs, gates: &gates{}, running: map[ID]bool{}, noStart: true,
 			dopts: durable.Options{SegmentSize: 4 << 10, SnapshotBytes: 8 << 10, SnapshotSyncBytes: 1 << 10},
-			opts: Options{Workers: 1 + rng.IntN(6), RetryDelay: time.Millisecond, MaxRetryDelay: 2 * time.Millisecond,
+			opts: Options{Workers: 1 + rng.IntN(6), Retry: RetryPolicy{Initial: time.Millisecond, Max: 2 * time.Millisecond},
 				Hooks: Hooks{AfterCommit: func(info StepInfo) {
 					m.mu.Lock()
 					m.steps[info.ID] = max(m.steps[info.ID], info.Step+1)
 					m.rootOf[info.ID] = info.Root
 					m.mu.Unlock()
 				}}}}
+		fsm := &flowSM{attempts: map[string]int{}}
+		var flowT, holdT *Type[int, flow]
+		w.extra = func(w *world) {
+			fsm.w, fsm.self = w, &flowT
+			fsm.checkSleep = true
+			flowT = Register[int, flow](w.e, "flow", fsm)
+			holdT = Register[int, flow](w.e, "flow-hold", &holdSM{fsm}, TypeOptions[flow]{HoldLocks: true})
+		}
 		w.open()
 		what := fmt.Sprintf("round %d (seed %d), restart %d", round, seed, inc)
 		checkDurable(t, w, m, what)
@@ -247,14 +348,47 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 				t.Fatalf("%s: start: %v", what, err)
 			}
 		} else {
+			checkLocks(t, w, what+" (after start)", true)
 			// Submit a few trees, and abort some while they run.
 			var wg sync.WaitGroup
+			goSubmit := func(name string, submit func() (ID, error)) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					id, err := submit()
+					if err == nil {
+						m.mu.Lock()
+						m.submitted[id] = name
+						m.mu.Unlock()
+					} else if w.e.Err() == nil {
+						t.Errorf("%s: submit: %v", what, err)
+					}
+				}()
+			}
 			for range 1 + rng.IntN(6) {
 				if next >= crashTrees {
 					break
 				}
 				name := fmt.Sprintf("t%d", next)
 				next++
+				if rng.IntN(3) == 0 {
+					m.mu.Lock()
+					f := randomFlow(rng, name, 1, m.events)
+					m.mu.Unlock()
+					flows[name] = f
+					typ := flowT
+					if rng.IntN(3) == 0 {
+						// A holding root's children take no locks of
+						// their own: two holding trees whose children
+						// want each other's locks would deadlock (as
+						// they would in HBase).
+						typ = holdT
+						f.stripKidLocks()
+						flows[name] = f
+					}
+					goSubmit(name, func() (ID, error) { return typ.Submit(ctx, f, SubmitOptions{}) })
+					continue
+				}
 				var s script
 				typ := w.script
 				if rng.IntN(6) == 0 {
@@ -267,18 +401,7 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 					s = randomScript(rng, name, 2, 0.3)
 				}
 				plans[name] = s
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					id, err := typ.Submit(ctx, s, SubmitOptions{})
-					if err == nil {
-						m.mu.Lock()
-						m.submitted[id] = name
-						m.mu.Unlock()
-					} else if w.e.Err() == nil {
-						t.Errorf("%s: submit: %v", what, err)
-					}
-				}()
+				goSubmit(name, func() (ID, error) { return typ.Submit(ctx, s, SubmitOptions{}) })
 			}
 			wg.Wait()
 			m.mu.Lock()
@@ -304,9 +427,15 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 					t.Errorf("%s: abort %d: %v", what, id, err)
 				}
 			}
-			// Run until everything finished or the FS crashed.
+			// Run until everything finished or the FS crashed; signal the
+			// flows' events a little later.
 			deadline := time.Now().Add(30 * time.Second)
+			signalAt := time.Now().Add(time.Duration(rng.IntN(5)) * time.Millisecond)
 			for w.e.Err() == nil {
+				if time.Now().After(signalAt) {
+					signalEvents(w, m)
+					signalAt = deadline
+				}
 				if allFinished(w, m) {
 					break
 				}
@@ -316,16 +445,24 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 				time.Sleep(time.Millisecond)
 			}
 		}
+		if st := w.e.Stats(); st.LockWait.Count > 0 {
+			lockReqs += st.LockWait.Count
+			lockWaits += st.LockWait.Count - st.LockWait.Buckets[0]
+			retries += st.Types["flow"].Retries + st.Types["flow-hold"].Retries
+		}
 		engineFailed := w.e.Err() != nil
 		w.close() // may reach the crash point too
 		crashed := fs.Crashed() || engineFailed
+		if !crashed {
+			checkLocks(t, w, what+" (after stop)", false) // no commit in flight: every lock of a finished tree is let go
+		}
 		if t.Failed() {
 			return
 		}
 		if !crashed && next >= crashTrees {
 			fs.SetCrashAfter(0)
-			checkFinal(t, w, fs, m, plans, what)
-			t.Logf("round %d: %d trees, %d crashes, %d restarts", round, len(m.submitted), crashes, inc)
+			checkFinal(t, w, fs, m, plans, flows, what)
+			t.Logf("round %d: %d trees, %d crashes, %d restarts; %d lock requests, %d waited; %d retries", round, len(m.submitted), crashes, inc, lockReqs, lockWaits, retries)
 			return
 		}
 		if crashed {
@@ -334,6 +471,27 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 		} else {
 			fs.SetCrashAfter(0)
 		}
+	}
+}
+
+// signalEvents signals every event of the flows planned that is not
+// signalled yet (durably: a failed Signal is tried again later).
+func signalEvents(w *world, m *crashModel) {
+	m.mu.Lock()
+	var todo []string
+	for ev, done := range m.events {
+		if !done {
+			todo = append(todo, ev)
+		}
+	}
+	m.mu.Unlock()
+	for _, ev := range todo {
+		if err := w.e.Signal(context.Background(), ev); err != nil {
+			return
+		}
+		m.mu.Lock()
+		m.events[ev] = true
+		m.mu.Unlock()
 	}
 }
 
@@ -351,10 +509,18 @@ func allFinished(w *world, m *crashModel) bool {
 
 // checkFinal checks, after a last clean restart, that every tree finished
 // as it had to.
-func checkFinal(t *testing.T, w0 *world, fs *vfs.MemFS, m *crashModel, plans map[string]script, what string) {
+func checkFinal(t *testing.T, w0 *world, fs *vfs.MemFS, m *crashModel, plans map[string]script, flows map[string]flow, what string) {
 	w := &world{t: t, fs: fs, gates: &gates{}, running: map[ID]bool{}}
+	fsm := &flowSM{attempts: map[string]int{}}
+	var flowT *Type[int, flow]
+	w.extra = func(w *world) {
+		fsm.w, fsm.self = w, &flowT
+		flowT = Register[int, flow](w.e, "flow", fsm)
+		Register[int, flow](w.e, "flow-hold", &holdSM{fsm}, TypeOptions[flow]{HoldLocks: true})
+	}
 	w.open()
 	defer w.close()
+	checkLocks(t, w, what+" (final)", true)
 	checkDurable(t, w, m, what+" (final)")
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -363,7 +529,13 @@ func checkFinal(t *testing.T, w0 *world, fs *vfs.MemFS, m *crashModel, plans map
 		if err != nil {
 			t.Fatalf("%s: %d (%s): %v", what, id, name, err)
 		}
-		plan := plans[name]
+		plan, isScript := plans[name]
+		if !isScript {
+			if _, ok := flows[name]; !ok {
+				t.Fatalf("%s: %d: no plan for %s", what, id, name)
+			}
+			plan = newScript(name, 1) // flows do not fail: succeeded unless aborted
+		}
 		switch {
 		case in.Completed.IsZero():
 			t.Fatalf("%s: %d (%s) not finished: %+v", what, id, name, in)

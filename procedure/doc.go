@@ -22,13 +22,17 @@
 //
 // A type is a StateMachine[S, D]: S an integer state type, D the user
 // data (persisted with a durable.Codec; JSON by default). Execute(ctx,
-// env, state, data) returns GoTo(s), Again(), Done(), Yield() or
-// Spawn(next, children...), or an error, which fails the procedure and
-// rolls back its tree. Rollback(ctx, env, state, data) undoes one executed
-// state. Optional methods: Initial() S, NoReturn(S) bool (the point of no
-// return: abort refused, nothing before it rolled back; a failure after it
-// is retried), AfterReplay(id, state, data) (rebuild transient state after
-// a restart). Sequential wraps one function as a one-shot procedure.
+// env, state, data) returns GoTo(s), Again(), Done(), Yield(),
+// Spawn(next, children...), WaitEvent(next, event), Sleep(next, d) or
+// SleepUntil(next, t), or an error, which fails the procedure and rolls
+// back its tree (Retryable(err) retries the step instead). Rollback(ctx,
+// env, state, data) undoes one executed state. Optional methods: Initial()
+// S, NoReturn(S) bool (the point of no return: abort refused, nothing
+// before it rolled back; a failure after it is retried), AfterReplay(id,
+// state, data) (rebuild transient state after a restart), Locks(state,
+// data) []Lock (the locks a step needs), OnTimeout(ctx, env, state, data)
+// (handles the procedure's timeout). Sequential wraps one function as a
+// one-shot procedure.
 //
 // # The one write path
 //
@@ -90,19 +94,70 @@
 // Options.Workers goroutines pull work from a run queue (front: resumed
 // work; back: new submissions and yields). A procedure is held by at most
 // one worker (or one commit) at a time. A procedure that cannot run
-// (waiting for children; with the scheduling issue, for a lock, an event
-// or a timer) is parked outside the queue and pushed to the front when
+// (waiting for children, a lock, an event, a time or a retry; see
+// Scheduling) is parked outside the queue and pushed to the front when
 // woken. A monitor notices workers busy in one step longer than
 // Options.StuckAfter and starts temporary workers, up to
 // Options.MaxExtraWorkers, which exit when idle.
+//
+// # Scheduling: locks, events, timers, timeouts, retries
+//
+// Nothing that waits holds a worker: a procedure waiting for a lock, an
+// event, a time, a retry or its children is parked outside the run queue
+// and pushed to its front when woken, so that every worker can be busy
+// with waiting work and progress still happens (HBASE-19976).
+//
+// Locks are hierarchical resources ("table/t1", "table/t1/region/r7"),
+// exclusive or shared; a lock implies a shared lock on every ancestor
+// (see Lock). Before a step runs, the engine takes all the locks the
+// type's Locks method returns for the state, or none: a procedure that
+// cannot get them all is parked in the lock table, which serves each
+// resource's waiters in order (an exclusive waiter is not starved by
+// later shared ones) and wakes them when the locks free up. A procedure
+// never conflicts with its ancestors' locks (children inherit them), and
+// its requests jump the queue while an ancestor holds locks (a parent
+// waits for its children: making them queue behind a waiter for the
+// parent's lock would deadlock). Without TypeOptions.HoldLocks, a step's
+// locks are let go once its commit is durable; with it, they are taken
+// at the first step that needs them, stored in that step's commit, held
+// through suspensions, children and rollback, let go when the procedure
+// finishes (or its tree completes), and held again at recovery before
+// anything runs. A Rollback step takes the locks of its state, unless the
+// procedure holds its locks. Engine.Locks shows the table: holders,
+// waiters, since when.
+//
+// Events are named and level-triggered (HBase's ProcedureEvent): Signal
+// (or a step's Env.Signal, in its commit) makes an event signalled, in
+// the store, and wakes every procedure suspended on it to the front of
+// the queue; ResetEvent makes it not signalled again. A step returning
+// WaitEvent is suspended only if the event is not signalled when its
+// commit applies, in the same transaction as the signal's check, so a
+// signal is never lost. Sleep and SleepUntil store the wake-up time (the
+// engine's Clock) with the step; timeouts store the deadline with the
+// procedure. Both are armed again at recovery at the stored wall-clock
+// times, never fire before them, and fire at once if they passed while
+// the engine was down. A timeout fails the procedure and rolls its tree
+// back (Wait's error matches ErrTimeout), unless the type has OnTimeout,
+// which then runs as the procedure's next step (a procedure waiting for
+// its children fails all the same; past the point of no return a timeout
+// is only logged).
+//
+// A step that returns Retryable(err) is run again after the type's
+// RetryPolicy delay (exponential, with jitter), writing nothing to the
+// store per attempt (HBASE-21233); after RetryPolicy.Attempts it fails.
+// Failed rollback steps and failed steps past the point of no return are
+// retried with the same backoff until they succeed, visibly (Info.Retries,
+// Info.LastError).
 //
 // # Recovery
 //
 // Start scans the procedures collection once: finished roots are only
 // noted for the sweeper; live procedures are decoded (through their
 // type's upgrade if their data is older), grouped into trees, checked, and
-// their AfterReplay hooks run; then runnable procedures and failed trees'
-// rollbacks are queued. A procedure whose type is unknown, whose data does
+// their AfterReplay hooks run; held locks are restored into the lock
+// table; suspended procedures wait again (or are runnable, if their event
+// is signalled or their time passed) and timers and timeouts are armed;
+// then runnable procedures and failed trees' rollbacks are queued. A procedure whose type is unknown, whose data does
 // not decode or is newer than the program, or whose upgrade fails, makes
 // its tree quarantined: kept as it is, reported in Info.Quarantined, Stats
 // and the log, never run, never dropped; the other trees load and run.
@@ -112,11 +167,12 @@
 //
 // # On-disk format
 //
-// The engine keeps three collections in the store (prefix Options.Name,
+// The engine keeps four collections in the store (prefix Options.Name,
 // default "procedure"):
 //
 //	<name>.procs    uint64 id -> procedure record (below)
 //	<name>.nonces   string nonce -> uvarint id
+//	<name>.events   string event -> uvarint unix ns it was signalled (present: signalled)
 //	<name>.meta     "next-id" -> uvarint: ids below it may be in use (raised
 //	                by 1024 at a time, in the commit that needs it)
 //
@@ -132,15 +188,26 @@
 //	+-------+-----------+----------+---------+---------+-----------+-------+
 //	| data  | [error: source str, message str]   [bypass: who str, why str,
 //	| bytes |  at signed]  [completed signed]   [acked signed]
+//	|       |  [wait: u8 kind, event str (kind 1) or until signed (kind 2)]
+//	|       |  [timeout signed]  [locks: n, n x (u8 mode, resource str)]
 //	+-------+-------------------------------------------------------------
 //	entry: state (signed) | stack index | u8 entry flags (1: spawned children)
-//	status: 1 runnable, 2 waiting, 3 succeeded, 4 failed, 5 rolled back
-//	flags:  1 error, 2 bypass, 4 aborted, 8 completed, 16 acked (each
-//	        optional section is present iff its flag is set)
+//	status: 1 runnable, 2 waiting (children), 3 succeeded, 4 failed,
+//	        5 rolled back, 6 suspended (an event or a time: the wait section)
+//	flags:  1 error, 2 bypass, 4 aborted, 8 completed, 16 acked, 32 wait,
+//	        64 timeout, 128 locks (each optional section is present iff its
+//	        flag is set)
+//	modes:  1 shared, 2 exclusive
 //	times:  unix nanoseconds
 //
 // A waiting procedure whose children all succeeded is stored as waiting
 // and loaded as runnable; the count of running children is not stored.
+// A suspended procedure woken by an event or a timer stays stored as
+// suspended until its next commit (the signalled event or the passed
+// time wakes it again at recovery; ResetEvent first rewrites the records
+// of the procedures the event woke). Locks are stored only for
+// HoldLocks types; a step's own locks are memory only (after a crash the
+// step runs again and takes them again).
 // The constants in record.go are part of the format: never change them.
 //
 // # Crash model
@@ -157,5 +224,10 @@
 // every restart it checks that no acknowledged step was lost, that every
 // procedure's executed states and its metadata agree exactly, that
 // finished trees left all their metadata (succeeded) or none (rolled
-// back), and that no procedure ran on two workers at once.
+// back), and that no procedure ran on two workers at once. Its trees also
+// wait for events (signalled later, across crashes), sleep, retry, and
+// take table and region locks, exclusive and shared, some held across
+// steps: after every restart and stop it checks that no two conflicting
+// owners hold a lock and that every holder is a live procedure, and every
+// step after a sleep checks that it did not wake early.
 package procedure

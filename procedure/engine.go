@@ -52,13 +52,15 @@ type Options struct {
 	SweepInterval time.Duration
 	// SweepBatch bounds the results deleted by one commit. Default 1000.
 	SweepBatch int
-	// RetryDelay is the first delay before a failed rollback step (or a
-	// failed step past the point of no return) runs again; it doubles up
-	// to MaxRetryDelay. Defaults 100 ms and 10 s.
-	RetryDelay    time.Duration
-	MaxRetryDelay time.Duration
-	// Now is the clock for timestamps and result expiry. Default time.Now.
-	Now func() time.Time
+	// Retry is how failing steps are retried, for types whose
+	// TypeOptions.Retry is zero: a step that returned a Retryable error, a
+	// failed rollback step, a failed step past the point of no return.
+	// Default: 100 ms doubling up to 10 s, jitter 0.2, no attempt limit.
+	Retry RetryPolicy
+	// Clock is the wall clock for timestamps, result expiry, timers,
+	// timeouts and retry delays. Default the system clock; tests use a
+	// ManualClock.
+	Clock Clock
 	// Logger receives recovery reports, quarantines and retries. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -134,17 +136,9 @@ func (o *Options) ensureDefaults() {
 	if o.SweepBatch <= 0 {
 		o.SweepBatch = 1000
 	}
-	if o.RetryDelay <= 0 {
-		o.RetryDelay = 100 * time.Millisecond
-	}
-	if o.MaxRetryDelay <= 0 {
-		o.MaxRetryDelay = 10 * time.Second
-	}
-	if o.MaxRetryDelay < o.RetryDelay {
-		o.MaxRetryDelay = o.RetryDelay
-	}
-	if o.Now == nil {
-		o.Now = time.Now
+	o.Retry = o.Retry.withDefaults(RetryPolicy{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.2})
+	if o.Clock == nil {
+		o.Clock = systemClock{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -170,7 +164,8 @@ type Engine struct {
 	procsC *durable.Collection[uint64, []byte]
 	nonces *durable.Collection[string, uint64]
 	meta   *durable.Collection[string, uint64]
-	types  map[string]*typeInfo // fixed once started
+	events *durable.Collection[string, uint64] // signalled events -> when (unix ns)
+	types  map[string]*typeInfo                // fixed once started
 
 	q         *runQueue
 	state     atomic.Int32
@@ -209,8 +204,13 @@ type Engine struct {
 	results resultHeap            // finished roots, by expiry
 	nextID  uint64                // next id to allocate
 	hwm     uint64                // ids below it may be in use; persisted in meta
-	timers  map[*time.Timer]struct{}
+	timers  map[*engineTimer]struct{}
 	stats   engineStats
+
+	locks     *lockTable
+	lockWaits map[*lockReq]lockWait         // requests waiting in locks: who to wake
+	eventWait map[string]map[*proc]struct{} // procedures suspended on each event (may hold stale entries)
+	woken     map[string]map[*proc]struct{} // procedures an event woke whose records still say suspended
 }
 
 // proc is a live procedure. Its immutable fields are set when it is
@@ -239,11 +239,20 @@ type proc struct {
 
 	// Runtime state, guarded by Engine.mu.
 	committed  bool // the record that created it is durable
-	queued     bool
+	queued     bool // in the run queue, or parked for a retry (retryTimer)
 	running    bool
 	retries    int
 	lastErr    string
 	quarantine string // why this procedure cannot be loaded ("" if it can)
+
+	stepLocks    *lockReq     // locks held (or waited for, lockWaiting) for its next or current step
+	holdLocks    *lockReq     // locks held until it finishes (TypeOptions.HoldLocks)
+	lockWaiting  bool         // parked until stepLocks is granted
+	timeoutDue   bool         // its timeout passed: its next step is OnTimeout
+	wokenBy      string       // the event that woke it, until its record is written again
+	sleepTimer   *engineTimer // wakes it from Sleep
+	timeoutTimer *engineTimer
+	retryTimer   *engineTimer
 }
 
 // pstate is the part of a procedure's record that changes.
@@ -258,7 +267,10 @@ type pstate struct {
 	bypass    *Bypass
 	completed int64
 	acked     int64
-	pending   int32 // children not finished (not persisted: derived on load)
+	wait      waitState // Suspended: what for
+	timeout   int64     // deadline (unix ns; 0: none)
+	locks     []Lock    // held until it finishes (HoldLocks types), as stored
+	pending   int32     // children not finished (not persisted: derived on load)
 }
 
 // tree is a root procedure and its descendants: the unit of rollback.
@@ -273,6 +285,7 @@ type tree struct {
 	quarantine string
 	retries    int
 	lastErr    string
+	rbLocks    *lockReq // locks of the rollback step (held, or waited for with rbQueued)
 }
 
 // tstate is the tree's state derived from its procedures' records.
@@ -300,6 +313,11 @@ func New(store *durable.Store, opts Options) *Engine {
 		procsC:     durable.NewCollection[uint64, []byte](store, opts.Name+".procs", durable.Bytes()),
 		nonces:     durable.NewCollection[string, uint64](store, opts.Name+".nonces", u64),
 		meta:       durable.NewCollection[string, uint64](store, opts.Name+".meta", u64),
+		events:     durable.NewCollection[string, uint64](store, opts.Name+".events", u64),
+		locks:      newLockTable(),
+		lockWaits:  map[*lockReq]lockWait{},
+		eventWait:  map[string]map[*proc]struct{}{},
+		woken:      map[string]map[*proc]struct{}{},
 		types:      map[string]*typeInfo{},
 		q:          newRunQueue(),
 		failedCh:   make(chan struct{}),
@@ -307,7 +325,7 @@ func New(store *durable.Store, opts Options) *Engine {
 		trees:      map[ID]*tree{},
 		waiters:    map[ID][]*waiter{},
 		nonceIn:    map[string]*nonceWait{},
-		timers:     map[*time.Timer]struct{}{},
+		timers:     map[*engineTimer]struct{}{},
 	}
 	e.commitCh = make(chan *commit, opts.MaxCommits)
 	e.workers.all = map[*worker]struct{}{}
@@ -327,7 +345,7 @@ func (e *Engine) register(ti *typeInfo) {
 // Store returns the engine's store.
 func (e *Engine) Store() *durable.Store { return e.store }
 
-func (e *Engine) now() int64 { return e.opts.Now().UnixNano() }
+func (e *Engine) now() int64 { return e.opts.Clock.Now().UnixNano() }
 
 // Start recovers the procedures in the store (which must be open): it
 // loads them, rebuilds their trees' rollback stacks, quarantines what
@@ -377,7 +395,9 @@ func (e *Engine) Stop() {
 	e.q.close()
 	e.mu.Lock()
 	for t := range e.timers {
-		t.Stop()
+		if t.t != nil {
+			t.t.Stop()
+		}
 	}
 	clear(e.timers)
 	e.mu.Unlock()
@@ -421,27 +441,37 @@ func (e *Engine) fail(cause error) {
 	close(e.failedCh)
 }
 
-// afterFunc runs f after d unless the engine stops first.
-func (e *Engine) afterFuncLocked(d time.Duration, f func()) {
-	var t *time.Timer
-	t = time.AfterFunc(d, func() {
+// afterFuncLocked runs f after d on the engine's clock unless the engine
+// stops first, or the returned handle is stopped (stopTimerLocked).
+func (e *Engine) afterFuncLocked(d time.Duration, f func()) *engineTimer {
+	et := &engineTimer{}
+	e.timers[et] = struct{}{}
+	et.t = e.opts.Clock.AfterFunc(d, func() {
 		e.mu.Lock()
-		_, live := e.timers[t]
-		delete(e.timers, t)
+		_, live := e.timers[et]
+		delete(e.timers, et)
 		e.mu.Unlock()
 		if live {
 			f()
 		}
 	})
-	e.timers[t] = struct{}{}
+	return et
 }
 
-func (e *Engine) retryDelay(n int) time.Duration {
-	d := e.opts.RetryDelay
-	for i := 1; i < n && d < e.opts.MaxRetryDelay; i++ {
-		d *= 2
+// engineTimer is a pending afterFuncLocked call.
+type engineTimer struct{ t Timer }
+
+// stopTimerLocked cancels et (nil: nothing).
+func (e *Engine) stopTimerLocked(et *engineTimer) {
+	if et == nil {
+		return
 	}
-	return min(d, e.opts.MaxRetryDelay)
+	if _, live := e.timers[et]; live {
+		delete(e.timers, et)
+		if et.t != nil {
+			et.t.Stop()
+		}
+	}
 }
 
 // Env is what a step gets besides its state and data: who it is, the
@@ -453,6 +483,7 @@ type Env struct {
 	root     ID
 	rollback bool
 	writes   []func(tx *durable.Tx) error
+	signals  []string
 	closed   atomic.Bool
 }
 
@@ -490,6 +521,20 @@ func (env *Env) Write(fn func(tx *durable.Tx) error) {
 		panic("procedure: Env.Write after the step returned")
 	}
 	env.writes = append(env.writes, fn)
+}
+
+// Signal records that the step signals the named event: it is signalled
+// in the step's commit (atomically with the step's writes and new state),
+// and the procedures suspended on it are woken once that is durable. A
+// step that fails or yields signals nothing.
+func (env *Env) Signal(event string) {
+	if env.closed.Load() {
+		panic("procedure: Env.Signal after the step returned")
+	}
+	if err := checkEventName(event); err != nil {
+		panic(err)
+	}
+	env.signals = append(env.signals, event)
 }
 
 // worker is one step-running goroutine. busy is the start of the step it

@@ -35,6 +35,11 @@ var (
 	ErrTypeMismatch = errors.New("procedure: data type mismatch")
 	// ErrNotStarted: the engine was not started, or was stopped.
 	ErrNotStarted = errors.New("procedure: engine not running")
+	// ErrTimeout: the procedure's timeout passed (SubmitOptions.Timeout,
+	// TypeOptions.Timeout) and it failed; its tree rolled back. Wait
+	// returns an *Error for which errors.Is(err, ErrTimeout) holds, also
+	// after a restart.
+	ErrTimeout = errors.New("procedure: timed out")
 	// ErrEngineFailed: the store under the engine failed (a log write or
 	// fsync); the engine stopped. Restart it on the data directory. The
 	// error also wraps the store's.
@@ -64,8 +69,17 @@ func (e *Error) Error() string {
 	return e.Source + ": " + e.Message
 }
 
-// Is makes errors.Is(err, ErrRolledBack) hold for errors Wait returns.
-func (e *Error) Is(target error) bool { return target == ErrRolledBack && e.rolledBack }
+// Is makes errors.Is(err, ErrRolledBack) hold for errors Wait returns,
+// and errors.Is(err, ErrTimeout) for a timeout's.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrRolledBack:
+		return e.rolledBack
+	case ErrTimeout:
+		return e.Source == timeoutSource
+	}
+	return false
+}
 
 // toError turns a step's error into the one recorded.
 func toError(err error, source string) *Error {

@@ -30,9 +30,14 @@ func (e *Engine) enqueueLocked(p *proc, front bool) {
 }
 
 // maybeRollbackLocked queues the next rollback step of t if t is failed
-// and none of its procedures runs.
+// and none of its procedures runs. The lock requests of a failed tree's
+// procedures are withdrawn: they will not run forward again.
 func (e *Engine) maybeRollbackLocked(t *tree) {
-	if e.running() && t.ts.failed && !t.ts.done && t.running == 0 && !t.rbQueued && t.quarantine == "" {
+	if !t.ts.failed {
+		return
+	}
+	e.cancelTreeWaitsLocked(t)
+	if e.running() && !t.ts.done && t.running == 0 && !t.rbQueued && t.quarantine == "" {
 		t.rbQueued = true
 		e.q.pushFront(item{p: t.root, rollback: true})
 	}
@@ -60,14 +65,15 @@ func (e *Engine) dispatch(w *worker, it item) {
 		panic(fmt.Sprintf("procedure: internal error: procedure %d dispatched while running", p.id))
 	}
 	if !e.canRunLocked(p) {
+		e.releaseStepLocksLocked(p) // granted while it waited, and no longer of use
 		e.mu.Unlock()
 		return
 	}
 	p.running = true
 	t.running++
-	state, steps := p.ps.next, p.ps.steps
+	state, steps, timeout := p.ps.next, p.ps.steps, p.timeoutDue
 	e.mu.Unlock()
-	e.forwardStep(w, p, state, steps)
+	e.forwardStep(w, p, state, steps, timeout)
 }
 
 // decodeData decodes data of version through ti's upgrade and codec. A
@@ -154,6 +160,16 @@ func (e *Engine) callExecute(env *Env, p *proc, state int64) (next Next, err err
 	return p.typ.execute(e.ctx, env, state, p.data)
 }
 
+func (e *Engine) callOnTimeout(env *Env, p *proc, state int64) (next Next, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("procedure: OnTimeout panicked", "id", p.id, "type", p.typeName, "state", state, "panic", r, "stack", string(debug.Stack()))
+			next, err = Next{}, fmt.Errorf("panic in OnTimeout of %s state %s: %v", p.typeName, p.typ.stateName(state), r)
+		}
+	}()
+	return p.typ.onTimeout(e.ctx, env, state, p.data)
+}
+
 func (e *Engine) callRollback(env *Env, p *proc, state int64) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -164,11 +180,13 @@ func (e *Engine) callRollback(env *Env, p *proc, state int64) (err error) {
 	return p.typ.rollback(e.ctx, env, state, p.data)
 }
 
-// forwardStep runs one Execute of p (held by this worker) and hands its
-// commit to the committers, so that the worker is free while the commit
-// waits for the disk. p stays held until the commit is durable:
-// its next step never starts before.
-func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32) {
+// forwardStep runs one Execute of p (held by this worker), or its
+// OnTimeout if its timeout passed, and hands its commit to the
+// committers, so that the worker is free while the commit waits for the
+// disk. p stays held until the commit is durable: its next step never
+// starts before. First it takes the locks the step needs, all or none;
+// if it cannot, p is parked without a worker until it can.
+func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, timeout bool) {
 	t := p.t
 	info := StepInfo{ID: p.id, Root: t.root.id, Type: p.typeName, State: state, Step: int(steps)}
 	h := &e.opts.Hooks
@@ -176,25 +194,65 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32) {
 		h.StepStart(info)
 	}
 	if !e.ensureData(p) {
-		e.endStep(p, nil, info)
+		e.endStep(p, info, endPlain, nil)
 		return
+	}
+	var lockErr error
+	e.mu.Lock()
+	need := p.typ.locks != nil && p.stepLocks == nil && p.holdLocks == nil
+	e.mu.Unlock()
+	if need {
+		ls, err := e.lockSet(p, state)
+		lockErr = err
+		if err == nil && len(ls) > 0 {
+			e.mu.Lock()
+			req, ok := e.acquireLocked(p, ls, lockWait{p: p})
+			switch {
+			case !ok:
+				p.stepLocks, p.lockWaiting = req, true
+			case p.typ.holdLocks:
+				p.holdLocks = req
+			default:
+				p.stepLocks = req
+			}
+			e.mu.Unlock()
+			if !ok {
+				e.endStep(p, info, parkLocks, nil)
+				return
+			}
+		}
 	}
 	env := &Env{e: e, id: p.id, parent: p.parent, root: t.root.id}
 	start := time.Now()
 	w.busy.Store(start.UnixNano())
-	next, err := e.callExecute(env, p, state)
+	var next Next
+	var err error
+	switch {
+	case lockErr != nil:
+		err = lockErr
+	case timeout:
+		next, err = e.callOnTimeout(env, p, state)
+	default:
+		next, err = e.callExecute(env, p, state)
+	}
 	took := time.Since(start)
 	w.busy.Store(0)
 	env.closed.Store(true)
 	p.typ.stats.latency.observe(took)
 	if !e.running() {
 		// Stopping: drop the step; it runs again after a restart.
-		e.endStep(p, nil, info)
+		e.endStep(p, info, endPlain, nil)
 		return
 	}
 	if err == nil {
 		switch next.kind {
 		case nextGoTo, nextAgain, nextDone, nextYield:
+		case nextEvent:
+			err = checkEventName(next.event)
+		case nextSleep:
+			if next.until.IsZero() {
+				next.until = e.opts.Clock.Now().Add(next.sleep)
+			}
 		case nextSpawn:
 			for _, ch := range next.children {
 				if ch.t == nil {
@@ -217,14 +275,25 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32) {
 	}
 	if err == nil && next.kind == nextYield {
 		e.reloadData(p)
-		e.endStep(p, nil, info, yieldBack)
+		e.endStep(p, info, yieldBack, nil)
 		return
+	}
+	if err != nil && IsRetryable(err) {
+		e.mu.Lock()
+		retry := !t.ts.pastPONR && (p.typ.retry.Attempts == 0 || p.retries < p.typ.retry.Attempts)
+		e.mu.Unlock()
+		if retry {
+			// Nothing of the attempt commits: no store write per retry.
+			e.reloadData(p)
+			e.endStep(p, info, retryLater, err)
+			return
+		}
 	}
 	c := e.newCommit()
 	c.kind, c.p, c.t, c.info, c.state = kindStep, p, t, info, state
-	c.next, c.stepErr = next, err
+	c.next, c.stepErr, c.timeoutStep = next, err, timeout
 	if err == nil {
-		c.writes = env.writes
+		c.writes, c.signals = env.writes, env.signals
 	}
 	if b, encErr := p.typ.encode(p.data); encErr != nil {
 		if c.stepErr == nil {
@@ -240,12 +309,15 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32) {
 type endHow int
 
 const (
-	endPlain  endHow = iota
-	yieldBack        // requeue at the back (a yield)
+	endPlain   endHow = iota
+	yieldBack         // requeue at the back (a yield)
+	parkLocks         // parked until its lock request is granted
+	retryLater        // parked until its retry delay passed
 )
 
-// endStep lets go of p after a step that committed nothing.
-func (e *Engine) endStep(p *proc, c *commit, info StepInfo, how ...endHow) {
+// endStep lets go of p after a step that committed nothing, and of the
+// locks it took for the step (unless it is parked waiting for them).
+func (e *Engine) endStep(p *proc, info StepInfo, how endHow, err error) {
 	if h := e.opts.Hooks.StepEnd; h != nil {
 		h(info) // before p is let go, so that hooks see steps of p in order
 	}
@@ -253,8 +325,29 @@ func (e *Engine) endStep(p *proc, c *commit, info StepInfo, how ...endHow) {
 	t := p.t
 	p.running = false
 	t.running--
-	if len(how) > 0 && how[0] == yieldBack {
+	if how == parkLocks {
+		// Granted between the request and now: run with them, or let
+		// them go if p can no longer run.
+		if !p.lockWaiting {
+			if e.canRunLocked(p) {
+				e.enqueueLocked(p, true)
+			} else {
+				e.releaseStepLocksLocked(p)
+			}
+		}
+	} else {
+		e.releaseStepLocksLocked(p)
+	}
+	switch how {
+	case yieldBack:
 		e.enqueueLocked(p, false)
+	case retryLater:
+		if p.typ != nil {
+			p.typ.stats.retries.Add(1)
+		}
+		if e.canRunLocked(p) {
+			e.retryLaterLocked(p, info.State, err, "procedure: step failed; retrying")
+		}
 	}
 	e.maybeRollbackLocked(t)
 	e.mu.Unlock()
@@ -320,6 +413,7 @@ func (e *Engine) completeLocked(tx *durable.Tx, c *commit, t *tree, status Statu
 	root.ps.completed = now
 	root.ps.updated = now
 	root.ps.entries = nil
+	root.ps.wait, root.ps.timeout, root.ps.locks = waitState{}, 0, nil
 	t.ts.done = true
 	c.completed = true
 	return nil
@@ -348,7 +442,16 @@ func (e *Engine) treeErrorLocked(t *tree) *Error {
 // for the sweeper.
 func (e *Engine) retireLocked(t *tree, res *Result) {
 	root := t.root
+	if r := t.rbLocks; r != nil {
+		t.rbLocks = nil
+		if _, waiting := e.lockWaits[r]; waiting {
+			e.cancelWaitLocked(r)
+		} else {
+			e.releaseLocked(r)
+		}
+	}
 	for _, q := range t.procs {
+		e.dropProcLocked(q)
 		if e.procs[q.id] == q {
 			delete(e.procs, q.id)
 		}
@@ -426,6 +529,20 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 			e.endRollback(t, info)
 			return
 		}
+		e.mu.Lock()
+		need := top.typ.locks != nil && top.holdLocks == nil && t.rbLocks == nil
+		e.mu.Unlock()
+		if need {
+			// The rollback of a state takes the locks its Execute took.
+			ls, err := e.lockSet(top, state)
+			if err != nil {
+				e.retryRollback(t, top, state, err, info)
+				return
+			}
+			if len(ls) > 0 && !e.rollbackLocks(t, top, ls, info) {
+				return
+			}
+		}
 		env := &Env{e: e, id: top.id, parent: top.parent, root: t.root.id, rollback: true}
 		start := time.Now()
 		w.busy.Store(start.UnixNano())
@@ -434,7 +551,7 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 		env.closed.Store(true)
 		top.typ.stats.latency.observe(time.Since(start))
 		if err == nil {
-			c.writes = env.writes
+			c.writes, c.signals = env.writes, env.signals
 			c.data, err = top.typ.encode(top.data)
 		}
 		if err != nil {
@@ -445,6 +562,43 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 	e.send(c)
 }
 
+// rollbackLocks takes ls for the rollback step of t's top procedure p. If
+// it cannot, the rollback is parked without a worker until it can, and
+// rollbackLocks returns false.
+func (e *Engine) rollbackLocks(t *tree, p *proc, ls []Lock, info StepInfo) bool {
+	e.mu.Lock()
+	req, ok := e.acquireLocked(p, ls, lockWait{t: t})
+	t.rbLocks = req
+	if !ok {
+		t.rbQueued = true // parked until granted
+	}
+	e.mu.Unlock()
+	if ok {
+		return true
+	}
+	if h := e.opts.Hooks.StepEnd; h != nil {
+		h(info)
+	}
+	e.mu.Lock()
+	t.running--
+	if _, waiting := e.lockWaits[req]; !waiting && t.rbLocks == req {
+		t.rbQueued = false // granted meanwhile
+		e.maybeRollbackLocked(t)
+	}
+	e.mu.Unlock()
+	return false
+}
+
+// releaseRollbackLocksLocked lets go of the locks t's rollback step took.
+func (e *Engine) releaseRollbackLocksLocked(t *tree) {
+	if r := t.rbLocks; r != nil {
+		if _, waiting := e.lockWaits[r]; !waiting {
+			t.rbLocks = nil
+			e.releaseLocked(r)
+		}
+	}
+}
+
 // retryRollback schedules t's rollback again after a failed rollback step.
 func (e *Engine) retryRollback(t *tree, p *proc, state int64, err error, info StepInfo) {
 	if h := e.opts.Hooks.StepEnd; h != nil {
@@ -452,10 +606,11 @@ func (e *Engine) retryRollback(t *tree, p *proc, state int64, err error, info St
 	}
 	e.mu.Lock()
 	t.running--
+	e.releaseRollbackLocksLocked(t)
 	if e.running() {
 		t.retries++
 		t.lastErr = err.Error()
-		d := e.retryDelay(t.retries)
+		d := p.typ.retry.delay(t.retries)
 		e.log.Warn("procedure: rollback step failed; retrying", "root", t.root.id, "id", p.id, "type", p.typeName,
 			"state", p.typ.stateName(state), "retries", t.retries, "delay", d, "err", err)
 		t.rbQueued = true // parked until the timer
@@ -475,6 +630,7 @@ func (e *Engine) endRollback(t *tree, info StepInfo) {
 	}
 	e.mu.Lock()
 	t.running--
+	e.releaseRollbackLocksLocked(t)
 	e.maybeRollbackLocked(t)
 	e.mu.Unlock()
 }

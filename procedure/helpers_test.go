@@ -35,6 +35,7 @@ type script struct {
 	Polls    int
 	Polled   int
 	Note     string // changed by steps, to see data persisted
+	flowKeys int    // checkDurable: a flow's metadata keys (not stored)
 }
 
 func newScript(name string, states int) script {

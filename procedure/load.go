@@ -45,7 +45,8 @@ func (e *Engine) load(ctx context.Context) error {
 		p := &proc{id: id, parent: r.parent, typ: e.types[r.typ], typeName: r.typ, version: r.version,
 			created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
 			ps: pstate{status: r.status, aborted: r.aborted, next: r.next, steps: r.steps, entries: r.entries,
-				updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked}}
+				updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked,
+				wait: r.wait, timeout: r.timeout, locks: r.locks}}
 		switch {
 		case p.typ == nil:
 			p.quarantine = fmt.Sprintf("unknown type %q", r.typ)
@@ -107,11 +108,34 @@ func (e *Engine) load(ctx context.Context) error {
 			e.log.Error("procedure: tree quarantined on load; it will not run", "root", id, "procedures", len(t.procs), "reason", t.quarantine)
 		}
 	}
+	// Locks held across steps are held again before anything runs, by
+	// every tree (a quarantined one keeps what it held).
+	now := e.opts.Clock.Now()
+	for _, t := range order {
+		for _, p := range t.procs {
+			if len(p.ps.locks) == 0 {
+				continue
+			}
+			req := &lockReq{owner: p.id, ancestors: e.ancestorsLocked(p), locks: p.ps.locks}
+			if err := e.locks.restore(req, now); err != nil {
+				if t.quarantine == "" {
+					t.quarantine = fmt.Sprintf("procedure %d: restoring its locks: %v", p.id, err)
+					quarantined++
+					e.log.Error("procedure: tree quarantined on load; it will not run", "root", p.id, "reason", t.quarantine)
+				}
+				continue
+			}
+			p.holdLocks = req
+		}
+	}
 	// Queue work only once everything is loaded: ids of procedures created
 	// from now on must not collide, and the hooks have run.
 	for _, t := range order {
 		if t.quarantine != "" {
 			continue
+		}
+		if err := e.resumeWaitsLocked(t); err != nil {
+			return fmt.Errorf("procedure: load: %w", err)
 		}
 		if t.ts.failed {
 			t.rbQueued = true
@@ -130,6 +154,42 @@ func (e *Engine) load(ctx context.Context) error {
 	e.log.Info("procedure: recovered", "live", live, "trees", len(order), "quarantined", quarantined,
 		"results", results, "took", time.Since(start))
 	_ = ctx
+	return nil
+}
+
+// resumeWaitsLocked picks up where t's procedures were waiting: a
+// procedure suspended on an event that is signalled, or on a time that
+// has passed, is runnable; the others wait again (their timers armed at
+// the stored wall-clock times); timeouts are armed, and one that passed
+// fires at once.
+func (e *Engine) resumeWaitsLocked(t *tree) error {
+	now := e.now()
+	for _, p := range t.procs {
+		if p.ps.status == Suspended {
+			switch w := p.ps.wait; w.kind {
+			case waitEvent:
+				_, set, err := e.events.Get(w.event)
+				if err != nil {
+					return err
+				}
+				if set {
+					p.ps.status, p.ps.wait = Runnable, waitState{}
+					e.markWokenLocked(p, w.event)
+				} else {
+					e.suspendOnEventLocked(p, w.event)
+				}
+			case waitTimer:
+				if w.until <= now {
+					p.ps.status, p.ps.wait = Runnable, waitState{}
+				} else {
+					e.armSleepLocked(p)
+				}
+			}
+		}
+		if !t.ts.failed && p.ps.timeout != 0 && p.ps.status != Succeeded && p.ps.status != Failed && p.ps.bypass == nil {
+			e.armTimeoutLocked(p)
+		}
+	}
 	return nil
 }
 

@@ -16,9 +16,9 @@ type item struct {
 // a deque with condition signalling. Procedures resuming work (the next
 // step of a running procedure, new children, a parent whose children
 // finished, a rollback) go to the front; new submissions and yields go to
-// the back. It holds only runnable work: a procedure waiting for children
-// (and, with the scheduling issue, for a lock, an event or a timer) is
-// parked outside it and pushed to the front when woken.
+// the back. It holds only runnable work: a procedure waiting for
+// children, a lock, an event, a time or a retry is parked outside it and
+// pushed to the front when woken.
 //
 // Its size is bounded by the number of live procedures plus live trees:
 // every proc and tree is queued at most once (proc.queued, tree.rbQueued).

@@ -21,6 +21,9 @@ const (
 	Failed Status = 4
 	// RolledBack: the tree failed and was rolled back (roots only).
 	RolledBack Status = 5
+	// Suspended: waiting for an event (WaitEvent) or a time (Sleep,
+	// SleepUntil).
+	Suspended Status = 6
 )
 
 func (s Status) String() string {
@@ -35,6 +38,8 @@ func (s Status) String() string {
 		return "failed"
 	case RolledBack:
 		return "rolled-back"
+	case Suspended:
+		return "suspended"
 	}
 	return fmt.Sprintf("Status(%d)", uint8(s))
 }
@@ -49,9 +54,22 @@ const (
 	flagAborted   = 1 << 2
 	flagCompleted = 1 << 3
 	flagAcked     = 1 << 4
+	flagWait      = 1 << 5
+	flagTimeout   = 1 << 6
+	flagLocks     = 1 << 7
 
 	entrySpawn = 1 << 0
+
+	waitEvent = 1 // suspended until an event is signalled
+	waitTimer = 2 // suspended until a time
 )
+
+// waitState is what a Suspended procedure waits for.
+type waitState struct {
+	kind  uint8  // waitEvent or waitTimer; 0: none
+	event string // waitEvent
+	until int64  // waitTimer: unix nanoseconds
+}
 
 // entry is one executed state of a procedure and its position in the
 // root's rollback stack.
@@ -84,6 +102,9 @@ type record struct {
 	err              *Error
 	bypass           *Bypass
 	completed, acked int64
+	wait             waitState
+	timeout          int64  // the procedure's deadline (unix nanoseconds; 0: none)
+	locks            []Lock // held across steps (TypeOptions.HoldLocks)
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -108,6 +129,15 @@ func appendRecord(dst []byte, r *record) []byte {
 	}
 	if r.acked != 0 {
 		flags |= flagAcked
+	}
+	if r.wait.kind != 0 {
+		flags |= flagWait
+	}
+	if r.timeout != 0 {
+		flags |= flagTimeout
+	}
+	if len(r.locks) > 0 {
+		flags |= flagLocks
 	}
 	dst = append(dst, recordV1, byte(r.status), flags)
 	dst = binary.AppendUvarint(dst, uint64(r.parent))
@@ -146,6 +176,24 @@ func appendRecord(dst []byte, r *record) []byte {
 	}
 	if r.acked != 0 {
 		dst = binary.AppendVarint(dst, r.acked)
+	}
+	if r.wait.kind != 0 {
+		dst = append(dst, r.wait.kind)
+		if r.wait.kind == waitEvent {
+			dst = appendString(dst, r.wait.event)
+		} else {
+			dst = binary.AppendVarint(dst, r.wait.until)
+		}
+	}
+	if r.timeout != 0 {
+		dst = binary.AppendVarint(dst, r.timeout)
+	}
+	if len(r.locks) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(r.locks)))
+		for _, l := range r.locks {
+			dst = append(dst, byte(l.Mode))
+			dst = appendString(dst, l.Resource)
+		}
 	}
 	return dst
 }
@@ -281,11 +329,43 @@ func decodeRecord(b []byte) (*record, error) {
 			d.fail("acked")
 		}
 	}
-	if flags&^(flagErr|flagBypass|flagAborted|flagCompleted|flagAcked) != 0 {
-		d.fail("flags")
+	if flags&flagWait != 0 {
+		switch r.wait.kind = d.byte("wait kind"); r.wait.kind {
+		case waitEvent:
+			r.wait.event = d.string("wait event")
+		case waitTimer:
+			r.wait.until = d.varint("wait until")
+		default:
+			d.fail("wait kind")
+		}
 	}
-	if d.err == nil && (r.status < Runnable || r.status > RolledBack) {
+	if flags&flagTimeout != 0 {
+		r.timeout = d.varint("timeout")
+		if d.err == nil && r.timeout == 0 {
+			d.fail("timeout")
+		}
+	}
+	if flags&flagLocks != 0 {
+		n := d.uvarint("locks")
+		if d.err == nil && (n == 0 || n > uint64(len(b)-d.off)/2) { // a lock takes at least 2 bytes
+			d.fail("locks")
+		}
+		if d.err == nil {
+			r.locks = make([]Lock, n)
+			for i := range r.locks {
+				r.locks[i].Mode = LockMode(d.byte("lock mode"))
+				r.locks[i].Resource = d.string("lock resource")
+				if d.err == nil && r.locks[i].Mode != Shared && r.locks[i].Mode != Exclusive {
+					d.fail("lock mode")
+				}
+			}
+		}
+	}
+	if d.err == nil && (r.status < Runnable || r.status > Suspended) {
 		d.fail("status")
+	}
+	if d.err == nil && (r.status == Suspended) != (r.wait.kind != 0) {
+		d.fail("wait")
 	}
 	if d.err == nil && d.off != len(b) {
 		d.fail("trailing bytes")

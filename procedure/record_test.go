@@ -16,6 +16,10 @@ func sampleRecords() []*record {
 		{status: RolledBack, root: 5, typ: "x", version: 1, data: []byte{0, 1, 2}, err: &Error{Source: "s", Message: "m"},
 			bypass: &Bypass{Who: "w", Why: "y", At: -3}, aborted: true, completed: 11, acked: 12},
 		{status: Failed, root: 5, parent: 5, typ: "x", version: 1, err: &Error{}},
+		{status: Suspended, root: 9, typ: "snap", version: 1, wait: waitState{kind: waitEvent, event: "region/r7/opened"},
+			timeout: 1 << 60, locks: []Lock{{Resource: "table/t1", Mode: Shared}, {Resource: "table/t1/region/r7", Mode: Exclusive}}},
+		{status: Suspended, root: 9, parent: 9, typ: "snap", version: 1, wait: waitState{kind: waitTimer, until: -7}},
+		{status: Runnable, root: 9, typ: "snap", version: 1, timeout: 3, locks: []Lock{{Resource: "server/s3", Mode: Exclusive}}},
 	}
 }
 

@@ -435,7 +435,7 @@ func TestAbort(t *testing.T) {
 func TestFailurePastPointOfNoReturnRetries(t *testing.T) {
 	var fail atomic.Int32
 	fail.Store(3)
-	w := newWorld(t, Options{RetryDelay: time.Millisecond, Hooks: Hooks{FailStep: func(info StepInfo) error {
+	w := newWorld(t, Options{Retry: RetryPolicy{Initial: time.Millisecond}, Hooks: Hooks{FailStep: func(info StepInfo) error {
 		if info.Type == "ponr" && info.State == 4 && fail.Add(-1) >= 0 {
 			return errors.New("transient")
 		}
@@ -500,7 +500,7 @@ func TestBypass(t *testing.T) {
 func TestRollbackRetryAndBypass(t *testing.T) {
 	var failing atomic.Bool
 	failing.Store(true)
-	w := &world{t: t, opts: Options{RetryDelay: time.Millisecond, MaxRetryDelay: 5 * time.Millisecond}, gates: &gates{}, running: map[ID]bool{}}
+	w := &world{t: t, opts: Options{Retry: RetryPolicy{Initial: time.Millisecond, Max: 5 * time.Millisecond}}, gates: &gates{}, running: map[ID]bool{}}
 	w.fs = newMemFS()
 	var bad *Type[int, script]
 	w.extra = func(w *world) {
@@ -577,11 +577,9 @@ func TestNonce(t *testing.T) {
 // Results are kept until acknowledged plus AckedResultTTL, or finished
 // plus ResultTTL, then swept with their nonces.
 func TestResultsTTL(t *testing.T) {
-	var now atomic.Int64
-	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	advance := func(d time.Duration) { now.Add(int64(d)) }
-	w := newWorld(t, Options{Now: clock, SweepInterval: -1, SweepBatch: 2})
+	clock := NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	advance := clock.Advance
+	w := newWorld(t, Options{Clock: clock, SweepInterval: -1, SweepBatch: 2})
 	defer w.close()
 	var acked, unacked []ID
 	for i := range 3 {

@@ -51,7 +51,7 @@ func (h Histogram) Quantile(q float64) time.Duration { return pow2hist.Quantile(
 // typeStats are a type's counters.
 type typeStats struct {
 	submitted, succeeded, failed, rolledBack, aborted, bypassed atomic.Int64
-	steps, rollbackSteps                                        atomic.Int64
+	steps, rollbackSteps, retries, timedOut                     atomic.Int64
 	latency                                                     histogram
 }
 
@@ -65,6 +65,8 @@ type TypeStats struct {
 	Bypassed      int64 // procedures bypassed
 	Steps         int64 // forward steps committed
 	RollbackSteps int64 // rollback steps committed
+	Retries       int64 // steps retried after a Retryable error (no commit each)
+	TimedOut      int64 // procedures failed by their timeout
 	// StepLatency: how long Execute and Rollback calls took (not their
 	// commits).
 	StepLatency Histogram
@@ -76,6 +78,8 @@ type engineStats struct {
 	swept        atomic.Int64
 	recovered    atomic.Int64
 	recoverTime  atomic.Int64
+	lockWaiting  atomic.Int64 // lock requests waiting
+	lockWait     histogram    // how long granted lock requests waited (0 for those granted at once)
 }
 
 // Stats are the engine's counters and gauges, for metrics.
@@ -93,6 +97,9 @@ type Stats struct {
 	Swept        int64 // results deleted
 	Recovered    int   // procedures loaded by Start
 	RecoverTime  time.Duration
+	LockWaiting  int       // lock requests waiting (procedures and rollbacks parked for locks)
+	LockWait     Histogram // how long lock requests waited to be granted (0: at once)
+	Suspended    int       // procedures suspended on an event or a timer
 }
 
 // Stats returns the engine's counters.
@@ -104,6 +111,7 @@ func (e *Engine) Stats() Stats {
 			Submitted: st.submitted.Load(), Succeeded: st.succeeded.Load(), Failed: st.failed.Load(),
 			RolledBack: st.rolledBack.Load(), Aborted: st.aborted.Load(), Bypassed: st.bypassed.Load(),
 			Steps: st.steps.Load(), RollbackSteps: st.rollbackSteps.Load(), StepLatency: st.latency.snapshot(),
+			Retries: st.retries.Load(), TimedOut: st.timedOut.Load(),
 		}
 	}
 	e.mu.Lock()
@@ -113,7 +121,14 @@ func (e *Engine) Stats() Stats {
 			s.Quarantined++
 		}
 	}
+	for _, p := range e.procs {
+		if p.ps.status == Suspended {
+			s.Suspended++
+		}
+	}
 	e.mu.Unlock()
+	s.LockWaiting = int(e.stats.lockWaiting.Load())
+	s.LockWait = e.stats.lockWait.snapshot()
 	s.Queued = e.q.len()
 	e.workers.Lock()
 	s.Workers, s.ExtraWorkers = len(e.workers.all), e.workers.extra

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"time"
 
 	"github.com/procyon-dev/procyon/durable"
 )
@@ -47,6 +48,16 @@ type State interface {
 //	Initial() S                  the first state (default: the zero S)
 //	NoReturn(state S) bool       true for states past the point of no return
 //	AfterReplay(id ID, state S, data *D)   rebuild transient state after a restart
+//	Locks(state S, data *D) []Lock          the locks the procedure needs to run state
+//	OnTimeout(ctx, env, state S, data *D) (Next, error)   handles the procedure's timeout
+//
+// Locks returns the resources a step needs (ExclusiveLock, SharedLock);
+// the engine takes them all before the step runs, or none and parks the
+// procedure without a worker until it can (see Lock). A Rollback step of
+// the state takes them too. OnTimeout runs, as a step in place of
+// Execute, when the procedure's timeout (TypeOptions.Timeout,
+// SubmitOptions.Timeout) passes; without it a timeout fails the
+// procedure.
 //
 // Once a procedure of a tree is runnable at (or has executed) a NoReturn
 // state, Abort is refused and a failing step of the tree is retried
@@ -66,14 +77,19 @@ const (
 	nextDone
 	nextYield
 	nextSpawn
+	nextEvent
+	nextSleep
 )
 
-// Next says what a step leads to. Make one with GoTo, Again, Done, Yield
-// or Spawn.
+// Next says what a step leads to. Make one with GoTo, Again, Done, Yield,
+// Spawn, WaitEvent, Sleep or SleepUntil.
 type Next struct {
 	kind     nextKind
 	state    int64
 	children []Child
+	event    string
+	sleep    time.Duration // nextSleep: relative to the step's end, if until is zero
+	until    time.Time
 }
 
 // GoTo moves the procedure to state s; it runs next.
@@ -101,6 +117,32 @@ func Spawn[S State](next S, children ...Child) Next {
 	return Next{kind: nextSpawn, state: int64(next), children: children}
 }
 
+// WaitEvent suspends the procedure until the named event is signalled
+// (Engine.Signal, Env.Signal), then it continues at state next. Events
+// are level-triggered (HBase's ProcedureEvent): an event stays signalled
+// until reset (Engine.ResetEvent), and waiting on a signalled event does
+// not suspend. Whether the event is signalled is decided when the step
+// commits, in the same transaction, so a signal is never lost between a
+// step that decided to wait and its commit. The procedure holds no
+// worker while suspended, and is suspended after a restart too.
+func WaitEvent[S State](next S, event string) Next {
+	return Next{kind: nextEvent, state: int64(next), event: event}
+}
+
+// Sleep suspends the procedure for d (measured from the end of the step,
+// on the engine's Clock), then it continues at state next. The wake-up
+// time is stored with the step: after a restart the procedure wakes at
+// the same wall-clock time, not d after the restart, and never before it.
+func Sleep[S State](next S, d time.Duration) Next {
+	return Next{kind: nextSleep, state: int64(next), sleep: max(d, 0)}
+}
+
+// SleepUntil suspends the procedure until t (on the engine's Clock), then
+// it continues at state next. See Sleep.
+func SleepUntil[S State](next S, t time.Time) Next {
+	return Next{kind: nextSleep, state: int64(next), until: t}
+}
+
 // Child is a child procedure to create with Spawn; make one with
 // Type.Child.
 type Child struct {
@@ -122,6 +164,22 @@ type TypeOptions[D any] struct {
 	// current version's encoding. Nil: older data cannot be read (the
 	// procedure is quarantined). An error quarantines the procedure.
 	Upgrade func(from uint32, data []byte) ([]byte, error)
+	// HoldLocks makes procedures of the type keep the locks they take
+	// (the type's Locks method) from the first step that needs them until
+	// they finish: across steps, while waiting for children, events and
+	// timers, and through their tree's rollback (the snapshot procedure
+	// does this). The locks are stored with the step that takes them and
+	// held again after a restart, before anything runs. Without it, a
+	// procedure takes its locks for each step and lets them go once the
+	// step's commit is durable.
+	HoldLocks bool
+	// Timeout, if positive, is the deadline of every procedure of the
+	// type, counted from its creation (SubmitOptions.Timeout overrides it
+	// for a root). See SubmitOptions.Timeout.
+	Timeout time.Duration
+	// Retry is how the type's failing steps are retried; zero fields take
+	// the engine's (Options.Retry).
+	Retry RetryPolicy
 }
 
 // Type is a registered procedure type, with its state and data types.
@@ -145,6 +203,11 @@ type typeInfo struct {
 	rollback    func(ctx context.Context, env *Env, state int64, data any) error
 	noReturn    func(int64) bool // nil: no such state
 	afterReplay func(id ID, state int64, data any)
+	locks       func(state int64, data any) []Lock // nil: the type takes no locks
+	onTimeout   func(ctx context.Context, env *Env, state int64, data any) (Next, error)
+	holdLocks   bool
+	timeout     time.Duration
+	retry       RetryPolicy // merged with the engine's at Register
 	stateName   func(int64) string
 	stats       typeStats
 }
@@ -207,6 +270,18 @@ func Register[S State, D any](e *Engine, name string, sm StateMachine[S, D], opt
 	if ar, ok := sm.(interface{ AfterReplay(ID, S, *D) }); ok {
 		ti.afterReplay = func(id ID, s int64, d any) { ar.AfterReplay(id, S(s), d.(*D)) }
 	}
+	if l, ok := sm.(interface{ Locks(S, *D) []Lock }); ok {
+		ti.locks = func(s int64, d any) []Lock { return l.Locks(S(s), d.(*D)) }
+	}
+	if ot, ok := sm.(interface {
+		OnTimeout(context.Context, *Env, S, *D) (Next, error)
+	}); ok {
+		ti.onTimeout = func(ctx context.Context, env *Env, s int64, d any) (Next, error) {
+			return ot.OnTimeout(ctx, env, S(s), d.(*D))
+		}
+	}
+	ti.holdLocks, ti.timeout = o.HoldLocks, max(o.Timeout, 0)
+	ti.retry = o.Retry.withDefaults(e.opts.Retry)
 	e.register(ti)
 	return &Type[S, D]{e: e, info: ti, codec: codec}
 }

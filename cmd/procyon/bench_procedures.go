@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +28,7 @@ func init() {
 
 type procBenchResult struct {
 	Mode        string  `json:"mode"` // "run" or "recover"
+	Locks       string  `json:"locks,omitempty"`
 	Concurrency int     `json:"concurrency,omitempty"`
 	Steps       int     `json:"steps"`
 	Workers     int     `json:"workers"`
@@ -36,6 +39,11 @@ type procBenchResult struct {
 	CommitsPerS float64 `json:"commits_per_sec,omitempty"` // store transactions
 	P50ms       float64 `json:"p50_ms,omitempty"`
 	P99ms       float64 `json:"p99_ms,omitempty"`
+	// How long lock requests waited to be granted (0 for those granted at
+	// once), from the engine's histogram: power-of-two buckets, so an
+	// upper bound within 2x.
+	LockWaitP99ms float64 `json:"lock_wait_p99_ms"`
+	LockWaits     int64   `json:"lock_requests,omitempty"`
 	// CPU (user+system, the whole process) per procedure: unlike the rate,
 	// hardly moved by the disk's pace.
 	CPUus float64 `json:"cpu_us_per_procedure,omitempty"`
@@ -55,17 +63,30 @@ type procBenchResult struct {
 	EngineBytes      float64 `json:"engine_bytes_per_live_procedure,omitempty"`
 }
 
-// benchData is a bench procedure's data: which metadata slot it writes.
-// It has a binary codec (procedure data codecs are pluggable).
+// benchData is a bench procedure's data: which metadata slot it writes,
+// and which lock it takes (-locks). It has a binary codec (procedure data
+// codecs are pluggable).
 type benchData struct {
-	Slot uint32
-	Seq  uint64
+	Slot  uint32
+	Seq   uint64
+	Lock  uint8 // benchNoLock, benchRegion, benchTable
+	Table uint8
 }
+
+// The bench procedures' locks: none, an exclusive region lock under a
+// table (table/tN/region/rSLOT, which implies a shared lock on the
+// table), or an exclusive lock on a whole table.
+const (
+	benchNoLock uint8 = iota
+	benchRegion
+	benchTable
+)
 
 var benchCodec = durable.CodecFunc(
 	func(d benchData) ([]byte, error) {
 		b := binary.AppendUvarint(nil, uint64(d.Slot))
-		return binary.AppendUvarint(b, d.Seq), nil
+		b = binary.AppendUvarint(b, d.Seq)
+		return append(b, d.Lock, d.Table), nil
 	},
 	func(b []byte) (benchData, error) {
 		s, n := binary.Uvarint(b)
@@ -73,11 +94,48 @@ var benchCodec = durable.CodecFunc(
 			return benchData{}, errors.New("bad bench data")
 		}
 		q, m := binary.Uvarint(b[n:])
-		if m <= 0 || n+m != len(b) {
+		if m <= 0 || n+m+2 != len(b) {
 			return benchData{}, errors.New("bad bench data")
 		}
-		return benchData{Slot: uint32(s), Seq: q}, nil
+		return benchData{Slot: uint32(s), Seq: q, Lock: b[n+m], Table: b[n+m+1]}, nil
 	})
+
+// benchSM is the bench type: -steps states, each writing one small
+// metadata key (slot*steps+state); it holds its lock (if any) from its
+// first step to its end, as HBase's region procedures do.
+type benchSM struct {
+	w     *benchWorld
+	steps int
+	block bool
+}
+
+func (sm *benchSM) Execute(ctx context.Context, env *procedure.Env, s int, d *benchData) (procedure.Next, error) {
+	if sm.block {
+		<-ctx.Done() // recovery bench: stay live
+		return procedure.Next{}, ctx.Err()
+	}
+	key := uint64(d.Slot)*uint64(sm.steps) + uint64(s)
+	val := binary.LittleEndian.AppendUint64(nil, d.Seq)
+	env.Write(func(tx *durable.Tx) error { return sm.w.meta.Put(tx, key, val) })
+	if s+1 >= sm.steps {
+		return procedure.Done(), nil
+	}
+	return procedure.GoTo(s + 1), nil
+}
+
+func (sm *benchSM) Rollback(ctx context.Context, env *procedure.Env, s int, d *benchData) error {
+	return nil
+}
+
+func (sm *benchSM) Locks(s int, d *benchData) []procedure.Lock {
+	switch d.Lock {
+	case benchRegion:
+		return []procedure.Lock{procedure.ExclusiveLock(fmt.Sprintf("table/t%d/region/r%d", d.Table, d.Slot))}
+	case benchTable:
+		return []procedure.Lock{procedure.ExclusiveLock(fmt.Sprintf("table/t%d", d.Table))}
+	}
+	return nil
+}
 
 // benchWorld is a store and an engine with the bench type: -steps states,
 // each writing one small metadata key (slot*steps+state).
@@ -93,21 +151,8 @@ func openProcBench(ctx context.Context, dir string, steps, workers, committers i
 	w := &benchWorld{s: durable.New(durable.Options{Dir: dir, Logger: quiet})}
 	w.e = procedure.New(w.s, procedure.Options{Workers: workers, Committers: committers, Logger: quiet, SweepInterval: time.Second, ResultTTL: time.Second})
 	w.meta = durable.NewCollection[uint64, []byte](w.s, "bench.meta", durable.Bytes())
-	w.typ = procedure.Register[int, benchData](w.e, "bench", procedure.StateMachineFuncs[int, benchData]{
-		Exec: func(ctx context.Context, env *procedure.Env, s int, d *benchData) (procedure.Next, error) {
-			if block {
-				<-ctx.Done() // recovery bench: stay live
-				return procedure.Next{}, ctx.Err()
-			}
-			key := uint64(d.Slot)*uint64(steps) + uint64(s)
-			val := binary.LittleEndian.AppendUint64(nil, d.Seq)
-			env.Write(func(tx *durable.Tx) error { return w.meta.Put(tx, key, val) })
-			if s+1 >= steps {
-				return procedure.Done(), nil
-			}
-			return procedure.GoTo(s + 1), nil
-		},
-	}, procedure.TypeOptions[benchData]{Codec: benchCodec})
+	w.typ = procedure.Register[int, benchData](w.e, "bench", &benchSM{w: w, steps: steps, block: block},
+		procedure.TypeOptions[benchData]{Codec: benchCodec, HoldLocks: true})
 	if err := w.s.Open(ctx); err != nil {
 		return nil, err
 	}
@@ -135,6 +180,8 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 	committers := fs.Int("committers", 0, "engine committers (0: the engine's default)")
 	recoverMode := fs.Bool("recover", false, "measure recovery instead: build -live live procedures, then time a restart")
 	live := fs.Int("live", 100_000, "with -recover, live procedures at the restart")
+	locks := fs.String("locks", "none", "comma-separated lock modes to run: none; uncontended (each procedure holds an exclusive region lock under one of 16 tables, no two alike); contended (16 tables, one procedure in ten takes a whole table exclusively)")
+	rounds := fs.Int("rounds", 1, "run the -locks modes this many times, interleaved, and report medians (and each mode's ratio to none)")
 	baseline := fs.Bool("baseline", true, "first time the disk: a one-record pwrite+fdatasync loop (over preallocated zeros, as the log writes) for 1 s in the same directory, reported as raw_fsyncs_per_sec")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	if err := parseFlags(fs, args); err != nil {
@@ -151,6 +198,15 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("-workers must be between 1 and 10000, got %d", *workers)
 	case *live < 1 || *live > 20_000_000:
 		return fmt.Errorf("-live must be between 1 and 20000000, got %d", *live)
+	case *rounds < 1 || *rounds > 1000:
+		return fmt.Errorf("-rounds must be between 1 and 1000, got %d", *rounds)
+	}
+	modes, err := parseLockModes(*locks)
+	if err != nil {
+		return err
+	}
+	if !*recoverMode && (len(modes) > 1 || *rounds > 1) {
+		return benchLockModes(ctx, e, *dir, modes, *rounds, *steps, *workers, *committers, *concurrency, *duration, *baseline, *asJSON)
 	}
 	root, cleanup, err := benchDir(*dir, "procedures-")
 	if err != nil {
@@ -168,7 +224,7 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 				return fmt.Errorf("raw fsync baseline: %w", err)
 			}
 		}
-		res, err = benchProcRun(ctx, data, *steps, *workers, *committers, *concurrency, *duration)
+		res, err = benchProcRun(ctx, data, modes[0], *steps, *workers, *committers, *concurrency, *duration)
 		if raw > 0 {
 			res.RawFsyncsPerSec, res.ProcsPerRawFsync = raw, res.ProcsPerSec/raw
 		}
@@ -186,12 +242,15 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "heap per live procedure\t%.0f B (store records %.0f B, engine %.0f B)\n", res.BytesPerLP, res.RecordBytes, res.EngineBytes)
 		return tw.Flush()
 	}
-	fmt.Fprintf(tw, "procedures\t%d-step, %d in flight, %d workers, %.1f s\n", res.Steps, res.Concurrency, res.Workers, res.DurationSec)
+	fmt.Fprintf(tw, "procedures\t%d-step, %d in flight, %d workers, %.1f s, locks %s\n", res.Steps, res.Concurrency, res.Workers, res.DurationSec, res.Locks)
 	fmt.Fprintf(tw, "procedures/s\t%.0f\n", res.ProcsPerSec)
 	fmt.Fprintf(tw, "steps/s\t%.0f\n", res.StepsPerSec)
 	fmt.Fprintf(tw, "store commits/s\t%.0f\n", res.CommitsPerS)
 	fmt.Fprintf(tw, "latency p50 / p99 (submit to result)\t%.2f ms / %.2f ms\n", res.P50ms, res.P99ms)
 	fmt.Fprintf(tw, "CPU per procedure (user+system)\t%.1f µs\n", res.CPUus)
+	if res.Locks != "none" {
+		fmt.Fprintf(tw, "lock wait p99\t%.3f ms (%d requests)\n", res.LockWaitP99ms, res.LockWaits)
+	}
 	if res.RawFsyncsPerSec > 0 {
 		fmt.Fprintf(tw, "disk, same run\t%.0f raw fsyncs/s (%.0f µs each): %.1f procedures per raw fsync\n",
 			res.RawFsyncsPerSec, 1e6/res.RawFsyncsPerSec, res.ProcsPerRawFsync)
@@ -199,8 +258,147 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 	return tw.Flush()
 }
 
-func benchProcRun(ctx context.Context, dir string, steps, workers, committers, concurrency int, d time.Duration) (procBenchResult, error) {
-	res := procBenchResult{Mode: "run", Concurrency: concurrency, Steps: steps, Workers: workers}
+// parseLockModes parses -locks.
+func parseLockModes(s string) ([]string, error) {
+	var out []string
+	for _, m := range strings.Split(s, ",") {
+		m = strings.TrimSpace(m)
+		switch m {
+		case "none", "uncontended", "contended":
+			out = append(out, m)
+		default:
+			return nil, fmt.Errorf("-locks: unknown mode %q (none, uncontended, contended)", m)
+		}
+	}
+	return out, nil
+}
+
+// benchLockData is what client c submits as its i-th procedure in lock
+// mode.
+func benchLockData(mode string, c int, i uint64) benchData {
+	d := benchData{Slot: uint32(c), Seq: i}
+	switch mode {
+	case "uncontended":
+		d.Lock, d.Table = benchRegion, uint8(c%16)
+	case "contended":
+		d.Lock, d.Table = benchRegion, uint8((uint64(c)+i)%16)
+		if (uint64(c)+i)%10 == 0 {
+			d.Lock = benchTable
+		}
+	}
+	return d
+}
+
+// lockRunSummary is the median of one lock mode's runs.
+type lockRunSummary struct {
+	Locks          string    `json:"locks"`
+	Runs           int       `json:"runs"`
+	ProcsPerSec    float64   `json:"procedures_per_sec"`
+	ProcsPerSecAll []float64 `json:"procedures_per_sec_runs"`
+	VsNone         float64   `json:"vs_none,omitempty"` // median of the per-round ratios to none
+	P99ms          float64   `json:"p99_ms"`
+	LockWaitP99ms  float64   `json:"lock_wait_p99_ms"`
+	CPUus          float64   `json:"cpu_us_per_procedure"`
+}
+
+// benchLockModes runs each lock mode rounds times, interleaved (so that
+// the disk's drift hits every mode alike), and reports each mode's median
+// and, per round, its ratio to none.
+func benchLockModes(ctx context.Context, e *env, parent string, modes []string, rounds, steps, workers, committers, concurrency int, d time.Duration, baseline, asJSON bool) error {
+	root, cleanup, err := benchDir(parent, "procedures-")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	var raw float64
+	if baseline {
+		if raw, err = rawLoop(ctx, filepath.Join(root, "raw"), 64, 1, time.Second); err != nil {
+			return fmt.Errorf("raw fsync baseline: %w", err)
+		}
+	}
+	runs := map[string][]procBenchResult{}
+	ratios := map[string][]float64{}
+	for r := range rounds {
+		var none float64
+		for _, m := range modes {
+			res, err := benchProcRun(ctx, filepath.Join(root, fmt.Sprintf("data-%d-%s", r, m)), m, steps, workers, committers, concurrency, d)
+			if err != nil {
+				return err
+			}
+			runs[m] = append(runs[m], res)
+			if m == "none" {
+				none = res.ProcsPerSec
+			}
+		}
+		if none > 0 {
+			for _, m := range modes {
+				ratios[m] = append(ratios[m], runs[m][r].ProcsPerSec/none)
+			}
+		}
+	}
+	out := struct {
+		Concurrency     int              `json:"concurrency"`
+		Steps           int              `json:"steps"`
+		Workers         int              `json:"workers"`
+		DurationSec     float64          `json:"duration_sec"`
+		RawFsyncsPerSec float64          `json:"raw_fsyncs_per_sec,omitempty"`
+		Modes           []lockRunSummary `json:"modes"`
+	}{Concurrency: concurrency, Steps: steps, Workers: workers, DurationSec: d.Seconds(), RawFsyncsPerSec: raw}
+	for _, m := range modes {
+		rs := runs[m]
+		sum := lockRunSummary{Locks: m, Runs: len(rs)}
+		pick := func(f func(procBenchResult) float64) float64 {
+			var v []float64
+			for _, r := range rs {
+				v = append(v, f(r))
+			}
+			return median(v)
+		}
+		for _, r := range rs {
+			sum.ProcsPerSecAll = append(sum.ProcsPerSecAll, r.ProcsPerSec)
+		}
+		sum.ProcsPerSec = pick(func(r procBenchResult) float64 { return r.ProcsPerSec })
+		sum.P99ms = pick(func(r procBenchResult) float64 { return r.P99ms })
+		sum.LockWaitP99ms = pick(func(r procBenchResult) float64 { return r.LockWaitP99ms })
+		sum.CPUus = pick(func(r procBenchResult) float64 { return r.CPUus })
+		if m != "none" && len(ratios[m]) > 0 {
+			sum.VsNone = median(ratios[m])
+		}
+		out.Modes = append(out.Modes, sum)
+	}
+	if asJSON {
+		return writeJSON(e.stdout, out)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "procedures\t%d-step, %d in flight, %d workers, %d x %.1f s per mode, interleaved\n", steps, concurrency, workers, rounds, d.Seconds())
+	if raw > 0 {
+		fmt.Fprintf(tw, "disk, before the runs\t%.0f raw fsyncs/s\n", raw)
+	}
+	fmt.Fprintf(tw, "locks\tprocedures/s (median)\tvs none\tp99 ms\tlock wait p99 ms\tCPU µs/procedure\n")
+	for _, s := range out.Modes {
+		vs := "-"
+		if s.VsNone > 0 {
+			vs = fmt.Sprintf("%.3f", s.VsNone)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%.2f\t%.3f\t%.1f\n", s.Locks, s.ProcsPerSec, vs, s.P99ms, s.LockWaitP99ms, s.CPUus)
+	}
+	return tw.Flush()
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func benchProcRun(ctx context.Context, dir, locks string, steps, workers, committers, concurrency int, d time.Duration) (procBenchResult, error) {
+	res := procBenchResult{Mode: "run", Locks: locks, Concurrency: concurrency, Steps: steps, Workers: workers}
 	w, err := openProcBench(ctx, dir, steps, workers, committers, false, true)
 	if err != nil {
 		return res, err
@@ -220,7 +418,7 @@ func benchProcRun(ctx context.Context, dir string, steps, workers, committers, c
 			l := make(latencies, 0, 1<<12)
 			for i := uint64(0); !stop.Load() && ctx.Err() == nil; i++ {
 				t0 := time.Now()
-				id, err := w.typ.Submit(ctx, benchData{Slot: uint32(c), Seq: i}, procedure.SubmitOptions{})
+				id, err := w.typ.Submit(ctx, benchLockData(locks, c, i), procedure.SubmitOptions{})
 				if err == nil {
 					_, err = w.e.Wait(ctx, id)
 				}
@@ -251,6 +449,9 @@ func benchProcRun(ctx context.Context, dir string, steps, workers, committers, c
 	}
 	res.P50ms = float64(all.quantile(0.50)) / float64(time.Millisecond)
 	res.P99ms = float64(all.quantile(0.99)) / float64(time.Millisecond)
+	lw := w.e.Stats().LockWait
+	res.LockWaitP99ms = float64(lw.Quantile(0.99)) / float64(time.Millisecond)
+	res.LockWaits = lw.Count
 	return res, nil
 }
 

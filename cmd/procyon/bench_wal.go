@@ -132,12 +132,14 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 }
 
 // sleepCtx waits for d, or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) {
+func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return nil
 	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

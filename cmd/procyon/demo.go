@@ -42,9 +42,24 @@ var demoTables = []demoTable{
 	{name: "sessions", regions: 3},
 }
 
+// Besides the create-table procedures, engine 1 submits a snapshot of
+// demoSnapTable, which needs a shared lock on the table that the table's
+// create-table holds exclusively (so it waits), and then waits for the
+// region servers' flush reports (an event engine 2 signals after the
+// crash); and a compaction of demoCompactTable that sleeps until a time
+// after the crash (a durable timer engine 2 fires at that time).
+const (
+	demoSnapTable    = "users"
+	demoCompactTable = "metrics"
+	demoCompactAfter = 1500 * time.Millisecond
+)
+
 // The engine processes speak to the demo in lines on stdout:
 //
 //	submitted <id> <table> <nonce-dup-id>
+//	submitted-op <id> <type> <table> <due-unix-ns>
+//	locks <resource> <holders: id:mode,...> <waiters: id:mode,...>
+//	signalled <unix-ns> <event>
 //	ready
 //	commit <unix-ns> <id> <root> <type> <state> <0: done, 1: undone, 2: failed> <step>
 //	recovered <live> <microseconds>
@@ -83,7 +98,8 @@ func demo(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%s is not empty; give an empty or new directory", *dir)
 		}
 	}
-	d := &demoRun{e: e, dir: *dir, start: time.Now(), names: map[procedure.ID]string{}, acked: map[procedure.ID]int{}}
+	d := &demoRun{e: e, dir: *dir, start: time.Now(), names: map[procedure.ID]string{}, acked: map[procedure.ID]int{},
+		types: map[procedure.ID]string{}}
 	return d.run(ctx, *delay, *killAfter)
 }
 
@@ -98,6 +114,15 @@ type demoRun struct {
 	acked   map[procedure.ID]int // roots: steps acknowledged by engine 1
 	commits [2]int
 	rbacks  int
+	types   map[procedure.ID]string // root id -> type
+	snapID  procedure.ID
+	compID  procedure.ID
+	compDue time.Time
+	killAt  time.Time
+	signal  time.Time // when engine 2 signalled the flush event
+	// contended: the snapshot was seen waiting for its table's lock while
+	// the table's create-table held it.
+	contended bool
 }
 
 func (d *demoRun) printf(format string, args ...any) {
@@ -119,7 +144,9 @@ func (d *demoRun) run(ctx context.Context, delay time.Duration, killAfter int) e
 	d.ids = map[string]procedure.ID{}
 	d.printf("procyon demo: an example control plane (tables and their regions) in %s\n", d.dir)
 	d.printf("each create-table writes the table, spawns a create-region child per region (assign, then open on\n")
-	d.printf("a region server) and enables the table; every step commits its metadata and its state in one WAL record\n\n")
+	d.printf("a region server) and enables the table; every step commits its metadata and its state in one WAL record.\n")
+	d.printf("create-table holds an exclusive lock on its table; a snapshot of %s needs a shared one, then waits for an\n", demoSnapTable)
+	d.printf("event (the servers' flush reports, signalled after the crash); a compaction of %s sleeps past the crash\n\n", demoCompactTable)
 
 	// Engine 1: submit everything, run, and be killed in the middle.
 	cmd1, lines1, err := d.startChild(ctx, "run", delay)
@@ -150,6 +177,7 @@ loop:
 					return fmt.Errorf("kill engine 1: %w", err)
 				}
 				killed = true
+				d.killAt = time.Now()
 				d.printf("%s  ** SIGKILL engine 1 (pid %d) after %d step commits **\n", d.since(time.Now().UnixNano()), cmd1.Process.Pid, d.commits[0])
 			}
 		case <-timeout.C:
@@ -229,6 +257,54 @@ func (d *demoRun) handle(engine int, line string) string {
 			d.printf("%s  submitted #%-3d create-table %-8s %d regions; %s (a retry with the same nonce got #%d)\n",
 				d.since(time.Now().UnixNano()), id, f[2], t.regions, expect, dup)
 		}
+	case "submitted-op":
+		if len(f) >= 5 {
+			id, _ := strconv.ParseUint(f[1], 10, 64)
+			due, _ := strconv.ParseInt(f[4], 10, 64)
+			d.mu.Lock()
+			d.names[procedure.ID(id)], d.types[procedure.ID(id)] = f[3], f[2]
+			switch f[2] {
+			case "snapshot-table":
+				d.snapID = procedure.ID(id)
+			case "compact-table":
+				d.compID, d.compDue = procedure.ID(id), time.Unix(0, due)
+			}
+			d.mu.Unlock()
+			switch f[2] {
+			case "snapshot-table":
+				d.printf("%s  submitted #%-3d snapshot-table %-6s needs a shared lock on table/%s; then waits for the servers' flush reports (an event)\n",
+					d.since(time.Now().UnixNano()), id, f[3], f[3])
+			case "compact-table":
+				d.printf("%s  submitted #%-3d compact-table %-7s sleeps until %s (a durable timer)\n",
+					d.since(time.Now().UnixNano()), id, f[3], d.since(due))
+			}
+		}
+	case "locks":
+		if len(f) >= 4 {
+			d.mu.Lock()
+			create, snap := d.ids[demoSnapTable], d.snapID
+			if f[1] == tables.TableLock(demoSnapTable) && snap != 0 && strings.HasPrefix(f[2], fmt.Sprintf("%d:", create)) &&
+				strings.Contains(f[3], fmt.Sprintf("%d:", snap)) {
+				d.contended = true
+			}
+			d.mu.Unlock()
+			if f[1] != tables.TableLock(demoSnapTable) {
+				break // the snapshot's table tells the story
+			}
+			if f[2] == "-" && f[3] == "-" {
+				d.printf("%s  engine %d  lock %s free\n", d.since(time.Now().UnixNano()), engine+1, f[1])
+			} else {
+				d.printf("%s  engine %d  lock %s held by %s, waiting: %s\n", d.since(time.Now().UnixNano()), engine+1, f[1], f[2], f[3])
+			}
+		}
+	case "signalled":
+		if len(f) >= 3 {
+			ns, _ := strconv.ParseInt(f[1], 10, 64)
+			d.mu.Lock()
+			d.signal = time.Unix(0, ns)
+			d.mu.Unlock()
+			d.printf("%s  engine %d  the region servers report %s: signal %s\n", d.since(ns), engine+1, strings.TrimPrefix(f[2], "flushed/")+" flushed", f[2])
+		}
 	case "commit":
 		if len(f) >= 8 {
 			ns, _ := strconv.ParseInt(f[1], 10, 64)
@@ -269,9 +345,12 @@ func (d *demoRun) handle(engine int, line string) string {
 		if len(f) >= 3 {
 			id, _ := strconv.ParseUint(f[1], 10, 64)
 			d.mu.Lock()
-			name := d.names[procedure.ID(id)]
+			name, typ := d.names[procedure.ID(id)], d.types[procedure.ID(id)]
 			d.mu.Unlock()
-			d.printf("%s  engine %d  #%d create-table %s %s %s\n", d.since(time.Now().UnixNano()), engine+1, id, name, strings.ToUpper(f[2]), strings.Join(f[3:], " "))
+			if typ == "" {
+				typ = "create-table"
+			}
+			d.printf("%s  engine %d  #%d %s %s %s %s\n", d.since(time.Now().UnixNano()), engine+1, id, typ, name, strings.ToUpper(f[2]), strings.Join(f[3:], " "))
 		}
 	}
 	return f[0]
@@ -350,6 +429,27 @@ func (d *demoRun) verify(ctx context.Context) error {
 		}
 		check(in.Steps >= d.acked[id], "%-8s #%-3d has %d steps committed; engine 1 acknowledged %d before the kill: none lost", t.name, id, in.Steps, d.acked[id])
 	}
+	// The scheduling parts: lock contention, an event across the crash, a
+	// timer across the crash.
+	if in, err := e.Get(d.snapID); err != nil {
+		check(false, "snapshot-table #%d: %v", d.snapID, err)
+	} else {
+		m, ok, _ := c.Snapshots.Get("demo/" + demoSnapTable)
+		check(in.Status == procedure.Succeeded && ok && m.Regions == demoTableNamed(demoSnapTable).regions,
+			"snapshot #%-3d of %s succeeded; manifest lists its %d regions", d.snapID, demoSnapTable, m.Regions)
+		check(d.contended, "snapshot #%d waited for table/%s while create-table #%d held it exclusively (exclusive vs shared)", d.snapID, demoSnapTable, d.ids[demoSnapTable])
+		check(!d.signal.IsZero() && !in.Completed.Before(d.signal) && d.signal.After(d.killAt),
+			"snapshot #%d waited for event %s until engine 2 signalled it at %s, after the crash; finished at %s",
+			d.snapID, tables.FlushedEvent(demoSnapTable), d.since(d.signal.UnixNano()), d.since(in.Completed.UnixNano()))
+	}
+	if in, err := e.Get(d.compID); err != nil {
+		check(false, "compact-table #%d: %v", d.compID, err)
+	} else {
+		rec, ok, _ := c.Compactions.Get(demoCompactTable)
+		check(in.Status == procedure.Succeeded && ok && !rec.Ran.Before(rec.Due) && rec.Due.Equal(d.compDue) && d.compDue.After(d.killAt),
+			"compaction #%-3d of %s slept across the crash: due %s (after the kill at %s), ran at %s, not before",
+			d.compID, demoCompactTable, d.since(rec.Due.UnixNano()), d.since(d.killAt.UnixNano()), d.since(rec.Ran.UnixNano()))
+	}
 	list, err := e.List()
 	live := 0
 	for _, in := range list {
@@ -364,9 +464,45 @@ func (d *demoRun) verify(ctx context.Context) error {
 	if len(failures) > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d checks failed: %s", len(failures), strings.Join(failures, "; "))}
 	}
-	d.printf("\ndemo passed: %d create-table procedures survived a SIGKILL; %d step commits in all, %d of them rollback steps\n",
+	d.printf("\ndemo passed: %d create-table procedures, a snapshot and a compaction survived a SIGKILL; %d step commits in all, %d of them rollback steps\n",
 		len(demoTables), d.commits[0]+d.commits[1], d.rbacks)
 	return nil
+}
+
+// demoWatchLocks prints the lock table's rows as they change.
+func demoWatchLocks(ctx context.Context, eng *procedure.Engine, emit func(string, ...any)) {
+	last := map[string]string{}
+	for sleepCtx(ctx, 5*time.Millisecond) == nil {
+		seen := map[string]bool{}
+		for _, li := range eng.Locks() {
+			if !strings.HasPrefix(li.Resource, "table/") || strings.Contains(li.Resource, "/region/") {
+				continue // the tables' rows tell the story
+			}
+			row := demoHolders(li.Holders) + " " + demoHolders(li.Waiters)
+			seen[li.Resource] = true
+			if last[li.Resource] != row {
+				last[li.Resource] = row
+				emit("locks %s %s", li.Resource, row)
+			}
+		}
+		for r := range last {
+			if !seen[r] {
+				delete(last, r)
+				emit("locks %s - -", r)
+			}
+		}
+	}
+}
+
+func demoHolders(hs []procedure.LockHolder) string {
+	if len(hs) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, h := range hs {
+		parts = append(parts, fmt.Sprintf("%d:%s", h.ID, h.Mode))
+	}
+	return strings.Join(parts, ",")
 }
 
 func errOr(err error, s string) string {
@@ -391,8 +527,13 @@ func demoChild(ctx context.Context, e *env, mode, dir string, delay time.Duratio
 		}
 	}
 	stateName := func(typ string, s int64) string {
-		if typ == "create-region" {
+		switch typ {
+		case "create-region":
 			return tables.RegionState(s).String()
+		case "snapshot-table":
+			return tables.SnapState(s).String()
+		case "compact-table":
+			return tables.CompactState(s).String()
 		}
 		return tables.CreateState(s).String()
 	}
@@ -431,6 +572,20 @@ func demoChild(ctx context.Context, e *env, mode, dir string, delay time.Duratio
 			}
 			emit("submitted %d %s %d", id, t.name, dup)
 		}
+		snap, err := c.Snap.Submit(ctx, tables.SnapshotTable{Table: demoSnapTable, Name: "demo/" + demoSnapTable},
+			procedure.SubmitOptions{Nonce: "demo/snapshot", Submitter: "demo"})
+		if err != nil {
+			return err
+		}
+		emit("submitted-op %d snapshot-table %s 0", snap, demoSnapTable)
+		due := time.Now().Add(demoCompactAfter)
+		comp, err := c.Compact.Submit(ctx, tables.CompactTable{Table: demoCompactTable, Due: due},
+			procedure.SubmitOptions{Nonce: "demo/compact", Submitter: "demo"})
+		if err != nil {
+			return err
+		}
+		emit("submitted-op %d compact-table %s %d", comp, demoCompactTable, due.UnixNano())
+		go demoWatchLocks(ctx, eng, emit)
 		emit("ready")
 		// Run until killed.
 		<-ctx.Done()
@@ -438,6 +593,17 @@ func demoChild(ctx context.Context, e *env, mode, dir string, delay time.Duratio
 	case "recover":
 		st := eng.Stats()
 		emit("recovered %d %d", st.Recovered, st.RecoverTime.Microseconds())
+		go demoWatchLocks(ctx, eng, emit)
+		go func() {
+			// Later, the region servers report the table flushed.
+			if sleepCtx(ctx, 300*time.Millisecond) != nil {
+				return
+			}
+			ev := tables.FlushedEvent(demoSnapTable)
+			if err := eng.Signal(ctx, ev); err == nil {
+				emit("signalled %d %s", time.Now().UnixNano(), ev)
+			}
+		}()
 		list, err := eng.List()
 		if err != nil {
 			return err

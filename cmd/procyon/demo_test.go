@@ -17,7 +17,9 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	for _, want := range []string{"** SIGKILL engine 1", "engine 2  recovered", "FAILED", "undone",
-		"orders   #2   rolled back", "users    #1   succeeded", "none lost", "demo passed"} {
+		"orders   #2   rolled back", "users    #1   succeeded", "none lost", "demo passed",
+		"lock table/users held by 1:exclusive, waiting: 6:shared", "signal flushed/users", "snapshot #6   of users succeeded",
+		"compaction #7   of metrics slept across the crash"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

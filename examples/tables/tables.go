@@ -8,6 +8,13 @@
 // is the table. Every step's metadata commits atomically with the
 // procedure's state.
 //
+// Locks keep procedures of one table apart: create-table holds an
+// exclusive lock on its table for its whole life, and each create-region
+// takes its region's lock (children inherit their parent's locks);
+// snapshot-table holds a shared lock on the table while it waits for the
+// region servers' flush reports (an event); compact-table sleeps until
+// its due time (a durable timer) and then runs under a shared lock.
+//
 // It backs "procyon demo" and is the test bed of procedure/proctest.
 package tables
 
@@ -46,11 +53,15 @@ func RegionKey(table string, i int) string { return fmt.Sprintf("%s/%04d", table
 
 // Catalog is the control plane's metadata and procedure types.
 type Catalog struct {
-	Tables  *durable.Collection[string, Table]
-	Regions *durable.Collection[string, Region]
-	Create  *procedure.Type[CreateState, CreateTable]
-	Region  *procedure.Type[RegionState, CreateRegion]
-	opts    Options
+	Tables      *durable.Collection[string, Table]
+	Regions     *durable.Collection[string, Region]
+	Snapshots   *durable.Collection[string, Manifest]
+	Compactions *durable.Collection[string, Compaction]
+	Create      *procedure.Type[CreateState, CreateTable]
+	Region      *procedure.Type[RegionState, CreateRegion]
+	Snap        *procedure.Type[SnapState, SnapshotTable]
+	Compact     *procedure.Type[CompactState, CompactTable]
+	opts        Options
 }
 
 // Options configure a catalog.
@@ -70,12 +81,18 @@ func Register(s *durable.Store, e *procedure.Engine, opts Options) *Catalog {
 		opts.Servers = []string{"rs-1", "rs-2", "rs-3"}
 	}
 	c := &Catalog{
-		Tables:  durable.NewCollection[string, Table](s, "tables", nil),
-		Regions: durable.NewCollection[string, Region](s, "regions", nil),
-		opts:    opts,
+		Tables:      durable.NewCollection[string, Table](s, "tables", nil),
+		Regions:     durable.NewCollection[string, Region](s, "regions", nil),
+		Snapshots:   durable.NewCollection[string, Manifest](s, "snapshots", nil),
+		Compactions: durable.NewCollection[string, Compaction](s, "compactions", nil),
+		opts:        opts,
 	}
 	c.Region = procedure.Register[RegionState, CreateRegion](e, "create-region", &createRegion{c})
-	c.Create = procedure.Register[CreateState, CreateTable](e, "create-table", &createTable{c})
+	c.Create = procedure.Register[CreateState, CreateTable](e, "create-table", &createTable{c},
+		procedure.TypeOptions[CreateTable]{HoldLocks: true})
+	c.Snap = procedure.Register[SnapState, SnapshotTable](e, "snapshot-table", &snapshotTable{c},
+		procedure.TypeOptions[SnapshotTable]{HoldLocks: true})
+	c.Compact = procedure.Register[CompactState, CompactTable](e, "compact-table", &compactTable{c})
 	return c
 }
 
@@ -209,6 +226,12 @@ func (p *createTable) Rollback(ctx context.Context, env *procedure.Env, s Create
 	return nil
 }
 
+// Locks: an exclusive lock on the table, held from the first step to the
+// end (HoldLocks); its create-region children take their regions under it.
+func (p *createTable) Locks(s CreateState, d *CreateTable) []procedure.Lock {
+	return []procedure.Lock{procedure.ExclusiveLock(TableLock(d.Name))}
+}
+
 // NoReturn: once the table is being enabled, clients may use it; the
 // creation can no longer be undone.
 func (p *createTable) NoReturn(s CreateState) bool { return s == CreateEnable }
@@ -240,6 +263,12 @@ type CreateRegion struct {
 }
 
 type createRegion struct{ c *Catalog }
+
+// Locks: the region's exclusive lock, for each step (its parent's table
+// lock covers it: children inherit their parent's locks).
+func (p *createRegion) Locks(s RegionState, d *CreateRegion) []procedure.Lock {
+	return []procedure.Lock{procedure.ExclusiveLock(RegionLock(d.Table, d.Index))}
+}
 
 func (p *createRegion) Execute(ctx context.Context, env *procedure.Env, s RegionState, d *CreateRegion) (procedure.Next, error) {
 	c := p.c

@@ -1,0 +1,494 @@
+package procedure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/procyon-dev/procyon/durable"
+)
+
+// This file is the scheduling around steps: locks, events, timers,
+// timeouts and retries. Nothing here holds a worker while it waits: a
+// procedure waiting for a lock, an event, a time or a retry is parked
+// outside the run queue and pushed to its front when woken.
+
+// lockWait is who waits for a lock request: a procedure's forward step,
+// or (t set) its tree's rollback step.
+type lockWait struct {
+	p     *proc
+	t     *tree
+	since time.Time
+}
+
+// ancestorsLocked returns p's ancestors, nearest first.
+func (e *Engine) ancestorsLocked(p *proc) []ID {
+	var out []ID
+	for q := p; q != nil && q.parent != 0; q = e.procs[q.parent] {
+		out = append(out, q.parent)
+	}
+	return out
+}
+
+// lockSet returns the locks p needs to run (or roll back) state: its
+// type's Locks, checked. The caller holds p (a worker), not mu.
+func (e *Engine) lockSet(p *proc, state int64) (ls []Lock, err error) {
+	if p.typ.locks == nil {
+		return nil, nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("procedure: Locks panicked", "id", p.id, "type", p.typeName, "panic", r, "stack", string(debug.Stack()))
+			ls, err = nil, fmt.Errorf("panic in Locks of %s state %s: %v", p.typeName, p.typ.stateName(state), r)
+		}
+	}()
+	ls = p.typ.locks(state, p.data)
+	if err := validateLocks(ls); err != nil {
+		return nil, fmt.Errorf("procedure: Locks of %s state %s: %w", p.typeName, p.typ.stateName(state), err)
+	}
+	return ls, nil
+}
+
+// acquireLocked asks for ls for w, all or nothing. It returns the request
+// and whether it is granted; if not, w is woken (grantLocked) when it is.
+func (e *Engine) acquireLocked(owner *proc, ls []Lock, w lockWait) (*lockReq, bool) {
+	req := &lockReq{owner: owner.id, ancestors: e.ancestorsLocked(owner), locks: ls}
+	now := e.opts.Clock.Now()
+	ok, woken := e.locks.acquire(req, now)
+	if ok {
+		e.stats.lockWait.observe(0)
+	} else {
+		w.since = now
+		e.lockWaits[req] = w
+		e.stats.lockWaiting.Add(1)
+	}
+	// A request granted may give priority to its owner's descendants
+	// waiting: they are granted too.
+	e.grantLocked(woken)
+	return req, ok
+}
+
+// releaseLocked lets go of held request r (nil: nothing) and wakes the
+// requests that this lets in.
+func (e *Engine) releaseLocked(r *lockReq) {
+	if r != nil {
+		e.grantLocked(e.locks.release(r, e.opts.Clock.Now()))
+	}
+}
+
+// cancelWaitLocked withdraws waiting request r.
+func (e *Engine) cancelWaitLocked(r *lockReq) {
+	if _, ok := e.lockWaits[r]; !ok {
+		return
+	}
+	delete(e.lockWaits, r)
+	e.stats.lockWaiting.Add(-1)
+	e.grantLocked(e.locks.cancel(r, e.opts.Clock.Now()))
+}
+
+// grantLocked wakes the owners of requests just granted: each goes to
+// the front of the run queue holding its locks. A request whose owner can
+// no longer use it is released at once (which may grant others).
+func (e *Engine) grantLocked(granted []*lockReq) {
+	for len(granted) > 0 {
+		r := granted[0]
+		granted = granted[1:]
+		w, ok := e.lockWaits[r]
+		if !ok {
+			panic("procedure: internal error: lock granted to an unknown request")
+		}
+		delete(e.lockWaits, r)
+		e.stats.lockWaiting.Add(-1)
+		now := e.opts.Clock.Now()
+		e.stats.lockWait.observe(now.Sub(w.since))
+		use := false
+		if p := w.p; p != nil {
+			p.lockWaiting = false
+			switch {
+			case e.procs[p.id] != p:
+				p.stepLocks = nil
+			case p.running:
+				// Its worker is parking it: endStep sees the grant.
+				use = true
+			case e.canRunLocked(p):
+				e.enqueueLocked(p, true)
+				use = true
+			default:
+				p.stepLocks = nil
+			}
+			if use && p.typ.holdLocks {
+				p.stepLocks, p.holdLocks = nil, r
+			}
+		} else if t := w.t; t.rbLocks == r {
+			t.rbQueued = false
+			if e.running() && t.ts.failed && !t.ts.done && t.quarantine == "" {
+				e.maybeRollbackLocked(t)
+				use = true
+			} else {
+				t.rbLocks = nil
+			}
+		}
+		if !use {
+			granted = append(granted, e.locks.release(r, now)...)
+		}
+	}
+}
+
+// releaseStepLocksLocked lets go of the locks p took for one step.
+func (e *Engine) releaseStepLocksLocked(p *proc) {
+	if p.stepLocks != nil && !p.lockWaiting {
+		r := p.stepLocks
+		p.stepLocks = nil
+		e.releaseLocked(r)
+	}
+}
+
+// dropProcLocked lets go of everything a finished procedure holds or
+// waits for: locks, lock requests, timers, event registrations.
+func (e *Engine) dropProcLocked(p *proc) {
+	if p.lockWaiting {
+		p.lockWaiting = false
+		r := p.stepLocks
+		p.stepLocks = nil
+		e.cancelWaitLocked(r)
+	}
+	e.releaseStepLocksLocked(p)
+	if r := p.holdLocks; r != nil {
+		p.holdLocks = nil
+		e.releaseLocked(r)
+	}
+	e.stopTimerLocked(p.sleepTimer)
+	e.stopTimerLocked(p.timeoutTimer)
+	e.stopTimerLocked(p.retryTimer)
+	p.sleepTimer, p.timeoutTimer, p.retryTimer = nil, nil, nil
+	if p.ps.wait.kind == waitEvent {
+		delete(e.eventWait[p.ps.wait.event], p)
+	}
+	e.clearWokenLocked(p)
+}
+
+// cancelTreeWaitsLocked withdraws the lock requests of t's procedures
+// (t failed: none of them will run forward again).
+func (e *Engine) cancelTreeWaitsLocked(t *tree) {
+	for _, p := range t.procs {
+		if p.lockWaiting {
+			p.lockWaiting = false
+			r := p.stepLocks
+			p.stepLocks = nil
+			e.cancelWaitLocked(r)
+		}
+	}
+}
+
+// Locks returns the lock table: every resource locked or waited for, with
+// its holders and waiters (FIFO) and since when, by resource.
+func (e *Engine) Locks() []LockInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.locks.view()
+}
+
+// ---- Events ----
+
+// Signal signals the named event: it stays signalled (until
+// ResetEvent), and every procedure suspended on it (WaitEvent) goes to
+// the front of the run queue. The signal is durable when Signal returns.
+func (e *Engine) Signal(ctx context.Context, event string) error {
+	if err := checkEventName(event); err != nil {
+		return err
+	}
+	if !e.running() {
+		return e.notRunning()
+	}
+	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
+		return e.events.Put(tx, event, uint64(e.now()))
+	})
+	if err != nil {
+		return e.afterFailedAdmin(&commit{}, err)
+	}
+	e.mu.Lock()
+	e.wakeEventLocked(event)
+	e.mu.Unlock()
+	return nil
+}
+
+// ResetEvent makes the named event not signalled: procedures that wait
+// on it from now on are suspended until it is signalled again. The
+// procedures it woke that have not committed a step since are stored as
+// runnable in the same transaction, so that a crash cannot put them back
+// to waiting.
+func (e *Engine) ResetEvent(ctx context.Context, event string) error {
+	if err := checkEventName(event); err != nil {
+		return err
+	}
+	if !e.running() {
+		return e.notRunning()
+	}
+	var rewritten []*proc
+	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
+		rewritten = rewritten[:0]
+		if err := e.events.Delete(tx, event); err != nil {
+			return err
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for p := range e.woken[event] {
+			if e.procs[p.id] != p || p.wokenBy != event {
+				continue
+			}
+			b, ok, err := e.procsC.GetIn(tx, uint64(p.id))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			old, err := decodeRecord(b)
+			if err != nil {
+				return err
+			}
+			r := p.record(old.data)
+			if err := e.procsC.Put(tx, uint64(p.id), appendRecord(nil, &r)); err != nil {
+				return err
+			}
+			rewritten = append(rewritten, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return e.afterFailedAdmin(&commit{}, err)
+	}
+	e.mu.Lock()
+	for _, p := range rewritten {
+		if p.wokenBy == event {
+			e.clearWokenLocked(p)
+		}
+	}
+	delete(e.woken, event)
+	e.mu.Unlock()
+	return nil
+}
+
+// Signalled reports whether the named event is signalled (durably).
+func (e *Engine) Signalled(event string) (bool, error) {
+	_, ok, err := e.events.Get(event)
+	return ok, err
+}
+
+func checkEventName(event string) error {
+	if event == "" || len(event) > 1024 {
+		return fmt.Errorf("procedure: bad event name %q (1 to 1024 bytes)", event)
+	}
+	return nil
+}
+
+// suspendOnEventLocked registers p, just suspended on event.
+func (e *Engine) suspendOnEventLocked(p *proc, event string) {
+	m := e.eventWait[event]
+	if m == nil {
+		m = map[*proc]struct{}{}
+		e.eventWait[event] = m
+	}
+	m[p] = struct{}{}
+}
+
+// wakeEventLocked wakes the procedures suspended on event, to the front
+// of the run queue. Their records still say suspended until their next
+// commit; the event being signalled is what makes a restart wake them
+// too (and ResetEvent rewrites them first).
+func (e *Engine) wakeEventLocked(event string) {
+	for p := range e.eventWait[event] {
+		if e.procs[p.id] != p || p.ps.status != Suspended || p.ps.wait.kind != waitEvent || p.ps.wait.event != event {
+			continue // stale: woken, failed or finished since
+		}
+		e.wakeLocked(p)
+		e.markWokenLocked(p, event)
+	}
+	delete(e.eventWait, event)
+}
+
+func (e *Engine) markWokenLocked(p *proc, event string) {
+	e.clearWokenLocked(p)
+	p.wokenBy = event
+	m := e.woken[event]
+	if m == nil {
+		m = map[*proc]struct{}{}
+		e.woken[event] = m
+	}
+	m[p] = struct{}{}
+}
+
+// clearWokenLocked: p's record was written since an event woke it.
+func (e *Engine) clearWokenLocked(p *proc) {
+	if p.wokenBy == "" {
+		return
+	}
+	if m := e.woken[p.wokenBy]; m != nil {
+		delete(m, p)
+		if len(m) == 0 {
+			delete(e.woken, p.wokenBy)
+		}
+	}
+	p.wokenBy = ""
+}
+
+// wakeLocked makes suspended p runnable (in memory: its record is
+// rewritten by its next commit) and queues it at the front.
+func (e *Engine) wakeLocked(p *proc) {
+	if p.ps.wait.kind == waitEvent {
+		delete(e.eventWait[p.ps.wait.event], p)
+	}
+	p.ps.status = Runnable
+	p.ps.wait = waitState{}
+	e.stopTimerLocked(p.sleepTimer)
+	p.sleepTimer = nil
+	e.enqueueLocked(p, true)
+}
+
+// ---- Timers ----
+
+// armSleepLocked starts the timer that wakes p from Sleep.
+func (e *Engine) armSleepLocked(p *proc) {
+	e.stopTimerLocked(p.sleepTimer)
+	until := p.ps.wait.until
+	p.sleepTimer = e.afterFuncLocked(time.Duration(until-e.now()), func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.procs[p.id] != p || p.ps.status != Suspended || p.ps.wait.kind != waitTimer || p.ps.wait.until != until {
+			return
+		}
+		p.sleepTimer = nil
+		if e.now() < until {
+			e.armSleepLocked(p) // the clock's timer fired early: never wake before the time
+			return
+		}
+		e.wakeLocked(p)
+	})
+}
+
+// armTimeoutLocked starts the timer of p's timeout, if it has one.
+func (e *Engine) armTimeoutLocked(p *proc) {
+	e.stopTimerLocked(p.timeoutTimer)
+	p.timeoutTimer = nil
+	if p.ps.timeout == 0 {
+		return
+	}
+	p.timeoutTimer = e.afterFuncLocked(time.Duration(p.ps.timeout-e.now()), func() { e.timeoutFired(p) })
+}
+
+// timeoutFired handles p's timeout: with an OnTimeout method (and p not
+// waiting for children), p is woken to run it as its next step;
+// otherwise p fails, durably, and its tree rolls back.
+func (e *Engine) timeoutFired(p *proc) {
+	e.mu.Lock()
+	p.timeoutTimer = nil
+	t := p.t
+	if e.procs[p.id] != p || !e.running() || t.ts.done || t.ts.failed || t.quarantine != "" || p.ps.timeout == 0 ||
+		p.ps.status == Succeeded || p.ps.status == Failed || p.ps.bypass != nil {
+		e.mu.Unlock()
+		return
+	}
+	if e.now() < p.ps.timeout {
+		e.armTimeoutLocked(p) // never before the deadline
+		e.mu.Unlock()
+		return
+	}
+	if t.ts.pastPONR {
+		e.log.Warn("procedure: timeout passed past the point of no return; the procedure goes on", "id", p.id, "type", p.typeName)
+		e.mu.Unlock()
+		return
+	}
+	if p.typ != nil && p.typ.onTimeout != nil && p.ps.status != Waiting {
+		p.timeoutDue = true
+		switch {
+		case p.ps.status == Suspended:
+			e.wakeLocked(p)
+		case p.retryTimer != nil:
+			e.stopTimerLocked(p.retryTimer)
+			p.retryTimer, p.queued = nil, false
+			e.enqueueLocked(p, true)
+		}
+		e.mu.Unlock()
+		return
+	}
+	e.mu.Unlock()
+	e.failTimedOut(p)
+}
+
+// timeoutSource is the Error.Source of a timeout's failure.
+const timeoutSource = "timeout"
+
+// failTimedOut fails p, whose timeout passed, and rolls its tree back.
+func (e *Engine) failTimedOut(p *proc) {
+	if !e.running() {
+		return // it fires again after a restart
+	}
+	c := &commit{}
+	t := p.t
+	err := e.store.Write(context.Background(), func(tx *durable.Tx) error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.procs[p.id] != p || t.ts.done || t.ts.failed || t.ts.pastPONR || t.quarantine != "" || p.ps.timeout == 0 ||
+			p.ps.status == Succeeded || p.ps.status == Failed {
+			return errNoop
+		}
+		now := e.now()
+		c.p, c.t = p, t
+		c.begin(t)
+		c.markDirty(p)
+		p.ps.err = &Error{Source: timeoutSource, Message: fmt.Sprintf("procedure %d (%s) passed its deadline %s",
+			p.id, p.typeName, time.Unix(0, p.ps.timeout).UTC().Format(time.RFC3339Nano))}
+		p.ps.status = Failed
+		p.ps.timeout = 0
+		p.ps.updated = now
+		t.ts.failed = true
+		return e.putDirtyLocked(tx, c)
+	})
+	if errors.Is(err, errNoop) {
+		return
+	}
+	if err != nil {
+		if e.running() {
+			e.afterFailedAdmin(c, err)
+		} else if c.applied {
+			e.mu.Lock()
+			e.undoLocked(c)
+			e.mu.Unlock()
+		}
+		return
+	}
+	if p.typ != nil {
+		p.typ.stats.timedOut.Add(1)
+	}
+	e.log.Info("procedure: timed out; rolling back its tree", "id", p.id, "type", p.typeName, "root", t.root.id)
+	e.mu.Lock()
+	if p.ps.wait.kind == waitEvent {
+		delete(e.eventWait[p.ps.wait.event], p)
+	}
+	e.stopTimerLocked(p.sleepTimer)
+	p.sleepTimer = nil
+	e.maybeRollbackLocked(t)
+	e.mu.Unlock()
+}
+
+// ---- Retries ----
+
+// retryLaterLocked parks p, whose step at state failed with err (a
+// Retryable error, or any error past the point of no return), and queues
+// it again after its type's backoff. Nothing is written.
+func (e *Engine) retryLaterLocked(p *proc, state int64, err error, msg string) {
+	p.retries++
+	p.lastErr = err.Error()
+	d := p.typ.retry.delay(p.retries)
+	e.log.Warn(msg, "id", p.id, "type", p.typeName, "state", p.typ.stateName(state), "retries", p.retries, "delay", d, "err", err)
+	p.queued = true // parked until the timer
+	p.retryTimer = e.afterFuncLocked(d, func() {
+		e.mu.Lock()
+		p.retryTimer = nil
+		p.queued = false
+		e.enqueueLocked(p, true)
+		e.mu.Unlock()
+	})
+}
