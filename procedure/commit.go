@@ -44,6 +44,9 @@ type commit struct {
 	data    []byte                       // p's encoded data after the step; nil: keep the stored data
 	// timeoutStep: the step ran OnTimeout; its commit clears the timeout.
 	timeoutStep bool
+	// notRun: the step failed before Execute ran (its locks could not be
+	// computed): there is nothing of it to roll back.
+	notRun bool
 
 	// Submissions: the request, and the outcome for the waiting caller.
 	ti    *typeInfo
@@ -809,7 +812,9 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 	}
 	switch {
 	case c.stepErr != nil:
-		e.pushEntryLocked(p, c.state, false)
+		if !c.notRun { // Execute may have done part of its work: its Rollback runs
+			e.pushEntryLocked(p, c.state, false)
+		}
 		ps.status = Failed
 		ps.err = toError(c.stepErr, fmt.Sprintf("%s#%d", p.typeName, p.id))
 		t.ts.failed = true

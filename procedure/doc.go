@@ -68,7 +68,8 @@
 // executed states with their indexes. A state run again (Again, or a GoTo
 // to itself) without children in between is one entry, rolled back once;
 // the state whose Execute failed gets an entry too (its Execute may have
-// done part of its work). On load, each tree's stack is rebuilt from its
+// done part of its work), unless the step failed before Execute ran (its
+// Locks were invalid). On load, each tree's stack is rebuilt from its
 // procedures' records; a gap, a duplicate, an index past the end or
 // entries out of order quarantine that tree alone.
 //

@@ -291,7 +291,7 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, time
 	}
 	c := e.newCommit()
 	c.kind, c.p, c.t, c.info, c.state = kindStep, p, t, info, state
-	c.next, c.stepErr, c.timeoutStep = next, err, timeout
+	c.next, c.stepErr, c.timeoutStep, c.notRun = next, err, timeout, lockErr != nil
 	if err == nil {
 		c.writes, c.signals = env.writes, env.signals
 	}

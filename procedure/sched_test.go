@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -652,5 +653,91 @@ func TestLockRollbackReleases(t *testing.T) {
 	defer fw.sm.mu.Unlock()
 	if fw.sm.rollbackLocked != 2 { // a's state 0 (held all along), b's state 0 (taken again)
 		t.Fatalf("%d rollbacks checked for their locks, want 2", fw.sm.rollbackLocked)
+	}
+}
+
+// A timeout that passes once the tree is past its point of no return is
+// only logged: the tree cannot roll back, and the procedure goes on.
+func TestTimeoutPastPointOfNoReturn(t *testing.T) {
+	clock := NewManualClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
+	w := newWorld(t, Options{Clock: clock})
+	defer w.close()
+	w.gates.set("exec:p:4")
+	id, err := w.ponr.Submit(context.Background(), newScript("p", 5), SubmitOptions{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reach(t, w.gates, "exec:p:4") // states >= 3 are past the point of no return
+	clock.Advance(time.Hour)
+	w.gates.open("exec:p:4")
+	if r := w.wait(id); r.Status != Succeeded {
+		t.Fatalf("%v %v", r.Status, r.Err())
+	}
+}
+
+// Retry delays double from Initial up to Max, each within ±Jitter.
+func TestRetryPolicyDelay(t *testing.T) {
+	p := RetryPolicy{Initial: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2}.withDefaults(RetryPolicy{})
+	for n, base := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		base *= time.Millisecond
+		lo, hi := time.Duration(float64(base)*0.8), time.Duration(float64(base)*1.2)
+		var seen []time.Duration
+		for range 200 {
+			d := p.delay(n + 1)
+			if d < lo || d > hi {
+				t.Fatalf("retry %d: delay %v outside [%v, %v]", n+1, d, lo, hi)
+			}
+			seen = append(seen, d)
+		}
+		if slices.Min(seen) == slices.Max(seen) {
+			t.Fatalf("retry %d: no jitter", n+1)
+		}
+	}
+	exact := RetryPolicy{Initial: time.Second, Jitter: -1}.withDefaults(RetryPolicy{Max: 10 * time.Second, Jitter: 0.2})
+	if d := exact.delay(3); d != 4*time.Second {
+		t.Fatalf("no jitter: %v", d)
+	}
+	if !IsRetryable(fmt.Errorf("wrapped: %w", Retryable(errors.New("x")))) || IsRetryable(errors.New("x")) || Retryable(nil) != nil {
+		t.Fatal("Retryable/IsRetryable")
+	}
+}
+
+// ManualClock runs due calls in deadline order when moved, and never a
+// stopped one.
+func TestManualClock(t *testing.T) {
+	c := NewManualClock(time.Unix(1000, 0))
+	var got []int
+	c.AfterFunc(3*time.Second, func() { got = append(got, 3) })
+	c.AfterFunc(time.Second, func() { got = append(got, 1) })
+	stopped := c.AfterFunc(2*time.Second, func() { got = append(got, 2) })
+	if !stopped.Stop() || stopped.Stop() {
+		t.Fatal("Stop")
+	}
+	c.Advance(999 * time.Millisecond)
+	if len(got) != 0 || c.Pending() != 2 {
+		t.Fatalf("early: %v, %d pending", got, c.Pending())
+	}
+	if at, ok := c.Next(); !ok || !at.Equal(time.Unix(1001, 0)) {
+		t.Fatalf("Next %v %v", at, ok)
+	}
+	c.Advance(5 * time.Second)
+	if !slices.Equal(got, []int{1, 3}) || c.Pending() != 0 {
+		t.Fatalf("fired %v, %d pending", got, c.Pending())
+	}
+	c.Set(time.Unix(0, 0)) // never backwards
+	if !c.Now().Equal(time.Unix(1005, 999_000_000)) {
+		t.Fatalf("now %v", c.Now())
+	}
+}
+
+// Bad Locks (an invalid resource, a panic) fail the step with a clear
+// error; the tree rolls back.
+func TestBadLocksFailStep(t *testing.T) {
+	fw := newFlowWorld(t, Options{})
+	defer fw.close()
+	id := fw.submit(fw.flow, flow{Name: "bad", Steps: []flowStep{{}, {Locks: []Lock{ExclusiveLock("table//t1")}}}})
+	r := fw.wait(id)
+	if r.Status != RolledBack || r.Error == nil || !strings.Contains(r.Error.Message, "table//t1") {
+		t.Fatalf("%v %v", r.Status, r.Error)
 	}
 }

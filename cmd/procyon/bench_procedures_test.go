@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -16,6 +17,8 @@ func TestBenchProceduresJSON(t *testing.T) {
 			[]string{"procedures_per_sec", "steps_per_sec", "p50_ms", "p99_ms", "cpu_us_per_procedure", "raw_fsyncs_per_sec"}},
 		{[]string{"bench", "procedures", "-dir", parent, "-recover", "-live", "3000", "-json"},
 			[]string{"recover_ms", "bytes_per_live_procedure", "store_open_ms", "load_ms"}},
+		{[]string{"bench", "procedures", "-dir", parent, "-duration", "300ms", "-concurrency", "32", "-locks", "contended", "-baseline=false", "-json"},
+			[]string{"procedures_per_sec", "lock_requests", "lock_wait_p99_ms"}},
 	} {
 		code, out, errOut := runCLI(t, tc.args...)
 		if code != 0 {
@@ -33,5 +36,37 @@ func TestBenchProceduresJSON(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "bench", "procedures", "-steps", "0"); code == 0 {
 		t.Fatal("-steps 0 accepted")
+	}
+	if code, _, errOut := runCLI(t, "bench", "procedures", "-locks", "none,bogus"); code == 0 || !strings.Contains(errOut, "bogus") {
+		t.Fatalf("-locks bogus: exit %d, %q", code, errOut)
+	}
+}
+
+// Several lock modes, interleaved: medians per mode and the ratio to none.
+func TestBenchProceduresLockModes(t *testing.T) {
+	code, out, errOut := runCLI(t, "bench", "procedures", "-dir", filepath.Join(t.TempDir(), "bench"), "-duration", "200ms",
+		"-concurrency", "32", "-locks", "none,uncontended,contended", "-rounds", "2", "-baseline=false", "-json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var res struct {
+		Modes []struct {
+			Locks  string    `json:"locks"`
+			Runs   int       `json:"runs"`
+			Rate   float64   `json:"procedures_per_sec"`
+			All    []float64 `json:"procedures_per_sec_runs"`
+			VsNone float64   `json:"vs_none"`
+		} `json:"modes"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(res.Modes) != 3 {
+		t.Fatalf("%d modes:\n%s", len(res.Modes), out)
+	}
+	for i, m := range res.Modes {
+		if m.Runs != 2 || len(m.All) != 2 || m.Rate <= 0 || (i > 0 && m.VsNone <= 0) {
+			t.Fatalf("mode %+v\n%s", m, out)
+		}
 	}
 }
