@@ -3,6 +3,7 @@ package procedure
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"sync"
 	"syscall"
@@ -12,27 +13,50 @@ import (
 	"github.com/procyon-dev/procyon/durable"
 )
 
-// BenchmarkProcedures runs 3-step procedures, each step writing one small
-// key, with 256 in flight, on the WAL in a temporary directory (real
-// fsyncs). One op is one procedure, submission to result.
+// benchSM is the benchmark's type: each step writes one small key; with
+// locks, each procedure holds an exclusive region lock (under one of 16
+// tables) from its first step to its end.
+type benchSM struct {
+	steps int
+	locks bool
+	meta  *durable.Collection[uint64, []byte]
+}
+
+func (sm *benchSM) Execute(ctx context.Context, env *Env, st int, d *uint64) (Next, error) {
+	key, val := *d*uint64(sm.steps)+uint64(st), binary.AppendUvarint(nil, *d)
+	env.Write(func(tx *durable.Tx) error { return sm.meta.Put(tx, key, val) })
+	if st+1 >= sm.steps {
+		return Done(), nil
+	}
+	return GoTo(st + 1), nil
+}
+
+func (sm *benchSM) Rollback(ctx context.Context, env *Env, st int, d *uint64) error { return nil }
+
+func (sm *benchSM) Locks(st int, d *uint64) []Lock {
+	if !sm.locks {
+		return nil
+	}
+	return []Lock{ExclusiveLock(fmt.Sprintf("table/t%d/region/r%d", *d%16, *d))}
+}
+
+// BenchmarkProcedures runs 1- and 3-step procedures, each step writing one
+// small key, with 256 in flight, on the WAL in a temporary directory (real
+// fsyncs), without locks and with an uncontended region lock per
+// procedure. One op is one procedure, submission to result.
 func BenchmarkProcedures(b *testing.B) {
-	for _, steps := range []int{1, 3} {
-		b.Run(map[int]string{1: "steps=1", 3: "steps=3"}[steps], func(b *testing.B) {
+	for _, bc := range []struct {
+		steps int
+		locks bool
+	}{{1, false}, {3, false}, {3, true}} {
+		name := fmt.Sprintf("steps=%d/locks=%v", bc.steps, bc.locks)
+		b.Run(name, func(b *testing.B) {
 			ctx := context.Background()
 			quiet := slog.New(slog.DiscardHandler)
 			s := durable.New(durable.Options{Dir: b.TempDir(), Logger: quiet})
 			e := New(s, Options{Logger: quiet, Workers: 8})
-			meta := durable.NewCollection[uint64, []byte](s, "meta", nil)
-			typ := Register[int, uint64](e, "bench", StateMachineFuncs[int, uint64]{
-				Exec: func(ctx context.Context, env *Env, st int, d *uint64) (Next, error) {
-					key, val := *d*uint64(steps)+uint64(st), binary.AppendUvarint(nil, *d)
-					env.Write(func(tx *durable.Tx) error { return meta.Put(tx, key, val) })
-					if st+1 >= steps {
-						return Done(), nil
-					}
-					return GoTo(st + 1), nil
-				},
-			}, TypeOptions[uint64]{Codec: durable.CodecFunc(
+			sm := &benchSM{steps: bc.steps, locks: bc.locks, meta: durable.NewCollection[uint64, []byte](s, "meta", nil)}
+			typ := Register[int, uint64](e, "bench", sm, TypeOptions[uint64]{HoldLocks: true, Codec: durable.CodecFunc(
 				func(v uint64) ([]byte, error) { return binary.AppendUvarint(nil, v), nil },
 				func(b []byte) (uint64, error) { v, _ := binary.Uvarint(b); return v, nil })})
 			if err := s.Open(ctx); err != nil {
