@@ -558,6 +558,7 @@ func demoChild(ctx context.Context, e *env, mode, dir string, delay time.Duratio
 	defer eng.Stop()
 	switch mode {
 	case "run":
+		ids := map[string]procedure.ID{}
 		for _, t := range demoTables {
 			req := tables.CreateTable{Name: t.name, Regions: t.regions, RefuseRegion: t.refuse}
 			nonce := "demo/" + t.name
@@ -571,6 +572,16 @@ func demoChild(ctx context.Context, e *env, mode, dir string, delay time.Duratio
 				return err
 			}
 			emit("submitted %d %s %d", id, t.name, dup)
+			ids[t.name] = id
+		}
+		// The snapshot comes once the table's create-table holds its lock.
+		for i := 0; i < 10_000; i++ {
+			if in, err := eng.Get(ids[demoSnapTable]); err != nil || len(in.Locks) > 0 {
+				break
+			}
+			if sleepCtx(ctx, time.Millisecond) != nil {
+				return ctx.Err()
+			}
 		}
 		snap, err := c.Snap.Submit(ctx, tables.SnapshotTable{Table: demoSnapTable, Name: "demo/" + demoSnapTable},
 			procedure.SubmitOptions{Nonce: "demo/snapshot", Submitter: "demo"})

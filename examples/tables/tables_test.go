@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/procyon-dev/procyon/durable"
 	"github.com/procyon-dev/procyon/examples/tables"
@@ -75,5 +76,106 @@ func TestCreateTableResult(t *testing.T) {
 	}
 	if tb, _, _ := c.Tables.Get("t"); tb.Regions != 4 || tb.State != "enabled" {
 		t.Fatalf("%+v", tb)
+	}
+}
+
+// snapshot-table (a shared lock on its table held throughout, a wait for
+// the servers' flush event) survives a crash before and after every
+// step's commit, its table's create-table's included; the kit signals
+// the event.
+func TestSnapshotTableRecovery(t *testing.T) {
+	proctest.RecoveryAndDoubleExecution(t, proctest.Harness[*tables.Catalog]{
+		Setup: func(s *durable.Store, e *procedure.Engine) *tables.Catalog {
+			return tables.Register(s, e, tables.Options{})
+		},
+		Submit: func(ctx context.Context, c *tables.Catalog) (procedure.ID, error) {
+			id, err := c.Create.Submit(ctx, tables.CreateTable{Name: "users", Regions: 2}, procedure.SubmitOptions{Nonce: "create"})
+			if err == nil {
+				_, err = c.Create.Wait(ctx, id)
+			}
+			if err != nil {
+				return 0, err
+			}
+			return c.Snap.Submit(ctx, tables.SnapshotTable{Table: "users", Name: "s1"}, procedure.SubmitOptions{Nonce: "snap"})
+		},
+		State: func(c *tables.Catalog) any {
+			m, _, _ := c.Snapshots.Get("s1")
+			return struct {
+				Catalog  tables.Snapshot
+				Manifest tables.Manifest
+			}{c.Snapshot(), m}
+		},
+		Check: func(t testing.TB, c *tables.Catalog, r procedure.Result) {
+			if m, ok, _ := c.Snapshots.Get("s1"); !ok || m.Regions != 2 || len(m.Servers) != 2 {
+				t.Fatalf("manifest %+v %v", m, ok)
+			}
+		},
+		Events: []string{tables.FlushedEvent("users")},
+	})
+}
+
+// A snapshot waits for its table's create-table (exclusive against
+// shared) and for the flush event; a compaction sleeps until its due time.
+func TestSnapshotAndCompaction(t *testing.T) {
+	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence()})
+	e := procedure.New(s, procedure.Options{})
+	c := tables.Register(s, e, tables.Options{StepDelay: 5 * time.Millisecond})
+	ctx := context.Background()
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	create, _ := c.Create.Submit(ctx, tables.CreateTable{Name: "t", Regions: 3}, procedure.SubmitOptions{})
+	for { // create-table holds the table's lock from its first step on
+		if in, _ := e.Get(create); in.Steps > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	snap, _ := c.Snap.Submit(ctx, tables.SnapshotTable{Table: "t", Name: "t-1"}, procedure.SubmitOptions{})
+	due := time.Now().Add(50 * time.Millisecond)
+	comp, _ := c.Compact.Submit(ctx, tables.CompactTable{Table: "t", Due: due}, procedure.SubmitOptions{})
+	waited := false
+	for {
+		in, err := e.Get(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.WaitingForLocks {
+			waited = true
+		}
+		if in.Status == procedure.Suspended {
+			if in.Event != tables.FlushedEvent("t") {
+				t.Fatalf("suspended on %q", in.Event)
+			}
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if r, err := c.Create.Wait(ctx, create); err != nil || len(r.Servers) != 3 {
+		t.Fatalf("create: %+v %v", r, err)
+	}
+	if !waited {
+		t.Fatal("the snapshot never waited for the create-table's exclusive lock")
+	}
+	if err := e.Signal(ctx, tables.FlushedEvent("t")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Snap.Wait(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok, _ := c.Snapshots.Get("t-1"); !ok || m.Regions != 3 {
+		t.Fatalf("manifest %+v", m)
+	}
+	r, err := c.Compact.Wait(ctx, comp)
+	if err != nil || r.Ran.Before(due) {
+		t.Fatalf("compaction ran at %v, due %v: %v", r.Ran, due, err)
+	}
+	if len(e.Locks()) != 0 {
+		t.Fatalf("locks left: %+v", e.Locks())
 	}
 }

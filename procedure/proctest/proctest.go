@@ -69,6 +69,11 @@ type Harness[W any] struct {
 	// IgnoreData: do not require the result's data to be byte-identical
 	// after crashes (for data that holds times or attempt counts).
 	IgnoreData bool
+	// Events are signalled (Engine.Signal) by the kit in every process of
+	// a scenario once a procedure is suspended (or after a few
+	// milliseconds), for procedures that wait for events someone else
+	// signals (a remote report, an operator).
+	Events []string
 	// Options are the engine's (the kit adds hooks, after yours). Default
 	// Workers 4 and a quiet logger.
 	Options procedure.Options
@@ -203,10 +208,11 @@ func (p *plan) hooks(user procedure.Hooks) procedure.Hooks {
 
 // instance is one process: a store and an engine on a file system.
 type instance[W any] struct {
-	fs    *vfs.MemFS
-	store *durable.Store
-	e     *procedure.Engine
-	w     W
+	fs        *vfs.MemFS
+	store     *durable.Store
+	e         *procedure.Engine
+	w         W
+	signalled chan struct{} // closed once Harness.Events were signalled (or could not be)
 }
 
 func start[W any](t testing.TB, h *Harness[W], fs *vfs.MemFS, p *plan) (*instance[W], error) {
@@ -229,10 +235,31 @@ func start[W any](t testing.TB, h *Harness[W], fs *vfs.MemFS, p *plan) (*instanc
 		in.store.Close()
 		return nil, fmt.Errorf("proctest: start engine: %w", err)
 	}
+	if len(h.Events) > 0 {
+		in.signalled = make(chan struct{})
+		go in.signal(h.Events)
+	}
 	return in, nil
 }
 
+// signal signals events once a procedure is suspended, or after a few
+// milliseconds. An error (the process crashed, or stopped) ends it.
+func (in *instance[W]) signal(events []string) {
+	defer close(in.signalled)
+	for i := 0; i < 20 && in.e.Stats().Suspended == 0 && in.e.Err() == nil; i++ {
+		time.Sleep(time.Millisecond)
+	}
+	for _, ev := range events {
+		if in.e.Signal(context.Background(), ev) != nil {
+			return
+		}
+	}
+}
+
 func (in *instance[W]) stop() {
+	if in.signalled != nil {
+		<-in.signalled
+	}
 	in.e.Stop()
 	in.store.Close()
 }
