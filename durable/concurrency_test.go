@@ -294,3 +294,60 @@ func TestWriteContext(t *testing.T) {
 		t.Fatalf("has(1)=%v has(2)=%v", s.counts.Has(1), s.counts.Has(2))
 	}
 }
+
+// TestCombinedWrites: transactions of many writers run one after another
+// on whichever writer holds the lock (flat combining); each writer still
+// gets its own outcome: its error, its panic, or its commit.
+func TestCombinedWrites(t *testing.T) {
+	s := openTestStore(t, Options{Persistence: NewMemPersistence()})
+	defer s.Close()
+	const writers = 32
+	var wg sync.WaitGroup
+	errBad := errors.New("bad")
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				k := int64(w*1000 + i)
+				switch i % 10 {
+				case 3:
+					if err := s.Write(context.Background(), func(tx *Tx) error {
+						s.counts.Put(tx, k, k)
+						return errBad
+					}); !errors.Is(err, errBad) {
+						t.Errorf("writer %d: %v, want its own error", w, err)
+					}
+				case 7:
+					func() {
+						defer func() {
+							if r := recover(); r != k {
+								t.Errorf("writer %d: recovered %v, want its own panic %d", w, r, k)
+							}
+						}()
+						s.Write(context.Background(), func(tx *Tx) error {
+							s.counts.Put(tx, k, k)
+							panic(k)
+						})
+					}()
+				default:
+					if err := s.Write(context.Background(), func(tx *Tx) error { return s.counts.Put(tx, k, k) }); err != nil {
+						t.Errorf("writer %d: %v", w, err)
+					}
+					if v, ok, _ := s.counts.Get(k); !ok || v != k {
+						t.Errorf("writer %d: its write not visible after Write returned", w)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for w := range writers {
+		for i := range 50 {
+			k := int64(w*1000 + i)
+			if want := i%10 != 3 && i%10 != 7; s.counts.Has(k) != want {
+				t.Fatalf("key %d present %v, want %v", k, !want, want)
+			}
+		}
+	}
+}

@@ -52,9 +52,14 @@
 // decodes a fresh copy, snapshots stream the bytes as they are, and memory
 // stays near the raw size.
 //
-// Writers take the write lock and change the head trees in place, keeping
-// what undoes each change; on failure they undo. A committed transaction
-// appends its record to the forming group and releases the lock. A
+// Transactions run one at a time under the write lock and change the head
+// trees in place, keeping what undoes each change; on failure they undo.
+// A writer that gets the lock also runs the transactions queued by the
+// writers waiting for it, in order (flat combining), so that under load
+// the lock does not pass from goroutine to goroutine between
+// transactions; a transaction's function may therefore run on another
+// writer's goroutine (its panic is raised again in its own caller). A
+// committed transaction appends its record to the forming group. A
 // committer goroutine takes each group in turn: under the lock it freezes
 // the head (the frozen trees become the group's version; the head goes on
 // with O(1) clones of them), then, without the lock, appends the group's

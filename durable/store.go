@@ -149,6 +149,12 @@ type Store struct {
 		maxRecord    int
 	}
 	kick          chan struct{} // wakes the committer; capacity 1
+	// wq is the queue of transactions waiting for the write lock (see
+	// write).
+	wq struct {
+		sync.Mutex
+		reqs, spare []*writeReq
+	}
 	gathered      chan struct{} // see w.gatherTarget; capacity 1
 	committerDone chan struct{}
 	commitEWMA    time.Duration // moving average of a group's append+sync time; committer only
@@ -430,6 +436,13 @@ func (c *Commit) Wait(ctx context.Context) error {
 // write runs fn in a new transaction and queues its record: the part of
 // Write before the wait for the disk. A nil Commit and error: nothing was
 // written.
+//
+// Transactions run one at a time under the write lock, and the writer
+// that holds it runs the others waiting too (flat combining): under load
+// the lock does not pass from goroutine to goroutine (a wake-up each, a
+// few microseconds on which no transaction runs) between transactions.
+// So fn may run on another writer's goroutine; its panic is raised again
+// in the caller's.
 func (s *Store) write(ctx context.Context, fn func(tx *Tx) error) (*Commit, error) {
 	if s.state.Load() != stateOpen {
 		return nil, ErrClosed
@@ -437,28 +450,112 @@ func (s *Store) write(ctx context.Context, fn func(tx *Tx) error) (*Commit, erro
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
-	if err := s.lock(ctx); err != nil {
-		return nil, err
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan struct{})}
+	s.wq.Lock()
+	s.wq.reqs = append(s.wq.reqs, r)
+	s.wq.Unlock()
+	for {
+		select {
+		case s.sem <- struct{}{}:
+			s.combine()
+		case <-r.done:
+		case <-ctx.Done():
+			if r.state.CompareAndSwap(reqQueued, reqCancelled) {
+				return nil, ctx.Err() // nothing happened
+			}
+			<-r.done // a combiner runs it: its outcome is known soon
+		}
+		select {
+		case <-r.done:
+			if r.panicked {
+				panic(r.panicVal)
+			}
+			return r.c, r.err
+		default:
+		}
 	}
+}
+
+// writeReq is a transaction waiting for the write lock.
+type writeReq struct {
+	ctx      context.Context
+	fn       func(tx *Tx) error
+	state    atomic.Int32 // reqQueued, reqTaken or reqCancelled
+	done     chan struct{}
+	c        *Commit
+	err      error
+	panicked bool
+	panicVal any
+}
+
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqCancelled
+)
+
+// maxCombine bounds the transactions one writer runs for others before it
+// lets go of the write lock (the committer needs it to freeze a group).
+const maxCombine = 64
+
+// combine runs queued transactions, in order, holding the write lock,
+// then releases it.
+func (s *Store) combine() {
+	defer s.unlock()
+	for n := 0; n < maxCombine; {
+		s.wq.Lock()
+		reqs := s.wq.reqs
+		s.wq.reqs = s.wq.spare[:0]
+		s.wq.spare = nil
+		s.wq.Unlock()
+		if len(reqs) == 0 {
+			return
+		}
+		for i, r := range reqs {
+			if n >= maxCombine {
+				// Put the rest back, first in line.
+				s.wq.Lock()
+				s.wq.reqs = append(reqs[i:len(reqs):len(reqs)], s.wq.reqs...)
+				s.wq.Unlock()
+				return
+			}
+			reqs[i] = nil
+			if !r.state.CompareAndSwap(reqQueued, reqTaken) {
+				continue
+			}
+			n++
+			r.c, r.err = s.writeLocked(r)
+			close(r.done)
+		}
+		s.wq.Lock()
+		if s.wq.spare == nil {
+			s.wq.spare = reqs[:0]
+		}
+		s.wq.Unlock()
+	}
+}
+
+// writeLocked runs r's transaction, holding the write lock, and queues its
+// record.
+func (s *Store) writeLocked(r *writeReq) (*Commit, error) {
 	if s.state.Load() != stateOpen {
-		s.unlock()
 		return nil, ErrClosed
 	}
 	if err := s.Err(); err != nil {
-		s.unlock()
 		return nil, err
 	}
-	tx := &Tx{s: s, parent: ctx, ops: make([]any, len(s.colls))}
-	if err := s.run(tx, fn); err != nil {
+	tx := &Tx{s: s, parent: r.ctx, ops: make([]any, len(s.colls))}
+	if err := s.run(tx, r); err != nil {
 		tx.rollback()
 		tx.done = true
-		s.unlock()
 		s.stats.aborts.Add(1)
 		return nil, err
 	}
 	tx.done = true
+	if r.panicked {
+		return nil, nil
+	}
 	if tx.nOps == 0 {
-		s.unlock()
 		return nil, nil
 	}
 	g := s.w.group
@@ -468,7 +565,6 @@ func (s *Store) write(ctx context.Context, fn func(tx *Tx) error) (*Commit, erro
 	if n > s.w.maxRecord {
 		g.buf = g.buf[:start]
 		tx.rollback()
-		s.unlock()
 		s.stats.aborts.Add(1)
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, s.w.maxRecord)
 	}
@@ -486,42 +582,34 @@ func (s *Store) write(ctx context.Context, fn func(tx *Tx) error) (*Commit, erro
 		default:
 		}
 	}
-	kick := !s.w.committing
-	s.w.committing = true
-	s.w.logBytes += int64(n)
-	snap := s.opts.SnapshotBytes > 0 && s.w.logBytes >= s.snapshotThreshold() && s.snapRunning.CompareAndSwap(false, true)
-	if snap {
-		s.w.logBytes = 0
-		s.bg.Add(1)
-	}
-	s.unlock()
-	if kick {
+	if !s.w.committing {
+		s.w.committing = true
 		select {
 		case s.kick <- struct{}{}:
 		default:
 		}
 	}
-	if snap {
+	s.w.logBytes += int64(n)
+	if s.opts.SnapshotBytes > 0 && s.w.logBytes >= s.snapshotThreshold() && s.snapRunning.CompareAndSwap(false, true) {
+		s.w.logBytes = 0
+		s.bg.Add(1)
 		go s.autoSnapshot()
 	}
 	return &Commit{g: g}, nil
 }
 
-// run calls fn. If fn panics, it undoes the transaction, releases the
-// write lock and lets the panic go on.
-func (s *Store) run(tx *Tx, fn func(*Tx) error) error {
-	ok := false
+// run calls r's fn. If fn panics, it undoes the transaction and records
+// the panic in r, for its writer to raise again.
+func (s *Store) run(tx *Tx, r *writeReq) error {
 	defer func() {
-		if !ok {
+		if p := recover(); p != nil {
 			tx.rollback()
 			tx.done = true
 			s.stats.aborts.Add(1)
-			s.unlock()
+			r.panicked, r.panicVal = true, p
 		}
 	}()
-	err := fn(tx)
-	ok = true
-	return err
+	return r.fn(tx)
 }
 
 // group is the records of the transactions committed since the last
