@@ -148,7 +148,7 @@ type Store struct {
 		logBytes     int64 // record bytes committed since the last snapshot began
 		maxRecord    int
 	}
-	kick          chan struct{} // wakes the committer; capacity 1
+	kick chan struct{} // wakes the committer; capacity 1
 	// wq is the queue of transactions waiting for the write lock (see
 	// write).
 	wq struct {
