@@ -148,17 +148,18 @@ type Store struct {
 		logBytes     int64 // record bytes committed since the last snapshot began
 		maxRecord    int
 	}
-	kick chan struct{} // wakes the committer; capacity 1
+	kick          chan struct{} // wakes the committer; capacity 1
+	gathered      chan struct{} // see w.gatherTarget; capacity 1
+	committerDone chan struct{}
+	commitEWMA    time.Duration // moving average of a group's append+sync time; committer only
+	spare         []byte        // a group buffer to reuse; owned by the committer
+
 	// wq is the queue of transactions waiting for the write lock (see
 	// write).
 	wq struct {
 		sync.Mutex
 		reqs, spare []*writeReq
 	}
-	gathered      chan struct{} // see w.gatherTarget; capacity 1
-	committerDone chan struct{}
-	commitEWMA    time.Duration // moving average of a group's append+sync time; committer only
-	spare         []byte        // a group buffer to reuse; owned by the committer
 
 	// snapMu serializes snapshots; it guards snap.
 	snapMu sync.Mutex
