@@ -23,6 +23,7 @@ type crashModel struct {
 	rootOf    map[ID]ID
 	aborted   map[ID]bool     // roots whose Abort returned nil
 	events    map[string]bool // events of the flows planned -> signalled (durably)
+	timedOut  int             // flows that timed out (checkFinal)
 }
 
 // randomFlow makes a random flow tree for the crash test: steps that
@@ -310,6 +311,7 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 	fs := vfs.NewMem()
 	plans := map[string]script{}
 	flows := map[string]flow{}
+	timeouts := map[string]time.Duration{} // flows submitted with a timeout
 	ponrs := map[string]bool{}
 	next := 0
 	crashes := 0
@@ -386,7 +388,14 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 						f.stripKidLocks()
 						flows[name] = f
 					}
-					goSubmit(name, func() (ID, error) { return typ.Submit(ctx, f, SubmitOptions{}) })
+					var opts SubmitOptions
+					if rng.IntN(4) == 0 {
+						// A deadline: the flow succeeds before it or times
+						// out and rolls back, never before it.
+						opts.Timeout = time.Duration(5+rng.IntN(60)) * time.Millisecond
+						timeouts[name] = opts.Timeout
+					}
+					goSubmit(name, func() (ID, error) { return typ.Submit(ctx, f, opts) })
 					continue
 				}
 				var s script
@@ -461,8 +470,9 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 		}
 		if !crashed && next >= crashTrees {
 			fs.SetCrashAfter(0)
-			checkFinal(t, w, fs, m, plans, flows, what)
-			t.Logf("round %d: %d trees, %d crashes, %d restarts; %d lock requests, %d waited; %d retries", round, len(m.submitted), crashes, inc, lockReqs, lockWaits, retries)
+			checkFinal(t, w, fs, m, plans, flows, timeouts, what)
+			t.Logf("round %d: %d trees, %d crashes, %d restarts; %d lock requests, %d waited; %d retries; %d of %d deadlines passed",
+				round, len(m.submitted), crashes, inc, lockReqs, lockWaits, retries, m.timedOut, len(timeouts))
 			return
 		}
 		if crashed {
@@ -509,7 +519,8 @@ func allFinished(w *world, m *crashModel) bool {
 
 // checkFinal checks, after a last clean restart, that every tree finished
 // as it had to.
-func checkFinal(t *testing.T, w0 *world, fs *vfs.MemFS, m *crashModel, plans map[string]script, flows map[string]flow, what string) {
+func checkFinal(t *testing.T, w0 *world, fs *vfs.MemFS, m *crashModel, plans map[string]script, flows map[string]flow,
+	timeouts map[string]time.Duration, what string) {
 	w := &world{t: t, fs: fs, gates: &gates{}, running: map[ID]bool{}}
 	fsm := &flowSM{attempts: map[string]int{}}
 	var flowT *Type[int, flow]
@@ -534,7 +545,14 @@ func checkFinal(t *testing.T, w0 *world, fs *vfs.MemFS, m *crashModel, plans map
 			if _, ok := flows[name]; !ok {
 				t.Fatalf("%s: %d: no plan for %s", what, id, name)
 			}
-			plan = newScript(name, 1) // flows do not fail: succeeded unless aborted
+			plan = newScript(name, 1) // flows do not fail: succeeded unless aborted or timed out
+			if d := timeouts[name]; d > 0 && in.Status == RolledBack && in.Err != nil && in.Err.Source == timeoutSource {
+				if in.Completed.Before(in.Created.Add(d)) {
+					t.Fatalf("%s: %d (%s) timed out at %v, before its deadline %v", what, id, name, in.Completed, in.Created.Add(d))
+				}
+				m.timedOut++
+				continue
+			}
 		}
 		switch {
 		case in.Completed.IsZero():
