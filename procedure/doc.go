@@ -226,9 +226,10 @@
 // procedure's executed states and its metadata agree exactly, that
 // finished trees left all their metadata (succeeded) or none (rolled
 // back), and that no procedure ran on two workers at once. Its trees also
-// wait for events (signalled later, across crashes), sleep, retry, and
-// take table and region locks, exclusive and shared, some held across
-// steps: after every restart and stop it checks that no two conflicting
-// owners hold a lock and that every holder is a live procedure, and every
-// step after a sleep checks that it did not wake early.
+// wait for events (signalled later, across crashes), sleep, retry, time
+// out, and take table and region locks, exclusive and shared, some held
+// across steps: after every restart and stop it checks that no two
+// conflicting owners hold a lock and that every holder is a live
+// procedure, every step after a sleep checks that it did not wake early,
+// and no tree times out before its deadline.
 package procedure
