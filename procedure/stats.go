@@ -99,7 +99,7 @@ type Stats struct {
 	RecoverTime  time.Duration
 	LockWaiting  int       // lock requests waiting (procedures and rollbacks parked for locks)
 	LockWait     Histogram // how long lock requests waited to be granted (0: at once)
-	Suspended    int       // procedures suspended on an event or a timer
+	Suspended    int       // procedures suspended on an event or a timer (a count over the live procedures)
 }
 
 // Stats returns the engine's counters.

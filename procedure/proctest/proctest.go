@@ -30,6 +30,8 @@
 //
 // The environment is compared with reflect.DeepEqual, so it should not
 // hold procedure ids or times: ids of children differ from run to run.
+// Procedures that wait for events someone else signals name them in
+// Harness.Events: the kit signals them in every process of a scenario.
 package proctest
 
 import (
