@@ -449,7 +449,7 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("%s: procedures did not finish: %v", what, w.e.Stats())
+					t.Fatalf("%s: procedures did not finish: %v\n%s", what, w.e.Stats(), dumpTrees(w.e))
 				}
 				time.Sleep(time.Millisecond)
 			}
@@ -572,4 +572,21 @@ func checkFinal(t *testing.T, w0 *world, fs *vfs.MemFS, m *crashModel, plans map
 			t.Fatalf("%s: %d (%s): error %v", what, id, name, in.Err)
 		}
 	}
+}
+
+// dumpTrees describes the live trees, for a test that hangs.
+func dumpTrees(e *Engine) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var b strings.Builder
+	for id, t := range e.trees {
+		fmt.Fprintf(&b, "tree %d: running %d rbQueued %v failed %v done %v pastPONR %v quarantine %q rbLocks %v\n",
+			id, t.running, t.rbQueued, t.ts.failed, t.ts.done, t.ts.pastPONR, t.quarantine, t.rbLocks != nil)
+		for _, p := range t.procs {
+			fmt.Fprintf(&b, "  proc %d (%s) parent %d: %v next %d pending %d wait %+v timeout %d queued %v running %v committed %v lockWaiting %v stepLocks %v holdLocks %v timeoutDue %v retryTimer %v sleepTimer %v entries %v\n",
+				p.id, p.typeName, p.parent, p.ps.status, p.ps.next, p.ps.pending, p.ps.wait, p.ps.timeout, p.queued, p.running, p.committed,
+				p.lockWaiting, p.stepLocks != nil, p.holdLocks != nil, p.timeoutDue, p.retryTimer != nil, p.sleepTimer != nil, p.ps.entries)
+		}
+	}
+	return b.String()
 }

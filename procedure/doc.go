@@ -203,6 +203,9 @@
 //
 // A waiting procedure whose children all succeeded is stored as waiting
 // and loaded as runnable; the count of running children is not stored.
+// A live procedure with an error section failed: its tree is rolling back
+// (a step that was running when its timeout failed it may have committed
+// a later status).
 // A suspended procedure woken by an event or a timer stays stored as
 // suspended until its next commit (the signalled event or the passed
 // time wakes it again at recovery; ResetEvent first rewrites the records

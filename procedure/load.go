@@ -239,7 +239,10 @@ func (e *Engine) checkTreeLocked(t *tree) string {
 	root := t.root
 	t.ts.failed = root.ps.aborted
 	for _, p := range t.procs {
-		if p.ps.status == Failed {
+		// A failure is recorded as the procedure's error; its status says
+		// Failed too, unless a step of it that was running when it failed
+		// (a timeout) committed after the failure.
+		if p.ps.status == Failed || p.ps.err != nil {
 			t.ts.failed = true
 		}
 		if p != root && p.ps.status != Succeeded && p.ps.bypass == nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/procyon-dev/procyon/durable"
+	"github.com/procyon-dev/procyon/vfs"
 )
 
 // flow is the data of the scheduling test type: state i does Steps[i],
@@ -739,5 +740,44 @@ func TestBadLocksFailStep(t *testing.T) {
 	r := fw.wait(id)
 	if r.Status != RolledBack || r.Error == nil || !strings.Contains(r.Error.Message, "table//t1") {
 		t.Fatalf("%v %v", r.Status, r.Error)
+	}
+}
+
+// A timeout fails a procedure while one of its steps runs; that step's
+// commit comes after the failure's, with a later status. The failure
+// survives a crash all the same: the tree rolls back after the restart.
+func TestTimeoutDuringStepSurvivesCrash(t *testing.T) {
+	clock := NewManualClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
+	var fw *flowWorld
+	var mu sync.Mutex
+	var crashed *vfs.MemFS
+	var target ID
+	fw = newFlowWorld(t, Options{Clock: clock, Hooks: Hooks{AfterCommit: func(info StepInfo) {
+		mu.Lock()
+		defer mu.Unlock()
+		if info.ID == target && info.State == 1 && !info.Rollback && crashed == nil {
+			crashed = fw.fs.CrashClone(1) // the power fails right after the step's commit
+		}
+	}}})
+	defer fw.close()
+	fw.gates.set("flow:a:1")
+	mu.Lock()
+	// State 1 ends suspended: its commit stores status suspended over the
+	// failure's failed.
+	target = fw.submit(fw.flow, flow{Name: "a", Steps: []flowStep{{}, {Gate: true, Wait: "never"}, {}}}, SubmitOptions{Timeout: time.Minute})
+	mu.Unlock()
+	reach(t, fw.gates, "flow:a:1")
+	clock.Advance(time.Minute) // the timeout's failure commits while state 1 runs
+	fw.gates.open("flow:a:1")
+	waitFor(t, "the crash point", func() bool { mu.Lock(); defer mu.Unlock(); return crashed != nil })
+	fw.close()
+	fw.fs = crashed
+	fw.open()
+	r := fw.wait(target)
+	if r.Status != RolledBack || !errors.Is(r.Err(), ErrTimeout) {
+		t.Fatalf("after the crash: %v %v", r.Status, r.Err())
+	}
+	if fx := fw.fx(target); len(fx) != 0 {
+		t.Fatalf("not rolled back: %v", fx)
 	}
 }
