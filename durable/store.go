@@ -152,6 +152,7 @@ type Store struct {
 	gathered      chan struct{} // see w.gatherTarget; capacity 1
 	committerDone chan struct{}
 	commitEWMA    time.Duration // moving average of a group's append+sync time; committer only
+	gather        gatherState   // committer only
 	spare         []byte        // a group buffer to reuse; owned by the committer
 
 	// wq is the queue of transactions waiting for the write lock (see
@@ -646,6 +647,35 @@ func (s *Store) committer() {
 // maxGather bounds how long the committer waits for a group to fill.
 const maxGather = time.Millisecond
 
+// gatherState decides whether the committer waits for a group to fill:
+// after gatherMaxMisses gathers in a row that timed out, it waits only
+// once every gatherProbe groups, until a gather fills again.
+type gatherState struct {
+	misses  int
+	skipped int
+}
+
+const (
+	gatherMaxMisses = 4
+	gatherProbe     = 16
+)
+
+func (g *gatherState) try() bool {
+	if g.misses < gatherMaxMisses {
+		return true
+	}
+	g.skipped++
+	return g.skipped%gatherProbe == 0
+}
+
+func (g *gatherState) record(hit bool) {
+	if hit {
+		g.misses, g.skipped = 0, 0
+	} else {
+		g.misses++
+	}
+}
+
 // commitOne freezes the head and commits the group that made it, and
 // returns its size (0: there was nothing to commit).
 //
@@ -654,15 +684,24 @@ const maxGather = time.Millisecond
 // the writers just released are about to commit again, and without the
 // wait each group would catch only the writers that arrived during the
 // previous commit, alternating between halves of them, each waiting two
-// commits (the WAL's flusher gathers for the same reason).
+// commits (the WAL's flusher gathers for the same reason). That holds for
+// writers that commit again at once; writers that batch themselves (the
+// procedure engine's committer, whose next batch comes only once the
+// procedures released have run their next steps) do not come back within
+// the wait, which then only delays every fsync. So once gathers keep
+// missing their target, the committer stops waiting, and tries a gather
+// again only now and then (gatherState).
 func (s *Store) commitOne(expect int) int {
 	s.sem <- struct{}{}
-	if d := min(s.commitEWMA/2, maxGather); expect > 1 && d > 0 && len(s.w.group.ends) < expect && s.state.Load() == stateOpen {
+	if d := min(s.commitEWMA/2, maxGather); expect > 1 && d > 0 && len(s.w.group.ends) < expect && s.state.Load() == stateOpen &&
+		s.gather.try() {
 		s.w.gatherTarget = expect
 		<-s.sem
 		t := time.NewTimer(d)
+		hit := false
 		select {
 		case <-s.gathered:
+			hit = true
 		case <-t.C:
 		}
 		t.Stop()
@@ -670,8 +709,10 @@ func (s *Store) commitOne(expect int) int {
 		s.w.gatherTarget = 0
 		select {
 		case <-s.gathered:
+			hit = true
 		default:
 		}
+		s.gather.record(hit)
 	}
 	g := s.w.group
 	if len(g.ends) == 0 {
