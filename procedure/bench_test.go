@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -37,7 +38,7 @@ func (sm *benchSM) Locks(st int, d *uint64) []Lock {
 	if !sm.locks {
 		return nil
 	}
-	return []Lock{ExclusiveLock(fmt.Sprintf("table/t%d/region/r%d", *d%16, *d))}
+	return []Lock{ExclusiveLock("table/t" + strconv.FormatUint(*d%16, 10) + "/region/r" + strconv.FormatUint(*d, 10))}
 }
 
 // BenchmarkProcedures runs 1- and 3-step procedures, each step writing one

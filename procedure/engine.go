@@ -209,6 +209,7 @@ type Engine struct {
 
 	locks     *lockTable
 	lockWaits map[*lockReq]lockWait         // requests waiting in locks: who to wake
+	freeReqs  []*lockReq                    // lock requests let go of, for reuse
 	eventWait map[string]map[*proc]struct{} // procedures suspended on each event (may hold stale entries)
 	woken     map[string]map[*proc]struct{} // procedures an event woke whose records still say suspended
 }

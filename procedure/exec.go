@@ -72,8 +72,9 @@ func (e *Engine) dispatch(w *worker, it item) {
 	p.running = true
 	t.running++
 	state, steps, timeout := p.ps.next, p.ps.steps, p.timeoutDue
+	needLocks := p.typ.locks != nil && p.stepLocks == nil && p.holdLocks == nil
 	e.mu.Unlock()
-	e.forwardStep(w, p, state, steps, timeout)
+	e.forwardStep(w, p, state, steps, timeout, needLocks)
 }
 
 // decodeData decodes data of version through ti's upgrade and codec. A
@@ -184,9 +185,10 @@ func (e *Engine) callRollback(env *Env, p *proc, state int64) (err error) {
 // OnTimeout if its timeout passed, and hands its commit to the
 // committers, so that the worker is free while the commit waits for the
 // disk. p stays held until the commit is durable: its next step never
-// starts before. First it takes the locks the step needs, all or none;
-// if it cannot, p is parked without a worker until it can.
-func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, timeout bool) {
+// starts before. First it takes the locks the step needs (needLocks: it
+// holds none yet), all or none; if it cannot, p is parked without a
+// worker until it can.
+func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, timeout, needLocks bool) {
 	t := p.t
 	info := StepInfo{ID: p.id, Root: t.root.id, Type: p.typeName, State: state, Step: int(steps)}
 	h := &e.opts.Hooks
@@ -198,10 +200,7 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, time
 		return
 	}
 	var lockErr error
-	e.mu.Lock()
-	need := p.typ.locks != nil && p.stepLocks == nil && p.holdLocks == nil
-	e.mu.Unlock()
-	if need {
+	if needLocks {
 		ls, err := e.lockSet(p, state)
 		lockErr = err
 		if err == nil && len(ls) > 0 {

@@ -116,7 +116,7 @@ func (e *Engine) load(ctx context.Context) error {
 			if len(p.ps.locks) == 0 {
 				continue
 			}
-			req := &lockReq{owner: p.id, ancestors: e.ancestorsLocked(p), locks: p.ps.locks}
+			req := &lockReq{owner: p.id, ancestors: e.ancestorsLocked(nil, p), locks: p.ps.locks}
 			if err := e.locks.restore(req, now); err != nil {
 				if t.quarantine == "" {
 					t.quarantine = fmt.Sprintf("procedure %d: restoring its locks: %v", p.id, err)

@@ -23,13 +23,39 @@ type lockWait struct {
 	since time.Time
 }
 
-// ancestorsLocked returns p's ancestors, nearest first.
-func (e *Engine) ancestorsLocked(p *proc) []ID {
-	var out []ID
+// ancestorsLocked appends p's ancestors to dst, nearest first.
+func (e *Engine) ancestorsLocked(dst []ID, p *proc) []ID {
 	for q := p; q != nil && q.parent != 0; q = e.procs[q.parent] {
-		out = append(out, q.parent)
+		dst = append(dst, q.parent)
 	}
-	return out
+	return dst
+}
+
+// maxFreeReqs bounds the lock requests kept for reuse.
+const maxFreeReqs = 1024
+
+// newReqLocked returns a lock request of owner for ls, reusing one let go
+// of (the table reuses its slices too).
+func (e *Engine) newReqLocked(owner *proc, ls []Lock) *lockReq {
+	var r *lockReq
+	if n := len(e.freeReqs); n > 0 {
+		r = e.freeReqs[n-1]
+		e.freeReqs[n-1] = nil
+		e.freeReqs = e.freeReqs[:n-1]
+	} else {
+		r = new(lockReq)
+	}
+	r.owner, r.ancestors, r.locks = owner.id, e.ancestorsLocked(r.ancestors[:0], owner), ls
+	return r
+}
+
+// freeReqLocked takes back r, which the table let go of and nothing
+// refers to any more.
+func (e *Engine) freeReqLocked(r *lockReq) {
+	r.locks = nil
+	if len(e.freeReqs) < maxFreeReqs {
+		e.freeReqs = append(e.freeReqs, r)
+	}
 }
 
 // lockSet returns the locks p needs to run (or roll back) state: its
@@ -54,7 +80,7 @@ func (e *Engine) lockSet(p *proc, state int64) (ls []Lock, err error) {
 // acquireLocked asks for ls for w, all or nothing. It returns the request
 // and whether it is granted; if not, w is woken (grantLocked) when it is.
 func (e *Engine) acquireLocked(owner *proc, ls []Lock, w lockWait) (*lockReq, bool) {
-	req := &lockReq{owner: owner.id, ancestors: e.ancestorsLocked(owner), locks: ls}
+	req := e.newReqLocked(owner, ls)
 	now := e.opts.Clock.Now()
 	ok, woken := e.locks.acquire(req, now)
 	if ok {
@@ -74,7 +100,9 @@ func (e *Engine) acquireLocked(owner *proc, ls []Lock, w lockWait) (*lockReq, bo
 // requests that this lets in.
 func (e *Engine) releaseLocked(r *lockReq) {
 	if r != nil {
-		e.grantLocked(e.locks.release(r, e.opts.Clock.Now()))
+		granted := e.locks.release(r, e.opts.Clock.Now())
+		e.freeReqLocked(r)
+		e.grantLocked(granted)
 	}
 }
 
@@ -85,7 +113,9 @@ func (e *Engine) cancelWaitLocked(r *lockReq) {
 	}
 	delete(e.lockWaits, r)
 	e.stats.lockWaiting.Add(-1)
-	e.grantLocked(e.locks.cancel(r, e.opts.Clock.Now()))
+	granted := e.locks.cancel(r, e.opts.Clock.Now())
+	e.freeReqLocked(r)
+	e.grantLocked(granted)
 }
 
 // grantLocked wakes the owners of requests just granted: each goes to
@@ -132,6 +162,7 @@ func (e *Engine) grantLocked(granted []*lockReq) {
 		}
 		if !use {
 			granted = append(granted, e.locks.release(r, now)...)
+			e.freeReqLocked(r)
 		}
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,9 +132,9 @@ func (sm *benchSM) Rollback(ctx context.Context, env *procedure.Env, s int, d *b
 func (sm *benchSM) Locks(s int, d *benchData) []procedure.Lock {
 	switch d.Lock {
 	case benchRegion:
-		return []procedure.Lock{procedure.ExclusiveLock(fmt.Sprintf("table/t%d/region/r%d", d.Table, d.Slot))}
+		return []procedure.Lock{procedure.ExclusiveLock("table/t" + strconv.Itoa(int(d.Table)) + "/region/r" + strconv.Itoa(int(d.Slot)))}
 	case benchTable:
-		return []procedure.Lock{procedure.ExclusiveLock(fmt.Sprintf("table/t%d", d.Table))}
+		return []procedure.Lock{procedure.ExclusiveLock("table/t" + strconv.Itoa(int(d.Table)))}
 	}
 	return nil
 }
@@ -319,10 +321,23 @@ func benchLockModes(ctx context.Context, e *env, parent string, modes []string, 
 	runs := map[string][]procBenchResult{}
 	ratios := map[string][]float64{}
 	for r := range rounds {
+		// Every other round runs the modes in reverse, and each run starts
+		// with the previous one's data deleted and the disk synced: the
+		// previous run's writeback must not slow the next one down, nor
+		// always the same mode.
+		order := slices.Clone(modes)
+		if r%2 == 1 {
+			slices.Reverse(order)
+		}
 		var none float64
-		for _, m := range modes {
-			res, err := benchProcRun(ctx, filepath.Join(root, fmt.Sprintf("data-%d-%s", r, m)), m, steps, workers, committers, concurrency, d)
+		for _, m := range order {
+			dir := filepath.Join(root, fmt.Sprintf("data-%d-%s", r, m))
+			syscall.Sync()
+			res, err := benchProcRun(ctx, dir, m, steps, workers, committers, concurrency, d)
 			if err != nil {
+				return err
+			}
+			if err := os.RemoveAll(dir); err != nil {
 				return err
 			}
 			runs[m] = append(runs[m], res)
