@@ -276,10 +276,10 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 			c.markDirty(q)
 			q.ps.bypass = b
 			q.ps.updated = now
-			q.ps.timeout = 0
+			q.ps.w().timeout = 0
 			if !t.ts.failed {
 				q.ps.status = Succeeded
-				q.ps.locks = nil
+				q.ps.w().locks = nil
 			}
 			c.finished = append(c.finished, q)
 			if q.typ != nil {
@@ -445,10 +445,10 @@ func (e *Engine) overlayLocked(in *Info) {
 		in.Event, in.WakeAt = "", time.Time{}
 	}
 	switch {
-	case p.holdLocks != nil:
-		in.Locks = p.holdLocks.locks
-	case p.stepLocks != nil && !p.lockWaiting:
-		in.Locks = p.stepLocks.locks
+	case p.rd().holdLocks != nil:
+		in.Locks = p.rd().holdLocks.locks
+	case p.rd().stepLocks != nil && !p.lockWaiting:
+		in.Locks = p.rd().stepLocks.locks
 	}
 	in.WaitingForLocks = p.lockWaiting
 	in.RollingBack = t.ts.failed && !t.ts.done

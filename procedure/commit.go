@@ -214,10 +214,10 @@ func (p *proc) record(data []byte) record {
 		status: p.ps.status, aborted: p.ps.aborted, parent: p.parent, typ: p.typeName, version: p.version,
 		next: p.ps.next, steps: p.ps.steps, entries: p.ps.entries, created: p.created, updated: p.ps.updated,
 		submitter: p.submitter, nonce: p.nonce, data: data, err: p.ps.err, bypass: p.ps.bypass,
-		completed: p.ps.completed, acked: p.ps.acked, timeout: p.ps.timeout, locks: p.ps.locks,
+		completed: p.ps.completed, acked: p.ps.acked, timeout: p.ps.timeout(), locks: p.ps.locks(),
 	}
 	if p.ps.status == Suspended {
-		r.wait = p.ps.wait
+		r.wait = p.ps.wait()
 	}
 	if p.t != nil && p.t.root != nil {
 		r.root = p.t.root.id
@@ -764,7 +764,7 @@ func (e *Engine) postCommitLocked(c *commit) {
 		q.committed = true
 		e.armTimeoutLocked(q)
 	}
-	if p := c.p; p != nil && p.ps.status == Suspended && p.ps.wait.kind == waitTimer && !c.completed {
+	if p := c.p; p != nil && p.ps.status == Suspended && p.ps.wait().kind == waitTimer && !c.completed {
 		e.armSleepLocked(p)
 	}
 	for _, ev := range c.signals {
@@ -797,11 +797,11 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 	c.markDirty(p)
 	now := e.now()
 	ps := &p.ps
-	if p.holdLocks != nil && ps.locks == nil {
-		ps.locks = p.holdLocks.locks // stored with the step that took them
+	if p.rd().holdLocks != nil && ps.locks() == nil {
+		ps.w().locks = p.rd().holdLocks.locks // stored with the step that took them
 	}
 	if c.timeoutStep {
-		ps.timeout = 0 // handled: it does not fire again
+		ps.w().timeout = 0 // handled: it does not fire again
 	}
 	if c.stepErr == nil {
 		for _, ev := range c.signals {
@@ -821,7 +821,7 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 	case c.next.kind == nextDone:
 		e.pushEntryLocked(p, c.state, false)
 		ps.status = Succeeded
-		ps.locks, ps.timeout = nil, 0
+		ps.ext = nil // no locks, no timeout; not suspended
 		c.finished = append(c.finished, p)
 		if !t.ts.failed {
 			if p == t.root {
@@ -845,7 +845,7 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 			cp := &proc{id: id, parent: p.id, t: t, typ: ch.t, typeName: ch.t.name, version: ch.t.version, created: now,
 				submitter: p.submitter, raw: ch.enc, ps: pstate{status: Runnable, next: ch.t.initial, updated: now}}
 			if ch.t.timeout > 0 {
-				cp.ps.timeout = now + int64(ch.t.timeout)
+				cp.ps.w().timeout = now + int64(ch.t.timeout)
 			}
 			e.procs[id] = cp
 			t.procs = append(t.procs, cp)
@@ -866,7 +866,7 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 			c.wake = append(c.wake, p)
 		} else {
 			ps.status = Suspended
-			ps.wait = waitState{kind: waitEvent, event: c.next.event}
+			ps.w().wait = waitState{kind: waitEvent, event: c.next.event}
 			e.suspendOnEventLocked(p, c.next.event)
 		}
 	case c.next.kind == nextSleep:
@@ -875,7 +875,7 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 		e.checkPONRLocked(t, p, ps.next)
 		if until := c.next.until.UnixNano(); until > now {
 			ps.status = Suspended
-			ps.wait = waitState{kind: waitTimer, until: until}
+			ps.w().wait = waitState{kind: waitTimer, until: until}
 		} else {
 			c.wake = append(c.wake, p)
 		}
@@ -937,9 +937,9 @@ func (e *Engine) applySubmitLocked(tx *durable.Tx, c *commit) error {
 	p := &proc{id: id, typ: ti, typeName: ti.name, version: ti.version, created: now, submitter: c.sopts.Submitter,
 		nonce: c.sopts.Nonce, raw: c.sdata, ps: pstate{status: Runnable, next: ti.initial, updated: now}}
 	if d := c.sopts.Timeout; d > 0 {
-		p.ps.timeout = now + int64(d)
+		p.ps.w().timeout = now + int64(d)
 	} else if ti.timeout > 0 {
-		p.ps.timeout = now + int64(ti.timeout)
+		p.ps.w().timeout = now + int64(ti.timeout)
 	}
 	t := &tree{root: p, procs: []*proc{p}}
 	p.t = t

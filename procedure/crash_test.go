@@ -584,8 +584,8 @@ func dumpTrees(e *Engine) string {
 			id, t.running, t.rbQueued, t.ts.failed, t.ts.done, t.ts.pastPONR, t.quarantine, t.rbLocks != nil)
 		for _, p := range t.procs {
 			fmt.Fprintf(&b, "  proc %d (%s) parent %d: %v next %d pending %d wait %+v timeout %d queued %v running %v committed %v lockWaiting %v stepLocks %v holdLocks %v timeoutDue %v retryTimer %v sleepTimer %v entries %v\n",
-				p.id, p.typeName, p.parent, p.ps.status, p.ps.next, p.ps.pending, p.ps.wait, p.ps.timeout, p.queued, p.running, p.committed,
-				p.lockWaiting, p.stepLocks != nil, p.holdLocks != nil, p.timeoutDue, p.retryTimer != nil, p.sleepTimer != nil, p.ps.entries)
+				p.id, p.typeName, p.parent, p.ps.status, p.ps.next, p.ps.pending, p.ps.wait(), p.ps.timeout(), p.queued, p.running, p.committed,
+				p.lockWaiting, p.rd().stepLocks != nil, p.rd().holdLocks != nil, p.timeoutDue, p.rd().retryTimer != nil, p.rd().sleepTimer != nil, p.ps.entries)
 		}
 	}
 	return b.String()

@@ -246,14 +246,80 @@ type proc struct {
 	lastErr    string
 	quarantine string // why this procedure cannot be loaded ("" if it can)
 
+	lockWaiting bool    // parked until its step's lock request (rt.stepLocks) is granted
+	timeoutDue  bool    // its timeout passed: its next step is OnTimeout
+	rt          *procRT // scheduling state; nil for the many procedures that never use it
+}
+
+// procRT is the part of a live procedure's runtime state that only the
+// procedures using locks, events, timers or retries need (guarded by
+// Engine.mu; see proc.rd and proc.sched).
+type procRT struct {
 	stepLocks    *lockReq     // locks held (or waited for, lockWaiting) for its next or current step
 	holdLocks    *lockReq     // locks held until it finishes (TypeOptions.HoldLocks)
-	lockWaiting  bool         // parked until stepLocks is granted
-	timeoutDue   bool         // its timeout passed: its next step is OnTimeout
 	wokenBy      string       // the event that woke it, until its record is written again
 	sleepTimer   *engineTimer // wakes it from Sleep
 	timeoutTimer *engineTimer
 	retryTimer   *engineTimer
+}
+
+var noRT procRT // what rd returns for a procedure without runtime scheduling state: never written
+
+// rd returns p's scheduling state, for reading only.
+func (p *proc) rd() *procRT {
+	if p.rt == nil {
+		return &noRT
+	}
+	return p.rt
+}
+
+// sched returns p's scheduling state, for writing: made on first use.
+func (p *proc) sched() *procRT {
+	if p.rt == nil {
+		p.rt = &procRT{}
+	}
+	return p.rt
+}
+
+// pext is the part of a procedure's record that few procedures have: what
+// it is suspended on, its deadline, the locks it holds across steps. It
+// is never changed in place (a pstate is copied to undo a commit): w
+// gives a fresh copy to change.
+type pext struct {
+	wait    waitState // Suspended: what for
+	timeout int64     // deadline (unix ns; 0: none)
+	locks   []Lock    // held until it finishes (HoldLocks types), as stored
+}
+
+func (ps *pstate) wait() waitState {
+	if ps.ext == nil {
+		return waitState{}
+	}
+	return ps.ext.wait
+}
+
+func (ps *pstate) timeout() int64 {
+	if ps.ext == nil {
+		return 0
+	}
+	return ps.ext.timeout
+}
+
+func (ps *pstate) locks() []Lock {
+	if ps.ext == nil {
+		return nil
+	}
+	return ps.ext.locks
+}
+
+// w replaces ps.ext by a copy and returns it, to change one field.
+func (ps *pstate) w() *pext {
+	x := &pext{}
+	if ps.ext != nil {
+		*x = *ps.ext
+	}
+	ps.ext = x
+	return x
 }
 
 // pstate is the part of a procedure's record that changes.
@@ -268,10 +334,8 @@ type pstate struct {
 	bypass    *Bypass
 	completed int64
 	acked     int64
-	wait      waitState // Suspended: what for
-	timeout   int64     // deadline (unix ns; 0: none)
-	locks     []Lock    // held until it finishes (HoldLocks types), as stored
-	pending   int32     // children not finished (not persisted: derived on load)
+	ext       *pext // wait, timeout, locks: nil if none
+	pending   int32 // children not finished (not persisted: derived on load)
 }
 
 // tree is a root procedure and its descendants: the unit of rollback.

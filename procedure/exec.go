@@ -72,7 +72,7 @@ func (e *Engine) dispatch(w *worker, it item) {
 	p.running = true
 	t.running++
 	state, steps, timeout := p.ps.next, p.ps.steps, p.timeoutDue
-	needLocks := p.typ.locks != nil && p.stepLocks == nil && p.holdLocks == nil
+	needLocks := p.typ.locks != nil && p.rd().stepLocks == nil && p.rd().holdLocks == nil
 	e.mu.Unlock()
 	e.forwardStep(w, p, state, steps, timeout, needLocks)
 }
@@ -208,11 +208,11 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, time
 			req, ok := e.acquireLocked(p, ls, lockWait{p: p})
 			switch {
 			case !ok:
-				p.stepLocks, p.lockWaiting = req, true
+				p.sched().stepLocks, p.lockWaiting = req, true
 			case p.typ.holdLocks:
-				p.holdLocks = req
+				p.sched().holdLocks = req
 			default:
-				p.stepLocks = req
+				p.sched().stepLocks = req
 			}
 			e.mu.Unlock()
 			if !ok {
@@ -412,7 +412,7 @@ func (e *Engine) completeLocked(tx *durable.Tx, c *commit, t *tree, status Statu
 	root.ps.completed = now
 	root.ps.updated = now
 	root.ps.entries = nil
-	root.ps.wait, root.ps.timeout, root.ps.locks = waitState{}, 0, nil
+	root.ps.ext = nil // no wait, timeout or locks
 	t.ts.done = true
 	c.completed = true
 	return nil
@@ -529,7 +529,7 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 			return
 		}
 		e.mu.Lock()
-		need := top.typ.locks != nil && top.holdLocks == nil && t.rbLocks == nil
+		need := top.typ.locks != nil && top.rd().holdLocks == nil && t.rbLocks == nil
 		e.mu.Unlock()
 		if need {
 			// The rollback of a state takes the locks its Execute took.

@@ -45,8 +45,10 @@ func (e *Engine) load(ctx context.Context) error {
 		p := &proc{id: id, parent: r.parent, typ: e.types[r.typ], typeName: r.typ, version: r.version,
 			created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
 			ps: pstate{status: r.status, aborted: r.aborted, next: r.next, steps: r.steps, entries: r.entries,
-				updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked,
-				wait: r.wait, timeout: r.timeout, locks: r.locks}}
+				updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked}}
+		if r.wait.kind != 0 || r.timeout != 0 || len(r.locks) > 0 {
+			p.ps.ext = &pext{wait: r.wait, timeout: r.timeout, locks: r.locks}
+		}
 		switch {
 		case p.typ == nil:
 			p.quarantine = fmt.Sprintf("unknown type %q", r.typ)
@@ -113,10 +115,10 @@ func (e *Engine) load(ctx context.Context) error {
 	now := e.opts.Clock.Now()
 	for _, t := range order {
 		for _, p := range t.procs {
-			if len(p.ps.locks) == 0 {
+			if len(p.ps.locks()) == 0 {
 				continue
 			}
-			req := &lockReq{owner: p.id, ancestors: e.ancestorsLocked(nil, p), locks: p.ps.locks}
+			req := &lockReq{owner: p.id, ancestors: e.ancestorsLocked(nil, p), locks: p.ps.locks()}
 			if err := e.locks.restore(req, now); err != nil {
 				if t.quarantine == "" {
 					t.quarantine = fmt.Sprintf("procedure %d: restoring its locks: %v", p.id, err)
@@ -125,7 +127,7 @@ func (e *Engine) load(ctx context.Context) error {
 				}
 				continue
 			}
-			p.holdLocks = req
+			p.sched().holdLocks = req
 		}
 	}
 	// Queue work only once everything is loaded: ids of procedures created
@@ -134,7 +136,7 @@ func (e *Engine) load(ctx context.Context) error {
 		if t.quarantine != "" {
 			continue
 		}
-		if err := e.resumeWaitsLocked(t); err != nil {
+		if err := e.resumeWaitsLocked(t, now.UnixNano()); err != nil {
 			return fmt.Errorf("procedure: load: %w", err)
 		}
 		if t.ts.failed {
@@ -162,31 +164,30 @@ func (e *Engine) load(ctx context.Context) error {
 // has passed, is runnable; the others wait again (their timers armed at
 // the stored wall-clock times); timeouts are armed, and one that passed
 // fires at once.
-func (e *Engine) resumeWaitsLocked(t *tree) error {
-	now := e.now()
+func (e *Engine) resumeWaitsLocked(t *tree, now int64) error {
 	for _, p := range t.procs {
 		if p.ps.status == Suspended {
-			switch w := p.ps.wait; w.kind {
+			switch w := p.ps.wait(); w.kind {
 			case waitEvent:
 				_, set, err := e.events.Get(w.event)
 				if err != nil {
 					return err
 				}
 				if set {
-					p.ps.status, p.ps.wait = Runnable, waitState{}
+					p.ps.status, p.ps.w().wait = Runnable, waitState{}
 					e.markWokenLocked(p, w.event)
 				} else {
 					e.suspendOnEventLocked(p, w.event)
 				}
 			case waitTimer:
 				if w.until <= now {
-					p.ps.status, p.ps.wait = Runnable, waitState{}
+					p.ps.status, p.ps.w().wait = Runnable, waitState{}
 				} else {
 					e.armSleepLocked(p)
 				}
 			}
 		}
-		if !t.ts.failed && p.ps.timeout != 0 && p.ps.status != Succeeded && p.ps.status != Failed && p.ps.bypass == nil {
+		if !t.ts.failed && p.ps.timeout() != 0 && p.ps.status != Succeeded && p.ps.status != Failed && p.ps.bypass == nil {
 			e.armTimeoutLocked(p)
 		}
 	}

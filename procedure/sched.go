@@ -138,7 +138,7 @@ func (e *Engine) grantLocked(granted []*lockReq) {
 			p.lockWaiting = false
 			switch {
 			case e.procs[p.id] != p:
-				p.stepLocks = nil
+				p.sched().stepLocks = nil
 			case p.running:
 				// Its worker is parking it: endStep sees the grant.
 				use = true
@@ -146,10 +146,10 @@ func (e *Engine) grantLocked(granted []*lockReq) {
 				e.enqueueLocked(p, true)
 				use = true
 			default:
-				p.stepLocks = nil
+				p.sched().stepLocks = nil
 			}
 			if use && p.typ.holdLocks {
-				p.stepLocks, p.holdLocks = nil, r
+				p.sched().stepLocks, p.sched().holdLocks = nil, r
 			}
 		} else if t := w.t; t.rbLocks == r {
 			t.rbQueued = false
@@ -169,9 +169,9 @@ func (e *Engine) grantLocked(granted []*lockReq) {
 
 // releaseStepLocksLocked lets go of the locks p took for one step.
 func (e *Engine) releaseStepLocksLocked(p *proc) {
-	if p.stepLocks != nil && !p.lockWaiting {
-		r := p.stepLocks
-		p.stepLocks = nil
+	if p.rd().stepLocks != nil && !p.lockWaiting {
+		r := p.rd().stepLocks
+		p.sched().stepLocks = nil
 		e.releaseLocked(r)
 	}
 }
@@ -181,21 +181,21 @@ func (e *Engine) releaseStepLocksLocked(p *proc) {
 func (e *Engine) dropProcLocked(p *proc) {
 	if p.lockWaiting {
 		p.lockWaiting = false
-		r := p.stepLocks
-		p.stepLocks = nil
+		r := p.rd().stepLocks
+		p.sched().stepLocks = nil
 		e.cancelWaitLocked(r)
 	}
 	e.releaseStepLocksLocked(p)
-	if r := p.holdLocks; r != nil {
-		p.holdLocks = nil
+	if r := p.rd().holdLocks; r != nil {
+		p.sched().holdLocks = nil
 		e.releaseLocked(r)
 	}
-	e.stopTimerLocked(p.sleepTimer)
-	e.stopTimerLocked(p.timeoutTimer)
-	e.stopTimerLocked(p.retryTimer)
-	p.sleepTimer, p.timeoutTimer, p.retryTimer = nil, nil, nil
-	if p.ps.wait.kind == waitEvent {
-		delete(e.eventWait[p.ps.wait.event], p)
+	e.stopTimerLocked(p.rd().sleepTimer)
+	e.stopTimerLocked(p.rd().timeoutTimer)
+	e.stopTimerLocked(p.rd().retryTimer)
+	p.sched().sleepTimer, p.sched().timeoutTimer, p.sched().retryTimer = nil, nil, nil
+	if p.ps.wait().kind == waitEvent {
+		delete(e.eventWait[p.ps.wait().event], p)
 	}
 	e.clearWokenLocked(p)
 }
@@ -206,8 +206,8 @@ func (e *Engine) cancelTreeWaitsLocked(t *tree) {
 	for _, p := range t.procs {
 		if p.lockWaiting {
 			p.lockWaiting = false
-			r := p.stepLocks
-			p.stepLocks = nil
+			r := p.rd().stepLocks
+			p.sched().stepLocks = nil
 			e.cancelWaitLocked(r)
 		}
 	}
@@ -266,7 +266,7 @@ func (e *Engine) ResetEvent(ctx context.Context, event string) error {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		for p := range e.woken[event] {
-			if e.procs[p.id] != p || p.wokenBy != event {
+			if e.procs[p.id] != p || p.rd().wokenBy != event {
 				continue
 			}
 			b, ok, err := e.procsC.GetIn(tx, uint64(p.id))
@@ -293,7 +293,7 @@ func (e *Engine) ResetEvent(ctx context.Context, event string) error {
 	}
 	e.mu.Lock()
 	for _, p := range rewritten {
-		if p.wokenBy == event {
+		if p.rd().wokenBy == event {
 			e.clearWokenLocked(p)
 		}
 	}
@@ -331,7 +331,7 @@ func (e *Engine) suspendOnEventLocked(p *proc, event string) {
 // too (and ResetEvent rewrites them first).
 func (e *Engine) wakeEventLocked(event string) {
 	for p := range e.eventWait[event] {
-		if e.procs[p.id] != p || p.ps.status != Suspended || p.ps.wait.kind != waitEvent || p.ps.wait.event != event {
+		if e.procs[p.id] != p || p.ps.status != Suspended || p.ps.wait().kind != waitEvent || p.ps.wait().event != event {
 			continue // stale: woken, failed or finished since
 		}
 		e.wakeLocked(p)
@@ -342,7 +342,7 @@ func (e *Engine) wakeEventLocked(event string) {
 
 func (e *Engine) markWokenLocked(p *proc, event string) {
 	e.clearWokenLocked(p)
-	p.wokenBy = event
+	p.sched().wokenBy = event
 	m := e.woken[event]
 	if m == nil {
 		m = map[*proc]struct{}{}
@@ -353,28 +353,28 @@ func (e *Engine) markWokenLocked(p *proc, event string) {
 
 // clearWokenLocked: p's record was written since an event woke it.
 func (e *Engine) clearWokenLocked(p *proc) {
-	if p.wokenBy == "" {
+	if p.rd().wokenBy == "" {
 		return
 	}
-	if m := e.woken[p.wokenBy]; m != nil {
+	if m := e.woken[p.rd().wokenBy]; m != nil {
 		delete(m, p)
 		if len(m) == 0 {
-			delete(e.woken, p.wokenBy)
+			delete(e.woken, p.rd().wokenBy)
 		}
 	}
-	p.wokenBy = ""
+	p.sched().wokenBy = ""
 }
 
 // wakeLocked makes suspended p runnable (in memory: its record is
 // rewritten by its next commit) and queues it at the front.
 func (e *Engine) wakeLocked(p *proc) {
-	if p.ps.wait.kind == waitEvent {
-		delete(e.eventWait[p.ps.wait.event], p)
+	if p.ps.wait().kind == waitEvent {
+		delete(e.eventWait[p.ps.wait().event], p)
 	}
 	p.ps.status = Runnable
-	p.ps.wait = waitState{}
-	e.stopTimerLocked(p.sleepTimer)
-	p.sleepTimer = nil
+	p.ps.w().wait = waitState{}
+	e.stopTimerLocked(p.rd().sleepTimer)
+	p.sched().sleepTimer = nil
 	e.enqueueLocked(p, true)
 }
 
@@ -382,15 +382,15 @@ func (e *Engine) wakeLocked(p *proc) {
 
 // armSleepLocked starts the timer that wakes p from Sleep.
 func (e *Engine) armSleepLocked(p *proc) {
-	e.stopTimerLocked(p.sleepTimer)
-	until := p.ps.wait.until
-	p.sleepTimer = e.afterFuncLocked(time.Duration(until-e.now()), func() {
+	e.stopTimerLocked(p.rd().sleepTimer)
+	until := p.ps.wait().until
+	p.sched().sleepTimer = e.afterFuncLocked(time.Duration(until-e.now()), func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		if e.procs[p.id] != p || p.ps.status != Suspended || p.ps.wait.kind != waitTimer || p.ps.wait.until != until {
+		if e.procs[p.id] != p || p.ps.status != Suspended || p.ps.wait().kind != waitTimer || p.ps.wait().until != until {
 			return
 		}
-		p.sleepTimer = nil
+		p.sched().sleepTimer = nil
 		if e.now() < until {
 			e.armSleepLocked(p) // the clock's timer fired early: never wake before the time
 			return
@@ -401,12 +401,12 @@ func (e *Engine) armSleepLocked(p *proc) {
 
 // armTimeoutLocked starts the timer of p's timeout, if it has one.
 func (e *Engine) armTimeoutLocked(p *proc) {
-	e.stopTimerLocked(p.timeoutTimer)
-	p.timeoutTimer = nil
-	if p.ps.timeout == 0 {
+	e.stopTimerLocked(p.rd().timeoutTimer)
+	p.sched().timeoutTimer = nil
+	if p.ps.timeout() == 0 {
 		return
 	}
-	p.timeoutTimer = e.afterFuncLocked(time.Duration(p.ps.timeout-e.now()), func() { e.timeoutFired(p) })
+	p.sched().timeoutTimer = e.afterFuncLocked(time.Duration(p.ps.timeout()-e.now()), func() { e.timeoutFired(p) })
 }
 
 // timeoutFired handles p's timeout: with an OnTimeout method (and p not
@@ -414,14 +414,14 @@ func (e *Engine) armTimeoutLocked(p *proc) {
 // otherwise p fails, durably, and its tree rolls back.
 func (e *Engine) timeoutFired(p *proc) {
 	e.mu.Lock()
-	p.timeoutTimer = nil
+	p.sched().timeoutTimer = nil
 	t := p.t
-	if e.procs[p.id] != p || !e.running() || t.ts.done || t.ts.failed || t.quarantine != "" || p.ps.timeout == 0 ||
+	if e.procs[p.id] != p || !e.running() || t.ts.done || t.ts.failed || t.quarantine != "" || p.ps.timeout() == 0 ||
 		p.ps.status == Succeeded || p.ps.status == Failed || p.ps.bypass != nil {
 		e.mu.Unlock()
 		return
 	}
-	if e.now() < p.ps.timeout {
+	if e.now() < p.ps.timeout() {
 		e.armTimeoutLocked(p) // never before the deadline
 		e.mu.Unlock()
 		return
@@ -436,9 +436,9 @@ func (e *Engine) timeoutFired(p *proc) {
 		switch {
 		case p.ps.status == Suspended:
 			e.wakeLocked(p)
-		case p.retryTimer != nil:
-			e.stopTimerLocked(p.retryTimer)
-			p.retryTimer, p.queued = nil, false
+		case p.rd().retryTimer != nil:
+			e.stopTimerLocked(p.rd().retryTimer)
+			p.sched().retryTimer, p.queued = nil, false
 			e.enqueueLocked(p, true)
 		}
 		e.mu.Unlock()
@@ -461,7 +461,7 @@ func (e *Engine) failTimedOut(p *proc) {
 	err := e.store.Write(context.Background(), func(tx *durable.Tx) error {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		if e.procs[p.id] != p || t.ts.done || t.ts.failed || t.ts.pastPONR || t.quarantine != "" || p.ps.timeout == 0 ||
+		if e.procs[p.id] != p || t.ts.done || t.ts.failed || t.ts.pastPONR || t.quarantine != "" || p.ps.timeout() == 0 ||
 			p.ps.status == Succeeded || p.ps.status == Failed {
 			return errNoop
 		}
@@ -470,9 +470,9 @@ func (e *Engine) failTimedOut(p *proc) {
 		c.begin(t)
 		c.markDirty(p)
 		p.ps.err = &Error{Source: timeoutSource, Message: fmt.Sprintf("procedure %d (%s) passed its deadline %s",
-			p.id, p.typeName, time.Unix(0, p.ps.timeout).UTC().Format(time.RFC3339Nano))}
+			p.id, p.typeName, time.Unix(0, p.ps.timeout()).UTC().Format(time.RFC3339Nano))}
 		p.ps.status = Failed
-		p.ps.timeout = 0
+		p.ps.w().timeout = 0
 		p.ps.updated = now
 		t.ts.failed = true
 		return e.putDirtyLocked(tx, c)
@@ -495,11 +495,11 @@ func (e *Engine) failTimedOut(p *proc) {
 	}
 	e.log.Info("procedure: timed out; rolling back its tree", "id", p.id, "type", p.typeName, "root", t.root.id)
 	e.mu.Lock()
-	if p.ps.wait.kind == waitEvent {
-		delete(e.eventWait[p.ps.wait.event], p)
+	if p.ps.wait().kind == waitEvent {
+		delete(e.eventWait[p.ps.wait().event], p)
 	}
-	e.stopTimerLocked(p.sleepTimer)
-	p.sleepTimer = nil
+	e.stopTimerLocked(p.rd().sleepTimer)
+	p.sched().sleepTimer = nil
 	e.maybeRollbackLocked(t)
 	e.mu.Unlock()
 }
@@ -515,9 +515,9 @@ func (e *Engine) retryLaterLocked(p *proc, state int64, err error, msg string) {
 	d := p.typ.retry.delay(p.retries)
 	e.log.Warn(msg, "id", p.id, "type", p.typeName, "state", p.typ.stateName(state), "retries", p.retries, "delay", d, "err", err)
 	p.queued = true // parked until the timer
-	p.retryTimer = e.afterFuncLocked(d, func() {
+	p.sched().retryTimer = e.afterFuncLocked(d, func() {
 		e.mu.Lock()
-		p.retryTimer = nil
+		p.sched().retryTimer = nil
 		p.queued = false
 		e.enqueueLocked(p, true)
 		e.mu.Unlock()
