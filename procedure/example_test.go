@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"time"
 
 	"github.com/procyon-dev/procyon/durable"
 	"github.com/procyon-dev/procyon/procedure"
@@ -173,4 +174,138 @@ func ExampleEngine_Wait() {
 	// Output:
 	// rolled-back <nil>
 	// true true rs-7
+}
+
+// alterTable takes its table exclusively for its whole life (HoldLocks)
+// and waits, holding it, until an operator approves.
+type alterTable struct{}
+
+func (alterTable) Locks(s int, table *string) []procedure.Lock {
+	return []procedure.Lock{procedure.ExclusiveLock("table/" + *table)}
+}
+
+func (alterTable) Execute(ctx context.Context, env *procedure.Env, s int, table *string) (procedure.Next, error) {
+	if s == 0 {
+		return procedure.WaitEvent(1, "approved/"+*table), nil
+	}
+	return procedure.Done(), nil
+}
+
+func (alterTable) Rollback(ctx context.Context, env *procedure.Env, s int, table *string) error { return nil }
+
+// readRegion needs a region of the table: a lock on the region implies a
+// shared lock on the table, so it waits while the table is altered.
+type readRegion struct{}
+
+func (readRegion) Locks(s int, region *string) []procedure.Lock {
+	return []procedure.Lock{procedure.SharedLock(*region)}
+}
+
+func (readRegion) Execute(ctx context.Context, env *procedure.Env, s int, region *string) (procedure.Next, error) {
+	return procedure.Done(), nil
+}
+
+func (readRegion) Rollback(ctx context.Context, env *procedure.Env, s int, region *string) error { return nil }
+
+// Hierarchical locks and events: a procedure holding a table exclusively
+// while suspended on an event keeps a procedure that needs one of the
+// table's regions waiting, without a worker, until the event is signalled.
+func Example_locksAndEvents() {
+	ctx := context.Background()
+	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
+	e := procedure.New(s, procedure.Options{Workers: 1, Logger: slog.New(slog.DiscardHandler)})
+	alter := procedure.Register[int, string](e, "alter-table", alterTable{}, procedure.TypeOptions[string]{HoldLocks: true})
+	read := procedure.Register[int, string](e, "read-region", readRegion{})
+	s.Open(ctx)
+	defer s.Close()
+	e.Start(ctx)
+	defer e.Stop()
+
+	a, _ := alter.Submit(ctx, "users", procedure.SubmitOptions{})
+	for in, _ := e.Get(a); in.Status != procedure.Suspended; in, _ = e.Get(a) {
+		time.Sleep(time.Millisecond)
+	}
+	r, _ := read.Submit(ctx, "table/users/region/7", procedure.SubmitOptions{})
+	for in, _ := e.Get(r); !in.WaitingForLocks; in, _ = e.Get(r) {
+		time.Sleep(time.Millisecond)
+	}
+	for _, l := range e.Locks() {
+		fmt.Printf("%s: held by %v, waiting %v\n", l.Resource, ids(l.Holders), ids(l.Waiters))
+	}
+	e.Signal(ctx, "approved/users")
+	_, err1 := alter.Wait(ctx, a)
+	_, err2 := read.Wait(ctx, r)
+	fmt.Println(err1, err2, len(e.Locks()))
+	// Output:
+	// table/users: held by [1], waiting []
+	// table/users/region/7: held by [], waiting [2]
+	// <nil> <nil> 0
+}
+
+func ids(hs []procedure.LockHolder) []procedure.ID {
+	out := []procedure.ID{}
+	for _, h := range hs {
+		out = append(out, h.ID)
+	}
+	return out
+}
+
+// Durable timers on an injectable clock: a procedure sleeps until a time
+// stored with its step, here moved by hand.
+func ExampleSleep() {
+	ctx := context.Background()
+	clock := procedure.NewManualClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
+	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
+	e := procedure.New(s, procedure.Options{Clock: clock, Logger: slog.New(slog.DiscardHandler)})
+	remind := procedure.Register[int, string](e, "remind", procedure.StateMachineFuncs[int, string]{
+		Exec: func(ctx context.Context, env *procedure.Env, state int, note *string) (procedure.Next, error) {
+			if state == 0 {
+				return procedure.Sleep(1, time.Hour), nil
+			}
+			*note += " (reminded)"
+			return procedure.Done(), nil
+		},
+	})
+	s.Open(ctx)
+	defer s.Close()
+	e.Start(ctx)
+	defer e.Stop()
+
+	id, _ := remind.Submit(ctx, "renew the certificate", procedure.SubmitOptions{})
+	for in, _ := e.Get(id); in.Status != procedure.Suspended; in, _ = e.Get(id) {
+		time.Sleep(time.Millisecond)
+	}
+	in, _ := e.Get(id)
+	fmt.Println(in.Status, "until", in.WakeAt.UTC().Format(time.Kitchen))
+	clock.Advance(time.Hour)
+	note, err := remind.Wait(ctx, id)
+	fmt.Println(note, err)
+	// Output:
+	// suspended until 1:00PM
+	// renew the certificate (reminded) <nil>
+}
+
+// A step that returns a Retryable error runs again after a backoff,
+// without a commit per attempt; the attempts show in Info meanwhile.
+func ExampleRetryable() {
+	ctx := context.Background()
+	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
+	e := procedure.New(s, procedure.Options{Logger: slog.New(slog.DiscardHandler)})
+	attempts := 0
+	call := procedure.Register(e, "call-server", procedure.Sequential(
+		func(ctx context.Context, env *procedure.Env, server *string) ([]procedure.Child, error) {
+			if attempts++; attempts < 3 {
+				return nil, procedure.Retryable(fmt.Errorf("%s: connection refused", *server))
+			}
+			return nil, nil
+		}, nil), procedure.TypeOptions[string]{Retry: procedure.RetryPolicy{Initial: time.Millisecond, Attempts: 5}})
+	s.Open(ctx)
+	defer s.Close()
+	e.Start(ctx)
+	defer e.Stop()
+
+	id, _ := call.Submit(ctx, "rs-3", procedure.SubmitOptions{})
+	_, err := call.Wait(ctx, id)
+	fmt.Println(attempts, "attempts;", err, e.Stats().Types["call-server"].Retries, "retries")
+	// Output: 3 attempts; <nil> 2 retries
 }
