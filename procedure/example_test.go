@@ -191,7 +191,9 @@ func (alterTable) Execute(ctx context.Context, env *procedure.Env, s int, table 
 	return procedure.Done(), nil
 }
 
-func (alterTable) Rollback(ctx context.Context, env *procedure.Env, s int, table *string) error { return nil }
+func (alterTable) Rollback(ctx context.Context, env *procedure.Env, s int, table *string) error {
+	return nil
+}
 
 // readRegion needs a region of the table: a lock on the region implies a
 // shared lock on the table, so it waits while the table is altered.
@@ -205,7 +207,9 @@ func (readRegion) Execute(ctx context.Context, env *procedure.Env, s int, region
 	return procedure.Done(), nil
 }
 
-func (readRegion) Rollback(ctx context.Context, env *procedure.Env, s int, region *string) error { return nil }
+func (readRegion) Rollback(ctx context.Context, env *procedure.Env, s int, region *string) error {
+	return nil
+}
 
 // Hierarchical locks and events: a procedure holding a table exclusively
 // while suspended on an event keeps a procedure that needs one of the
