@@ -169,9 +169,14 @@ type TypeOptions[D any] struct {
 	// they finish: across steps, while waiting for children, events and
 	// timers, and through their tree's rollback (the snapshot procedure
 	// does this). The locks are stored with the step that takes them and
-	// held again after a restart, before anything runs. Without it, a
-	// procedure takes its locks for each step and lets them go once the
-	// step's commit is durable.
+	// held again after a restart, before anything runs. Locks is asked
+	// once, for the first step for which it returns locks: later states
+	// run under those. Children take what their parent holds freely; two
+	// holding trees whose children each want a lock the other holds wait
+	// for each other for good (as in HBase): a holding procedure's children
+	// should lock only below what it holds. Without HoldLocks, a procedure
+	// takes its locks for each step and lets them go once the step's
+	// commit is durable.
 	HoldLocks bool
 	// Timeout, if positive, is the deadline of every procedure of the
 	// type, counted from its creation (SubmitOptions.Timeout overrides it
