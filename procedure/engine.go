@@ -420,11 +420,17 @@ func (e *Engine) Start(ctx context.Context) error {
 	if !e.state.CompareAndSwap(engNew, engRunning) {
 		return errors.New("procedure: engine already started")
 	}
+	// Before load: timers armed by load (a deadline that passed while the
+	// engine was down) may fire as soon as it lets go of the lock.
+	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if err := e.load(ctx); err != nil {
 		e.state.Store(engStopped)
+		e.cancel()
+		e.mu.Lock()
+		e.stopTimersLocked()
+		e.mu.Unlock()
 		return err
 	}
-	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.committersWG.Add(1)
 	go e.committer()
 	for range e.opts.Workers {
@@ -459,12 +465,7 @@ func (e *Engine) Stop() {
 	}
 	e.q.close()
 	e.mu.Lock()
-	for t := range e.timers {
-		if t.t != nil {
-			t.t.Stop()
-		}
-	}
-	clear(e.timers)
+	e.stopTimersLocked()
 	e.mu.Unlock()
 	e.workersWG.Wait()
 	// The workers are gone: no more steps. The commits queued are made
@@ -521,6 +522,16 @@ func (e *Engine) afterFuncLocked(d time.Duration, f func()) *engineTimer {
 		}
 	})
 	return et
+}
+
+// stopTimersLocked cancels every pending afterFuncLocked call.
+func (e *Engine) stopTimersLocked() {
+	for t := range e.timers {
+		if t.t != nil {
+			t.t.Stop()
+		}
+	}
+	clear(e.timers)
 }
 
 // engineTimer is a pending afterFuncLocked call.
