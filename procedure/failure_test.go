@@ -95,6 +95,9 @@ func TestTooLargeStepFails(t *testing.T) {
 	if n != 36*3 {
 		t.Fatalf("%d metadata keys, want %d", n, 36*3)
 	}
+	// Wait returns once a result is durable; the engine lets go of the
+	// finished trees just after.
+	waitFor(t, "finished trees let go", func() bool { return w.e.Stats().Live == 0 })
 	if s := w.e.Stats(); s.Quarantined != 0 || s.Live != 0 {
 		t.Fatalf("stats %+v", s)
 	}
