@@ -67,7 +67,10 @@
 // version and releases the group's writers. While one group is on its way
 // to the disk the next one forms, so concurrent transactions share
 // fsyncs, and nodes are copied once per group rather than once per
-// transaction. Readers load the published version through an atomic
+// transaction. Before freezing, the committer waits briefly for as many
+// transactions as the last group released (they are about to commit
+// again), unless such waits keep timing out: writers that batch
+// themselves, like the procedure engine, do not come back that fast. Readers load the published version through an atomic
 // pointer: they never take a lock, never wait, and never see a
 // transaction whose record is not durable. A frozen version is never
 // changed again, so a reader (or a snapshot, or a backup) may hold it as
