@@ -175,7 +175,10 @@ func TestSnapshotAndCompaction(t *testing.T) {
 	if err != nil || r.Ran.Before(due) {
 		t.Fatalf("compaction ran at %v, due %v: %v", r.Ran, due, err)
 	}
-	if len(e.Locks()) != 0 {
-		t.Fatalf("locks left: %+v", e.Locks())
+	// Wait returns once a result is durable; the locks go a moment later.
+	for deadline := time.Now().Add(10 * time.Second); len(e.Locks()) != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("locks left: %+v", e.Locks())
+		}
 	}
 }
