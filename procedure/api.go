@@ -165,11 +165,8 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 	if !e.running() {
 		return e.notRunning()
 	}
-	c := &commit{}
 	var t *tree
-	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
-		e.mu.Lock()
-		defer e.mu.Unlock()
+	c, err := e.adminCommit(ctx, func(tx *durable.Tx, c *commit) error {
 		p, err := e.liveLocked(tx, id)
 		if err != nil {
 			return err
@@ -193,13 +190,10 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 		root.ps.err = &Error{Source: "abort", Message: fmt.Sprintf("aborted by a client (procedure %d)", id)}
 		root.ps.updated = e.now()
 		t.ts.failed = true
-		return e.putDirtyLocked(tx, c)
-	})
-	if errors.Is(err, errNoop) {
 		return nil
-	}
-	if err != nil {
-		return e.afterFailedAdmin(c, err)
+	})
+	if c == nil {
+		return err
 	}
 	if t.root.typ != nil {
 		t.root.typ.stats.aborted.Add(1)
@@ -211,14 +205,41 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 	return nil
 }
 
-// afterFailedAdmin cleans up after a failed Abort, Bypass or Ack commit.
+// adminCommit commits an administrative change (an abort, a bypass, a
+// timeout's failure) in its own store transaction: fn runs under the
+// engine's lock, changes the procedures through c (begin, markDirty) and
+// returns nil, or errNoop if there is nothing to do, or why it refuses.
+// The records c marked are then stored. It returns c once the change is
+// durable, or nil (with a nil error for errNoop).
+func (e *Engine) adminCommit(ctx context.Context, fn func(tx *durable.Tx, c *commit) error) (*commit, error) {
+	c := &commit{}
+	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if err := fn(tx, c); err != nil {
+			return err
+		}
+		return e.putDirtyLocked(tx, c)
+	})
+	switch {
+	case errors.Is(err, errNoop):
+		return nil, nil
+	case err != nil:
+		return nil, e.afterFailedAdmin(c, err)
+	}
+	return c, nil
+}
+
+// afterFailedAdmin cleans up after a failed Abort, Bypass, Ack, Signal or
+// timeout commit: what the commit changed in memory is undone, and a
+// store that failed stops the engine (unless it is stopping anyway).
 func (e *Engine) afterFailedAdmin(c *commit, err error) error {
 	if c.applied {
 		e.mu.Lock()
 		e.undoLocked(c)
 		e.mu.Unlock()
 	}
-	if !e.storeHealthy(err) {
+	if !e.storeHealthy(err) && e.running() {
 		e.fail(err)
 	}
 	return err
@@ -240,11 +261,8 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 	if who == "" || why == "" {
 		return errors.New("procedure: Bypass needs who and why")
 	}
-	c := &commit{}
 	var t *tree
-	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
-		e.mu.Lock()
-		defer e.mu.Unlock()
+	c, err := e.adminCommit(ctx, func(tx *durable.Tx, c *commit) error {
 		p, err := e.liveLocked(tx, id)
 		if err != nil {
 			return err
@@ -298,13 +316,10 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 		case !t.ts.failed:
 			e.childDoneLocked(c, e.procs[p.parent])
 		}
-		return e.putDirtyLocked(tx, c)
-	})
-	if errors.Is(err, errNoop) {
 		return nil
-	}
-	if err != nil {
-		return e.afterFailedAdmin(c, err)
+	})
+	if c == nil {
+		return err
 	}
 	e.log.Warn("procedure: bypassed", "id", id, "root", t.root.id, "who", who, "why", why)
 	e.mu.Lock()

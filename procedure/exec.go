@@ -1,6 +1,7 @@
 package procedure
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -151,24 +152,21 @@ func (e *Engine) reloadData(p *proc) {
 	p.data, p.raw, p.version = d, nil, p.typ.version
 }
 
-func (e *Engine) callExecute(env *Env, p *proc, state int64) (next Next, err error) {
+// callStep calls a step's function, Execute or OnTimeout (what names
+// it), turning a panic into the step's error.
+func (e *Engine) callStep(what string, fn func(ctx context.Context, env *Env, state int64, data any) (Next, error),
+	env *Env, p *proc, state int64) (next Next, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			e.log.Error("procedure: Execute panicked", "id", p.id, "type", p.typeName, "state", state, "panic", r, "stack", string(debug.Stack()))
-			next, err = Next{}, fmt.Errorf("panic in %s state %s: %v", p.typeName, p.typ.stateName(state), r)
+			e.log.Error("procedure: "+what+" panicked", "id", p.id, "type", p.typeName, "state", state, "panic", r, "stack", string(debug.Stack()))
+			in := p.typeName
+			if what != "Execute" {
+				in = what + " of " + in
+			}
+			next, err = Next{}, fmt.Errorf("panic in %s state %s: %v", in, p.typ.stateName(state), r)
 		}
 	}()
-	return p.typ.execute(e.ctx, env, state, p.data)
-}
-
-func (e *Engine) callOnTimeout(env *Env, p *proc, state int64) (next Next, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			e.log.Error("procedure: OnTimeout panicked", "id", p.id, "type", p.typeName, "state", state, "panic", r, "stack", string(debug.Stack()))
-			next, err = Next{}, fmt.Errorf("panic in OnTimeout of %s state %s: %v", p.typeName, p.typ.stateName(state), r)
-		}
-	}()
-	return p.typ.onTimeout(e.ctx, env, state, p.data)
+	return fn(e.ctx, env, state, p.data)
 }
 
 func (e *Engine) callRollback(env *Env, p *proc, state int64) (err error) {
@@ -230,9 +228,9 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, time
 	case lockErr != nil:
 		err = lockErr
 	case timeout:
-		next, err = e.callOnTimeout(env, p, state)
+		next, err = e.callStep("OnTimeout", p.typ.onTimeout, env, p, state)
 	default:
-		next, err = e.callExecute(env, p, state)
+		next, err = e.callStep("Execute", p.typ.execute, env, p, state)
 	}
 	took := time.Since(start)
 	w.busy.Store(0)

@@ -2,7 +2,6 @@ package procedure
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -456,11 +455,8 @@ func (e *Engine) failTimedOut(p *proc) {
 	if !e.running() {
 		return // it fires again after a restart
 	}
-	c := &commit{}
 	t := p.t
-	err := e.store.Write(context.Background(), func(tx *durable.Tx) error {
-		e.mu.Lock()
-		defer e.mu.Unlock()
+	c, _ := e.adminCommit(context.Background(), func(tx *durable.Tx, c *commit) error {
 		if e.procs[p.id] != p || t.ts.done || t.ts.failed || t.ts.pastPONR || t.quarantine != "" || p.ps.timeout() == 0 ||
 			p.ps.status == Succeeded || p.ps.status == Failed {
 			return errNoop
@@ -475,20 +471,10 @@ func (e *Engine) failTimedOut(p *proc) {
 		p.ps.w().timeout = 0
 		p.ps.updated = now
 		t.ts.failed = true
-		return e.putDirtyLocked(tx, c)
+		return nil
 	})
-	if errors.Is(err, errNoop) {
-		return
-	}
-	if err != nil {
-		if e.running() {
-			e.afterFailedAdmin(c, err)
-		} else if c.applied {
-			e.mu.Lock()
-			e.undoLocked(c)
-			e.mu.Unlock()
-		}
-		return
+	if c == nil {
+		return // nothing to do, or not committed: it fires again after a restart
 	}
 	if p.typ != nil {
 		p.typ.stats.timedOut.Add(1)

@@ -47,19 +47,27 @@ func TestCreateTableRollback(t *testing.T) {
 	proctest.RollbackAndDoubleExecution(t, harness(tables.CreateTable{Name: "users", Regions: 3}))
 }
 
-func TestCreateTableResult(t *testing.T) {
+// startCatalog opens an in-memory store with a catalog and starts its
+// engine; both are closed when the test ends.
+func startCatalog(t *testing.T, opts tables.Options) (*procedure.Engine, *tables.Catalog) {
+	t.Helper()
 	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence()})
 	e := procedure.New(s, procedure.Options{})
-	c := tables.Register(s, e, tables.Options{Servers: []string{"a", "b"}})
+	c := tables.Register(s, e, opts)
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	return e, c
+}
+
+func TestCreateTableResult(t *testing.T) {
+	_, c := startCatalog(t, tables.Options{Servers: []string{"a", "b"}})
 	ctx := context.Background()
-	if err := s.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Stop()
 	id, _ := c.Create.Submit(ctx, tables.CreateTable{Name: "t", Regions: 4}, procedure.SubmitOptions{})
 	res, err := c.Create.Wait(ctx, id)
 	if err != nil || len(res.Servers) != 4 {
@@ -117,18 +125,8 @@ func TestSnapshotTableRecovery(t *testing.T) {
 // A snapshot waits for its table's create-table (exclusive against
 // shared) and for the flush event; a compaction sleeps until its due time.
 func TestSnapshotAndCompaction(t *testing.T) {
-	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence()})
-	e := procedure.New(s, procedure.Options{})
-	c := tables.Register(s, e, tables.Options{StepDelay: 5 * time.Millisecond})
+	e, c := startCatalog(t, tables.Options{StepDelay: 5 * time.Millisecond})
 	ctx := context.Background()
-	if err := s.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Stop()
 	create, _ := c.Create.Submit(ctx, tables.CreateTable{Name: "t", Regions: 3}, procedure.SubmitOptions{})
 	for { // create-table holds the table's lock from its first step on
 		if in, _ := e.Get(create); in.Steps > 0 {
