@@ -46,7 +46,11 @@ type coll interface {
 	cloneOps(ops any) any
 	numOps(ops any) int
 	appendOps(dst []byte, ops any) []byte
-	rollback(t any, ops, saved any)
+	// Head layers (see Store.w).
+	mergeOps(layer any, ops any, hint int) any
+	layerLen(layer any) int
+	applyLayer(t any, layer any)
+	mergeLayers(layers []any) any
 }
 
 // Collection is a named, ordered map from K to V in a Store. Create
@@ -121,16 +125,13 @@ func (c *Collection[K, V]) each(t any, fn func(key, val []byte) error) error {
 	return err
 }
 
-// treeIn returns the collection's tree in r.
-func (c *Collection[K, V]) treeIn(r Reader) (*tree[K], error) {
+// stateIn returns what reads of the collection in r look at (nil: the
+// latest durable version).
+func (c *Collection[K, V]) stateIn(r Reader) (readState, error) {
 	if r == nil {
 		r = c.s.current()
 	}
-	t, err := r.treeFor(c.s, c.id)
-	if err != nil {
-		return nil, err
-	}
-	return t.(*tree[K]), nil
+	return r.readState(c.s, c.id)
 }
 
 func (c *Collection[K, V]) decode(k K, b []byte) (V, error) {
@@ -147,16 +148,84 @@ func (c *Collection[K, V]) Get(k K) (v V, ok bool, err error) { return c.GetIn(n
 // GetIn returns the value of k in r (a *View or a *Tx; nil: the latest
 // durable version). Every call returns a freshly decoded value.
 func (c *Collection[K, V]) GetIn(r Reader, k K) (v V, ok bool, err error) {
-	t, err := c.treeIn(r)
-	if err != nil {
+	val, found, err := c.lookup(r, k)
+	if err != nil || !found {
 		return v, false, err
 	}
-	it, found := t.Get(item[K]{key: k})
-	if !found {
-		return v, false, nil
-	}
-	v, err = c.decode(k, it.val)
+	v, err = c.decode(k, val)
 	return v, err == nil, err
+}
+
+// lookup returns the stored value of k in r.
+func (c *Collection[K, V]) lookup(r Reader, k K) ([]byte, bool, error) {
+	st, err := c.stateIn(r)
+	if err != nil {
+		return nil, false, err
+	}
+	if e, ok := c.layerLookup(st, k); ok {
+		return e.val, !e.del, nil
+	}
+	it, found := st.tree.(*tree[K]).Get(item[K]{key: k})
+	return it.val, found, nil
+}
+
+// ascend calls fn with the entries of r in [from, to) (nil bounds: open)
+// in key order, until fn returns false: the tree merged with what is
+// above it (a Tx's ops, layers not yet applied to the tree).
+func (c *Collection[K, V]) ascend(r Reader, from, to *K, fn func(it item[K]) bool) error {
+	st, err := c.stateIn(r)
+	if err != nil {
+		return err
+	}
+	t := st.tree.(*tree[K])
+	var over []opEnt[K]
+	if c.layered(st) {
+		over = c.overlay(st, from, to)
+	}
+	// emit passes the overlay's entries before key k (all of them if k is
+	// nil); it returns false once fn did.
+	emit := func(k *K) bool {
+		for len(over) > 0 && (k == nil || over[0].key < *k) {
+			e := over[0]
+			over = over[1:]
+			if !e.del && !fn(item[K]{key: e.key, val: e.val}) {
+				return false
+			}
+		}
+		return true
+	}
+	stopped := false
+	visit := func(it item[K]) bool {
+		if !emit(&it.key) {
+			stopped = true
+			return false
+		}
+		if len(over) > 0 && over[0].key == it.key {
+			e := over[0]
+			over = over[1:]
+			if e.del {
+				return true
+			}
+			it.val = e.val
+		}
+		if !fn(it) {
+			stopped = true
+			return false
+		}
+		return true
+	}
+	switch {
+	case from != nil && to != nil:
+		t.AscendRange(item[K]{key: *from}, item[K]{key: *to}, visit)
+	case from != nil:
+		t.AscendGreaterOrEqual(item[K]{key: *from}, visit)
+	default:
+		t.Ascend(visit)
+	}
+	if !stopped {
+		emit(nil)
+	}
+	return nil
 }
 
 // Has reports whether k is in the latest durable version.
@@ -164,11 +233,8 @@ func (c *Collection[K, V]) Has(k K) bool { ok, _ := c.HasIn(nil, k); return ok }
 
 // HasIn reports whether k is in r.
 func (c *Collection[K, V]) HasIn(r Reader, k K) (bool, error) {
-	t, err := c.treeIn(r)
-	if err != nil {
-		return false, err
-	}
-	return t.Has(item[K]{key: k}), nil
+	_, ok, err := c.lookup(r, k)
+	return ok, err
 }
 
 // Len returns the number of entries in the latest durable version.
@@ -176,11 +242,15 @@ func (c *Collection[K, V]) Len() int { n, _ := c.LenIn(nil); return n }
 
 // LenIn returns the number of entries in r.
 func (c *Collection[K, V]) LenIn(r Reader) (int, error) {
-	t, err := c.treeIn(r)
+	st, err := c.stateIn(r)
 	if err != nil {
 		return 0, err
 	}
-	return t.Len(), nil
+	n := st.tree.(*tree[K]).Len()
+	if c.layered(st) {
+		n += c.layerDelta(st)
+	}
+	return n, nil
 }
 
 // Scan calls fn for every entry of the latest durable version in key
@@ -189,11 +259,10 @@ func (c *Collection[K, V]) Scan(fn func(k K, v V) bool) error { return c.ScanIn(
 
 // ScanIn is Scan in r.
 func (c *Collection[K, V]) ScanIn(r Reader, fn func(k K, v V) bool) error {
-	t, err := c.treeIn(r)
-	if err != nil {
-		return err
+	var err error
+	if aerr := c.ascend(r, nil, nil, func(it item[K]) bool { return c.visit(it, fn, &err) }); aerr != nil {
+		return aerr
 	}
-	t.Ascend(func(it item[K]) bool { return c.visit(it, fn, &err) })
 	return err
 }
 
@@ -205,11 +274,10 @@ func (c *Collection[K, V]) ScanRange(from, to K, fn func(k K, v V) bool) error {
 
 // ScanRangeIn is ScanRange in r.
 func (c *Collection[K, V]) ScanRangeIn(r Reader, from, to K, fn func(k K, v V) bool) error {
-	t, err := c.treeIn(r)
-	if err != nil {
-		return err
+	var err error
+	if aerr := c.ascend(r, &from, &to, func(it item[K]) bool { return c.visit(it, fn, &err) }); aerr != nil {
+		return aerr
 	}
-	t.AscendRange(item[K]{key: from}, item[K]{key: to}, func(it item[K]) bool { return c.visit(it, fn, &err) })
 	return err
 }
 
@@ -221,11 +289,10 @@ func (c *Collection[K, V]) ScanFrom(from K, fn func(k K, v V) bool) error {
 
 // ScanFromIn is ScanFrom in r.
 func (c *Collection[K, V]) ScanFromIn(r Reader, from K, fn func(k K, v V) bool) error {
-	t, err := c.treeIn(r)
-	if err != nil {
-		return err
+	var err error
+	if aerr := c.ascend(r, &from, nil, func(it item[K]) bool { return c.visit(it, fn, &err) }); aerr != nil {
+		return aerr
 	}
-	t.AscendGreaterOrEqual(item[K]{key: from}, func(it item[K]) bool { return c.visit(it, fn, &err) })
 	return err
 }
 
@@ -253,17 +320,9 @@ func (c *Collection[K, V]) Put(tx *Tx, k K, v V) error {
 func (c *Collection[K, V]) Delete(tx *Tx, k K) error { return c.put(tx, k, nil, true) }
 
 func (c *Collection[K, V]) put(tx *Tx, k K, val []byte, del bool) error {
-	t, ops, err := tx.writable(c.s, c.id, c)
+	ops, err := tx.writable(c.s, c.id, c)
 	if err != nil {
 		return err
-	}
-	tr := t.(*tree[K])
-	var old item[K]
-	var had bool
-	if del {
-		old, had = tr.Delete(item[K]{key: k})
-	} else {
-		old, had = tr.ReplaceOrInsert(item[K]{key: k, val: val})
 	}
 	o := ops.(*txOps[K])
 	if i := o.find(k); i >= 0 {
@@ -271,6 +330,6 @@ func (c *Collection[K, V]) put(tx *Tx, k K, val []byte, del bool) error {
 		return nil
 	}
 	tx.nOps++
-	o.add(opEnt[K]{key: k, val: val, del: del, had: had, old: old.val})
+	o.add(opEnt[K]{key: k, val: val, del: del})
 	return nil
 }

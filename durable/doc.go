@@ -47,34 +47,52 @@
 // # Versions, readers and writers
 //
 // A version is one B-tree per collection (github.com/google/btree, whose
-// Clone is O(1) and copy-on-write) plus the log sequence number of the
-// last transaction it reflects. Values are stored encoded: every Get
-// decodes a fresh copy, snapshots stream the bytes as they are, and memory
-// stays near the raw size.
+// Clone is O(1) and copy-on-write), a few layers on top of them, and the
+// log sequence number of the last transaction it reflects. A layer is the
+// writes (each key's final state) of one group of transactions, or of
+// several merged (see below); a read looks at the layers, newest first,
+// then at the tree. Values are stored encoded: every Get decodes a fresh
+// copy, snapshots stream the bytes as they are, and memory stays near the
+// raw size.
 //
-// Transactions run one at a time under the write lock and change the head
-// trees in place, keeping what undoes each change; on failure they undo.
-// A writer that gets the lock also runs the transactions queued by the
-// writers waiting for it, in order (flat combining), so that under load
-// the lock does not pass from goroutine to goroutine between
-// transactions; a transaction's function may therefore run on another
-// writer's goroutine (its panic is raised again in its own caller). A
-// committed transaction appends its record to the forming group. A
-// committer goroutine takes each group in turn: under the lock it freezes
-// the head (the frozen trees become the group's version; the head goes on
-// with O(1) clones of them), then, without the lock, appends the group's
-// records as one batch and waits for the fsync; then it publishes the
-// version and releases the group's writers. While one group is on its way
-// to the disk the next one forms, so concurrent transactions share
-// fsyncs, and nodes are copied once per group rather than once per
-// transaction. Before freezing, the committer waits briefly for as many
-// transactions as the last group released (they are about to commit
+// Transactions run one at a time under the write lock. A transaction's
+// writes stay in its ops (its reads see them first, then the head: the
+// forming group's layer, the layers of groups not yet applied, the trees);
+// if it fails, they are dropped. A writer that gets the lock also runs the
+// transactions queued by the writers waiting for it, in order (flat
+// combining), so that under load the lock does not pass from goroutine to
+// goroutine between transactions; a transaction's function may therefore
+// run on another writer's goroutine (its panic is raised again in its own
+// caller). A committed transaction appends its record to the forming
+// group and merges its ops into the group's layer: no B-tree work on the
+// writers' path. A committer goroutine takes each group in turn: under
+// the lock it freezes the group (its layer is never changed again), then,
+// without the lock, appends the group's records as one batch and waits
+// for the fsync; then it publishes the version with the group's layer on
+// top and releases the group's writers. While one group is on its way to
+// the disk the next one forms, so concurrent transactions share fsyncs.
+// Before freezing, the committer waits briefly for the writers the last
+// group released and those already waiting (they are about to commit
 // again), unless such waits keep timing out: writers that batch
-// themselves, like the procedure engine, do not come back that fast. Readers load the published version through an atomic
-// pointer: they never take a lock, never wait, and never see a
-// transaction whose record is not durable. A frozen version is never
-// changed again, so a reader (or a snapshot, or a backup) may hold it as
-// long as it likes.
+// themselves, like the procedure engine, do not come back that fast.
+//
+// An applier goroutine takes the layers off the readers' way, on the
+// other core, while the committer waits for the disk: once there are a
+// few layers it merges them into one (a map and its keys in order), and
+// once they hold applyKeys keys, or the committer is idle, it applies
+// them to copy-on-write clones of the trees and swaps the new trees in
+// for them, in the published version and in the head. Copy-on-write
+// copies about one node path per key, so applying a thousand keys to one
+// clone costs much less per key than a clone per group, and none of it
+// delays a writer; the committer waits for the applier only if layers
+// pile up past a bound (maxLayers).
+//
+// Readers load the published version through an atomic pointer: they
+// never take a lock, never wait, and never see a transaction whose record
+// is not durable. A published version (trees and layers) is never changed
+// again, so a reader (or a snapshot, or a backup) may hold it as long as
+// it likes. Len on a version with layers looks up, below each layer,
+// whether each of its keys existed: at most a few thousand lookups.
 //
 // If the persistence fails (a write or fsync of the log, ErrFailed), every
 // transaction in flight fails, the store refuses further writes with an
@@ -84,7 +102,8 @@
 // # Snapshots
 //
 // A snapshot streams the latest published version (immutable: nothing to
-// lock or clone) to the persistence, which for the WAL-backed one means:
+// lock; its layers, if any, are applied to O(1) clones first) to the
+// persistence, which for the WAL-backed one means:
 // roll the log (so the records so far can later be deleted), write
 // "<seq>.snap.tmp" with a running CRC-32C, fsyncing every
 // Options.SnapshotSyncBytes so that the last fsync is short, fsync,

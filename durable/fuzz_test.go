@@ -14,7 +14,8 @@ func FuzzRecord(f *testing.F) {
 	s := newTestStore(Options{Persistence: NewMemPersistence()})
 	tx := &Tx{s: s.Store, ops: make([]any, 2)}
 	s.w.trees = []any{s.colls[0].newTree(), s.colls[1].newTree()}
-	s.w.dirty = make([]bool, 2)
+	s.w.forming = make([]any, 2)
+	s.w.formHint = make([]int, 2)
 	s.users.Put(tx, "a", user{Name: "x"})
 	s.counts.Delete(tx, -3)
 	f.Add(tx.encode(nil))

@@ -139,8 +139,9 @@ func (s *Store) writeSnapshot(ctx context.Context, w io.Writer, v *View, h snapH
 	}
 	sw := &snapWriter{w: w, buf: make([]byte, 0, 256<<10), ctx: ctx, chunk: 224 << 10,
 		share: s.opts.SnapshotShare, since: time.Now()}
+	trees := s.flatTrees(v)
 	for id, c := range s.colls {
-		t := v.trees[id]
+		t := trees[id]
 		sw.buf = append(sw.buf, snapTagColl)
 		sw.buf = binary.AppendUvarint(sw.buf, uint64(len(c.collName())))
 		sw.buf = append(sw.buf, c.collName()...)

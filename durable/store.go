@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,8 +120,12 @@ type Store struct {
 	state atomic.Int32
 
 	// durable is the latest version whose record is durable: what readers
-	// see. It only moves forward (publish).
+	// see. The committer publishes each durable group as a new layer; the
+	// applier replaces layers by one merged layer, or by trees with them
+	// applied. Both swap it holding pubMu.
 	durable atomic.Pointer[View]
+	pubMu   sync.Mutex
+	cloneMu sync.Mutex // see applyTo
 	// failed holds the error that made the store refuse writes.
 	failed atomic.Pointer[error]
 
@@ -128,14 +133,20 @@ type Store struct {
 	// context). Its holder owns the fields of w.
 	sem chan struct{}
 	w   struct {
-		// trees are the head: every committed transaction applied, durable
-		// or not. Transactions change them in place. No reader ever sees
-		// them: freeze hands readers a clone.
-		trees []any
-		// dirty marks the trees changed since the last freeze.
-		dirty []bool
-		// frozen is the version made by the last freeze.
-		frozen *View
+		// The head, what transactions read, is layered: the writes of
+		// the forming group (forming), over those of the groups frozen but
+		// not yet applied to the trees (pending, oldest first), over the
+		// trees (the applier's latest). A layer holds each key's final
+		// state, per collection (nil: untouched). Committing a transaction
+		// only merges its ops into forming: the B-tree work (and its
+		// copy-on-write) is the applier's, on another core, off the
+		// writers' path.
+		trees   []any
+		forming []any
+		pending [][]any
+		// formHint is the size of each collection's layer in the last
+		// group: the room to make in the next.
+		formHint []int
 		// group collects the records of transactions committed since the
 		// last freeze; the committer appends them as one batch.
 		group *group
@@ -149,8 +160,13 @@ type Store struct {
 		maxRecord    int
 	}
 	kick          chan struct{} // wakes the committer; capacity 1
+	applyKick     chan struct{} // wakes the applier; capacity 1
+	applied       chan struct{} // the applier applied layers; capacity 1
+	applierDone   chan struct{}
 	gathered      chan struct{} // see w.gatherTarget; capacity 1
 	committerDone chan struct{}
+	formingN      atomic.Int64  // records in w.group, for the committer's gather
+	flushLayers   atomic.Bool   // the committer is idle: the applier applies everything
 	commitEWMA    time.Duration // moving average of a group's append+sync time; committer only
 	gather        gatherState   // committer only
 	spare         []byte        // a group buffer to reuse; owned by the committer
@@ -187,7 +203,8 @@ type storeStats struct {
 func New(opts Options) *Store {
 	opts.ensureDefaults()
 	s := &Store{opts: opts, log: opts.Logger, byName: map[string]int{}, raw: map[int]bool{}, sem: make(chan struct{}, 1),
-		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1), committerDone: make(chan struct{})}
+		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1), committerDone: make(chan struct{}),
+		applyKick: make(chan struct{}, 1), applied: make(chan struct{}, 1), applierDone: make(chan struct{})}
 	s.durable.Store(&View{store: s})
 	return s
 }
@@ -271,17 +288,15 @@ func (s *Store) Open(ctx context.Context) error {
 		return err
 	}
 	s.durable.Store(v)
-	// The head starts as a clone of the recovered trees, which are the
-	// first frozen version.
-	s.w.trees = make([]any, len(v.trees))
-	for i, t := range v.trees {
-		s.w.trees[i] = s.colls[i].cloneTree(t)
-	}
-	s.w.dirty = make([]bool, len(v.trees))
-	s.w.frozen = v
+	// The recovered trees are the first version: never changed, only
+	// cloned.
+	s.w.trees = slices.Clone(v.trees)
+	s.w.forming = make([]any, len(v.trees))
+	s.w.formHint = make([]int, len(v.trees))
 	s.w.group = &group{done: make(chan struct{})}
 	s.w.maxRecord = s.p.MaxRecordSize()
 	go s.committer()
+	go s.applier()
 	return nil
 }
 
@@ -334,18 +349,6 @@ func (s *Store) setFailed(cause error) error {
 		return err
 	}
 	return *s.failed.Load()
-}
-
-// publish makes v the version readers see, unless a newer one is already
-// published. Records become durable in sequence order, so when v's record
-// is durable, so are those of every older version.
-func (s *Store) publish(v *View) {
-	for {
-		cur := s.durable.Load()
-		if cur.seq >= v.seq || s.durable.CompareAndSwap(cur, v) {
-			return
-		}
-	}
 }
 
 // Write runs fn in a transaction and commits it: fn's Puts and Deletes
@@ -571,8 +574,10 @@ func (s *Store) writeLocked(r *writeReq) (*Commit, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, s.w.maxRecord)
 	}
 	g.ends = append(g.ends, len(g.buf))
+	s.formingN.Add(1)
 	for i, o := range tx.ops {
 		if o != nil {
+			s.w.forming[i] = s.colls[i].mergeOps(s.w.forming[i], o, s.w.formHint[i])
 			s.colls[i].freeOps(o)
 		}
 	}
@@ -632,11 +637,14 @@ func (s *Store) committer() {
 	for range s.kick {
 		expect := 0
 		for {
-			n := s.commitOne(expect)
+			n, next := s.commitOne(expect)
 			if n == 0 {
+				// Idle: apply what is left.
+				s.flushLayers.Store(true)
+				s.kickApplier()
 				break
 			}
-			expect = n
+			expect = next
 		}
 		if s.state.Load() == stateClosed {
 			return
@@ -677,11 +685,13 @@ func (g *gatherState) record(hit bool) {
 }
 
 // commitOne freezes the head and commits the group that made it, and
-// returns its size (0: there was nothing to commit).
+// returns its size (0: there was nothing to commit) and the size to expect
+// of the next group: the writers it released and those that were already
+// waiting in the next group when it did.
 //
-// When the last group released expect writers, it first waits, for at
-// most half an average commit, until the forming group has that many:
-// the writers just released are about to commit again, and without the
+// When the last group released writers, it first waits, for at most half
+// an average commit, until the forming group has expect of them: the
+// writers just released are about to commit again, and without the
 // wait each group would catch only the writers that arrived during the
 // previous commit, alternating between halves of them, each waiting two
 // commits (the WAL's flusher gathers for the same reason). That holds for
@@ -691,7 +701,12 @@ func (g *gatherState) record(hit bool) {
 // the wait, which then only delays every fsync. So once gathers keep
 // missing their target, the committer stops waiting, and tries a gather
 // again only now and then (gatherState).
-func (s *Store) commitOne(expect int) int {
+func (s *Store) commitOne(expect int) (n, next int) {
+	// Back-pressure: readers look at every layer not yet applied.
+	for len(s.current().layers) >= maxLayers {
+		s.kickApplier()
+		<-s.applied
+	}
 	s.sem <- struct{}{}
 	if d := min(s.commitEWMA/2, maxGather); expect > 1 && d > 0 && len(s.w.group.ends) < expect && s.state.Load() == stateOpen &&
 		s.gather.try() {
@@ -718,9 +733,17 @@ func (s *Store) commitOne(expect int) int {
 	if len(g.ends) == 0 {
 		s.w.committing = false
 		<-s.sem
-		return 0
+		return 0, 0
 	}
-	v := s.freezeLocked()
+	layers := s.w.forming
+	for i, l := range layers {
+		if l != nil {
+			s.w.formHint[i] = s.colls[i].layerLen(l)
+		}
+	}
+	s.formingN.Store(0)
+	s.w.pending = append(s.w.pending, layers)
+	s.w.forming = make([]any, len(layers))
 	s.w.group = &group{buf: s.spare[:0], done: make(chan struct{})}
 	s.spare = nil
 	<-s.sem
@@ -732,16 +755,21 @@ func (s *Store) commitOne(expect int) int {
 		start = end
 	}
 	var err error
+	var seq uint64
 	if err = s.Err(); err == nil {
 		var p Pending
 		start := time.Now()
+		// While the records go to the disk (and the writers wait), the
+		// applier applies the groups published before. (Woken first: the
+		// log's flusher, woken next, is the one to run first.)
+		s.kickApplier()
 		p, err = s.p.Append(recs)
 		if err == nil {
 			if cap(g.buf) <= 4<<20 {
 				s.spare = g.buf[:0]
 			}
 			err = p.Wait(context.Background())
-			v.seq = p.Seq() + uint64(len(recs)) - 1
+			seq = p.Seq() + uint64(len(recs)) - 1
 			took := time.Since(start)
 			if s.commitEWMA == 0 {
 				s.commitEWMA = took
@@ -754,34 +782,153 @@ func (s *Store) commitOne(expect int) int {
 		}
 	}
 	if err == nil {
-		s.publish(v)
+		s.publish(seq, layers)
 		s.stats.commits.Add(int64(len(recs)))
 	} else {
 		s.stats.aborts.Add(int64(len(recs)))
 	}
 	g.err = err
+	next = len(recs) + int(s.formingN.Load())
 	close(g.done)
-	return len(recs)
+	return len(recs), next
 }
 
-// freezeLocked returns the head as a new version (its seq is set once its
-// records are appended) and gives the head fresh clones of the trees that
-// changed: O(1) per tree; the head copies nodes as it changes them, and
-// the version is never changed again.
-func (s *Store) freezeLocked() *View {
-	prev := s.w.frozen
-	v := &View{trees: make([]any, len(s.w.trees)), store: s}
-	for i, t := range s.w.trees {
-		if !s.w.dirty[i] {
-			v.trees[i] = prev.trees[i]
-			continue
-		}
-		v.trees[i] = t
-		s.w.trees[i] = s.colls[i].cloneTree(t)
-		s.w.dirty[i] = false
+// maxLayers bounds the durable groups whose layers readers look at
+// before the trees: past it, the committer waits for the applier.
+const maxLayers = 8
+
+// publish makes the version that adds group layers, whose last record is
+// seq, what readers see. Records become durable in sequence order, so
+// when this group is durable, so are the earlier ones.
+func (s *Store) publish(seq uint64, layers []any) {
+	s.pubMu.Lock()
+	cur := s.durable.Load()
+	s.durable.Store(&View{seq: seq, trees: cur.trees, layers: append(cur.layers[:len(cur.layers):len(cur.layers)], layers), store: s})
+	s.pubMu.Unlock()
+}
+
+// kickApplier wakes the applier.
+func (s *Store) kickApplier() {
+	select {
+	case s.applyKick <- struct{}{}:
+	default:
 	}
-	s.w.frozen = v
-	return v
+}
+
+// applier takes the layers of durable groups off the readers' way, in
+// the background (see layer.go): once the layers published have applyKeys
+// keys, or the committer is idle, it applies them all to O(1)
+// copy-on-write clones of the trees they touch; before that, once there
+// are mergeAt of them, it merges them into one merged layer, so that a
+// read looks at a few layers at most. Then it swaps the result in for
+// those layers, in the head and in the published version. It exits once
+// the committer has and applyKick is closed.
+func (s *Store) applier() {
+	defer close(s.applierDone)
+	for range s.applyKick {
+		for s.applyLayers() {
+		}
+	}
+}
+
+// applyKeys is the number of keys a merged layer gathers before the
+// applier applies it to the trees: copy-on-write copies about one node
+// path per key, and keys applied together share the upper nodes.
+const applyKeys = 1024
+
+// mergeAt is the number of layers at which the applier merges them.
+const mergeAt = 4
+
+// applyLayers makes one pass of the applier; false: nothing to do.
+func (s *Store) applyLayers() bool {
+	cur := s.current()
+	n := len(cur.layers)
+	if n == 0 {
+		return false
+	}
+	flush := s.flushLayers.Swap(false) || s.state.Load() != stateOpen
+	keys := 0
+	for _, ls := range cur.layers {
+		for id, l := range ls {
+			if l != nil {
+				keys += s.colls[id].layerLen(l)
+			}
+		}
+	}
+	trees := cur.trees
+	var m []any // the merged layer, per collection
+	switch {
+	case flush || keys >= applyKeys:
+		trees = s.applyTo(cur.trees, cur.layers)
+	case n < mergeAt:
+		return false
+	default:
+		m = make([]any, len(cur.trees))
+		per := make([]any, n)
+		for id := range m {
+			for i, ls := range cur.layers {
+				per[i] = ls[id]
+			}
+			m[id] = s.colls[id].mergeLayers(per)
+		}
+	}
+	// The n oldest groups of the head are those done: groups freeze and
+	// become durable in order, and only the applier drops them.
+	s.sem <- struct{}{}
+	s.w.trees = trees
+	s.w.pending = replaceLayers(s.w.pending, n, m)
+	<-s.sem
+	s.pubMu.Lock()
+	cur = s.durable.Load()
+	s.durable.Store(&View{seq: cur.seq, trees: trees, layers: replaceLayers(cur.layers, n, m), store: s})
+	s.pubMu.Unlock()
+	select {
+	case s.applied <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// replaceLayers returns a new slice: layers with the first n replaced by m
+// (nil: removed).
+func replaceLayers(layers [][]any, n int, m []any) [][]any {
+	out := make([][]any, 0, len(layers)-n+1)
+	if m != nil {
+		out = append(out, m)
+	}
+	return append(out, layers[n:]...)
+}
+
+// applyTo returns trees with layers (oldest first) applied: clones of the
+// trees a layer touches, the others as they are. trees are not changed.
+func (s *Store) applyTo(trees []any, layers [][]any) []any {
+	out := slices.Clone(trees)
+	cloned := make([]bool, len(out))
+	for _, ls := range layers {
+		for id, l := range ls {
+			if l == nil {
+				continue
+			}
+			if !cloned[id] {
+				// Clone writes to the tree it clones (a new copy-on-write
+				// context): clones of a shared tree are serialized.
+				s.cloneMu.Lock()
+				out[id] = s.colls[id].cloneTree(out[id])
+				s.cloneMu.Unlock()
+				cloned[id] = true
+			}
+			s.colls[id].applyLayer(out[id], l)
+		}
+	}
+	return out
+}
+
+// flatTrees returns v's trees with its layers applied, for a snapshot.
+func (s *Store) flatTrees(v *View) []any {
+	if len(v.layers) == 0 {
+		return v.trees
+	}
+	return s.applyTo(v.trees, v.layers)
 }
 
 func (s *Store) snapshotThreshold() int64 {
@@ -803,6 +950,8 @@ func (s *Store) Close() error {
 	default:
 	}
 	<-s.committerDone
+	close(s.applyKick)
+	<-s.applierDone
 	s.bg.Wait()
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()

@@ -13,7 +13,19 @@ import (
 // committed, durable version) or a *Tx (the transaction's working state,
 // its own writes included).
 type Reader interface {
-	treeFor(s *Store, id int) (any, error)
+	readState(s *Store, id int) (readState, error)
+}
+
+// readState is what a read of one collection looks at, newest first: a
+// transaction's own ops, the forming group's layer (top), layers (oldest
+// first: each a group's writes, per collection), then the tree. Only a
+// Tx has ops and top; a View has the layers of durable groups not yet
+// applied to its trees.
+type readState struct {
+	ops    any
+	top    any
+	layers [][]any
+	tree   any
 }
 
 // View is an immutable version of every collection of a store, as of one
@@ -22,32 +34,32 @@ type Reader interface {
 type View struct {
 	seq   uint64
 	trees []any // one per collection, indexed by collection id; never mutated
-	store *Store
+	// layers are the writes of the durable groups not yet applied to
+	// trees, oldest first (see Store.applier); never mutated.
+	layers [][]any
+	store  *Store
 }
 
 // Seq returns the log sequence number of the last transaction the view
 // reflects (0: none since the log began, or a restored snapshot).
 func (v *View) Seq() uint64 { return v.seq }
 
-func (v *View) treeFor(s *Store, id int) (any, error) {
+func (v *View) readState(s *Store, id int) (readState, error) {
 	if v.store != s {
-		return nil, fmt.Errorf("durable: view of another store")
+		return readState{}, fmt.Errorf("durable: view of another store")
 	}
 	if id >= len(v.trees) {
-		return nil, fmt.Errorf("%w: not open", ErrClosed)
+		return readState{}, fmt.Errorf("%w: not open", ErrClosed)
 	}
-	return v.trees[id], nil
+	return readState{layers: v.layers, tree: v.trees[id]}, nil
 }
 
 // opEnt is one key a transaction touched: its final state (the coalesced
-// effect of every Put and Delete of the key) and its state before the
-// transaction first touched it (what undoes the change).
+// effect of every Put and Delete of the key).
 type opEnt[K cmp.Ordered] struct {
 	key K
 	val []byte
 	del bool
-	had bool   // the key existed before the transaction
-	old []byte // its value then
 }
 
 // txOps holds a transaction's ops on one collection, in first-touch order.
@@ -122,33 +134,6 @@ func (c *Collection[K, V]) cloneOps(o any) any {
 }
 func (c *Collection[K, V]) numOps(o any) int { return len(o.(*txOps[K]).ents) }
 
-// rollback puts the keys o touched back to what they were before the
-// transaction (saved == nil) or as of savepoint saved.
-func (c *Collection[K, V]) rollback(t any, o, saved any) {
-	tr := t.(*tree[K])
-	cur := o.(*txOps[K])
-	var sv *txOps[K]
-	if saved != nil {
-		sv = saved.(*txOps[K])
-	}
-	restore := func(k K, had bool, val []byte) {
-		if had {
-			tr.ReplaceOrInsert(item[K]{key: k, val: val})
-		} else {
-			tr.Delete(item[K]{key: k})
-		}
-	}
-	for _, e := range cur.ents {
-		if sv != nil {
-			if j := sv.find(e.key); j >= 0 {
-				restore(e.key, !sv.ents[j].del, sv.ents[j].val)
-				continue
-			}
-		}
-		restore(e.key, e.had, e.old)
-	}
-}
-
 // appendOps appends the collection's group of a transaction record (see
 // doc.go), with keys in order so that records are deterministic.
 func (c *Collection[K, V]) appendOps(dst []byte, o any) []byte {
@@ -200,10 +185,9 @@ func (c *Collection[K, V]) appendOps(dst []byte, o any) []byte {
 // ops, coalesced to the final state of each key. A Tx belongs to the
 // goroutine running the Write's function and is dead once it returns.
 //
-// A transaction changes the store's head trees in place (the write lock
-// is held, and no reader sees the head: readers see frozen versions), and
-// keeps what undoes each change; if the function fails, the changes are
-// undone.
+// A transaction's writes stay in its ops until it commits (the write lock
+// is held): reads in it look at its ops, then at the store's head (see
+// Store.w); if the function fails, the ops are dropped.
 type Tx struct {
 	s      *Store
 	ops    []any // per collection: *txOps[K], or nil
@@ -230,42 +214,44 @@ func txFrom(ctx context.Context) *Tx {
 	return tx
 }
 
-func (tx *Tx) treeFor(s *Store, id int) (any, error) {
+// readState returns the head of collection id with the transaction's own
+// writes on top (see Store.w).
+func (tx *Tx) readState(s *Store, id int) (readState, error) {
+	if tx.s != s {
+		return readState{}, fmt.Errorf("durable: transaction of another store")
+	}
+	if tx.done {
+		return readState{}, ErrTxDone
+	}
+	return readState{ops: tx.ops[id], top: s.w.forming[id], layers: s.w.pending, tree: s.w.trees[id]}, nil
+}
+
+// writable returns the transaction's ops of collection id, for a write.
+func (tx *Tx) writable(s *Store, id int, c coll) (any, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("durable: nil transaction")
+	}
 	if tx.s != s {
 		return nil, fmt.Errorf("durable: transaction of another store")
 	}
 	if tx.done {
 		return nil, ErrTxDone
 	}
-	return s.w.trees[id], nil
-}
-
-// writable returns the head tree and the transaction's ops of collection
-// id, for a write.
-func (tx *Tx) writable(s *Store, id int, c coll) (any, any, error) {
-	if tx == nil {
-		return nil, nil, fmt.Errorf("durable: nil transaction")
-	}
-	if tx.s != s {
-		return nil, nil, fmt.Errorf("durable: transaction of another store")
-	}
-	if tx.done {
-		return nil, nil, ErrTxDone
-	}
 	if tx.ops[id] == nil {
 		tx.ops[id] = c.newOps()
-		s.w.dirty[id] = true
 	}
-	return s.w.trees[id], tx.ops[id], nil
+	return tx.ops[id], nil
 }
 
-// rollback undoes every change of the transaction.
+// rollback drops the transaction's writes: they never left its ops.
 func (tx *Tx) rollback() {
 	for id, o := range tx.ops {
 		if o != nil {
-			tx.s.colls[id].rollback(tx.s.w.trees[id], o, nil)
+			tx.s.colls[id].freeOps(o)
+			tx.ops[id] = nil
 		}
 	}
+	tx.nOps = 0
 }
 
 // nested runs fn inside tx. If fn fails or panics, the transaction is put
@@ -280,15 +266,9 @@ func (tx *Tx) nested(fn func(*Tx) error) (err error) {
 	nOps := tx.nOps
 	ok := false
 	defer func() {
-		if ok {
-			return
+		if !ok {
+			tx.ops, tx.nOps = saved, nOps
 		}
-		for id, o := range tx.ops {
-			if o != nil {
-				tx.s.colls[id].rollback(tx.s.w.trees[id], o, saved[id])
-			}
-		}
-		tx.ops, tx.nOps = saved, nOps
 	}()
 	err = fn(tx)
 	ok = err == nil

@@ -1,0 +1,282 @@
+package durable
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// layerModel is the state after each transaction of a run: states[i] is
+// the state after the first i transactions (seq i with MemPersistence).
+type layerModel struct {
+	mu     sync.Mutex
+	states []map[string]string
+}
+
+func (m *layerModel) at(seq uint64) map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.states[seq]
+}
+
+// checkReads compares every kind of read of kv in r with want.
+func checkReads(t *testing.T, kv *Collection[string, string], r Reader, want map[string]string, rng *rand.Rand, keys int) error {
+	t.Helper()
+	for range 8 {
+		k := fmt.Sprintf("k%03d", rng.IntN(keys+10))
+		v, ok, err := kv.GetIn(r, k)
+		if err != nil {
+			return err
+		}
+		if wv, wok := want[k]; ok != wok || v != wv {
+			return fmt.Errorf("Get(%s) = %q, %v; want %q, %v", k, v, ok, wv, wok)
+		}
+		if has, err := kv.HasIn(r, k); err != nil || has != ok {
+			return fmt.Errorf("Has(%s) = %v, %v; want %v", k, has, err, ok)
+		}
+	}
+	if n, err := kv.LenIn(r); err != nil || n != len(want) {
+		return fmt.Errorf("Len = %d, %v; want %d", n, err, len(want))
+	}
+	sorted := slices.Sorted(maps.Keys(want))
+	var got []string
+	if err := kv.ScanIn(r, func(k, v string) bool {
+		got = append(got, k+"="+v)
+		return true
+	}); err != nil {
+		return err
+	}
+	var all []string
+	for _, k := range sorted {
+		all = append(all, k+"="+want[k])
+	}
+	if !slices.Equal(got, all) {
+		return fmt.Errorf("Scan = %v\nwant %v", got, all)
+	}
+	from := fmt.Sprintf("k%03d", rng.IntN(keys))
+	to := fmt.Sprintf("k%03d", rng.IntN(keys))
+	got = got[:0]
+	if err := kv.ScanRangeIn(r, from, to, func(k, v string) bool {
+		got = append(got, k+"="+v)
+		return true
+	}); err != nil {
+		return err
+	}
+	var rng2 []string
+	for _, k := range sorted {
+		if k >= from && k < to {
+			rng2 = append(rng2, k+"="+want[k])
+		}
+	}
+	if !slices.Equal(got, rng2) {
+		return fmt.Errorf("ScanRange[%s, %s) = %v\nwant %v", from, to, got, rng2)
+	}
+	// ScanFrom, stopped after a few entries.
+	got = got[:0]
+	if err := kv.ScanFromIn(r, from, func(k, v string) bool {
+		got = append(got, k+"="+v)
+		return len(got) < 5
+	}); err != nil {
+		return err
+	}
+	var fr []string
+	for _, k := range sorted {
+		if k >= from && len(fr) < 5 {
+			fr = append(fr, k+"="+want[k])
+		}
+	}
+	if !slices.Equal(got, fr) {
+		return fmt.Errorf("ScanFrom(%s) = %v\nwant %v", from, got, fr)
+	}
+	return nil
+}
+
+// TestLayeredReads checks reads through the layers that stand between a
+// commit and the trees (group layers, merged layers, trees with layers
+// applied): versions taken while a pipelined writer commits (held, and
+// read again after more commits), and transactions' own reads, against a
+// model of the state after each transaction. It also checks that every
+// kind of version was seen.
+func TestLayeredReads(t *testing.T) {
+	seed := testSeed(t)
+	s := New(Options{Persistence: NewMemPersistence(), Logger: quiet(), SnapshotBytes: -1})
+	kv := NewCollection[string, string](s, "kv", nil)
+	other := NewCollection[int64, int64](s, "other", nil)
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const keys, txns = 400, 6000
+	model := &layerModel{states: []map[string]string{{}}}
+	ctx := context.Background()
+
+	var kinds struct {
+		sync.Mutex
+		group, merged, bare int
+	}
+	note := func(v *View) {
+		kinds.Lock()
+		defer kinds.Unlock()
+		switch {
+		case len(v.layers) == 0:
+			kinds.bare++
+		case isMergedLayer(v.layers[0]):
+			kinds.merged++
+		default:
+			kinds.group++
+		}
+	}
+
+	stop := make(chan struct{})
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	for r := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(r)+1))
+			var held []*View
+			for {
+				select {
+				case <-stop:
+					for _, v := range held {
+						if err := checkReads(t, kv, v, model.at(v.Seq()), rng, keys); err != nil {
+							errc <- fmt.Errorf("held version at seq %d: %w", v.Seq(), err)
+							return
+						}
+					}
+					errc <- nil
+					return
+				default:
+				}
+				v := s.Latest()
+				note(v)
+				if err := checkReads(t, kv, v, model.at(v.Seq()), rng, keys); err != nil {
+					errc <- fmt.Errorf("version at seq %d: %w", v.Seq(), err)
+					return
+				}
+				if rng.IntN(50) == 0 && len(held) < 40 {
+					held = append(held, v)
+				}
+			}
+		}()
+	}
+
+	rng := rand.New(rand.NewPCG(seed, 99))
+	var commits []*Commit
+	state := map[string]string{}
+	for i := 1; i <= txns; i++ {
+		next := maps.Clone(state)
+		type op struct {
+			k, v string
+			del  bool
+		}
+		var ops []op
+		for range 1 + rng.IntN(4) {
+			k := fmt.Sprintf("k%03d", rng.IntN(keys))
+			if rng.IntN(4) == 0 {
+				ops = append(ops, op{k: k, del: true})
+				delete(next, k)
+			} else {
+				v := fmt.Sprintf("v%d", i)
+				ops = append(ops, op{k: k, v: v})
+				next[k] = v
+			}
+		}
+		model.mu.Lock()
+		model.states = append(model.states, next)
+		model.mu.Unlock()
+		check := rng.IntN(10) == 0
+		c, err := s.WriteAsync(ctx, func(tx *Tx) error {
+			if check {
+				// Reads in the transaction see every earlier one, durable
+				// or not: the head's layers.
+				if err := checkReads(t, kv, tx, state, rng, keys); err != nil {
+					return fmt.Errorf("in transaction %d, before its writes: %w", i, err)
+				}
+			}
+			for _, o := range ops {
+				if o.del {
+					kv.Delete(tx, o.k)
+				} else {
+					kv.Put(tx, o.k, o.v)
+				}
+			}
+			// A write to another collection in some: layers hold several.
+			if i%3 == 0 {
+				other.Put(tx, int64(i%50), int64(i))
+			}
+			if check {
+				if err := checkReads(t, kv, tx, next, rng, keys); err != nil {
+					return fmt.Errorf("in transaction %d, after its writes: %w", i, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		state = next
+		commits = append(commits, c)
+		// Keep up to 64 in flight; now and then let the store go idle
+		// (the applier then applies everything).
+		if len(commits) >= 64 || rng.IntN(500) == 0 {
+			for _, c := range commits {
+				if err := c.Wait(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			commits = commits[:0]
+			if rng.IntN(4) == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	for _, c := range commits {
+		if err := c.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+	}
+	wg.Wait()
+	// Idle: the applier applies what is left; the trees alone then hold
+	// the final state.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.Latest().layers) > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	v := s.Latest()
+	if len(v.layers) != 0 {
+		t.Fatalf("idle store still has %d layers", len(v.layers))
+	}
+	if err := checkReads(t, kv, v, state, rng, keys); err != nil {
+		t.Fatalf("seed %d: final version: %v", seed, err)
+	}
+	if n := other.Len(); n != 50 {
+		t.Fatalf("other has %d keys, want 50", n)
+	}
+	t.Logf("versions read: %d with group layers only, %d with a merged layer, %d without layers", kinds.group, kinds.merged, kinds.bare)
+	if kinds.group == 0 || kinds.merged == 0 || kinds.bare == 0 {
+		t.Fatalf("seed %d: not every kind of version was read: %d group, %d merged, %d bare", seed, kinds.group, kinds.merged, kinds.bare)
+	}
+}
+
+func isMergedLayer(ls []any) bool {
+	for _, l := range ls {
+		switch l.(type) {
+		case *merged[string], *merged[int64]:
+			return true
+		}
+	}
+	return false
+}
