@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -46,6 +48,16 @@ type durableBenchResult struct {
 	// The WAL alone, same writers and value size, same disk, same run.
 	WALAppendsPerSec float64 `json:"wal_appends_per_sec,omitempty"`
 	RatioToWAL       float64 `json:"ratio_to_wal,omitempty"`
+	// With -rounds > 1, the figures above are medians over the rounds
+	// (the ratio: the median of each round's ratio), and these are each
+	// round's.
+	Rounds        int       `json:"rounds,omitempty"`
+	TxnsPerSecAll []float64 `json:"txns_per_sec_all,omitempty"`
+	WALPerSecAll  []float64 `json:"wal_appends_per_sec_all,omitempty"`
+	RatioToWALAll []float64 `json:"ratio_to_wal_all,omitempty"`
+	P99usAll      []float64 `json:"p99_us_all,omitempty"`
+	P99usSnapAll  []float64 `json:"p99_us_during_snapshot_all,omitempty"`
+	SnapP99Ratio  float64   `json:"p99_during_snapshot_ratio,omitempty"` // median of each round's p99 during / p99 without
 }
 
 func benchDurable(ctx context.Context, e *env, args []string) error {
@@ -59,6 +71,7 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	replay := fs.Int("replay", 100_000, "with -recover, transactions logged after the snapshot")
 	share := fs.Float64("snapshot-share", 0.5, "durable.Options.SnapshotShare: the share of wall time the snapshot may spend serializing (1: no pacing)")
 	baseline := fs.Bool("baseline", true, "also run the WAL alone (procyon bench wal with the same writers and value size, same directory) for the same duration, and report the ratio")
+	rounds := fs.Int("rounds", 1, "run the store and the WAL alone this many times each, interleaved (every other round in reverse order, the disk synced before each run), and report medians and the median of the rounds' ratios")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -76,6 +89,8 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("-snapshot-share must be in (0, 1], got %v", *share)
 	case *replay < 0:
 		return fmt.Errorf("-replay must not be negative, got %d", *replay)
+	case *rounds < 1 || *rounds > 1000:
+		return fmt.Errorf("-rounds must be between 1 and 1000, got %d", *rounds)
 	}
 	root, cleanup, err := benchDir(*dir, "durable-")
 	if err != nil {
@@ -87,15 +102,7 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	if *recoverMode {
 		res, err = benchDurableRecover(ctx, data, *keys, *valueSize, *replay)
 	} else {
-		res, err = benchDurableWrite(ctx, data, *writers, *keys, *valueSize, *duration, *share)
-		if err == nil && *baseline {
-			var w walBenchResult
-			w, err = benchWALAppend(ctx, filepath.Join(root, "wal-baseline"), *writers, max(*valueSize, 1), *duration, true, 0)
-			res.WALAppendsPerSec = w.AppendsPerSec
-			if w.AppendsPerSec > 0 {
-				res.RatioToWAL = res.TxnsPerSec / w.AppendsPerSec
-			}
-		}
+		res, err = benchDurableRounds(ctx, root, *rounds, *baseline, *writers, *keys, *valueSize, *duration, *share)
 	}
 	if err != nil {
 		return err
@@ -112,6 +119,9 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 		return tw.Flush()
 	}
 	fmt.Fprintf(tw, "writers\t%d, one %d-byte put per durable transaction, %.1f s\n", res.Writers, res.ValueSize, res.DurationSec)
+	if res.Rounds > 1 {
+		fmt.Fprintf(tw, "rounds\t%d, interleaved with the WAL alone; medians below\n", res.Rounds)
+	}
 	fmt.Fprintf(tw, "transactions/s\t%.0f\n", res.TxnsPerSec)
 	if res.WALAppendsPerSec > 0 {
 		fmt.Fprintf(tw, "WAL alone, same run\t%.0f appends/s (ratio %.2f)\n", res.WALAppendsPerSec, res.RatioToWAL)
@@ -119,8 +129,93 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(tw, "latency p50 / p99 (no snapshot)\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
 	fmt.Fprintf(tw, "snapshot\t%.0f ms, %d B\n", res.SnapshotMs, res.SnapshotBytes)
 	fmt.Fprintf(tw, "latency p99 during the snapshot\t%.0f µs (%d transactions)\n", res.P99usDuringSnap, res.TxnsDuringSnap)
+	if res.SnapP99Ratio > 0 {
+		fmt.Fprintf(tw, "p99 during / without the snapshot\t%.2f (median of the rounds' ratios)\n", res.SnapP99Ratio)
+	}
 	fmt.Fprintf(tw, "heap per key\t%.0f B (%.2f × raw key+value)\n", res.HeapBytesPerKey, res.HeapToRaw)
 	return tw.Flush()
+}
+
+// benchDurableRounds runs the store's write benchmark and, with baseline,
+// the WAL alone with the same writers and record size, rounds times each,
+// interleaved: every other round runs them in reverse order, and every run
+// starts with the previous one's data deleted and the disk synced, so that
+// the disk's drift and the previous run's writeback hit both alike. With
+// more than one round the result holds medians (and each round's figures).
+func benchDurableRounds(ctx context.Context, root string, rounds int, baseline bool, writers, keys, size int, d time.Duration, share float64) (durableBenchResult, error) {
+	var runs []durableBenchResult
+	for r := range rounds {
+		var res durableBenchResult
+		var wal walBenchResult
+		steps := []string{"store", "wal"}
+		if !baseline {
+			steps = steps[:1]
+		}
+		if r%2 == 1 {
+			slices.Reverse(steps)
+		}
+		for _, step := range steps {
+			dir := filepath.Join(root, fmt.Sprintf("%s-%d", step, r))
+			runtime.GC()
+			syscall.Sync()
+			var err error
+			if step == "store" {
+				res, err = benchDurableWrite(ctx, dir, writers, keys, size, d, share)
+			} else {
+				wal, err = benchWALAppend(ctx, dir, writers, max(size, 1), d, true, 0)
+			}
+			if err != nil {
+				return res, err
+			}
+			if err := os.RemoveAll(dir); err != nil {
+				return res, err
+			}
+		}
+		res.WALAppendsPerSec = wal.AppendsPerSec
+		if wal.AppendsPerSec > 0 {
+			res.RatioToWAL = res.TxnsPerSec / wal.AppendsPerSec
+		}
+		runs = append(runs, res)
+	}
+	if rounds == 1 {
+		return runs[0], nil
+	}
+	out := runs[0]
+	out.Rounds = rounds
+	var snapRatios []float64
+	for _, r := range runs {
+		out.TxnsPerSecAll = append(out.TxnsPerSecAll, r.TxnsPerSec)
+		out.WALPerSecAll = append(out.WALPerSecAll, r.WALAppendsPerSec)
+		if r.RatioToWAL > 0 {
+			out.RatioToWALAll = append(out.RatioToWALAll, r.RatioToWAL)
+		}
+		out.P99usAll = append(out.P99usAll, r.P99us)
+		out.P99usSnapAll = append(out.P99usSnapAll, r.P99usDuringSnap)
+		if r.P99us > 0 && r.P99usDuringSnap > 0 {
+			snapRatios = append(snapRatios, r.P99usDuringSnap/r.P99us)
+		}
+	}
+	pick := func(f func(durableBenchResult) float64) float64 {
+		var v []float64
+		for _, r := range runs {
+			v = append(v, f(r))
+		}
+		return median(v)
+	}
+	out.Txns = int64(pick(func(r durableBenchResult) float64 { return float64(r.Txns) }))
+	out.TxnsPerSec = median(out.TxnsPerSecAll)
+	out.WALAppendsPerSec = median(out.WALPerSecAll)
+	out.RatioToWAL = median(out.RatioToWALAll)
+	out.P50us = pick(func(r durableBenchResult) float64 { return r.P50us })
+	out.P99us = median(out.P99usAll)
+	out.P99usDuringSnap = median(out.P99usSnapAll)
+	out.SnapP99Ratio = median(snapRatios)
+	out.TxnsDuringSnap = int64(pick(func(r durableBenchResult) float64 { return float64(r.TxnsDuringSnap) }))
+	out.SnapshotMs = pick(func(r durableBenchResult) float64 { return r.SnapshotMs })
+	out.HeapBytesPerKey = pick(func(r durableBenchResult) float64 { return r.HeapBytesPerKey })
+	out.HeapToRaw = pick(func(r durableBenchResult) float64 { return r.HeapToRaw })
+	out.LoadSec = pick(func(r durableBenchResult) float64 { return r.LoadSec })
+	return out, nil
 }
 
 func benchKey(i int) string { return fmt.Sprintf("key%09d", i) }
@@ -198,6 +293,21 @@ func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int,
 	}
 
 	var stop atomic.Bool
+	// The writers' keys, formatted once (up to a bound on memory): the
+	// WAL's benchmark formats nothing per append either.
+	var names []string
+	if keys <= 10_000_000 {
+		names = make([]string, keys)
+		for i := range names {
+			names[i] = benchKey(i)
+		}
+	}
+	key := func(i int) string {
+		if names != nil {
+			return names[i]
+		}
+		return benchKey(i)
+	}
 	var wg sync.WaitGroup
 	lats := make([][]timedLatency, writers)
 	errs := make([]error, writers)
@@ -210,7 +320,7 @@ func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int,
 			val := make([]byte, size)
 			l := make([]timedLatency, 0, 1<<14)
 			for !stop.Load() {
-				k := benchKey(rng.IntN(keys))
+				k := key(rng.IntN(keys))
 				binaryFill(val, int(rng.Uint32()))
 				t := time.Now()
 				err := s.Write(context.Background(), func(tx *durable.Tx) error { return kv.Put(tx, k, val) })
