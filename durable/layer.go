@@ -2,6 +2,7 @@ package durable
 
 import (
 	"cmp"
+	"runtime"
 	"slices"
 )
 
@@ -94,7 +95,12 @@ func sortedKeys[K cmp.Ordered](l any) []K {
 // (neighbouring keys share the nodes copied on write).
 func (c *Collection[K, V]) applyLayer(t any, l any) {
 	tr := t.(*tree[K])
-	for _, k := range sortedKeys[K](l) {
+	for i, k := range sortedKeys[K](l) {
+		if i%64 == 63 {
+			// The applier is background work: let the writers and the
+			// committer, who wait on a core, run first.
+			runtime.Gosched()
+		}
 		if e, _ := layerGet(l, k); e.del {
 			tr.Delete(item[K]{key: k})
 		} else {

@@ -795,7 +795,7 @@ func (s *Store) commitOne(expect int) (n, next int) {
 
 // maxLayers bounds the durable groups whose layers readers look at
 // before the trees: past it, the committer waits for the applier.
-const maxLayers = 8
+const maxLayers = 16
 
 // publish makes the version that adds group layers, whose last record is
 // seq, what readers see. Records become durable in sequence order, so
