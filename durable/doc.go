@@ -77,15 +77,20 @@
 // themselves, like the procedure engine, do not come back that fast.
 //
 // An applier goroutine takes the layers off the readers' way, on the
-// other core, while the committer waits for the disk: once there are a
-// few layers it merges them into one (a map and its keys in order), and
-// once they hold applyKeys keys, or the committer is idle, it applies
-// them to copy-on-write clones of the trees and swaps the new trees in
-// for them, in the published version and in the head. Copy-on-write
-// copies about one node path per key, so applying a thousand keys to one
-// clone costs much less per key than a clone per group, and none of it
-// delays a writer; the committer waits for the applier only if layers
-// pile up past a bound (maxLayers).
+// other core: once the layers hold applyKeys keys, or the committer is
+// idle, it hands them to an apply worker, which applies them to
+// copy-on-write clones of the trees and swaps the new trees in for them,
+// in the published version and in the head; meanwhile, once there are a
+// few layers beyond those being applied, the applier merges them into one
+// (a map and its keys in order), so that a read looks at a few layers at
+// most however long an apply takes. Copy-on-write copies about one node
+// path per key, so applying a thousand keys to one clone costs much less
+// per key than a clone per group, and none of it delays a writer (the
+// worker also yields its core every 16 keys, so that writers waiting for
+// one run first). What piles up during an apply is applied in one go
+// after it, at a lower cost per key, so the worker catches up; the
+// committer waits for it only past a bound on the layers or their keys
+// (maxLayers, maxUnapplied).
 //
 // Readers load the published version through an atomic pointer: they
 // never take a lock, never wait, and never see a transaction whose record

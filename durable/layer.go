@@ -96,7 +96,7 @@ func sortedKeys[K cmp.Ordered](l any) []K {
 func (c *Collection[K, V]) applyLayer(t any, l any) {
 	tr := t.(*tree[K])
 	for i, k := range sortedKeys[K](l) {
-		if i%64 == 63 {
+		if i%16 == 15 {
 			// The applier is background work: let the writers and the
 			// committer, who wait on a core, run first.
 			runtime.Gosched()

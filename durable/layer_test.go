@@ -98,8 +98,9 @@ func checkReads(t *testing.T, kv *Collection[string, string], r Reader, want map
 
 // TestLayeredReads checks reads through the layers that stand between a
 // commit and the trees (group layers, merged layers, trees with layers
-// applied): versions taken while a pipelined writer commits (held, and
-// read again after more commits), and transactions' own reads, against a
+// applied, merged layers made while an apply was under way): versions
+// taken while a pipelined writer commits (held, and read again after more
+// commits), and transactions' own reads, against a
 // model of the state after each transaction. It also checks that every
 // kind of version was seen.
 func TestLayeredReads(t *testing.T) {
@@ -117,7 +118,7 @@ func TestLayeredReads(t *testing.T) {
 
 	var kinds struct {
 		sync.Mutex
-		group, merged, bare int
+		group, merged, bare, stacked int
 	}
 	note := func(v *View) {
 		kinds.Lock()
@@ -129,6 +130,13 @@ func TestLayeredReads(t *testing.T) {
 			kinds.merged++
 		default:
 			kinds.group++
+		}
+		// A merged layer above another: made while an apply was under way.
+		for _, ls := range v.layers[min(1, len(v.layers)):] {
+			if isMergedLayer(ls) {
+				kinds.stacked++
+				break
+			}
 		}
 	}
 
@@ -265,9 +273,11 @@ func TestLayeredReads(t *testing.T) {
 	if n := other.Len(); n != 50 {
 		t.Fatalf("other has %d keys, want 50", n)
 	}
-	t.Logf("versions read: %d with group layers only, %d with a merged layer, %d without layers", kinds.group, kinds.merged, kinds.bare)
-	if kinds.group == 0 || kinds.merged == 0 || kinds.bare == 0 {
-		t.Fatalf("seed %d: not every kind of version was read: %d group, %d merged, %d bare", seed, kinds.group, kinds.merged, kinds.bare)
+	t.Logf("versions read: %d with group layers only, %d with a merged layer first, %d without layers; %d with a merged layer above another",
+		kinds.group, kinds.merged, kinds.bare, kinds.stacked)
+	if kinds.group == 0 || kinds.merged == 0 || kinds.bare == 0 || kinds.stacked == 0 {
+		t.Fatalf("seed %d: not every kind of version was read: %d group, %d merged, %d bare, %d stacked",
+			seed, kinds.group, kinds.merged, kinds.bare, kinds.stacked)
 	}
 }
 

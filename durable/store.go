@@ -126,6 +126,9 @@ type Store struct {
 	durable atomic.Pointer[View]
 	pubMu   sync.Mutex
 	cloneMu sync.Mutex // see applyTo
+	// applying is the number of leading layers of the published version
+	// the apply worker is applying (see applier); guarded by pubMu.
+	applying int
 	// failed holds the error that made the store refuse writes.
 	failed atomic.Pointer[error]
 
@@ -161,6 +164,7 @@ type Store struct {
 	}
 	kick          chan struct{} // wakes the committer; capacity 1
 	applyKick     chan struct{} // wakes the applier; capacity 1
+	applyQuit     chan struct{} // closed by Close
 	applied       chan struct{} // the applier applied layers; capacity 1
 	applierDone   chan struct{}
 	gathered      chan struct{} // see w.gatherTarget; capacity 1
@@ -204,7 +208,7 @@ func New(opts Options) *Store {
 	opts.ensureDefaults()
 	s := &Store{opts: opts, log: opts.Logger, byName: map[string]int{}, raw: map[int]bool{}, sem: make(chan struct{}, 1),
 		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1), committerDone: make(chan struct{}),
-		applyKick: make(chan struct{}, 1), applied: make(chan struct{}, 1), applierDone: make(chan struct{})}
+		applyKick: make(chan struct{}, 1), applyQuit: make(chan struct{}), applied: make(chan struct{}, 1), applierDone: make(chan struct{})}
 	s.durable.Store(&View{store: s})
 	return s
 }
@@ -703,7 +707,7 @@ func (g *gatherState) record(hit bool) {
 // again only now and then (gatherState).
 func (s *Store) commitOne(expect int) (n, next int) {
 	// Back-pressure: readers look at every layer not yet applied.
-	for len(s.current().layers) >= maxLayers {
+	for v := s.current(); len(v.layers) >= maxLayers || s.layerKeys(v.layers) >= maxUnapplied; v = s.current() {
 		s.kickApplier()
 		<-s.applied
 	}
@@ -793,9 +797,13 @@ func (s *Store) commitOne(expect int) (n, next int) {
 	return len(recs), next
 }
 
-// maxLayers bounds the durable groups whose layers readers look at
-// before the trees: past it, the committer waits for the applier.
-const maxLayers = 16
+// maxLayers and maxUnapplied bound what readers look at before the
+// trees (layers, and keys in them): past either, the committer waits for
+// the applier.
+const (
+	maxLayers    = 32
+	maxUnapplied = 1 << 17
+)
 
 // publish makes the version that adds group layers, whose last record is
 // seq, what readers see. Records become durable in sequence order, so
@@ -816,87 +824,143 @@ func (s *Store) kickApplier() {
 }
 
 // applier takes the layers of durable groups off the readers' way, in
-// the background (see layer.go): once the layers published have applyKeys
-// keys, or the committer is idle, it applies them all to O(1)
-// copy-on-write clones of the trees they touch; before that, once there
-// are mergeAt of them, it merges them into one merged layer, so that a
-// read looks at a few layers at most. Then it swaps the result in for
-// those layers, in the head and in the published version. It exits once
-// the committer has and applyKick is closed.
+// the background (see layer.go), with an apply worker. Once the layers not
+// being applied have applyKeys keys, or the committer is idle, and the
+// worker is free, it hands them all to the worker, which applies them to
+// O(1) copy-on-write clones of the trees they touch, then swaps the new
+// trees in for those layers. Meanwhile, once there are mergeAt layers
+// beyond those being applied, it merges them into one, so that a read
+// looks at a few layers at most however long an apply takes (with a
+// million keys, a thousand keys take milliseconds). Each swap is made in
+// the head and in the published version. The worker applies what piled
+// up while it was busy in one go, and the cost per key falls as the batch
+// grows, so it catches up. The applier exits once applyQuit is closed
+// (after the committer exits).
 func (s *Store) applier() {
 	defer close(s.applierDone)
-	for range s.applyKick {
-		for s.applyLayers() {
+	work := make(chan [][]any)
+	workerDone := make(chan struct{})
+	go s.applyWorker(work, workerDone)
+	defer func() {
+		close(work)
+		<-workerDone
+	}()
+	for {
+		select {
+		case <-s.applyKick:
+			for s.arrangeLayers(work) {
+			}
+		case <-s.applyQuit:
+			return
 		}
 	}
 }
 
-// applyKeys is the number of keys a merged layer gathers before the
-// applier applies it to the trees: copy-on-write copies about one node
-// path per key, and keys applied together share the upper nodes.
+// applyKeys is the number of keys the layers gather before the applier
+// applies them to the trees: copy-on-write copies about one node path per
+// key, and keys applied together share the upper nodes.
 const applyKeys = 1024
 
 // mergeAt is the number of layers at which the applier merges them.
 const mergeAt = 4
 
-// applyLayers makes one pass of the applier; false: nothing to do.
-func (s *Store) applyLayers() bool {
-	cur := s.current()
-	n := len(cur.layers)
-	if n == 0 {
-		return false
-	}
-	flush := s.flushLayers.Swap(false) || s.state.Load() != stateOpen
-	keys := 0
-	for _, ls := range cur.layers {
-		for id, l := range ls {
-			if l != nil {
-				keys += s.colls[id].layerLen(l)
-			}
-		}
-	}
-	trees := cur.trees
-	var m []any // the merged layer, per collection
-	switch {
-	case flush || keys >= applyKeys:
-		trees = s.applyTo(cur.trees, cur.layers)
-	case n < mergeAt:
-		return false
-	default:
-		m = make([]any, len(cur.trees))
-		per := make([]any, n)
-		for id := range m {
-			for i, ls := range cur.layers {
-				per[i] = ls[id]
-			}
-			m[id] = s.colls[id].mergeLayers(per)
-		}
-	}
-	// The n oldest groups of the head are those done: groups freeze and
-	// become durable in order, and only the applier drops them.
-	s.sem <- struct{}{}
-	s.w.trees = trees
-	s.w.pending = replaceLayers(s.w.pending, n, m)
-	<-s.sem
+// arrangeLayers makes one pass of the applier; false: nothing to do.
+func (s *Store) arrangeLayers(work chan<- [][]any) bool {
 	s.pubMu.Lock()
-	cur = s.durable.Load()
-	s.durable.Store(&View{seq: cur.seq, trees: trees, layers: replaceLayers(cur.layers, n, m), store: s})
+	cur := s.durable.Load()
+	claimed := s.applying
+	free := cur.layers[claimed:]
 	s.pubMu.Unlock()
+	if len(free) == 0 {
+		return false
+	}
+	flush := s.flushLayers.Load() || s.state.Load() != stateOpen
+	if claimed == 0 && (flush || s.layerKeys(free) >= applyKeys) {
+		// The worker is free (nothing claimed) and only this goroutine
+		// claims: the first len(free) layers are still these.
+		s.flushLayers.Store(false)
+		s.pubMu.Lock()
+		s.applying = len(free)
+		s.pubMu.Unlock()
+		work <- free
+		return true
+	}
+	if len(free) < mergeAt {
+		return false
+	}
+	m := make([]any, len(cur.trees))
+	per := make([]any, len(free))
+	for id := range m {
+		for i, ls := range free {
+			per[i] = ls[id]
+		}
+		m[id] = s.colls[id].mergeLayers(per)
+	}
+	// free now starts at the claimed layers' end, which the worker may
+	// have dropped meanwhile: replace them where they are.
+	s.sem <- struct{}{}
+	s.pubMu.Lock()
+	at := s.applying
+	s.w.pending = replaceLayers(s.w.pending, at, at+len(free), m)
+	cur = s.durable.Load()
+	s.durable.Store(&View{seq: cur.seq, trees: cur.trees, layers: replaceLayers(cur.layers, at, at+len(free), m), store: s})
+	s.pubMu.Unlock()
+	<-s.sem
+	s.signalApplied()
+	return true
+}
+
+// applyWorker applies the layers the applier hands it (the first ones of
+// the published version, which only it drops) to the trees, and swaps the
+// new trees in for them.
+func (s *Store) applyWorker(work <-chan [][]any, done chan<- struct{}) {
+	defer close(done)
+	for layers := range work {
+		trees := s.applyTo(s.current().trees, layers)
+		n := len(layers)
+		s.sem <- struct{}{}
+		s.pubMu.Lock()
+		s.w.trees = trees
+		s.w.pending = replaceLayers(s.w.pending, 0, n, nil)
+		cur := s.durable.Load()
+		s.durable.Store(&View{seq: cur.seq, trees: trees, layers: replaceLayers(cur.layers, 0, n, nil), store: s})
+		s.applying = 0
+		s.pubMu.Unlock()
+		<-s.sem
+		s.signalApplied()
+		s.kickApplier()
+	}
+}
+
+func (s *Store) signalApplied() {
 	select {
 	case s.applied <- struct{}{}:
 	default:
 	}
-	return true
 }
 
-// replaceLayers returns a new slice: layers with the first n replaced by m
-// (nil: removed).
-func replaceLayers(layers [][]any, n int, m []any) [][]any {
-	out := make([][]any, 0, len(layers)-n+1)
+// layerKeys returns the number of keys in layers.
+func (s *Store) layerKeys(layers [][]any) int {
+	n := 0
+	for _, ls := range layers {
+		for id, l := range ls {
+			if l != nil {
+				n += s.colls[id].layerLen(l)
+			}
+		}
+	}
+	return n
+}
+
+// replaceLayers returns a new slice: layers with layers[i:j] replaced by
+// m (nil: removed).
+func replaceLayers(layers [][]any, i, j int, m []any) [][]any {
+	out := make([][]any, 0, len(layers)-(j-i)+1)
+	out = append(out, layers[:i]...)
 	if m != nil {
 		out = append(out, m)
 	}
-	return append(out, layers[n:]...)
+	return append(out, layers[j:]...)
 }
 
 // applyTo returns trees with layers (oldest first) applied: clones of the
@@ -950,7 +1014,7 @@ func (s *Store) Close() error {
 	default:
 	}
 	<-s.committerDone
-	close(s.applyKick)
+	close(s.applyQuit)
 	<-s.applierDone
 	s.bg.Wait()
 	s.snapMu.Lock()
