@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -349,5 +350,80 @@ func TestCombinedWrites(t *testing.T) {
 				t.Fatalf("key %d present %v, want %v", k, !want, want)
 			}
 		}
+	}
+}
+
+// TestCombinerHandOff: a combiner whose own transaction has run hands the
+// combining over to the next queued writer instead of working on for
+// others, and a writer whose context ends around that moment neither
+// loses its outcome nor leaves the store without a combiner (a later
+// write would hang).
+func TestCombinerHandOff(t *testing.T) {
+	s := openTestStore(t, Options{Persistence: NewMemPersistence()})
+	defer s.Close()
+	bg := context.Background()
+	for i := range 100 {
+		base := int64(i * 10)
+		inA, inB := make(chan struct{}), make(chan struct{})
+		releaseA, releaseB := make(chan struct{}), make(chan struct{})
+		errs := make(chan error, 3)
+		// A becomes the combiner and blocks in its own transaction.
+		go func() {
+			errs <- s.Write(bg, func(tx *Tx) error {
+				close(inA)
+				<-releaseA
+				return s.counts.Put(tx, base+1, 1)
+			})
+		}()
+		<-inA
+		// B queues behind A; A runs it in the same round, where it blocks.
+		go func() {
+			errs <- s.Write(bg, func(tx *Tx) error {
+				close(inB)
+				<-releaseB
+				return s.counts.Put(tx, base+2, 2)
+			})
+		}()
+		for s.queued() < 1 {
+			runtime.Gosched()
+		}
+		close(releaseA)
+		<-inB
+		// C queues while A's round runs B: A's next round hands off to C.
+		// C's context ends around then, every other time.
+		ctx, cancel := context.WithCancel(bg)
+		cDone := make(chan error, 1)
+		go func() { cDone <- s.Write(ctx, func(tx *Tx) error { return s.counts.Put(tx, base+3, 3) }) }()
+		for s.queued() < 1 {
+			runtime.Gosched()
+		}
+		if i%2 == 1 {
+			cancel()
+		}
+		close(releaseB)
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+		}
+		errC := <-cDone
+		cancel()
+		switch {
+		case errC == nil:
+			if !s.counts.Has(base + 3) {
+				t.Fatalf("round %d: C returned nil but its write is not visible", i)
+			}
+		case errors.Is(errC, context.Canceled):
+			// Nothing happened, or it did: both are allowed once ctx ended
+			// (ErrOutcomeUnknown wraps context.Canceled).
+		default:
+			t.Fatalf("round %d: C: %v", i, errC)
+		}
+		// The store still has a combiner when needed.
+		wctx, wcancel := context.WithTimeout(bg, 10*time.Second)
+		if err := s.Write(wctx, func(tx *Tx) error { return s.counts.Put(tx, base+4, 4) }); err != nil {
+			t.Fatalf("round %d: a later write: %v", i, err)
+		}
+		wcancel()
 	}
 }

@@ -58,12 +58,15 @@
 // Transactions run one at a time under the write lock. A transaction's
 // writes stay in its ops (its reads see them first, then the head: the
 // forming group's layer, the layers of groups not yet applied, the trees);
-// if it fails, they are dropped. A writer that gets the lock also runs the
-// transactions queued by the writers waiting for it, in order (flat
-// combining), so that under load the lock does not pass from goroutine to
-// goroutine between transactions; a transaction's function may therefore
-// run on another writer's goroutine (its panic is raised again in its own
-// caller). A committed transaction appends its record to the forming
+// if it fails, they are dropped. One writer at a time, the combiner, runs
+// the transactions queued by all, in order (flat combining), so that under
+// load the lock does not pass from goroutine to goroutine between
+// transactions; a transaction's function may therefore run on another
+// writer's goroutine (its panic is raised again in its own caller). The
+// other writers are woken once, when their outcome is known (for Write:
+// once the record is durable); a combiner whose own transaction has run
+// hands the combining to the next writer in the queue rather than work on
+// for others. A committed transaction appends its record to the forming
 // group and merges its ops into the group's layer: no B-tree work on the
 // writers' path. A committer goroutine takes each group in turn: under
 // the lock it freezes the group (its layer is never changed again), then,
