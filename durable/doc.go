@@ -100,7 +100,8 @@
 // is not durable. A published version (trees and layers) is never changed
 // again, so a reader (or a snapshot, or a backup) may hold it as long as
 // it likes. Len on a version with layers looks up, below each layer,
-// whether each of its keys existed: at most a few thousand lookups.
+// whether each of its keys existed: one lookup per key not yet applied,
+// usually a few thousand at most (maxUnapplied bounds them).
 //
 // If the persistence fails (a write or fsync of the log, ErrFailed), every
 // transaction in flight fails, the store refuses further writes with an
