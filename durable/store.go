@@ -764,7 +764,7 @@ func (g *gatherState) record(hit bool) {
 	}
 }
 
-// commitOne freezes the head and commits the group that made it, and
+// commitOne freezes the forming group (its layer too) and commits it, and
 // returns its size (0: there was nothing to commit) and the size to expect
 // of the next group: the writers it released and those that were already
 // waiting in the next group when it did.
