@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,5 +99,41 @@ func TestBenchDurableJSON(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "bench", "durable", "-writers", "0"); code == 0 {
 		t.Fatal("-writers 0 accepted")
+	}
+	if code, _, _ := runCLI(t, "bench", "durable", "-rounds", "0"); code == 0 {
+		t.Fatal("-rounds 0 accepted")
+	}
+}
+
+// TestBenchDurableRounds: with -rounds, the store and the log alone run
+// in turn, and the result holds each round's figures, their medians and
+// the median of the rounds' ratios.
+func TestBenchDurableRounds(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "bench")
+	code, out, errOut := runCLI(t, "bench", "durable", "-dir", parent, "-rounds", "3", "-duration", "200ms",
+		"-writers", "4", "-keys", "1000", "-json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r durableBenchResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, out)
+	}
+	if r.Rounds != 3 || len(r.TxnsPerSecAll) != 3 || len(r.WALPerSecAll) != 3 || len(r.RatioToWALAll) != 3 {
+		t.Fatalf("rounds %d, per-round figures %v %v %v", r.Rounds, r.TxnsPerSecAll, r.WALPerSecAll, r.RatioToWALAll)
+	}
+	for i := range 3 {
+		if r.TxnsPerSecAll[i] <= 0 || r.WALPerSecAll[i] <= 0 {
+			t.Fatalf("round %d: %v txns/s, %v appends/s", i, r.TxnsPerSecAll[i], r.WALPerSecAll[i])
+		}
+		if want := r.TxnsPerSecAll[i] / r.WALPerSecAll[i]; math.Abs(r.RatioToWALAll[i]-want) > 1e-9 {
+			t.Fatalf("round %d: ratio %v, want %v", i, r.RatioToWALAll[i], want)
+		}
+	}
+	if r.TxnsPerSec != median(r.TxnsPerSecAll) || r.RatioToWAL != median(r.RatioToWALAll) {
+		t.Fatalf("medians %v %v of %v %v", r.TxnsPerSec, r.RatioToWAL, r.TxnsPerSecAll, r.RatioToWALAll)
+	}
+	if _, err := os.Stat(parent); !os.IsNotExist(err) {
+		t.Fatalf("bench left %s behind", parent)
 	}
 }
