@@ -975,17 +975,7 @@ func (s *Store) arrangeLayers(work chan<- [][]any) bool {
 		}
 		m[id] = s.colls[id].mergeLayers(per)
 	}
-	// free now starts at the claimed layers' end, which the worker may
-	// have dropped meanwhile: replace them where they are.
-	s.sem <- struct{}{}
-	s.pubMu.Lock()
-	at := s.applying
-	s.w.pending = replaceLayers(s.w.pending, at, at+len(free), m)
-	cur = s.durable.Load()
-	s.durable.Store(&View{seq: cur.seq, trees: cur.trees, layers: replaceLayers(cur.layers, at, at+len(free), m), store: s})
-	s.pubMu.Unlock()
-	<-s.sem
-	s.signalApplied()
+	s.swapLayers(nil, len(free), m)
 	return true
 }
 
@@ -995,20 +985,33 @@ func (s *Store) arrangeLayers(work chan<- [][]any) bool {
 func (s *Store) applyWorker(work <-chan [][]any, done chan<- struct{}) {
 	defer close(done)
 	for layers := range work {
-		trees := s.applyTo(s.current().trees, layers)
-		n := len(layers)
-		s.sem <- struct{}{}
-		s.pubMu.Lock()
-		s.w.trees = trees
-		s.w.pending = replaceLayers(s.w.pending, 0, n, nil)
-		cur := s.durable.Load()
-		s.durable.Store(&View{seq: cur.seq, trees: trees, layers: replaceLayers(cur.layers, 0, n, nil), store: s})
-		s.applying = 0
-		s.pubMu.Unlock()
-		<-s.sem
-		s.signalApplied()
+		s.swapLayers(s.applyTo(s.current().trees, layers), len(layers), nil)
 		s.kickApplier()
 	}
+}
+
+// swapLayers makes a pass of the applier visible, in the head and in the
+// published version, holding the write lock and pubMu. With trees (the
+// apply worker's), they replace the trees and the n layers being applied
+// are dropped; without (a merge), the n layers after those being applied
+// (where they are now: the worker may have dropped its own meanwhile) are
+// replaced by m.
+func (s *Store) swapLayers(trees []any, n int, m []any) {
+	s.sem <- struct{}{}
+	s.pubMu.Lock()
+	cur := s.durable.Load()
+	at := s.applying
+	if trees != nil {
+		at, s.applying = 0, 0
+		s.w.trees = trees
+	} else {
+		trees = cur.trees
+	}
+	s.w.pending = replaceLayers(s.w.pending, at, at+n, m)
+	s.durable.Store(&View{seq: cur.seq, trees: trees, layers: replaceLayers(cur.layers, at, at+n, m), store: s})
+	s.pubMu.Unlock()
+	<-s.sem
+	s.signalApplied()
 }
 
 func (s *Store) signalApplied() {
