@@ -3,7 +3,6 @@ module github.com/procyon-dev/procyon
 go 1.26.0
 
 require (
-	github.com/google/btree v1.1.3
 	go.etcd.io/bbolt v1.5.0
 	go.etcd.io/etcd/api/v3 v3.7.3
 	go.etcd.io/etcd/client/v3 v3.7.3

@@ -4,24 +4,20 @@ import (
 	"cmp"
 	"fmt"
 
-	"github.com/google/btree"
+	"github.com/procyon-dev/procyon/internal/cowbtree"
 )
 
-// treeDegree is the B-tree degree: nodes hold degree-1 to 2*degree-1
-// items. A write after a Clone copies one node per level, so smaller nodes
-// make a transaction cheaper and a lookup a little deeper.
-const treeDegree = 16
-
-// item is one entry of a collection's tree. The value stays encoded: Get
-// decodes a fresh copy, and snapshots stream the bytes as they are.
+// item is one entry of a collection. The value stays encoded: Get decodes
+// a fresh copy, and snapshots stream the bytes as they are.
 type item[K cmp.Ordered] struct {
 	key K
 	val []byte // never changed after the item is made
 }
 
-type tree[K cmp.Ordered] = btree.BTreeG[item[K]]
-
-func lessItem[K cmp.Ordered](a, b item[K]) bool { return cmp.Less(a.key, b.key) }
+// tree is a collection's copy-on-write B+tree (values encoded, never
+// changed once stored). A published tree is never changed: the applier
+// changes clones.
+type tree[K cmp.Ordered] = cowbtree.Tree[K, []byte]
 
 // coll is the type-erased side of a Collection, used by records, snapshots
 // and recovery, which see keys and values only as bytes.
@@ -29,7 +25,8 @@ type coll interface {
 	collName() string
 	// newTree returns an empty tree.
 	newTree() any
-	// cloneTree returns an O(1) copy-on-write clone of t.
+	// cloneTree returns an O(1) copy-on-write clone of t (which must not
+	// be changed afterwards).
 	cloneTree(t any) any
 	length(t any) int
 	// loadEntry puts an encoded entry into t, which the caller owns. val
@@ -90,7 +87,7 @@ func NewCollection[K cmp.Ordered, V any](s *Store, name string, codec Codec[V]) 
 func (c *Collection[K, V]) Name() string { return c.name }
 
 func (c *Collection[K, V]) collName() string { return c.name }
-func (c *Collection[K, V]) newTree() any     { return btree.NewG(treeDegree, lessItem[K]) }
+func (c *Collection[K, V]) newTree() any     { return cowbtree.New[K, []byte]() }
 func (c *Collection[K, V]) cloneTree(t any) any {
 	return t.(*tree[K]).Clone()
 }
@@ -101,7 +98,7 @@ func (c *Collection[K, V]) loadEntry(t any, key, val []byte) error {
 	if err != nil {
 		return fmt.Errorf("collection %q: %w", c.name, err)
 	}
-	t.(*tree[K]).ReplaceOrInsert(item[K]{key: k, val: val})
+	t.(*tree[K]).Set(k, val)
 	return nil
 }
 
@@ -110,16 +107,16 @@ func (c *Collection[K, V]) deleteEntry(t any, key []byte) error {
 	if err != nil {
 		return fmt.Errorf("collection %q: %w", c.name, err)
 	}
-	t.(*tree[K]).Delete(item[K]{key: k})
+	t.(*tree[K]).Delete(k)
 	return nil
 }
 
 func (c *Collection[K, V]) each(t any, fn func(key, val []byte) error) error {
 	var err error
 	var kb []byte
-	t.(*tree[K]).Ascend(func(it item[K]) bool {
-		kb = c.keys.append(kb[:0], it.key)
-		err = fn(kb, it.val)
+	t.(*tree[K]).Ascend(nil, nil, func(k K, val []byte) bool {
+		kb = c.keys.append(kb[:0], k)
+		err = fn(kb, val)
 		return err == nil
 	})
 	return err
@@ -165,8 +162,8 @@ func (c *Collection[K, V]) lookup(r Reader, k K) ([]byte, bool, error) {
 	if e, ok := c.layerLookup(st, k); ok {
 		return e.val, !e.del, nil
 	}
-	it, found := st.tree.(*tree[K]).Get(item[K]{key: k})
-	return it.val, found, nil
+	val, found := st.tree.(*tree[K]).Get(k)
+	return val, found, nil
 }
 
 // ascend calls fn with the entries of r in [from, to) (nil bounds: open)
@@ -195,7 +192,8 @@ func (c *Collection[K, V]) ascend(r Reader, from, to *K, fn func(it item[K]) boo
 		return true
 	}
 	stopped := false
-	visit := func(it item[K]) bool {
+	visit := func(k K, val []byte) bool {
+		it := item[K]{key: k, val: val}
 		if !emit(&it.key) {
 			stopped = true
 			return false
@@ -214,14 +212,7 @@ func (c *Collection[K, V]) ascend(r Reader, from, to *K, fn func(it item[K]) boo
 		}
 		return true
 	}
-	switch {
-	case from != nil && to != nil:
-		t.AscendRange(item[K]{key: *from}, item[K]{key: *to}, visit)
-	case from != nil:
-		t.AscendGreaterOrEqual(item[K]{key: *from}, visit)
-	default:
-		t.Ascend(visit)
-	}
+	t.Ascend(from, to, visit)
 	if !stopped {
 		emit(nil)
 	}

@@ -46,8 +46,9 @@
 //
 // # Versions, readers and writers
 //
-// A version is one B-tree per collection (github.com/google/btree, whose
-// Clone is O(1) and copy-on-write), a few layers on top of them, and the
+// A version is one B+tree per collection (internal/cowbtree: Clone is O(1)
+// and copy-on-write, and a sorted batch of updates is applied in one walk
+// of the tree), a few layers on top of them, and the
 // log sequence number of the last transaction it reflects. A layer is the
 // writes (each key's final state) of one group of transactions, or of
 // several merged (see below); a read looks at the layers, newest first,
@@ -86,11 +87,13 @@
 // in the published version and in the head; meanwhile, once there are a
 // few layers beyond those being applied, the applier merges them into one
 // (a map and its keys in order), so that a read looks at a few layers at
-// most however long an apply takes. Copy-on-write copies about one node
-// path per key, so applying a thousand keys to one clone costs much less
-// per key than a clone per group, and none of it delays a writer (the
-// worker also yields its core every 16 keys, so that writers waiting for
-// one run first). What piles up during an apply is applied in one go
+// most however long an apply takes. The worker applies the keys in order,
+// 64 to a walk of the tree; a walk copies the nodes it touches that this
+// apply has not copied yet (about one leaf per key, with random keys),
+// and changes those it has in place, so applying a thousand keys to one
+// clone costs much less per key than a clone per group, and none of it
+// delays a writer (the worker also yields its core between walks, so that
+// writers waiting for one run first). What piles up during an apply is applied in one go
 // after it, at a lower cost per key, so the worker catches up; the
 // committer waits for it only past a bound on the layers or their keys
 // (maxLayers, maxUnapplied).

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"runtime"
 	"slices"
+
+	"github.com/procyon-dev/procyon/internal/cowbtree"
 )
 
 // Layers are what stands between a write and the B-trees. A transaction
@@ -13,9 +15,10 @@ import (
 // layers of a View, newest first, before its trees. The store's applier
 // (see Store.applier) later merges the small group layers into one larger
 // merged layer, and applies that to copy-on-write clones of the trees
-// once it has enough keys (or the store is idle), so that the B-tree's
-// copy-on-write, one node path per key, is paid for many keys at once and
-// off the writers' path. No layer is changed once published.
+// once it has enough keys (or the store is idle), so that the tree's
+// copy-on-write (about a leaf per key, the inner nodes shared by many) is
+// paid for many keys at once and off the writers' path. No layer is
+// changed once published.
 
 // layerEnt is one key's final state in a layer.
 type layerEnt struct {
@@ -91,23 +94,33 @@ func sortedKeys[K cmp.Ordered](l any) []K {
 	return nil
 }
 
-// applyLayer applies l to tree t, which the caller owns, keys in order
-// (neighbouring keys share the nodes copied on write).
+// applyLayer applies l to tree t, which the caller owns, in batches of
+// applyChunk keys in order: each batch is one walk of the tree, copying
+// each node it touches that t does not own yet (later batches change
+// those copies in place).
 func (c *Collection[K, V]) applyLayer(t any, l any) {
 	tr := t.(*tree[K])
-	for i, k := range sortedKeys[K](l) {
-		if i%16 == 15 {
+	keys := sortedKeys[K](l)
+	ops := make([]cowbtree.Op[K, []byte], 0, min(len(keys), applyChunk))
+	for len(keys) > 0 {
+		n := min(len(keys), applyChunk)
+		ops = ops[:0]
+		for _, k := range keys[:n] {
+			e, _ := layerGet(l, k)
+			ops = append(ops, cowbtree.Op[K, []byte]{Key: k, Val: e.val, Del: e.del})
+		}
+		tr.Apply(ops)
+		keys = keys[n:]
+		if len(keys) > 0 {
 			// The applier is background work: let the writers and the
 			// committer, who wait on a core, run first.
 			runtime.Gosched()
 		}
-		if e, _ := layerGet(l, k); e.del {
-			tr.Delete(item[K]{key: k})
-		} else {
-			tr.ReplaceOrInsert(item[K]{key: k, val: e.val})
-		}
 	}
 }
+
+// applyChunk is how many keys applyLayer applies between yields.
+const applyChunk = 64
 
 // mergeLayers returns one *merged[K] with the keys of ls (oldest first;
 // nil entries skipped), each key's newest state kept; nil if ls has none.
@@ -170,7 +183,8 @@ func (c *Collection[K, V]) layerDelta(st readState) int {
 		if e, ok := c.layerLookup(below, k); ok {
 			return !e.del
 		}
-		return below.tree.(*tree[K]).Has(item[K]{key: k})
+		_, ok := below.tree.(*tree[K]).Get(k)
+		return ok
 	}
 	count := func(k K, e layerEnt) {
 		if was := present(k); was && e.del {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -108,6 +109,40 @@ func TestLayeredReads(t *testing.T) {
 	s := New(Options{Persistence: NewMemPersistence(), Logger: quiet(), SnapshotBytes: -1})
 	kv := NewCollection[string, string](s, "kv", nil)
 	other := NewCollection[int64, int64](s, "other", nil)
+	var kinds struct {
+		sync.Mutex
+		group, merged, bare, stacked int
+	}
+	// Until readers have read 20 versions with a merged layer above the
+	// layers being applied, every other apply waits (up to 200 ms) for the
+	// applier to merge the layers published meanwhile, then (up to 100 ms)
+	// for a reader to read such a version: an apply is otherwise too quick
+	// for merges to happen during one on a loaded machine.
+	stacked := func() int {
+		kinds.Lock()
+		defer kinds.Unlock()
+		return kinds.stacked
+	}
+	var applies, waited atomic.Int64
+	s.applyPause = func() {
+		if applies.Add(1)%2 == 0 || stacked() >= 20 {
+			return
+		}
+		for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline); {
+			if v := s.current(); len(v.layers) > 1 && slices.ContainsFunc(v.layers[1:], isMergedLayer) {
+				waited.Add(1)
+				seen := stacked()
+				for deadline := time.Now().Add(100 * time.Millisecond); time.Now().Before(deadline) && stacked() == seen; {
+					time.Sleep(100 * time.Microsecond)
+				}
+				return
+			}
+			// The committer kicks the applier before each append, when
+			// the group before is not yet published: kick it after.
+			s.kickApplier()
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
 	if err := s.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -116,10 +151,6 @@ func TestLayeredReads(t *testing.T) {
 	model := &layerModel{states: []map[string]string{{}}}
 	ctx := context.Background()
 
-	var kinds struct {
-		sync.Mutex
-		group, merged, bare, stacked int
-	}
 	note := func(v *View) {
 		kinds.Lock()
 		defer kinds.Unlock()
@@ -273,8 +304,8 @@ func TestLayeredReads(t *testing.T) {
 	if n := other.Len(); n != 50 {
 		t.Fatalf("other has %d keys, want 50", n)
 	}
-	t.Logf("versions read: %d with group layers only, %d with a merged layer first, %d without layers; %d with a merged layer above another",
-		kinds.group, kinds.merged, kinds.bare, kinds.stacked)
+	t.Logf("versions read: %d with group layers only, %d with a merged layer first, %d without layers; %d with a merged layer above another (%d applies, %d of them paused for readers to read that)",
+		kinds.group, kinds.merged, kinds.bare, kinds.stacked, applies.Load(), waited.Load())
 	if kinds.group == 0 || kinds.merged == 0 || kinds.bare == 0 || kinds.stacked == 0 {
 		t.Fatalf("seed %d: not every kind of version was read: %d group, %d merged, %d bare, %d stacked",
 			seed, kinds.group, kinds.merged, kinds.bare, kinds.stacked)

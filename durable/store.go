@@ -126,10 +126,12 @@ type Store struct {
 	// applied. Both swap it holding pubMu.
 	durable atomic.Pointer[View]
 	pubMu   sync.Mutex
-	cloneMu sync.Mutex // see applyTo
 	// applying is the number of leading layers of the published version
 	// the apply worker is applying (see applier); guarded by pubMu.
 	applying int
+	// applyPause, if set (by tests, before Open), runs before each apply:
+	// a slow apply, during which the applier merges the layers above.
+	applyPause func()
 	// failed holds the error that made the store refuse writes.
 	failed atomic.Pointer[error]
 
@@ -985,6 +987,9 @@ func (s *Store) arrangeLayers(work chan<- [][]any) bool {
 func (s *Store) applyWorker(work <-chan [][]any, done chan<- struct{}) {
 	defer close(done)
 	for layers := range work {
+		if s.applyPause != nil {
+			s.applyPause()
+		}
 		s.swapLayers(s.applyTo(s.current().trees, layers), len(layers), nil)
 		s.kickApplier()
 	}
@@ -1056,11 +1061,7 @@ func (s *Store) applyTo(trees []any, layers [][]any) []any {
 				continue
 			}
 			if !cloned[id] {
-				// Clone writes to the tree it clones (a new copy-on-write
-				// context): clones of a shared tree are serialized.
-				s.cloneMu.Lock()
 				out[id] = s.colls[id].cloneTree(out[id])
-				s.cloneMu.Unlock()
 				cloned[id] = true
 			}
 			s.colls[id].applyLayer(out[id], l)
