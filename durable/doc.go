@@ -93,10 +93,10 @@
 // and changes those it has in place, so applying a thousand keys to one
 // clone costs much less per key than a clone per group, and none of it
 // delays a writer (the worker also yields its core between walks, so that
-// writers waiting for one run first). What piles up during an apply is applied in one go
-// after it, at a lower cost per key, so the worker catches up; the
-// committer waits for it only past a bound on the layers or their keys
-// (maxLayers, maxUnapplied).
+// writers waiting for one run first). What piles up during an apply is
+// applied in one go after it, at a lower cost per key, so the worker
+// catches up; the committer waits for it only past a bound on the layers
+// or their keys (maxLayers, maxUnapplied).
 //
 // Readers load the published version through an atomic pointer: they
 // never take a lock, never wait, and never see a transaction whose record

@@ -168,22 +168,18 @@ func (t *Tree[K, V]) Apply(ops []Op[K, V]) {
 	}
 	nodes := t.update(root, ops, t.buf(0), 0)
 	// Grow a level while the old root split; drop levels with one kid.
-	if len(nodes) > 1 {
+	for len(nodes) > 1 {
 		nodes = t.inners(nodes, nil)
-		for len(nodes) > 1 {
-			nodes = t.inners(nodes, nil)
+	}
+	var r *node[K, V]
+	if len(nodes) == 1 {
+		r = nodes[0]
+		for !r.leaf() && len(r.kids) == 1 {
+			r = r.kids[0]
 		}
 	}
-	if len(nodes) == 0 {
-		t.root = nil
-		return
-	}
-	r := nodes[0]
-	clear(nodes)
-	for !r.leaf() && len(r.kids) == 1 {
-		r = r.kids[0]
-	}
 	t.root = r
+	clear(t.scratch[0][:cap(t.scratch[0])]) // keep no node alive
 }
 
 // buf returns the scratch slice for depth d, empty.
