@@ -91,6 +91,31 @@ func equal(tb testing.TB, t *Tree[int, string], model map[int]string) {
 	}
 }
 
+// applyBoth applies ops to tr (with Apply, or with Set and Delete one at
+// a time if oneByOne) and to model, and checks that they agree.
+func applyBoth(tb testing.TB, tr *Tree[int, string], model map[int]string, ops []Op[int, string], oneByOne bool) {
+	tb.Helper()
+	if oneByOne {
+		for _, op := range ops {
+			if op.Del {
+				tr.Delete(op.Key)
+			} else {
+				tr.Set(op.Key, op.Val)
+			}
+		}
+	} else {
+		tr.Apply(ops)
+	}
+	for _, op := range ops {
+		if op.Del {
+			delete(model, op.Key)
+		} else {
+			model[op.Key] = op.Val
+		}
+	}
+	equal(tb, tr, model)
+}
+
 // TestApplyModel applies random batches (sizes from one op to thousands,
 // puts and deletes, dense and sparse key ranges) to a tree and a map, and
 // checks after each that they hold the same entries, that the tree's
@@ -127,25 +152,7 @@ func TestApplyModel(t *testing.T) {
 				old = append(old, frozen{tr, maps.Clone(model)})
 				tr = tr.Clone()
 			}
-			if step%7 == 3 {
-				for _, op := range ops { // one at a time, in place
-					if op.Del {
-						tr.Delete(op.Key)
-					} else {
-						tr.Set(op.Key, op.Val)
-					}
-				}
-			} else {
-				tr.Apply(ops)
-			}
-			for _, op := range ops {
-				if op.Del {
-					delete(model, op.Key)
-				} else {
-					model[op.Key] = op.Val
-				}
-			}
-			equal(t, tr, model)
+			applyBoth(t, tr, model, ops, step%7 == 3)
 		}
 		for _, f := range old {
 			equal(t, f.t, f.m)

@@ -42,25 +42,7 @@ func FuzzApply(f *testing.F) {
 			clear(batch)
 			old = append(old, frozen{tr, maps.Clone(model)})
 			tr = tr.Clone()
-			if step%2 == 0 {
-				tr.Apply(ops)
-			} else {
-				for _, op := range ops {
-					if op.Del {
-						tr.Delete(op.Key)
-					} else {
-						tr.Set(op.Key, op.Val)
-					}
-				}
-			}
-			for _, op := range ops {
-				if op.Del {
-					delete(model, op.Key)
-				} else {
-					model[op.Key] = op.Val
-				}
-			}
-			equal(t, tr, model)
+			applyBoth(t, tr, model, ops, step%2 == 1)
 		}
 		step := 0
 		for i, b := range prog {
