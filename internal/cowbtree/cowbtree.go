@@ -269,7 +269,8 @@ func (t *Tree[K, V]) rebuild(n *node[K, V], kids []*node[K, V], out []*node[K, V
 func (t *Tree[K, V]) updateLeaf(n *node[K, V], ops []Op[K, V], out []*node[K, V]) []*node[K, V] {
 	var keys []K
 	var vals []V
-	if n.own == t.own {
+	owned := n.own == t.own
+	if owned {
 		keys, vals = n.keys, n.vals
 		for _, op := range ops {
 			i, found := slices.BinarySearch(keys, op.Key)
@@ -285,25 +286,21 @@ func (t *Tree[K, V]) updateLeaf(n *node[K, V], ops []Op[K, V], out []*node[K, V]
 				vals = slices.Insert(vals, i, op.Val)
 			}
 		}
-		if len(keys) == 0 {
-			return out
-		}
-		if len(keys) <= maxLeaf {
-			n.keys, n.vals, n.size = keys, vals, len(keys)
-			return append(out, n)
-		}
 	} else {
 		// Merge the shared entries with the ops into new arrays.
 		c := len(n.keys) + len(ops)
 		keys, vals = mergeLeaf(n.keys, n.vals, ops, make([]K, 0, c), make([]V, 0, c))
-		if len(keys) == 0 {
-			return out
-		}
-		if len(keys) <= maxLeaf {
-			return append(out, &node[K, V]{own: t.own, keys: keys, vals: vals, size: len(keys)})
-		}
 	}
-	return t.leaves(keys, vals, out)
+	switch {
+	case len(keys) == 0:
+		return out
+	case len(keys) > maxLeaf:
+		return t.leaves(keys, vals, out)
+	case owned:
+		n.keys, n.vals, n.size = keys, vals, len(keys)
+		return append(out, n)
+	}
+	return append(out, &node[K, V]{own: t.own, keys: keys, vals: vals, size: len(keys)})
 }
 
 // mergeLeaf appends to keys and vals the entries of a leaf (keys ks, values
