@@ -50,6 +50,12 @@ func benchWrite(b *testing.B, writers, keys, size int) {
 	s, kv := openBenchStore(b, keys, size)
 	defer s.Close()
 	val := make([]byte, size)
+	// The keys, formatted before the clock starts (as procyon bench
+	// durable does): the store's work is what is measured.
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = benchKey(i)
+	}
 	b.SetBytes(int64(size))
 	b.ResetTimer()
 	cpu0 := cpuTime()
@@ -60,7 +66,7 @@ func benchWrite(b *testing.B, writers, keys, size int) {
 		go func() {
 			defer wg.Done()
 			for i := range per {
-				k := benchKey((g*per + i) * 7919 % keys)
+				k := names[(g*per+i)*7919%keys]
 				if err := s.Write(context.Background(), func(tx *Tx) error { return kv.Put(tx, k, val) }); err != nil {
 					b.Error(err)
 					return

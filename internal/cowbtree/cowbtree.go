@@ -141,8 +141,37 @@ func (n *node[K, V]) ascend(from, to *K, fn func(K, V) bool) bool {
 
 // Set puts k = v.
 func (t *Tree[K, V]) Set(k K, v V) {
+	if t.appendLast(k, v) {
+		return
+	}
 	op := [1]Op[K, V]{{Key: k, Val: v}}
 	t.Apply(op[:])
+}
+
+// appendLast puts k = v and returns true if k is past every key and the
+// last leaf, which t owns (as it does every node on the way), has room:
+// the common case of loading keys in order, done without a search.
+func (t *Tree[K, V]) appendLast(k K, v V) bool {
+	n := t.root
+	if n == nil {
+		return false
+	}
+	for ; !n.leaf(); n = n.kids[len(n.kids)-1] {
+		if n.own != t.own {
+			return false
+		}
+	}
+	if n.own != t.own || len(n.keys) == maxLeaf || !(n.keys[len(n.keys)-1] < k) {
+		return false
+	}
+	n.keys = append(n.keys, k)
+	n.vals = append(n.vals, v)
+	for n := t.root; ; n = n.kids[len(n.kids)-1] {
+		n.size++
+		if n.leaf() {
+			return true
+		}
+	}
 }
 
 // Delete deletes k, if present.

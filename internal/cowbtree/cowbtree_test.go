@@ -271,3 +271,36 @@ func TestApplyUnsorted(t *testing.T) {
 	}()
 	New[int, string]().Apply([]Op[int, string]{{Key: 2}, {Key: 1}})
 }
+
+// TestSetInOrder loads keys in increasing order (Set's append path),
+// cloning now and then and going on in the clone: each clone must keep
+// what it had, and the loaded tree must be well formed and complete.
+func TestSetInOrder(t *testing.T) {
+	tr := New[int, string]()
+	model := map[int]string{}
+	type saved struct {
+		t     *Tree[int, string]
+		model map[int]string
+	}
+	var clones []saved
+	for i := range 5_000 {
+		k := 3 * i
+		tr.Set(k, fmt.Sprint(k))
+		model[k] = fmt.Sprint(k)
+		if i%700 == 5 {
+			clones = append(clones, saved{tr, maps.Clone(model)})
+			tr = tr.Clone()
+		}
+		if i%997 == 0 {
+			// A key that is not the last: the general path.
+			tr.Set(k-1, "x")
+			model[k-1] = "x"
+		}
+	}
+	check(t, tr)
+	equal(t, tr, model)
+	for _, c := range clones {
+		check(t, c.t)
+		equal(t, c.t, c.model)
+	}
+}

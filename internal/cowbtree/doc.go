@@ -17,7 +17,10 @@
 // maximum and the maximum (32 entries per leaf, 32 kids per inner node),
 // and every leaf is at the same depth: an update splits the nodes that
 // grew past the maximum evenly, and joins a node left under its minimum
-// with a neighbour (the parent does, after its kids' updates).
+// with a neighbour (the parent does, after its kids' updates). Set of a key
+// past every other, into a last leaf the tree owns and that has room (a
+// load in key order, as recovery's from a snapshot), appends without a
+// search: 185-200 ns per key loading a million keys, 305 with the search.
 //
 // Why not github.com/google/btree, which durable used before: its Clone
 // writes the tree it clones (two goroutines cloning one published tree
