@@ -116,6 +116,12 @@ func applyBoth(tb testing.TB, tr *Tree[int, string], model map[int]string, ops [
 	equal(tb, tr, model)
 }
 
+// frozen is a tree that is no longer changed and the entries it must hold.
+type frozen struct {
+	t *Tree[int, string]
+	m map[int]string
+}
+
 // TestApplyModel applies random batches (sizes from one op to thousands,
 // puts and deletes, dense and sparse key ranges) to a tree and a map, and
 // checks after each that they hold the same entries, that the tree's
@@ -126,10 +132,6 @@ func TestApplyModel(t *testing.T) {
 	for round := range 6 {
 		tr := New[int, string]()
 		model := map[int]string{}
-		type frozen struct {
-			t *Tree[int, string]
-			m map[int]string
-		}
 		var old []frozen
 		span := []int{50, 1000, 20000}[round%3]
 		for step := range 120 {
@@ -278,17 +280,13 @@ func TestApplyUnsorted(t *testing.T) {
 func TestSetInOrder(t *testing.T) {
 	tr := New[int, string]()
 	model := map[int]string{}
-	type saved struct {
-		t     *Tree[int, string]
-		model map[int]string
-	}
-	var clones []saved
+	var clones []frozen
 	for i := range 5_000 {
 		k := 3 * i
 		tr.Set(k, fmt.Sprint(k))
 		model[k] = fmt.Sprint(k)
 		if i%700 == 5 {
-			clones = append(clones, saved{tr, maps.Clone(model)})
+			clones = append(clones, frozen{tr, maps.Clone(model)})
 			tr = tr.Clone()
 		}
 		if i%997 == 0 {
@@ -301,6 +299,6 @@ func TestSetInOrder(t *testing.T) {
 	equal(t, tr, model)
 	for _, c := range clones {
 		check(t, c.t)
-		equal(t, c.t, c.model)
+		equal(t, c.t, c.m)
 	}
 }
