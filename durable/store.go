@@ -201,6 +201,8 @@ type Store struct {
 
 type storeStats struct {
 	commits      atomic.Int64
+	groups       atomic.Int64
+	groupNs      atomic.Int64
 	aborts       atomic.Int64
 	snapshots    atomic.Int64
 	snapshotErrs atomic.Int64
@@ -853,6 +855,8 @@ func (s *Store) commitOne(expect int) (n, next int) {
 			err = p.Wait(context.Background())
 			seq = p.Seq() + uint64(len(recs)) - 1
 			took := time.Since(start)
+			s.stats.groups.Add(1)
+			s.stats.groupNs.Add(int64(took))
 			if s.commitEWMA == 0 {
 				s.commitEWMA = took
 			} else {
@@ -1118,6 +1122,12 @@ type Stats struct {
 	SnapshotErrs int64  // snapshots that failed
 	SnapshotSeq  uint64 // sequence number of the newest snapshot
 	SnapshotSize int64  // its size in bytes
+	// Groups is the number of group commits: batches of transactions'
+	// records appended to the persistence and made durable together (by
+	// one fsync, on the WAL); Commits/Groups is the mean group size.
+	Groups int64
+	// GroupTime is the time those took, from append to durable, in all.
+	GroupTime time.Duration
 }
 
 // Stats returns the store's counters.
@@ -1125,6 +1135,8 @@ func (s *Store) Stats() Stats {
 	st := Stats{
 		Seq:          s.current().seq,
 		Commits:      s.stats.commits.Load(),
+		Groups:       s.stats.groups.Load(),
+		GroupTime:    time.Duration(s.stats.groupNs.Load()),
 		Aborts:       s.stats.aborts.Load(),
 		Snapshots:    s.stats.snapshots.Load(),
 		SnapshotErrs: s.stats.snapshotErrs.Load(),

@@ -473,6 +473,39 @@ func checkKeys[K interface {
 // tells when the record is durable; commits complete in the order they
 // were made; a write that writes nothing has no commit; a nested one is
 // refused; a failed persistence fails the commit.
+// TestGroupStats: Stats counts group commits. A lone writer waits for each
+// of its transactions, so each makes a group of one; transactions queued
+// without waiting share groups.
+func TestGroupStats(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t, Options{Persistence: NewMemPersistence()})
+	defer s.Close()
+	for i := range 10 {
+		mustWrite(t, s.Store, func(tx *Tx) error { return s.counts.Put(tx, int64(i), 1) })
+	}
+	mustWrite(t, s.Store, func(tx *Tx) error { return nil }) // nothing to commit
+	st := s.Stats()
+	if st.Commits != 10 || st.Groups != 10 || st.GroupTime <= 0 {
+		t.Fatalf("after 10 waited writes: %d commits, %d groups, %v; want 10, 10, > 0", st.Commits, st.Groups, st.GroupTime)
+	}
+	var last *Commit
+	for i := range 200 {
+		c, err := s.WriteAsync(ctx, func(tx *Tx) error { return s.counts.Put(tx, int64(i), 2) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = c
+	}
+	if err := last.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st = s.Stats()
+	if st.Commits != 210 || st.Groups <= 10 || st.Groups > 210 {
+		t.Fatalf("after 200 more queued: %d commits, %d groups; want 210, 11 to 210", st.Commits, st.Groups)
+	}
+	t.Logf("200 queued transactions made %d groups", st.Groups-10)
+}
+
 func TestWriteAsync(t *testing.T) {
 	ctx := context.Background()
 	mp := NewMemPersistence()

@@ -45,8 +45,18 @@ type durableBenchResult struct {
 	LoadSec         float64 `json:"load_sec,omitempty"`
 	ReplayTxns      int     `json:"replay_txns,omitempty"`
 	RecoverMs       float64 `json:"recover_ms,omitempty"`
-	// The WAL alone, same writers and value size, same disk, same run.
+	// The store's group commits while the writers ran: transactions per
+	// group, and the mean time from a group's append to its durability
+	// (the fsync, and the time the log takes to start it).
+	TxnsPerCommit float64 `json:"txns_per_commit,omitempty"`
+	CommitUs      float64 `json:"commit_us,omitempty"`
+	// The WAL alone, same writers and value size, same disk, same run:
+	// appends/s, and its records per fsync and mean fsync time (to set
+	// against the store's group commits: how full they are, and how long
+	// the disk takes with the store's work going on).
 	WALAppendsPerSec float64 `json:"wal_appends_per_sec,omitempty"`
+	WALRecsPerSync   float64 `json:"wal_records_per_sync,omitempty"`
+	WALSyncUs        float64 `json:"wal_sync_us,omitempty"`
 	RatioToWAL       float64 `json:"ratio_to_wal,omitempty"`
 	// With -rounds > 1, the figures above are medians over the rounds
 	// (the ratio: the median of each round's ratio), and these are each
@@ -126,6 +136,12 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	if res.WALAppendsPerSec > 0 {
 		fmt.Fprintf(tw, "WAL alone, same run\t%.0f appends/s (ratio %.2f)\n", res.WALAppendsPerSec, res.RatioToWAL)
 	}
+	if res.TxnsPerCommit > 0 {
+		fmt.Fprintf(tw, "group commits\t%.1f transactions each, %.0f µs from append to durable\n", res.TxnsPerCommit, res.CommitUs)
+	}
+	if res.WALRecsPerSync > 0 {
+		fmt.Fprintf(tw, "WAL alone: syncs\t%.1f records each, %.0f µs per fsync\n", res.WALRecsPerSync, res.WALSyncUs)
+	}
 	fmt.Fprintf(tw, "latency p50 / p99 (no snapshot)\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
 	fmt.Fprintf(tw, "snapshot\t%.0f ms, %d B\n", res.SnapshotMs, res.SnapshotBytes)
 	fmt.Fprintf(tw, "latency p99 during the snapshot\t%.0f µs (%d transactions)\n", res.P99usDuringSnap, res.TxnsDuringSnap)
@@ -172,6 +188,8 @@ func benchDurableRounds(ctx context.Context, root string, rounds int, baseline b
 			}
 		}
 		res.WALAppendsPerSec = wal.AppendsPerSec
+		res.WALRecsPerSync = wal.RecordsPerSyn
+		res.WALSyncUs = wal.SyncUs
 		if wal.AppendsPerSec > 0 {
 			res.RatioToWAL = res.TxnsPerSec / wal.AppendsPerSec
 		}
@@ -209,6 +227,10 @@ func benchDurableRounds(ctx context.Context, root string, rounds int, baseline b
 	out.P50us = pick(func(r durableBenchResult) float64 { return r.P50us })
 	out.P99us = median(out.P99usAll)
 	out.P99usDuringSnap = median(out.P99usSnapAll)
+	out.TxnsPerCommit = pick(func(r durableBenchResult) float64 { return r.TxnsPerCommit })
+	out.CommitUs = pick(func(r durableBenchResult) float64 { return r.CommitUs })
+	out.WALRecsPerSync = pick(func(r durableBenchResult) float64 { return r.WALRecsPerSync })
+	out.WALSyncUs = pick(func(r durableBenchResult) float64 { return r.WALSyncUs })
 	out.SnapP99Ratio = median(snapRatios)
 	out.TxnsDuringSnap = int64(pick(func(r durableBenchResult) float64 { return float64(r.TxnsDuringSnap) }))
 	out.SnapshotMs = pick(func(r durableBenchResult) float64 { return r.SnapshotMs })
@@ -309,6 +331,7 @@ func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int,
 		return benchKey(i)
 	}
 	var wg sync.WaitGroup
+	st0 := s.Stats()
 	lats := make([][]timedLatency, writers)
 	errs := make([]error, writers)
 	start := time.Now()
@@ -353,6 +376,11 @@ func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int,
 	stop.Store(true)
 	wg.Wait()
 	elapsed := time.Since(start)
+	if st := s.Stats(); st.Groups > st0.Groups {
+		groups := st.Groups - st0.Groups
+		res.TxnsPerCommit = float64(st.Commits-st0.Commits) / float64(groups)
+		res.CommitUs = us((st.GroupTime - st0.GroupTime) / time.Duration(groups))
+	}
 	if err := errors.Join(append(errs, snapErr)...); err != nil {
 		return res, err
 	}

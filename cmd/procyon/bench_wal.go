@@ -35,6 +35,7 @@ type walBenchResult struct {
 	Syncs         int64   `json:"syncs,omitempty"`
 	SyncsPerSec   float64 `json:"syncs_per_sec,omitempty"`
 	RecordsPerSyn float64 `json:"records_per_sync,omitempty"`
+	SyncUs        float64 `json:"sync_us,omitempty"` // mean time of an fsync
 	P50us         float64 `json:"p50_us,omitempty"`
 	P99us         float64 `json:"p99_us,omitempty"`
 	RawK          int     `json:"raw_k,omitempty"`
@@ -123,6 +124,7 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(tw, "MB/s\t%.1f\n", res.MBPerSec)
 	fmt.Fprintf(tw, "syncs/s\t%.0f\n", res.SyncsPerSec)
 	fmt.Fprintf(tw, "records/sync\t%.1f\n", res.RecordsPerSyn)
+	fmt.Fprintf(tw, "fsync (mean)\t%.0f µs\n", res.SyncUs)
 	fmt.Fprintf(tw, "latency p50 / p99\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
 	if res.RawPerSec > 0 {
 		fmt.Fprintf(tw, "raw loop (k=%d)\t%.0f records/s\n", res.RawK, res.RawPerSec)
@@ -254,6 +256,9 @@ func benchWALAppend(ctx context.Context, dir string, writers, size int, d time.D
 	res.Syncs = st.Syncs
 	res.SyncsPerSec = float64(st.Syncs) / secs
 	res.RecordsPerSyn = st.RecordsPerSync
+	if st.Syncs > 0 {
+		res.SyncUs = us(st.SyncTime / time.Duration(st.Syncs))
+	}
 	res.P50us = us(all.quantile(0.50))
 	res.P99us = us(all.quantile(0.99))
 	return res, nil

@@ -84,13 +84,20 @@ func TestBenchDurableJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &m); err != nil {
 			t.Fatalf("%v: not one JSON object: %v\n%s", args, err, out)
 		}
-		keys := []string{"txns_per_sec", "p50_us", "p99_us", "snapshot_ms", "p99_us_during_snapshot", "heap_bytes_per_key"}
+		keys := []string{"txns_per_sec", "p50_us", "p99_us", "snapshot_ms", "p99_us_during_snapshot", "heap_bytes_per_key",
+			"txns_per_commit", "commit_us", "wal_records_per_sync", "wal_sync_us"}
 		if m["mode"] == "recover" {
 			keys = []string{"recover_ms", "snapshot_bytes"}
 		}
 		for _, k := range keys {
 			if v, ok := m[k].(float64); !ok || v <= 0 {
 				t.Errorf("%v: %s = %v", args, k, m[k])
+			}
+		}
+		// Each of the 4 writers has one transaction at a time in flight.
+		for _, k := range []string{"txns_per_commit", "wal_records_per_sync"} {
+			if v, ok := m[k].(float64); ok && (v < 1 || v > 4) {
+				t.Errorf("%v: %s = %v, want 1 to 4 (4 writers)", args, k, v)
 			}
 		}
 	}
