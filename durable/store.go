@@ -855,8 +855,10 @@ func (s *Store) commitOne(expect int) (n, next int) {
 			err = p.Wait(context.Background())
 			seq = p.Seq() + uint64(len(recs)) - 1
 			took := time.Since(start)
-			s.stats.groups.Add(1)
-			s.stats.groupNs.Add(int64(took))
+			if err == nil {
+				s.stats.groups.Add(1)
+				s.stats.groupNs.Add(int64(took))
+			}
 			if s.commitEWMA == 0 {
 				s.commitEWMA = took
 			} else {
@@ -1124,7 +1126,8 @@ type Stats struct {
 	SnapshotSize int64  // its size in bytes
 	// Groups is the number of group commits: batches of transactions'
 	// records appended to the persistence and made durable together (by
-	// one fsync, on the WAL); Commits/Groups is the mean group size.
+	// one fsync, on the WAL); a group that failed is not counted (its
+	// transactions are in Aborts). Commits/Groups is the mean group size.
 	Groups int64
 	// GroupTime is the time those took, from append to durable, in all.
 	GroupTime time.Duration

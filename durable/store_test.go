@@ -377,6 +377,10 @@ func TestPersistenceFailure(t *testing.T) {
 		if !errors.Is(s.Err(), wal.ErrFailed) {
 			t.Fatalf("Err() = %v", s.Err())
 		}
+		// The group whose sync failed counts in Aborts, not in Groups.
+		if st := s.Stats(); st.Commits != 1 || st.Groups != 1 || st.Aborts != 1 {
+			t.Fatalf("stats after the failure: %d commits, %d groups, %d aborts; want 1, 1, 1", st.Commits, st.Groups, st.Aborts)
+		}
 		if s.counts.Len() != 1 || !s.counts.Has(0) {
 			t.Fatalf("reads after failure: %d counts", s.counts.Len())
 		}
