@@ -185,6 +185,22 @@ type TypeOptions[D any] struct {
 	// Retry is how the type's failing steps are retried; zero fields take
 	// the engine's (Options.Retry).
 	Retry RetryPolicy
+	// KeepSucceeded: a procedure of the type that finished successfully
+	// is not rolled back when its tree later rolls back (HBase 2's rule):
+	// its executed states, and those of its descendants, leave the
+	// rollback stack without their Rollback being called, and its
+	// parent's Rollback of the state that spawned it compensates. For
+	// work that cannot be undone state by state, such as a region
+	// assignment, or whose Rollback cannot succeed once it is complete.
+	// An instance still running when the tree fails is rolled back as
+	// usual. Default false: rolled back with the tree, state by state.
+	// The default is the safe one: every type is written and tested
+	// (proctest) to undo its own states, so nothing is left behind unless
+	// a type says its parent compensates; and where a Rollback keeps
+	// failing, the tree's rollback retries visibly (Info.Retries,
+	// LastError) until an operator bypasses it, while a parent that does
+	// not compensate would leave the child's work behind silently.
+	KeepSucceeded bool
 }
 
 // Type is a registered procedure type, with its state and data types.
@@ -211,6 +227,7 @@ type typeInfo struct {
 	locks       func(state int64, data any) []Lock // nil: the type takes no locks
 	onTimeout   func(ctx context.Context, env *Env, state int64, data any) (Next, error)
 	holdLocks   bool
+	keep        bool // TypeOptions.KeepSucceeded
 	timeout     time.Duration
 	retry       RetryPolicy // merged with the engine's at Register
 	stateName   func(int64) string
@@ -285,7 +302,7 @@ func Register[S State, D any](e *Engine, name string, sm StateMachine[S, D], opt
 			return ot.OnTimeout(ctx, env, S(s), d.(*D))
 		}
 	}
-	ti.holdLocks, ti.timeout = o.HoldLocks, max(o.Timeout, 0)
+	ti.holdLocks, ti.keep, ti.timeout = o.HoldLocks, o.KeepSucceeded, max(o.Timeout, 0)
 	ti.retry = o.Retry.withDefaults(e.opts.Retry)
 	e.register(ti)
 	return &Type[S, D]{e: e, info: ti, codec: codec}
