@@ -25,7 +25,9 @@ type SubmitOptions struct {
 	// rolls back, unless its type has an OnTimeout method: then OnTimeout
 	// runs as its next step and decides (a procedure waiting for its
 	// children fails all the same). A tree past its point of no return
-	// cannot roll back: there a timeout is only logged.
+	// cannot roll back: there a timeout is only logged. A step's own
+	// timeout (Env.SetTimeout) is independent of it: whichever passes
+	// first fires.
 	Timeout time.Duration
 }
 

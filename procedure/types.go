@@ -35,7 +35,9 @@ type State interface {
 // Rollback undoes one executed state. When a tree rolls back, Rollback is
 // called for every state of every procedure of the tree that executed,
 // in exactly the reverse order of execution, including the state whose
-// Execute failed (it may have done part of its work). Each Rollback is a
+// Execute failed (it may have done part of its work), except the states
+// of children that succeeded and whose type sets
+// TypeOptions.KeepSucceeded (their parent compensates). Each Rollback is a
 // step too: its env.Write writes commit with the popped state.
 //
 // Steps are at-least-once: after a crash, the last step whose commit was
@@ -56,8 +58,8 @@ type State interface {
 // procedure without a worker until it can (see Lock). A Rollback step of
 // the state takes them too. OnTimeout runs, as a step in place of
 // Execute, when the procedure's timeout (TypeOptions.Timeout,
-// SubmitOptions.Timeout) passes; without it a timeout fails the
-// procedure.
+// SubmitOptions.Timeout) or the one its last step set (Env.SetTimeout)
+// passes; without it a timeout fails the procedure.
 //
 // Once a procedure of a tree is runnable at (or has executed) a NoReturn
 // state, Abort is refused and a failing step of the tree is retried
