@@ -61,10 +61,22 @@ type semWorld struct {
 }
 
 // semCalls counts Rollback calls per procedure name; it outlives the
-// process, like an external service.
+// process, like an external service. A step of a procedure named in hold
+// (key "name/state") closes the first channel and waits for the second.
 type semCalls struct {
-	mu sync.Mutex
-	m  map[string]int
+	mu   sync.Mutex
+	m    map[string]int
+	hold map[string][2]chan struct{}
+}
+
+func (c *semCalls) block(name string, s int) {
+	c.mu.Lock()
+	h, ok := c.hold[fmt.Sprintf("%s/%d", name, s)]
+	c.mu.Unlock()
+	if ok {
+		close(h[0])
+		<-h[1]
+	}
 }
 
 func (c *semCalls) add(name string) {
@@ -90,6 +102,7 @@ type semSM struct{ w *semWorld }
 func semKey(name string, s int) string { return fmt.Sprintf("sem/%s/%d", name, s) }
 
 func (sm semSM) Execute(ctx context.Context, env *procedure.Env, s int, d *sem) (procedure.Next, error) {
+	sm.w.calls.block(d.Name, s)
 	key, name := semKey(d.Name, s), d.Name
 	put := func() { env.Write(func(tx *durable.Tx) error { return sm.w.kv.Put(tx, key, name) }) }
 	switch s {
@@ -547,6 +560,34 @@ func TestStepTimeoutAndProcedureTimeout(t *testing.T) {
 	clock.Advance(time.Minute)
 	if d, err := p.wait(c); err != nil || d.Timeouts != 1 {
 		t.Fatalf("%+v %v", d, err)
+	}
+}
+
+// A step timeout bounds the wait, not the step after it: one that passes
+// while the next step runs does not fire, and that step's commit clears
+// it.
+func TestStepTimeoutPassingDuringNextStep(t *testing.T) {
+	clock := procedure.NewManualClock(t0)
+	p := newSemProc(t, clock)
+	defer func() { p.close() }()
+	reached, release := make(chan struct{}), make(chan struct{})
+	p.calls.hold = map[string][2]chan struct{}{"r/2": {reached, release}}
+	id := p.submit(sem{Name: "r", Type: "plain", Wait: "ev", Wait2: "ev2", StepTimeout: time.Minute}, procedure.SubmitOptions{})
+	p.suspended(id)
+	if err := p.e.Signal(context.Background(), "ev"); err != nil {
+		t.Fatal(err)
+	}
+	<-reached
+	clock.Advance(2 * time.Minute) // passes while state 2 runs
+	close(release)
+	p.waitInfo(id, "waiting for ev2", func(in procedure.Info) bool {
+		return in.Status == procedure.Suspended && in.Event == "ev2" && in.StepDeadline.IsZero()
+	})
+	if err := p.e.Signal(context.Background(), "ev2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.wait(id); err != nil {
+		t.Fatal(err)
 	}
 }
 
