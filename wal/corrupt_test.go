@@ -459,6 +459,29 @@ func checkNeedFrom(t *testing.T, b *baseLog, d damage, o *damageOutcome) {
 	}
 	checkRecords(t, w, 1, need-1)
 	w.Close()
+
+	// Repair with the same NeedFrom deletes the damaged prefix and no
+	// segment at or after NeedFrom.
+	fs = b.fs.CrashClone(1)
+	d.apply(t, fs)
+	plan, err := PlanRepair(fs, crashDir, CheckOptions{NeedFrom: need})
+	if err != nil || plan == nil || plan.Cut != nil {
+		t.Fatalf("%s: PlanRepair with NeedFrom %d: %v\n%v", d.name, need, err, plan)
+	}
+	for _, del := range plan.Delete {
+		if seq, _ := parseSegmentName(del.Name); seq >= need {
+			t.Fatalf("%s: the plan deletes %s, at or after NeedFrom %d:\n%s", d.name, del.Name, need, plan)
+		}
+	}
+	if err := Repair(fs, crashDir, plan); err != nil {
+		t.Fatalf("%s: Repair with NeedFrom: %v", d.name, err)
+	}
+	w, err = Open(crashDir, Options{FS: fs, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("%s: Open after Repair with NeedFrom: %v\n%s", d.name, err, plan)
+	}
+	checkRecords(t, w, 1, need-1)
+	w.Close()
 }
 
 // checkRepair plans and applies a repair of the damaged log fs.
