@@ -472,4 +472,3 @@ func checkRecoveryConcurrent(t *testing.T, fs *vfs.MemFS, m *crashModel, what st
 		t.Fatalf("%s: append after recovery: %v", what, err)
 	}
 }
-
