@@ -173,6 +173,25 @@ func TestWALVerifyDumpRepair(t *testing.T) {
 	if code, out, errOut := runCLI(t, "wal", "verify", dir); code != 3 || !strings.Contains(out, "TORN TAIL") || !strings.Contains(errOut, "9 bytes") {
 		t.Fatalf("verify of a torn tail: exit %d\n%s%s", code, out, errOut)
 	}
+	code, out, _ = runCLI(t, "wal", "verify", "-json", dir)
+	var torn struct {
+		Verdict  string `json:"verdict"`
+		TornTail struct {
+			Bytes int `json:"bytes"`
+		} `json:"torn_tail"`
+	}
+	if err := json.Unmarshal([]byte(out), &torn); code != 3 || err != nil || torn.Verdict != "torn tail" || torn.TornTail.Bytes != 9 {
+		t.Fatalf("verify -json of a torn tail: exit %d, %v\n%s", code, err, out)
+	}
+
+	// A garbage file named like a later segment is blamed, and dump still
+	// lists every good segment.
+	stray := fmt.Sprintf("%020d.wal", 1000)
+	os.WriteFile(filepath.Join(dir, stray), []byte("garbage"), 0o644)
+	code, out, errOut = runCLI(t, "wal", "dump", dir)
+	if code != 1 || !strings.Contains(errOut, stray) || strings.Count(out, " data ") != 39 {
+		t.Fatalf("dump with a stray file: exit %d\n%s%s", code, out, errOut)
+	}
 	if code, _, _ := runCLI(t, "wal", "verify"); code != 2 {
 		t.Fatalf("verify without DIR: exit %d, want 2", code)
 	}
