@@ -263,3 +263,18 @@ func writeOSFile(path string, data []byte) error {
 	}
 	return f.Close()
 }
+
+// TestRefusedOpenLeavesNoLock: an Open refused for damage leaves the
+// directory as it found it, without the LOCK file it had to create.
+func TestRefusedOpenLeavesNoLock(t *testing.T) {
+	mem := crashedLog(t, 10)
+	editFile(t, mem, filepath.Join(crashDir, segmentName(1)), func(b []byte) []byte { b[headerSize+30] ^= 1; return b })
+	if err := mem.Remove(filepath.Join(crashDir, lockName)); err != nil {
+		t.Fatal(err)
+	}
+	before := memState(t, mem, crashDir)
+	if _, err := Open(crashDir, Options{FS: mem, Logger: quiet()}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open: %v, want ErrCorrupt", err)
+	}
+	sameState(t, "a refused Open", before, memState(t, mem, crashDir))
+}
