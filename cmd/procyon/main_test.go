@@ -135,6 +135,18 @@ func TestWALVerifyDumpRepair(t *testing.T) {
 	if code, out, _ := runCLI(t, "wal", "verify", "-need-from", need, dir); code != 1 || !strings.Contains(out, "SKIPPED") {
 		t.Fatalf("verify -need-from: exit %d\n%s", code, out)
 	}
+	other := t.TempDir()
+	for _, n := range names {
+		b, _ := os.ReadFile(filepath.Join(dir, n))
+		os.WriteFile(filepath.Join(other, n), b, 0o644)
+	}
+	code, out, errOut = runCLI(t, "wal", "repair", "-yes", "-need-from", need, other)
+	if code != 0 || !strings.Contains(out, "remove "+segs[0]) {
+		t.Fatalf("repair -need-from: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := runCLI(t, "wal", "verify", other); code != 0 || strings.Contains(out, segs[0]) {
+		t.Fatalf("verify after repair -need-from: exit %d\n%s", code, out)
+	}
 	os.WriteFile(first, orig, 0o644)
 
 	// Damage the last record: repair cuts it, and says so.
