@@ -129,6 +129,9 @@ func printReport(e *env, rep *wal.Report) {
 		}
 		fmt.Fprintln(e.stdout)
 	}
+	if len(rep.Segments) == 0 {
+		fmt.Fprintln(e.stdout, "no segment files, only a LOCK file: an empty log (opened once, nothing ever written)")
+	}
 	fmt.Fprintf(e.stdout, "%d segment files; the log opens with %d records (seq %d..%d)\n", len(rep.Segments), rep.Records, rep.FirstSeq, rep.LastSeq)
 	if t := rep.TornTail; t != nil {
 		fmt.Fprintf(e.stdout, "TORN TAIL: segment %s at offset %d (%s): opening the log drops these %d bytes, the unfinished write of record %d (no whole record)\n",
