@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	iofs "io/fs"
 	"log/slog"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +41,31 @@ type Options struct {
 	// file). Default 1 MiB, at most SegmentSize; negative: off (every
 	// write grows the file).
 	Preallocate int64
+	// NeedFrom is the first sequence number the caller needs from the log:
+	// records before it are kept elsewhere (the store's snapshot). Damage
+	// in segments that hold only records before NeedFrom (and a gap, a
+	// foreign file or a directory among them) does not fail Open: the log
+	// starts at the segment after the last such damage (FirstSeq says
+	// where), the damaged and earlier segments stay on disk untouched, as
+	// evidence, until TruncateFront passes them, and Damage returns what
+	// was skipped. Damage anywhere else fails Open. Default 0: every
+	// record is needed; any damage but the torn tail of the unsealed last
+	// segment fails Open.
+	NeedFrom uint64
+	// ReadOnly opens the log for reading only. Open then creates nothing
+	// (no directory, LOCK file or segment), truncates and removes nothing,
+	// takes no lock, and fails with ErrNotLog on a path that is not a log.
+	// It reads what is on disk at Open: a torn tail is not read, and a
+	// writer that appends meanwhile is not seen (nor hindered); a segment
+	// the writer deletes meanwhile fails the reader that needs it. Appends,
+	// Roll, TruncateFront and MarkFlushed return ErrReadOnly. Default
+	// false: read-write, under the directory's lock.
+	ReadOnly bool
+	// MustExist makes a read-write Open fail with ErrNotLog, changing
+	// nothing, when dir is not a log (missing, a file, or a directory with
+	// no segment file and no LOCK file). Default false: Open creates the
+	// directory and a first segment.
+	MustExist bool
 }
 
 func (o *Options) ensureDefaults() {
@@ -155,6 +179,10 @@ type WAL struct {
 
 	deleteMu sync.Mutex // serializes segment deletion
 
+	// damage is what Open skipped (Options.NeedFrom); set before the log
+	// is shared, read-only after.
+	damage []*CorruptionError
+
 	durableSeq atomic.Uint64
 
 	mu struct {
@@ -183,123 +211,29 @@ type WAL struct {
 		flushed       map[uint32]uint64
 		truncateFront uint64
 		spare         [][]byte // recycled batch buffers
+		// skipped are the files before the log's start that Open left
+		// alone (Options.NeedFrom), oldest first; deleteObsolete removes
+		// them once TruncateFront passes them.
+		skipped []skippedFile
 	}
 
 	stats stats
 }
 
-// Open opens (creating if needed) the log in dir. It takes the directory's
-// lock, checks every segment, truncates a torn tail of the last segment
-// (saying what it dropped), and fails with an error wrapping ErrCorrupt,
-// naming the segment and offset, on any other damage; it deletes nothing
-// then.
-func Open(dir string, opts Options) (*WAL, error) {
-	opts.ensureDefaults()
-	fs := opts.FS
-	if err := fs.MkdirAll(dir); err != nil {
-		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
-	}
-	lock, err := fs.Lock(filepath.Join(dir, "LOCK"))
-	if err != nil {
-		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
-	}
-	w, err := open(fs, dir, opts, lock)
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	return w, nil
-}
-
-func open(fs vfs.FS, dir string, opts Options, lock io.Closer) (*WAL, error) {
-	res, err := scanDir(fs, dir, nil)
-	if err != nil {
-		return nil, err
-	}
-	if res.corrupt != nil {
-		return nil, res.corrupt
-	}
-	w := &WAL{fs: fs, dir: dir, opts: opts, lock: lock, kick: make(chan struct{}, 1), quit: make(chan struct{}),
-		gathered: make(chan struct{}, 1)}
-	w.mu.notify = make(chan struct{})
-	w.mu.rolled = make(chan struct{})
-	w.mu.flushed = make(map[uint32]uint64)
-	log := opts.Logger
-
-	if res.tornCreate != "" {
-		log.Warn("wal: removing segment whose creation was torn (it holds no records)", "dir", dir, "segment", res.tornCreate)
-		if err := fs.Remove(filepath.Join(dir, res.tornCreate)); err != nil {
-			return nil, fmt.Errorf("wal: remove torn segment %s: %w", res.tornCreate, err)
-		}
-		if err := fs.SyncDir(dir); err != nil {
-			return nil, fmt.Errorf("wal: sync %s: %w", dir, err)
-		}
-	}
-	for _, si := range res.segs {
-		s := &segment{name: si.name, firstSeq: si.firstSeq, lastSeq: si.lastSeq, streams: si.streams}
-		s.durableSize.Store(si.validEnd)
-		s.sealed.Store(si.sealed)
-		w.mu.segments = append(w.mu.segments, s)
-	}
-	nextSeq := uint64(1)
-	if n := len(res.segs); n > 0 {
-		nextSeq = res.segs[n-1].lastSeq + 1
-	}
-	w.mu.nextSeq = nextSeq
-	w.durableSeq.Store(nextSeq - 1)
-
-	// Open the last segment for appending, or start a new one.
-	if n := len(res.segs); n > 0 && !res.segs[n-1].sealed {
-		last := w.mu.segments[n-1]
-		f, err := fs.OpenReadWrite(filepath.Join(dir, last.name))
-		if err != nil {
-			return nil, fmt.Errorf("wal: open segment %s: %w", last.name, err)
-		}
-		if res.tornTail {
-			if res.zeroTail {
-				log.Debug("wal: dropping the preallocated zeros after the last record", "dir", dir, "segment", last.name,
-					"offset", res.tornOffset, "bytes", res.tornBytes)
-			} else {
-				log.Warn("wal: truncating torn tail of the last segment", "dir", dir, "segment", last.name,
-					"offset", res.tornOffset, "bytes_dropped", res.tornBytes, "reason", res.tornReason)
-			}
-			// Appends go on at the end of the file: cut it back to the
-			// last record.
-			if err := f.Truncate(res.tornOffset); err == nil {
-				err = f.Sync()
-			}
-			if err != nil {
-				f.Close()
-				return nil, fmt.Errorf("wal: truncate torn tail of %s: %w", last.name, err)
-			}
-		}
-		w.active, w.activeSeg, w.activeSize, w.allocEnd = f, last, res.segs[n-1].validEnd, res.segs[n-1].validEnd
-	} else {
-		// A sealed last segment is one whose successor's creation was lost.
-		if err := w.createSegment(nextSeq); err != nil {
-			return nil, err
-		}
-		w.mu.segments = append(w.mu.segments, w.activeSeg)
-	}
-	w.mu.pending = w.newBatchLocked()
-	w.stats.segments.Store(int64(len(w.mu.segments)))
-	w.wg.Add(1)
-	go w.flusher()
-	return w, nil
-}
-
-// createSegment creates, syncs and links a new active segment. Called with
-// ioMu held (or before the log is shared).
+// createSegment creates, syncs and links a new active segment: it writes
+// the header to "<name>.tmp", syncs it, renames it to the segment's name
+// and syncs the directory, so that a file with a segment's name always has
+// a durable header. Called with ioMu held (or before the log is shared).
 func (w *WAL) createSegment(firstSeq uint64) error {
 	name := segmentName(firstSeq)
 	path := filepath.Join(w.dir, name)
 	// Never overwrite a segment: that would destroy records.
 	if _, err := w.fs.Stat(path); err == nil {
-		return fmt.Errorf("wal: create segment %s: %w", name, fs.ErrExist)
-	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wal: create segment %s: %w", name, iofs.ErrExist)
+	} else if !errors.Is(err, iofs.ErrNotExist) {
 		return fmt.Errorf("wal: create segment %s: %w", name, err)
 	}
-	f, err := w.fs.Create(path)
+	f, err := w.fs.Create(path + tmpSuffix)
 	if err != nil {
 		return fmt.Errorf("wal: create segment %s: %w", name, err)
 	}
@@ -308,11 +242,21 @@ func (w *WAL) createSegment(firstSeq uint64) error {
 		err = f.Sync()
 	}
 	if err == nil {
+		err = w.fs.Rename(path+tmpSuffix, path)
+	}
+	if err == nil {
 		err = w.fs.SyncDir(w.dir)
 	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		f.Close()
 		return fmt.Errorf("wal: create segment %s: %w", name, err)
+	}
+	// Reopen it under its own name: the handle then names the segment
+	// (for errors and fault injection), not the temporary file.
+	if f, err = w.fs.OpenReadWrite(path); err != nil {
+		return fmt.Errorf("wal: open segment %s: %w", name, err)
 	}
 	s := &segment{name: name, firstSeq: firstSeq, lastSeq: firstSeq - 1, streams: map[uint32]uint64{}}
 	s.durableSize.Store(headerSize)
@@ -421,6 +365,9 @@ func (w *WAL) AppendBatchAsync(entries []Entry) (*Pending, error) {
 // makes sure the flusher will write the batch; if true the caller will
 // call waitBatch, which leads the write itself when nobody else is.
 func (w *WAL) append(entries []Entry, single []byte, isSingle, wait bool) (*batch, uint64, error) {
+	if w.opts.ReadOnly {
+		return nil, 0, ErrReadOnly
+	}
 	size := 0
 	if isSingle {
 		if len(single) > w.opts.MaxRecordSize {
@@ -815,6 +762,9 @@ func (w *WAL) Sync() error {
 // Roll seals the active segment and starts a new one, after writing what is
 // pending. Callers use it to make the records so far deletable.
 func (w *WAL) Roll() error {
+	if w.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	w.mu.Lock()
 	if w.mu.err != nil || w.mu.closed {
 		err := w.mu.err
@@ -879,8 +829,11 @@ func (w *WAL) Err() error {
 	return w.mu.err
 }
 
-// Close writes and syncs what is pending, stops the log and releases the
-// directory lock. It returns the log's failure, if any.
+// Close writes and syncs what is pending, seals the active segment if it
+// holds records (a trailer, synced, then an empty next segment), stops the
+// log and releases the directory lock. It returns the log's failure, if
+// any. Sealing on Close is what lets Open tell a tail cut off after a clean
+// close (corruption) from one torn by a crash.
 func (w *WAL) Close() error {
 	w.mu.Lock()
 	if w.mu.closed {
@@ -889,6 +842,14 @@ func (w *WAL) Close() error {
 	}
 	w.mu.closed = true
 	w.mu.Unlock()
+	if w.opts.ReadOnly {
+		w.mu.Lock()
+		w.mu.err = ErrClosed
+		close(w.mu.notify)
+		w.mu.notify = make(chan struct{})
+		w.mu.Unlock()
+		return nil
+	}
 	syncErr := w.Sync()
 
 	w.mu.Lock()
@@ -903,12 +864,9 @@ func (w *WAL) Close() error {
 	w.wg.Wait()
 
 	w.ioMu.Lock()
-	var terr error
-	if failed == nil && syncErr == nil && w.allocEnd > w.activeSize {
-		// A closed log's files end at their last record: drop the zeros.
-		if terr = w.active.Truncate(w.activeSize); terr == nil {
-			terr = w.active.Sync()
-		}
+	var serr error
+	if failed == nil && syncErr == nil {
+		serr = w.seal()
 	}
 	cerr := w.active.Close()
 	w.ioMu.Unlock()
@@ -918,8 +876,8 @@ func (w *WAL) Close() error {
 		return failed
 	case syncErr != nil:
 		return syncErr
-	case terr != nil:
-		return fmt.Errorf("wal: close: drop preallocated zeros of %s: %w", w.activeSeg.name, terr)
+	case serr != nil:
+		return fmt.Errorf("wal: close: %w", serr)
 	case cerr != nil:
 		return fmt.Errorf("wal: close: %w", cerr)
 	case lerr != nil:
@@ -928,9 +886,34 @@ func (w *WAL) Close() error {
 	return nil
 }
 
-// segmentsSnapshot returns the current segments, oldest first.
-func (w *WAL) segmentsSnapshot() []*segment {
+// seal is Close's last write: an active segment with records is rolled
+// (trailer, sync, empty next segment); an empty one loses its preallocated
+// zeros. Called with ioMu held and the flusher stopped.
+func (w *WAL) seal() error {
+	seg := w.activeSeg
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.mu.segments)
+	empty := seg.lastSeq < seg.firstSeq
+	w.mu.Unlock()
+	if empty {
+		if w.allocEnd <= w.activeSize {
+			return nil
+		}
+		err := w.active.Truncate(w.activeSize)
+		if err == nil {
+			err = w.active.Sync()
+		}
+		if err != nil {
+			return fmt.Errorf("drop preallocated zeros of %s: %w", seg.name, err)
+		}
+		w.allocEnd = w.activeSize
+		return nil
+	}
+	if err := w.roll(&batch{}); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.mu.segments = append(w.mu.segments, w.activeSeg)
+	seg.sealed.Store(true)
+	w.mu.Unlock()
+	return nil
 }
