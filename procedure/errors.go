@@ -26,8 +26,10 @@ var (
 	// ErrRolledBack: the procedure failed and its tree was rolled back.
 	// Wait returns an *Error for which errors.Is(err, ErrRolledBack) holds.
 	ErrRolledBack = errors.New("procedure: rolled back")
-	// ErrBypassed: Wait on a procedure an administrator bypassed; it has
-	// no result of its own.
+	// ErrBypassed: Wait on a procedure an administrator bypassed (or on
+	// an ancestor of one, or a tree completed by a bypass); it has no
+	// result of its own. It is also the cause (context.Cause) of the
+	// context of a step running when its procedure was bypassed.
 	ErrBypassed = errors.New("procedure: bypassed")
 	// ErrUnknownType: Submit of a type name that was not registered.
 	ErrUnknownType = errors.New("procedure: unknown type")
@@ -40,6 +42,9 @@ var (
 	// returns an *Error for which errors.Is(err, ErrTimeout) holds, also
 	// after a restart.
 	ErrTimeout = errors.New("procedure: timed out")
+	// ErrAborted: the cause (context.Cause) of a step's context when a
+	// client aborted its tree while the step ran (Engine.Abort).
+	ErrAborted = errors.New("procedure: aborted")
 	// ErrEngineFailed: the store under the engine failed (a log write or
 	// fsync); the engine stopped. Restart it on the data directory. The
 	// error also wraps the store's.

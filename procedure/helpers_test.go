@@ -48,6 +48,16 @@ type gates struct {
 	mu sync.Mutex
 	m  map[string]chan struct{}
 	at map[string]chan struct{} // closed when a step reaches the gate
+	// causes: why a step's context ended while it waited at a gate.
+	causes map[string]error
+}
+
+// cause returns context.Cause of the step context that ended while it
+// waited at key (nil: none did).
+func (g *gates) cause(key string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.causes[key]
 }
 
 func (g *gates) set(key string) {
@@ -93,6 +103,12 @@ func (g *gates) wait(ctx context.Context, key string) error {
 	case <-ch:
 		return nil
 	case <-ctx.Done():
+		g.mu.Lock()
+		if g.causes == nil {
+			g.causes = map[string]error{}
+		}
+		g.causes[key] = context.Cause(ctx)
+		g.mu.Unlock()
 		return ctx.Err()
 	}
 }

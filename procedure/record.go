@@ -58,6 +58,12 @@ const (
 	flagTimeout   = 1 << 6
 	flagLocks     = 1 << 7
 
+	// statusMore, set in the status byte, says that a second flags byte
+	// (flags2) follows the flags byte.
+	statusMore = 1 << 7
+
+	flag2BypassOf = 1 << 0 // the bypass-of section: uvarint target, u8 role
+
 	entrySpawn = 1 << 0
 
 	waitEvent = 1 // suspended until an event is signalled
@@ -80,10 +86,42 @@ type entry struct {
 }
 
 // Bypass records who forced a procedure to finish without running its
-// steps, and why.
+// steps, and why, and how the bypass reached it.
 type Bypass struct {
 	Who, Why string
 	At       int64 // unix nanoseconds
+	// Target is the procedure the operator bypassed (Engine.Bypass's id);
+	// Role says what this procedure is to it. Target is 0 in records
+	// written before it was stored (they were bypassed directly).
+	Target ID
+	Role   BypassRole
+}
+
+// BypassRole says how a bypass reached a procedure. The values are part
+// of the on-disk format: never change them.
+type BypassRole uint8
+
+const (
+	// BypassDirect: the procedure the operator bypassed.
+	BypassDirect BypassRole = 0
+	// BypassDescendant: an unfinished descendant of the one bypassed; it
+	// finished with it.
+	BypassDescendant BypassRole = 1
+	// BypassAncestor: an ancestor of the one bypassed; it runs no further
+	// state and finishes once its unfinished children have.
+	BypassAncestor BypassRole = 2
+)
+
+func (r BypassRole) String() string {
+	switch r {
+	case BypassDirect:
+		return "direct"
+	case BypassDescendant:
+		return "descendant"
+	case BypassAncestor:
+		return "ancestor"
+	}
+	return fmt.Sprintf("BypassRole(%d)", uint8(r))
 }
 
 // record is a procedure as stored in the procedures collection.
@@ -139,7 +177,15 @@ func appendRecord(dst []byte, r *record) []byte {
 	if len(r.locks) > 0 {
 		flags |= flagLocks
 	}
-	dst = append(dst, recordV1, byte(r.status), flags)
+	var flags2 byte
+	if r.bypass != nil {
+		flags2 |= flag2BypassOf
+	}
+	if flags2 != 0 {
+		dst = append(dst, recordV1, byte(r.status)|statusMore, flags, flags2)
+	} else {
+		dst = append(dst, recordV1, byte(r.status), flags)
+	}
 	dst = binary.AppendUvarint(dst, uint64(r.parent))
 	dst = binary.AppendUvarint(dst, uint64(r.root))
 	dst = appendString(dst, r.typ)
@@ -194,6 +240,10 @@ func appendRecord(dst []byte, r *record) []byte {
 			dst = append(dst, byte(l.Mode))
 			dst = appendString(dst, l.Resource)
 		}
+	}
+	if flags2&flag2BypassOf != 0 {
+		dst = binary.AppendUvarint(dst, uint64(r.bypass.Target))
+		dst = append(dst, byte(r.bypass.Role))
 	}
 	return dst
 }
@@ -281,8 +331,15 @@ func decodeRecord(b []byte) (*record, error) {
 		return nil, fmt.Errorf("%w: format version %d (this program reads %d)", errRecord, v, recordV1)
 	}
 	r := &record{}
-	r.status = Status(d.byte("status"))
+	st := d.byte("status")
+	r.status = Status(st &^ statusMore)
 	flags := d.byte("flags")
+	var flags2 byte
+	if st&statusMore != 0 {
+		if flags2 = d.byte("flags2"); d.err == nil && (flags2 == 0 || flags2&^flag2BypassOf != 0) {
+			d.fail("flags2")
+		}
+	}
 	r.parent = ID(d.uvarint("parent"))
 	r.root = ID(d.uvarint("root"))
 	r.typ = d.string("type")
@@ -358,6 +415,16 @@ func decodeRecord(b []byte) (*record, error) {
 				if d.err == nil && r.locks[i].Mode != Shared && r.locks[i].Mode != Exclusive {
 					d.fail("lock mode")
 				}
+			}
+		}
+	}
+	if flags2&flag2BypassOf != 0 {
+		if r.bypass == nil {
+			d.fail("bypass-of without bypass")
+		} else {
+			r.bypass.Target = ID(d.uvarint("bypass target"))
+			if r.bypass.Role = BypassRole(d.byte("bypass role")); d.err == nil && r.bypass.Role > BypassAncestor {
+				d.fail("bypass role")
 			}
 		}
 	}

@@ -14,8 +14,9 @@ func sampleRecords() []*record {
 			entries: []entry{{state: 0, idx: 0}, {state: 3, idx: 4, spawn: true}, {state: 1 << 40, idx: 1<<32 - 1}},
 			created: 1, updated: 1 << 62, submitter: "ann", nonce: "n-1", data: []byte(`{"x":1}`)},
 		{status: RolledBack, root: 5, typ: "x", version: 1, data: []byte{0, 1, 2}, err: &Error{Source: "s", Message: "m"},
-			bypass: &Bypass{Who: "w", Why: "y", At: -3}, aborted: true, completed: 11, acked: 12},
+			bypass: &Bypass{Who: "w", Why: "y", At: -3, Target: 7, Role: BypassAncestor}, aborted: true, completed: 11, acked: 12},
 		{status: Failed, root: 5, parent: 5, typ: "x", version: 1, err: &Error{}},
+		{status: Waiting, root: 5, parent: 5, typ: "x", version: 1, bypass: &Bypass{Who: "w", Why: "y", Target: 1 << 40, Role: BypassDescendant}},
 		{status: Suspended, root: 9, typ: "snap", version: 1, wait: waitState{kind: waitEvent, event: "region/r7/opened"},
 			timeout: 1 << 60, locks: []Lock{{Resource: "table/t1", Mode: Shared}, {Resource: "table/t1/region/r7", Mode: Exclusive}}},
 		{status: Suspended, root: 9, parent: 9, typ: "snap", version: 1, wait: waitState{kind: waitTimer, until: -7}},
@@ -75,4 +76,31 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatal("encoding not stable")
 		}
 	})
+}
+
+// A bypass recorded before targets and roles were (no flags2 byte) reads
+// as a direct bypass with no target.
+func TestRecordBypassWithoutRole(t *testing.T) {
+	r := &record{status: Succeeded, root: 4, typ: "t", version: 1, bypass: &Bypass{Who: "w", Why: "y", At: 5}}
+	b := appendRecord(nil, r)
+	if b[1]&statusMore == 0 || b[3] != flag2BypassOf {
+		t.Fatalf("no flags2 byte: % x", b)
+	}
+	old := append([]byte{b[0], b[1] &^ statusMore, b[2]}, b[4:len(b)-2]...) // target 0 and role: 2 bytes
+	got, err := decodeRecord(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.bypass == nil || *got.bypass != *r.bypass || got.status != Succeeded || got.root != 4 {
+		t.Fatalf("got %+v (bypass %+v)", got, got.bypass)
+	}
+	// flags2 without a bypass, or with unknown bits, is corruption.
+	bad := append([]byte{b[0], b[1], b[2] &^ flagBypass, b[3]}, b[4:]...)
+	if _, err := decodeRecord(bad); !errors.Is(err, errRecord) {
+		t.Fatalf("bypass-of without bypass: %v", err)
+	}
+	b[3] |= 2
+	if _, err := decodeRecord(b); !errors.Is(err, errRecord) {
+		t.Fatalf("unknown flags2 bit: %v", err)
+	}
 }

@@ -28,13 +28,17 @@ type Result struct {
 
 // Err returns the outcome as an error: nil for a success, an *Error (for
 // which errors.Is(err, ErrRolledBack) holds) for a rollback, an error
-// wrapping ErrBypassed for a bypassed procedure.
+// wrapping ErrBypassed for a bypassed procedure (and the *Error too, for
+// a tree bypassed while it rolled back).
 func (r Result) Err() error {
 	switch {
 	case r.Status == RolledBack:
 		e := &Error{Message: "rolled back", rolledBack: true}
 		if r.Error != nil {
 			e.Source, e.Message = r.Error.Source, r.Error.Message
+		}
+		if r.Bypass != nil {
+			return fmt.Errorf("%w: procedure %d by %s: %s: %w", ErrBypassed, r.ID, r.Bypass.Who, r.Bypass.Why, e)
 		}
 		return e
 	case r.Bypass != nil:
