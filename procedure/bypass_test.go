@@ -321,3 +321,43 @@ func TestBypassChildBypassesAncestors(t *testing.T) {
 		},
 	})
 }
+
+// TestBypassWhileRollbackRetries: bypassing the root of a tree whose
+// rollback step keeps failing completes it and leaves no retry timer
+// behind.
+func TestBypassWhileRollbackRetries(t *testing.T) {
+	clock := NewManualClock(bypassClockStart)
+	w := &world{t: t, fs: newMemFS(), gates: &gates{}, running: map[ID]bool{}, opts: Options{Clock: clock}}
+	var bad *Type[int, script]
+	w.extra = func(w *world) {
+		bad = Register[int, script](w.e, "bad-rollback", StateMachineFuncs[int, script]{
+			Exec: func(ctx context.Context, env *Env, s int, d *script) (Next, error) {
+				if s == 1 {
+					return Next{}, errors.New("boom")
+				}
+				return GoTo(s + 1), nil
+			},
+			Undo: func(ctx context.Context, env *Env, s int, d *script) error { return errors.New("cannot undo") },
+		})
+	}
+	w.open()
+	defer w.close()
+	id, err := bad.Submit(context.Background(), newScript("x", 3), SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a rollback retry to be scheduled", func() bool {
+		in, _ := w.e.Get(id)
+		return in.Retries >= 1 && clock.Pending() > 0
+	})
+	if err := w.e.Bypass(context.Background(), id, "ops", "rollback stuck"); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.wait(id); r.Status != RolledBack || !errors.Is(r.Err(), ErrBypassed) {
+		t.Fatalf("%v %v", r.Status, r.Err())
+	}
+	checkNoTrace(t, w, id, []ID{id})
+	if n := clock.Pending(); n != 0 {
+		t.Fatalf("%d timers pending on the clock", n)
+	}
+}

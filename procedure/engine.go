@@ -357,7 +357,8 @@ type tree struct {
 	quarantine string
 	retries    int
 	lastErr    string
-	rbLocks    *lockReq // locks of the rollback step (held, or waited for with rbQueued)
+	rbLocks    *lockReq     // locks of the rollback step (held, or waited for with rbQueued)
+	rbTimer    *engineTimer // retries a failed rollback step
 }
 
 // tstate is the tree's state derived from its procedures' records.

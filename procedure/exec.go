@@ -462,6 +462,8 @@ func (e *Engine) treeErrorLocked(t *tree) *Error {
 // for the sweeper.
 func (e *Engine) retireLocked(t *tree, res *Result) {
 	root := t.root
+	e.stopTimerLocked(t.rbTimer) // a bypass completed it while its rollback waited to retry
+	t.rbTimer = nil
 	if r := t.rbLocks; r != nil {
 		t.rbLocks = nil
 		if _, waiting := e.lockWaits[r]; waiting {
@@ -634,8 +636,9 @@ func (e *Engine) retryRollback(t *tree, p *proc, state int64, err error, info St
 		e.log.Warn("procedure: rollback step failed; retrying", "root", t.root.id, "id", p.id, "type", p.typeName,
 			"state", p.typ.stateName(state), "retries", t.retries, "delay", d, "err", err)
 		t.rbQueued = true // parked until the timer
-		e.afterFuncLocked(d, func() {
+		t.rbTimer = e.afterFuncLocked(d, func() {
 			e.mu.Lock()
+			t.rbTimer = nil
 			t.rbQueued = false
 			e.maybeRollbackLocked(t)
 			e.mu.Unlock()
