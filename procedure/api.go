@@ -280,7 +280,8 @@ func (e *Engine) afterFailedAdmin(c *commit, err error) error {
 // recorded durably, on every procedure the bypass reaches (Info.Bypass:
 // Target is id, Role how it reached the procedure), and the bypass is
 // durable when Bypass returns; from then on no procedure it reached
-// starts a step.
+// starts a forward step (an ancestor is still rolled back if its tree
+// fails later).
 //
 // In a running tree, id and its unfinished descendants finish at once,
 // as succeeded (a step of theirs still running is discarded when it

@@ -113,7 +113,9 @@
 // when, the procedure bypassed (Info.Bypass.Target) and how it was
 // reached (Role: BypassDirect, BypassDescendant, BypassAncestor); the
 // root's result keeps its own. A bypass is durable when Bypass returns,
-// and no procedure it reached starts a step from then on.
+// and no procedure it reached starts a forward step from then on (an
+// ancestor is still rolled back if its tree fails later, by a sibling's
+// failure or an Abort).
 //
 // When a root finishes (succeeded or rolled back), the same commit turns
 // its record into the result (its final data, or the error with its
@@ -229,11 +231,11 @@
 //	status: 1 runnable, 2 waiting (children), 3 succeeded, 4 failed,
 //	        5 rolled back, 6 suspended (an event or a time: the wait section);
 //	        bit 7 (128) set: the flags2 byte follows flags
-//	flags2: 1 bypass-of (present with the bypass section; records without
-//	        it were bypassed directly); the byte is absent when no bit is set
 //	flags:  1 error, 2 bypass, 4 aborted, 8 completed, 16 acked, 32 wait,
 //	        64 timeout, 128 locks (each optional section is present iff its
 //	        flag is set)
+//	flags2: 1 bypass-of (present with the bypass section; records without
+//	        it were bypassed directly); the byte is absent when no bit is set
 //	modes:  1 shared, 2 exclusive
 //	roles:  0 the procedure bypassed, 1 a descendant of it, 2 an ancestor
 //	times:  unix nanoseconds
