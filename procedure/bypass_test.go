@@ -361,3 +361,55 @@ func TestBypassWhileRollbackRetries(t *testing.T) {
 		t.Fatalf("%d timers pending on the clock", n)
 	}
 }
+
+// TestBypassInfoRoles: Info shows, for every procedure a bypass reached,
+// who, why, which procedure was bypassed and how it reached this one,
+// also after a restart; procedures it did not reach show none.
+func TestBypassInfoRoles(t *testing.T) {
+	fw := newFlowWorld(t, Options{Workers: 4})
+	defer fw.close()
+	for _, g := range []string{"flow:a:0", "flow:b:0", "flow:other:0"} {
+		fw.gates.set(g)
+	}
+	root := fw.submit(fw.flow, flow{Name: "root", Steps: []flowStep{{Kids: []flow{
+		{Name: "mid", Steps: []flowStep{{Kids: []flow{
+			{Name: "a", Steps: []flowStep{{Gate: true}}},
+			{Name: "b", Steps: []flowStep{{Gate: true}}},
+		}}}},
+		{Name: "other", Steps: []flowStep{{Gate: true}}},
+	}}, {}}})
+	mid, other, a, b := root+1, root+2, root+3, root+4
+	for _, g := range []string{"flow:a:0", "flow:b:0", "flow:other:0"} {
+		reach(t, fw.gates, g)
+	}
+	if err := fw.e.Bypass(context.Background(), mid, "ann", "region server gone"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[ID]struct {
+		status Status
+		role   BypassRole
+	}{root: {Waiting, BypassAncestor}, mid: {Succeeded, BypassDirect}, a: {Succeeded, BypassDescendant}, b: {Succeeded, BypassDescendant}}
+	check := func(when string) {
+		for id, w := range want {
+			in := fw.info(id)
+			if bp := in.Bypass; in.Status != w.status || bp == nil || bp.Role != w.role || bp.Target != mid ||
+				bp.Who != "ann" || bp.Why != "region server gone" || bp.At == 0 {
+				t.Errorf("%s: procedure %d: %v, bypass %+v; want %v, role %v of %d", when, id, in.Status, in.Bypass, w.status, w.role, mid)
+			}
+		}
+		if in := fw.info(other); in.Bypass != nil {
+			t.Errorf("%s: sibling of the bypassed one: bypass %+v", when, in.Bypass)
+		}
+	}
+	check("after the bypass")
+	fw.restart()
+	check("after a restart")
+	fw.gates.open("flow:other:0")
+	r := fw.wait(root)
+	if r.Status != Succeeded || !errors.Is(r.Err(), ErrBypassed) || r.Bypass == nil || r.Bypass.Role != BypassAncestor || r.Bypass.Target != mid {
+		t.Fatalf("root: %v %v %+v", r.Status, r.Err(), r.Bypass)
+	}
+	if fx := fw.fx(root); slices.Contains(fx, fmt.Sprintf("fx/%d/%d/1", root, root)) {
+		t.Fatalf("the root ran its state after its children: %v", fx)
+	}
+}
