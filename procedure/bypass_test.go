@@ -178,7 +178,7 @@ func runBypassScene(t *testing.T, sc bypassScene) {
 
 // everyStatusScene: a root whose children are in every status: running a
 // step, waiting for a lock, suspended on an event, sleeping, waiting for
-// its own child (which runs a step), succeeded. Another tree holds the
+// its own child (which runs a step), waiting to retry a step, succeeded. Another tree holds the
 // lock. The root itself has a timeout.
 func everyStatusScene(t *testing.T, fw *flowWorld) (target, root ID) {
 	for _, g := range []string{"flow:blocker:1", "flow:run:0", "flow:grand:0"} {
@@ -193,13 +193,15 @@ func everyStatusScene(t *testing.T, fw *flowWorld) (target, root ID) {
 		{Name: "sleep", Steps: []flowStep{{Sleep: time.Hour}}},
 		{Name: "parent", Steps: []flowStep{{Kids: []flow{{Name: "grand", Steps: []flowStep{{Gate: true}}}}}}},
 		{Name: "done"},
+		{Name: "retry", Steps: []flowStep{{Retry: 1 << 20}}},
 	}}, {}}}, SubmitOptions{Timeout: time.Hour})
 	reach(t, fw.gates, "flow:run:0")
 	reach(t, fw.gates, "flow:grand:0")
-	run, lock, event, sleep, parent, done := root+1, root+2, root+3, root+4, root+5, root+6
+	run, lock, event, sleep, parent, done, retry := root+1, root+2, root+3, root+4, root+5, root+6, root+7
 	waitFor(t, "the children's statuses", func() bool {
 		return fw.info(lock).WaitingForLocks && fw.info(event).Status == Suspended && fw.info(sleep).Status == Suspended &&
-			fw.info(parent).Status == Waiting && fw.info(done).Status == Succeeded && fw.info(run).Running
+			fw.info(parent).Status == Waiting && fw.info(done).Status == Succeeded && fw.info(run).Running &&
+			fw.info(retry).Retries > 0 && !fw.info(retry).Running
 	})
 	return root, root
 }
