@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -413,5 +415,47 @@ func TestBypassInfoRoles(t *testing.T) {
 	}
 	if fx := fw.fx(root); slices.Contains(fx, fmt.Sprintf("fx/%d/%d/1", root, root)) {
 		t.Fatalf("the root ran its state after its children: %v", fx)
+	}
+}
+
+// TestTakenStepDoesNotRunAfterOperator: a step a worker has taken but not
+// started when its procedure is bypassed, or its tree aborted, does not
+// call Execute.
+func TestTakenStepDoesNotRunAfterOperator(t *testing.T) {
+	for _, op := range []string{"bypass", "abort"} {
+		t.Run(op, func(t *testing.T) {
+			reached, release := make(chan struct{}), make(chan struct{})
+			var targetID atomic.Uint64
+			var once sync.Once
+			var fw *flowWorld
+			fw = newFlowWorld(t, Options{Hooks: Hooks{StepStart: func(info StepInfo) {
+				if uint64(info.ID) == targetID.Load() && info.State == 1 && !info.Rollback {
+					once.Do(func() { close(reached); <-release })
+				}
+			}}})
+			defer fw.close()
+			fw.gates.set("flow:p:0")
+			target := fw.submit(fw.flow, flow{Name: "p", Steps: []flowStep{{Gate: true}, {}}})
+			targetID.Store(uint64(target))
+			fw.gates.open("flow:p:0")
+			<-reached
+			var err error
+			if op == "bypass" {
+				err = fw.e.Bypass(context.Background(), target, "ops", "stuck")
+			} else {
+				err = fw.e.Abort(context.Background(), target)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			close(release)
+			r := fw.wait(target)
+			if n := fw.sm.attemptsOf(target, 1); n != 0 {
+				t.Fatalf("state 1 executed %d times after the %s", n, op)
+			}
+			if (op == "bypass") != errors.Is(r.Err(), ErrBypassed) || (op == "abort") != (r.Status == RolledBack) {
+				t.Fatalf("%s: %v %v", op, r.Status, r.Err())
+			}
+		})
 	}
 }

@@ -24,7 +24,7 @@ type crashModel struct {
 	aborted   map[ID]bool // roots whose Abort returned nil
 	// bypassed: procedures a Bypass that returned nil reached (the one
 	// named, its descendants and ancestors then): none may start a
-	// forward step from then on. bypassTried: roots of trees a Bypass
+	// forward step from then on (one running sees its context end). bypassTried: roots of trees a Bypass
 	// was tried on (it may be durable even if it returned an error).
 	bypassed    map[ID]bool
 	bypassTried map[ID]bool
@@ -343,13 +343,17 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 					m.steps[info.ID] = max(m.steps[info.ID], info.Step+1)
 					m.rootOf[info.ID] = info.Root
 					m.mu.Unlock()
-				}, StepStart: func(info StepInfo) {
-					m.mu.Lock()
-					defer m.mu.Unlock()
-					if m.bypassed[info.ID] && !info.Rollback {
-						t.Errorf("procedure %d (root %d) started state %d after its bypass was acknowledged", info.ID, info.Root, info.State)
-					}
 				}}}}
+		// A step that runs after a bypass reaching its procedure was
+		// acknowledged must have been taken before: its context is
+		// cancelled with ErrBypassed (and its outcome discarded).
+		w.onExecute = func(ctx context.Context, id ID, state int) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.bypassed[id] && !errors.Is(context.Cause(ctx), ErrBypassed) {
+				t.Errorf("procedure %d started state %d after its bypass was acknowledged", id, state)
+			}
+		}
 		fsm := &flowSM{attempts: map[string]int{}}
 		var flowT, holdT *Type[int, flow]
 		w.extra = func(w *world) {

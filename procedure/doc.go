@@ -87,8 +87,9 @@
 //
 // Abort(id) fails id's tree (the first failure's error stays the tree's:
 // source "abort"). Each step of the tree running then sees its context
-// cancelled with context.Cause ErrAborted; whatever it returns commits,
-// and its state is rolled back with the rest. The abort's own commit
+// cancelled with context.Cause ErrAborted (one taken by a worker but not
+// yet in Execute does not run); whatever it returns commits, and its
+// state is rolled back with the rest. The abort's own commit
 // puts the state of every step running on the stack (its step's commit
 // then adds no entry), so a step whose commit a crash loses is rolled
 // back all the same: Rollback must tolerate a state that did part of its
@@ -98,7 +99,7 @@
 // bypass). In a running tree, id and its unfinished descendants finish at
 // once as succeeded without running (a step of theirs still running has
 // its context cancelled with cause ErrBypassed, and its commit is
-// discarded), and every ancestor of id is bypassed too: it runs no
+// discarded; one not yet in Execute does not run), and every ancestor of id is bypassed too: it runs no
 // further state, its timeout is cleared, and it finishes once its other
 // children have (siblings finish their work). Nothing builds on work that
 // never happened: the root ends succeeded but bypassed, and Wait's

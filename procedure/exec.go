@@ -223,6 +223,12 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 			}
 		}
 	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrBypassed) || errors.Is(cause, ErrAborted) {
+		// Bypassed, or its tree aborted, since it was taken: it does not
+		// run (an abort already put its state on the rollback stack).
+		e.endStep(p, info, endPlain, nil)
+		return
+	}
 	env := &Env{e: e, id: p.id, parent: p.parent, root: t.root.id}
 	start := time.Now()
 	w.busy.Store(start.UnixNano())

@@ -128,6 +128,9 @@ func fxKey(env *Env, state int) string {
 }
 
 func (sm *scriptSM) Execute(ctx context.Context, env *Env, s int, d *script) (Next, error) {
+	if sm.w.onExecute != nil {
+		sm.w.onExecute(ctx, env.ID(), s)
+	}
 	if err := sm.w.gates.wait(ctx, fmt.Sprintf("exec:%s:%d", d.Name, s)); err != nil {
 		return Next{}, err
 	}
@@ -206,6 +209,8 @@ type world struct {
 	commits []event // appended by the script type's writes, in commit order
 	noStart bool
 	extra   func(w *world) // registers more types
+	// onExecute, if set, is called as the test types' Execute starts.
+	onExecute func(ctx context.Context, id ID, state int)
 }
 
 type seqData struct {
