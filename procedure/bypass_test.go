@@ -459,3 +459,42 @@ func TestTakenStepDoesNotRunAfterOperator(t *testing.T) {
 		})
 	}
 }
+
+// TestBypassRootDuringSpawnCommit: a root bypassed while the commit of
+// its step that spawned children is being let go (durable, not yet
+// processed) completes its tree, and the children that commit made arm
+// no timer afterwards.
+func TestBypassRootDuringSpawnCommit(t *testing.T) {
+	clock := NewManualClock(bypassClockStart)
+	var rootID atomic.Uint64
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	fw := newFlowWorld(t, Options{Clock: clock, Hooks: Hooks{AfterCommit: func(info StepInfo) {
+		if uint64(info.ID) == rootID.Load() && info.State == 0 && !info.Rollback {
+			once.Do(func() { close(reached); <-release })
+		}
+	}}}, TypeOptions[flow]{Timeout: time.Hour})
+	defer fw.close()
+	fw.gates.set("flow:root:0")
+	root := fw.submit(fw.flow, flow{Name: "root", Steps: []flowStep{{Gate: true, Kids: []flow{{Name: "kid"}}}, {}}})
+	rootID.Store(uint64(root))
+	ids := []ID{root, root + 1}
+	fw.gates.open("flow:root:0")
+	<-reached // the spawn is durable; the completer is held in the hook
+	fw.e.mu.Lock()
+	rp := fw.e.procs[root]
+	fw.e.mu.Unlock()
+	if err := fw.e.Bypass(context.Background(), root, "ops", "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if r := fw.wait(root); !errors.Is(r.Err(), ErrBypassed) {
+		t.Fatalf("%v %v", r.Status, r.Err())
+	}
+	waitFor(t, "the spawn's commit to be let go", func() bool {
+		fw.e.mu.Lock()
+		defer fw.e.mu.Unlock()
+		return !rp.running // let go under the same lock as the rest of its commit
+	})
+	checkNoTrace(t, fw.world, root, ids)
+}
