@@ -486,7 +486,7 @@ type Info struct {
 	Completed        time.Time // finished roots
 	Acked            time.Time
 	Err              *Error
-	Bypass           *Bypass
+	Bypass           *Bypass // nil, or who bypassed it, why, which procedure (Target) and how it reached this one (Role)
 	Aborted          bool
 	RollingBack      bool   // its tree failed and is rolling back
 	Running          bool   // a worker holds it
