@@ -163,6 +163,16 @@ func (e *Engine) notLiveLocked(r durable.Reader, id ID) error {
 // point of no return (ErrAbortRefused). The abort is durable when Abort
 // returns; the rollback itself runs once no step of the tree is running.
 // Aborting a tree that is already rolling back does nothing.
+//
+// A step of the tree running when the abort commits sees its context
+// cancelled, with context.Cause ErrAborted: a long step should notice and
+// return. Whatever it returns commits (its writes too, unless it returns
+// an error), and its state is rolled back with the rest: the abort's own
+// commit puts the state of every step running at that moment on the
+// rollback stack, so that even if the step's commit is lost in a crash,
+// its Rollback runs (Rollback must tolerate a state that did part of its
+// work, or none). Wait on the tree returns an error matching
+// ErrRolledBack whose source is "abort".
 func (e *Engine) Abort(ctx context.Context, id ID) error {
 	if !e.running() {
 		return e.notRunning()
@@ -192,6 +202,7 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 		root.ps.err = &Error{Source: abortSource, Message: fmt.Sprintf("aborted by a client (procedure %d)", id), outcome: outcomeAborted}
 		root.ps.updated = e.now()
 		t.ts.failed = true
+		e.stackRunningLocked(c, t)
 		return nil
 	})
 	if c == nil {
@@ -202,9 +213,28 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 	}
 	e.log.Info("procedure: aborted", "id", id, "root", t.root.id)
 	e.mu.Lock()
+	for _, q := range t.procs {
+		if q.running && q.stepCancel != nil {
+			q.stepCancel(ErrAborted)
+		}
+	}
 	e.maybeRollbackLocked(t)
 	e.mu.Unlock()
 	return nil
+}
+
+// stackRunningLocked puts the state of every step of t that runs and has
+// not committed on t's rollback stack, in c: the tree is failing, and
+// the step may have done its work even if its commit is lost. The
+// step's own commit then finds its state on top of its entries and adds
+// none (pushEntryLocked).
+func (e *Engine) stackRunningLocked(c *commit, t *tree) {
+	for _, q := range t.procs {
+		if q.running && q.ps.steps == q.runSteps && q.ps.bypass == nil {
+			c.markDirty(q)
+			e.pushEntryLocked(q, q.runState, false)
+		}
+	}
 }
 
 // adminCommit commits an administrative change (an abort, a bypass, a
@@ -248,14 +278,25 @@ func (e *Engine) afterFailedAdmin(c *commit, err error) error {
 }
 
 // Bypass forces procedure id to finish without running its steps
-// (HBCK2's bypass), for a procedure stuck for good. It is recorded
-// durably with who and why, and applies to the procedure's unfinished
-// descendants too. In a running tree the procedure counts as succeeded:
-// its parent goes on (a bypassed root completes its tree). In a tree that
-// is rolling back, the rollback of the bypassed procedures is skipped (a
-// bypassed root completes the tree as rolled back). A step of the
-// procedure still running is discarded when it returns. Bypass of a
-// quarantined tree is allowed on its root only, and completes the tree.
+// (HBCK2's bypass), for a procedure stuck for good. who and why are
+// recorded durably, on every procedure the bypass reaches (Info.Bypass:
+// Target is id, Role how it reached the procedure), and the bypass is
+// durable when Bypass returns; from then on no procedure it reached
+// starts a forward step (an ancestor is still rolled back if its tree
+// fails later).
+//
+// In a running tree, id and its unfinished descendants finish at once,
+// as succeeded (a step of theirs still running is discarded when it
+// returns; its context is cancelled with cause ErrBypassed), and every
+// ancestor of id is bypassed too: it runs no further state, and finishes
+// once its other children have (the root then completes the tree). So
+// nothing builds on work that never happened, and siblings still running
+// finish their work. Wait on any of them returns a Result whose Err
+// matches ErrBypassed. In a tree that is rolling back, the rollback of
+// id and its descendants is skipped (their executed states stay as they
+// are); bypassing the root there completes the tree as rolled back (Err
+// matches both ErrRolledBack and ErrBypassed). Bypass of a quarantined
+// tree is allowed on its root only, and completes the tree.
 func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 	if !e.running() {
 		return e.notRunning()
@@ -277,7 +318,7 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 			return fmt.Errorf("%w: procedure %d: %s (its record cannot be rewritten)", ErrQuarantined, id, t.quarantine)
 		case t.quarantine != "" && p != t.root:
 			return fmt.Errorf("%w: procedure %d: %s (bypass its root %d)", ErrQuarantined, id, t.quarantine, t.root.id)
-		case p.ps.bypass != nil:
+		case p.ps.bypass != nil && p.ps.bypass.Role != BypassAncestor:
 			return errNoop
 		case !t.ts.failed && p.ps.status == Succeeded:
 			return fmt.Errorf("%w: procedure %d", ErrFinished, id)
@@ -285,38 +326,18 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 		c.p, c.t = nil, t
 		c.begin(t)
 		now := e.now()
-		b := &Bypass{Who: who, Why: why, At: now}
-		for _, q := range t.procs {
-			if q != p && !e.descendsLocked(q, p) {
-				continue
-			}
-			if !t.ts.failed && q.ps.status == Succeeded {
-				continue
-			}
-			c.markDirty(q)
-			q.ps.bypass = b
-			q.ps.updated = now
-			q.ps.w().timeout = 0
-			if !t.ts.failed {
-				q.ps.status = Succeeded
-				q.ps.w().locks = nil
-			}
-			c.finished = append(c.finished, q)
-			if q.typ != nil {
-				q.typ.stats.bypassed.Add(1)
-			}
-		}
+		b := Bypass{Who: who, Why: why, At: now, Target: id}
+		e.bypassSubtreeLocked(c, p, b)
 		switch {
 		case p == t.root:
 			status := Succeeded
 			if t.ts.failed {
 				status = RolledBack
 			}
-			if err := e.completeLocked(tx, c, t, status, now); err != nil {
-				return err
-			}
+			return e.completeLocked(tx, c, t, status, now)
 		case !t.ts.failed:
-			e.childDoneLocked(c, e.procs[p.parent])
+			e.bypassAncestorsLocked(c, p, b)
+			return e.childDoneLocked(tx, c, e.procs[p.parent], now)
 		}
 		return nil
 	})
@@ -325,9 +346,76 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 	}
 	e.log.Warn("procedure: bypassed", "id", id, "root", t.root.id, "who", who, "why", why)
 	e.mu.Lock()
+	for _, q := range c.dirty {
+		if q.ps.bypass == nil {
+			continue
+		}
+		if q.running && q.stepCancel != nil && q.ps.bypass.Role != BypassAncestor {
+			q.stepCancel(ErrBypassed)
+		}
+		if !c.completed && q.ps.bypass.Role == BypassAncestor {
+			e.stopTimerLocked(q.rd().timeoutTimer) // it runs no further state
+		}
+	}
 	e.postCommitLocked(c)
 	e.mu.Unlock()
 	return nil
+}
+
+// bypassSubtreeLocked bypasses p and its unfinished descendants: in a
+// running tree they finish as succeeded; in a failed one their rollback
+// is skipped.
+func (e *Engine) bypassSubtreeLocked(c *commit, p *proc, b Bypass) {
+	failed := p.t.ts.failed
+	for _, q := range p.t.procs {
+		role := BypassDirect
+		switch {
+		case q == p:
+		case e.descendsLocked(q, p):
+			role = BypassDescendant
+		default:
+			continue
+		}
+		if !failed && q.ps.status == Succeeded {
+			continue
+		}
+		c.markDirty(q)
+		qb := b
+		qb.Role = role
+		q.ps.bypass = &qb
+		q.ps.updated = b.At
+		if q.ps.ext != nil {
+			x := q.ps.w()
+			x.timeout, x.stepTimeout, x.locks = 0, 0, nil
+		}
+		if !failed {
+			q.ps.status = Succeeded
+		}
+		c.finished = append(c.finished, q)
+		if q.typ != nil {
+			q.typ.stats.bypassed.Add(1)
+		}
+	}
+}
+
+// bypassAncestorsLocked bypasses the ancestors of p (which is bypassed in
+// a running tree): they run no further state (their timeouts are
+// cleared) and finish once their unfinished children have
+// (childDoneLocked).
+func (e *Engine) bypassAncestorsLocked(c *commit, p *proc, b Bypass) {
+	b.Role = BypassAncestor
+	for a := e.procs[p.parent]; a != nil; a = e.procs[a.parent] {
+		if a.ps.bypass == nil {
+			c.markDirty(a)
+			ab := b
+			a.ps.bypass = &ab
+			a.ps.updated = b.At
+			if a.ps.timeout() != 0 || a.ps.stepTimeout() != 0 {
+				x := a.ps.w()
+				x.timeout, x.stepTimeout = 0, 0
+			}
+		}
+	}
 }
 
 // descendsLocked reports whether q descends from p.
@@ -401,7 +489,7 @@ type Info struct {
 	Completed        time.Time // finished roots
 	Acked            time.Time
 	Err              *Error
-	Bypass           *Bypass
+	Bypass           *Bypass // nil, or who bypassed it, why, which procedure (Target) and how it reached this one (Role)
 	Aborted          bool
 	RollingBack      bool   // its tree failed and is rolling back
 	Running          bool   // a worker holds it
@@ -442,6 +530,11 @@ func (e *Engine) infoOf(id ID, b []byte) Info {
 	in.Submitter, in.Nonce = r.submitter, r.nonce
 	in.Created, in.Updated, in.Completed, in.Acked = timeOf(r.created), timeOf(r.updated), timeOf(r.completed), timeOf(r.acked)
 	in.Err, in.Bypass, in.Aborted = r.err, r.bypass, r.aborted
+	if b := r.bypass; b != nil && b.Target == 0 {
+		nb := *b // recorded before targets were: bypassed directly
+		nb.Target = id
+		in.Bypass = &nb
+	}
 	in.Event, in.WakeAt, in.Deadline, in.StepDeadline = r.wait.event, timeOf(r.wait.until), timeOf(r.timeout), timeOf(r.stepTimeout)
 	return in
 }

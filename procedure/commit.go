@@ -238,6 +238,9 @@ func (p *proc) record(data []byte) record {
 func (e *Engine) putDirtyLocked(tx *durable.Tx, c *commit) error {
 	for _, q := range c.dirty {
 		e.clearWokenLocked(q) // its record no longer says suspended
+		if c.completed && q != c.t.root {
+			continue // completeLocked deleted its record
+		}
 		var data []byte
 		shared := false // data is in a buffer that is reused or in the store
 		switch {
@@ -827,7 +830,9 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 			e.pushEntryLocked(p, c.state, false)
 		}
 		ps.status = Failed
-		ps.err = toError(c.stepErr, fmt.Sprintf("%s#%d", p.typeName, p.id))
+		if ps.err == nil { // else the first failure (an abort, a timeout) stays
+			ps.err = toError(c.stepErr, fmt.Sprintf("%s#%d", p.typeName, p.id))
+		}
 		t.ts.failed = true
 	case c.next.kind == nextDone:
 		e.pushEntryLocked(p, c.state, false)
@@ -840,7 +845,9 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 					return err
 				}
 			} else if parent := e.procs[p.parent]; parent != nil {
-				e.childDoneLocked(c, parent)
+				if err := e.childDoneLocked(tx, c, parent, now); err != nil {
+					return err
+				}
 			}
 		}
 	case c.next.kind == nextSpawn && len(c.next.children) > 0:

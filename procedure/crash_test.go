@@ -21,9 +21,18 @@ type crashModel struct {
 	submitted map[ID]string // acknowledged roots -> tree name
 	steps     map[ID]int    // acknowledged committed steps per procedure
 	rootOf    map[ID]ID
-	aborted   map[ID]bool     // roots whose Abort returned nil
-	events    map[string]bool // events of the flows planned -> signalled (durably)
-	timedOut  int             // flows that timed out (checkFinal)
+	aborted   map[ID]bool // roots whose Abort returned nil
+	// bypassed: procedures a Bypass that returned nil reached (the one
+	// named, its descendants and ancestors then): none may start a
+	// forward step from then on (one running sees its context end). bypassTried: roots of trees a Bypass
+	// was tried on (it may be durable even if it returned an error).
+	bypassed    map[ID]bool
+	bypassTried map[ID]bool
+	// What the operator actions did: aborts and bypasses acknowledged (of
+	// children: bypassKids), refused or too late.
+	abortsAcked, bypassesAcked, bypassKids, actionsNoop int
+	events                                              map[string]bool // events of the flows planned -> signalled (durably)
+	timedOut                                            int             // flows that timed out (checkFinal)
 }
 
 // randomFlow makes a random flow tree for the crash test: steps that
@@ -245,7 +254,7 @@ func checkDurable(t *testing.T, w *world, m *crashModel, what string) {
 					})
 					t.Fatalf("%s: succeeded tree %d (%s) has %d metadata keys, want %d: %v\nplan %+v", what, id, d.Name, got, want, keys, d)
 				}
-			case r.status == RolledBack:
+			case r.status == RolledBack && !m.bypassTried[id]:
 				if fxRoot[id] != 0 {
 					t.Fatalf("%s: rolled-back tree %d (%s) left %d metadata keys", what, id, d.Name, fxRoot[id])
 				}
@@ -263,12 +272,19 @@ func checkDurable(t *testing.T, w *world, m *crashModel, what string) {
 			delete(want, int64(d.FailAt)) // the failed step wrote nothing
 		}
 		got := fx[id]
-		if len(got) != len(want) {
-			t.Fatalf("%s: procedure %d (%s, %v): metadata for states %v, executed states %v", what, id, d.Name, r.status, got, r.entries)
-		}
+		// An abort stacks the states of the steps running (their commits
+		// may be lost); a bypass skips the rollback of the states of the
+		// procedure bypassed and its descendants.
+		extraEntries := recs[r.root].aborted
+		extraFx := r.bypass != nil && r.bypass.Role != BypassAncestor
 		for s := range want {
-			if !got[s] {
+			if !got[s] && !extraEntries {
 				t.Fatalf("%s: procedure %d (%s): executed state %d without its metadata (have %v)", what, id, d.Name, s, got)
+			}
+		}
+		for s := range got {
+			if !want[s] && !extraFx {
+				t.Fatalf("%s: procedure %d (%s, %v): metadata for states %v, executed states %v", what, id, d.Name, r.status, got, r.entries)
 			}
 		}
 	}
@@ -299,7 +315,8 @@ const crashTrees = 60
 
 func runCrashRound(t *testing.T, seed uint64, round int) {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	m := &crashModel{submitted: map[ID]string{}, steps: map[ID]int{}, rootOf: map[ID]ID{}, aborted: map[ID]bool{}, events: map[string]bool{}}
+	m := &crashModel{submitted: map[ID]string{}, steps: map[ID]int{}, rootOf: map[ID]ID{}, aborted: map[ID]bool{}, events: map[string]bool{},
+		bypassed: map[ID]bool{}, bypassTried: map[ID]bool{}}
 	fs := vfs.NewMem()
 	plans := map[string]script{}
 	flows := map[string]flow{}
@@ -319,6 +336,16 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 					m.rootOf[info.ID] = info.Root
 					m.mu.Unlock()
 				}}}}
+		// A step that runs after a bypass reaching its procedure was
+		// acknowledged must have been taken before: its context is
+		// cancelled with ErrBypassed (and its outcome discarded).
+		w.onExecute = func(ctx context.Context, id ID, state int) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.bypassed[id] && !errors.Is(context.Cause(ctx), ErrBypassed) {
+				t.Errorf("procedure %d started state %d after its bypass was acknowledged", id, state)
+			}
+		}
 		fsm := &flowSM{attempts: map[string]int{}}
 		var flowT, holdT *Type[int, flow]
 		w.extra = func(w *world) {
@@ -405,34 +432,22 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 				goSubmit(name, func() (ID, error) { return typ.Submit(ctx, s, SubmitOptions{}) })
 			}
 			wg.Wait()
-			m.mu.Lock()
-			var roots []ID
-			for id := range m.submitted {
-				roots = append(roots, id)
-			}
-			m.mu.Unlock()
+			// Abort and bypass random procedures of random trees at
+			// random moments while they run.
 			for range rng.IntN(3) {
-				if len(roots) == 0 {
-					break
-				}
-				id := roots[rng.IntN(len(roots))]
 				time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond)
-				err := w.e.Abort(ctx, id)
-				switch {
-				case err == nil:
-					m.mu.Lock()
-					m.aborted[id] = true
-					m.mu.Unlock()
-				case errors.Is(err, ErrAbortRefused), errors.Is(err, ErrFinished), w.e.Err() != nil:
-				default:
-					t.Errorf("%s: abort %d: %v", what, id, err)
-				}
+				operatorAction(t, w, m, rng, what)
 			}
+			actions := rng.IntN(5)
 			// Run until everything finished or the FS crashed; signal the
 			// flows' events a little later.
 			deadline := time.Now().Add(30 * time.Second)
 			signalAt := time.Now().Add(time.Duration(rng.IntN(5)) * time.Millisecond)
 			for w.e.Err() == nil {
+				if actions > 0 && rng.IntN(2) == 0 {
+					actions--
+					operatorAction(t, w, m, rng, what)
+				}
 				if time.Now().After(signalAt) {
 					signalEvents(w, m)
 					signalAt = deadline
@@ -463,8 +478,10 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 		if !crashed && next >= crashTrees {
 			fs.SetCrashAfter(0)
 			checkFinal(t, w, fs, m, plans, flows, timeouts, what)
-			t.Logf("round %d: %d trees, %d crashes, %d restarts; %d lock requests, %d waited; %d retries; %d of %d deadlines passed",
-				round, len(m.submitted), crashes, inc, lockReqs, lockWaits, retries, m.timedOut, len(timeouts))
+			t.Logf("round %d: %d trees, %d crashes, %d restarts; %d lock requests, %d waited; %d retries; %d of %d deadlines passed; "+
+				"%d aborts and %d bypasses (%d of children) acknowledged, %d too late or refused",
+				round, len(m.submitted), crashes, inc, lockReqs, lockWaits, retries, m.timedOut, len(timeouts),
+				m.abortsAcked, m.bypassesAcked, m.bypassKids, m.actionsNoop)
 			return
 		}
 		if crashed {
@@ -473,6 +490,89 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 		} else {
 			fs.SetCrashAfter(0)
 		}
+	}
+}
+
+// operatorAction aborts or bypasses a random live procedure of a random
+// tree and notes what was acknowledged.
+func operatorAction(t *testing.T, w *world, m *crashModel, rng *rand.Rand, what string) {
+	ins, err := w.e.List()
+	if err != nil {
+		return
+	}
+	byID := map[ID]Info{}
+	var roots, kids []Info // live ones
+	for _, in := range ins {
+		byID[in.ID] = in
+		switch {
+		case !in.Completed.IsZero() || in.Status == Succeeded:
+		case in.Parent == 0:
+			roots = append(roots, in)
+		default:
+			kids = append(kids, in)
+		}
+	}
+	live := roots
+	if len(kids) > 0 && (len(roots) == 0 || rng.IntN(3) > 0) {
+		live = kids
+	}
+	if len(live) == 0 {
+		return
+	}
+	in := live[rng.IntN(len(live))]
+	ctx := context.Background()
+	if rng.IntN(2) == 0 {
+		err := w.e.Abort(ctx, in.ID)
+		switch {
+		case err == nil:
+			m.mu.Lock()
+			m.aborted[in.Root] = true
+			m.abortsAcked++
+			m.mu.Unlock()
+		case errors.Is(err, ErrAbortRefused), errors.Is(err, ErrFinished), errors.Is(err, ErrNotFound), w.e.Err() != nil:
+			m.mu.Lock()
+			m.actionsNoop++
+			m.mu.Unlock()
+		default:
+			t.Errorf("%s: abort %d: %v", what, in.ID, err)
+		}
+		return
+	}
+	// What the bypass reaches: the procedure, its ancestors, and its
+	// descendants (as listed; ones spawned since are not checked).
+	reach := []ID{in.ID}
+	for p := in.Parent; p != 0; p = byID[p].Parent {
+		reach = append(reach, p)
+	}
+	for _, q := range ins {
+		for a := q.Parent; a != 0; a = byID[a].Parent {
+			if a == in.ID {
+				reach = append(reach, q.ID)
+				break
+			}
+		}
+	}
+	m.mu.Lock()
+	m.bypassTried[in.Root] = true
+	m.mu.Unlock()
+	err = w.e.Bypass(ctx, in.ID, "crash-test", "random bypass")
+	switch {
+	case err == nil:
+		m.mu.Lock()
+		for _, id := range reach {
+			m.bypassed[id] = true
+		}
+		m.bypassesAcked++
+		if in.Parent != 0 {
+			m.bypassKids++
+		}
+		m.mu.Unlock()
+	case errors.Is(err, ErrFinished), errors.Is(err, ErrNotFound), w.e.Err() != nil:
+		m.mu.Lock()
+		m.actionsNoop++
+		m.mu.Unlock()
+	default:
+		t.Errorf("%s: bypass %d: %v", what, in.ID, err)
 	}
 }
 
@@ -549,6 +649,10 @@ func checkFinal(t *testing.T, w0 *world, fs *vfs.MemFS, m *crashModel, plans map
 		switch {
 		case in.Completed.IsZero():
 			t.Fatalf("%s: %d (%s) not finished: %+v", what, id, name, in)
+		case m.bypassTried[id] && !m.aborted[id] && in.Status == Succeeded:
+			if plan.fails() && in.Bypass == nil {
+				t.Fatalf("%s: %d (%s) should have rolled back or been bypassed: %+v", what, id, name, in)
+			}
 		case plan.fails() || m.aborted[id]:
 			if in.Status != RolledBack {
 				t.Fatalf("%s: %d (%s) should have rolled back: %+v", what, id, name, in)

@@ -93,6 +93,41 @@
 // its parent compensates, and a Rollback that keeps failing is visible
 // and can be bypassed, while a missing compensation would be silent.
 //
+// # Operator actions: Abort and Bypass
+//
+// Abort(id) fails id's tree (the first failure's error stays the tree's:
+// source "abort"). Each step of the tree running then sees its context
+// cancelled with context.Cause ErrAborted (one taken by a worker but not
+// yet in Execute does not run); whatever it returns commits, and its
+// state is rolled back with the rest. The abort's own commit
+// puts the state of every step running on the stack (its step's commit
+// then adds no entry), so a step whose commit a crash loses is rolled
+// back all the same: Rollback must tolerate a state that did part of its
+// work, or none.
+//
+// Bypass(id, who, why) is for a procedure stuck for good (HBCK2's
+// bypass). In a running tree, id and its unfinished descendants finish at
+// once as succeeded without running (a step of theirs still running has
+// its context cancelled with cause ErrBypassed, and its commit is
+// discarded; one not yet in Execute does not run), and every ancestor of id is bypassed too: it runs no
+// further state, its timeout is cleared, and it finishes once its other
+// children have (siblings finish their work). Nothing builds on work that
+// never happened: the root ends succeeded but bypassed, and Wait's
+// Result.Err matches ErrBypassed. Bypassing the root completes the tree
+// at once, whatever its procedures were doing (running a step, waiting
+// for locks, an event, a timer or children), and lets go of their locks,
+// lock requests, timers and event waits. In a tree that is rolling back,
+// the rollback of id and its descendants is skipped (their executed
+// states stay), their ancestors are rolled back as usual, and bypassing
+// the root completes the tree as rolled back (Err matches ErrRolledBack
+// and ErrBypassed). Each procedure a bypass reached records who, why,
+// when, the procedure bypassed (Info.Bypass.Target) and how it was
+// reached (Role: BypassDirect, BypassDescendant, BypassAncestor); the
+// root's result keeps its own. A bypass is durable when Bypass returns,
+// and no procedure it reached starts a forward step from then on (an
+// ancestor is still rolled back if its tree fails later, by a sibling's
+// failure or an Abort).
+//
 // When a root finishes (succeeded or rolled back), the same commit turns
 // its record into the result (its final data, or its Error) and deletes
 // its descendants' records. Results are
@@ -222,17 +257,22 @@
 //	|       |  [timeout signed]  [locks: n, n x (u8 mode, resource str)]
 //	|       |  version 2 only: xflags uvarint (not 0), then
 //	|       |  [error code str, u8 outcome]  [step timeout signed]
+//	|       |  [bypass-of: target id, u8 role]
 //	+-------+-------------------------------------------------------------
 //	entry: state (signed) | stack index | u8 entry flags (1: spawned children)
 //	status: 1 runnable, 2 waiting (children), 3 succeeded, 4 failed,
-//	        5 rolled back, 6 suspended (an event or a time: the wait section)
+//	        5 rolled back, 6 suspended (an event or a time: the wait section);
+//	        bit 7 (128) set: the flags2 byte follows flags
 //	flags:  1 error, 2 bypass, 4 aborted, 8 completed, 16 acked, 32 wait,
 //	        64 timeout, 128 locks (each optional section is present iff its
 //	        flag is set)
 //	xflags: 1 error code and outcome (present iff the error section is),
-//	        2 step timeout (Env.SetTimeout's deadline)
+//	        2 step timeout (Env.SetTimeout's deadline), 4 bypass-of
+//	        (present iff the bypass section is; a version 1 record's
+//	        bypass was direct)
 //	outcome: 1 aborted, 2 timed out, 4 a child's failure
 //	modes:  1 shared, 2 exclusive
+//	roles:  0 the procedure bypassed, 1 a descendant of it, 2 an ancestor
 //	times:  unix nanoseconds
 //
 // A record is written as version 1 when it needs no extension section
@@ -241,7 +281,8 @@
 // its source is "timeout" and an abort if it is "abort".
 //
 // A waiting procedure whose children all succeeded is stored as waiting
-// and loaded as runnable; the count of running children is not stored.
+// and loaded as runnable; the count of running children is not stored
+// (a child bypassed as an ancestor still counts until it finished).
 // A live procedure with an error section failed: its tree is rolling back
 // (a step that was running when its timeout failed it may have committed
 // a later status).
@@ -262,12 +303,16 @@
 // procedure/proctest runs a user's procedure types through a crash and
 // restart before and after every step's commit, and through a failure at
 // every step, with crashes during the rollback. The package's own
-// randomized test runs many trees with failures and aborts on the
-// crash-simulating file system, crashing at random file operations; after
-// every restart it checks that no acknowledged step was lost, that every
-// procedure's executed states and its metadata agree exactly, that
-// finished trees left all their metadata (succeeded) or none (rolled
-// back), and that no procedure ran on two workers at once. Its trees also
+// randomized test runs many trees with failures on the crash-simulating
+// file system, aborting and bypassing random procedures of them at random
+// moments, crashing at random file operations; after every restart it
+// checks that no acknowledged step was lost, that every procedure's
+// executed states and its metadata agree (exactly, but for the states an
+// abort stacked and the rollbacks a bypass skipped), that finished trees
+// left all their metadata (succeeded) or none (rolled back, unless
+// bypassed) and no record, that no procedure ran on two workers at once,
+// and that no procedure a bypass reached started a step after Bypass
+// returned. Its trees also
 // wait for events (signalled later, across crashes), sleep, retry, time
 // out, and take table and region locks, exclusive and shared, some held
 // across steps: after every restart and stop it checks that no two

@@ -246,6 +246,13 @@ type proc struct {
 	lastErr    string
 	quarantine string // why this procedure cannot be loaded ("" if it can)
 
+	// While running: the state and step count its step started at, and
+	// the cancel of the step's context (called with ErrAborted or
+	// ErrBypassed by an operator; once the step returned, a no-op).
+	runState   int64
+	runSteps   uint32
+	stepCancel context.CancelCauseFunc
+
 	lockWaiting bool        // parked until its step's lock request (rt.stepLocks) is granted
 	timeoutDue  timeoutKind // a timeout passed: its next step is OnTimeout (0: none)
 	rt          *procRT     // scheduling state; nil for the many procedures that never use it
@@ -359,7 +366,8 @@ type tree struct {
 	quarantine string
 	retries    int
 	lastErr    string
-	rbLocks    *lockReq // locks of the rollback step (held, or waited for with rbQueued)
+	rbLocks    *lockReq     // locks of the rollback step (held, or waited for with rbQueued)
+	rbTimer    *engineTimer // retries a failed rollback step
 }
 
 // tstate is the tree's state derived from its procedures' records.

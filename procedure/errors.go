@@ -29,16 +29,21 @@ var (
 	ErrRolledBack = errors.New("procedure: rolled back")
 	// ErrAborted: the tree was rolled back because a client aborted it
 	// (Abort). Wait returns an *Error for which errors.Is(err, ErrAborted)
-	// and errors.Is(err, ErrRolledBack) hold, also after a restart.
+	// and errors.Is(err, ErrRolledBack) hold, also after a restart. It is
+	// also the cause (context.Cause) of the context of a step running
+	// when its tree was aborted.
 	ErrAborted = errors.New("procedure: aborted")
 	// ErrChildFailed: the tree was rolled back because a descendant of the
 	// root failed (its step's error, or its timeout); Wait on the root
 	// returns that descendant's *Error, for which errors.Is(err,
 	// ErrChildFailed) holds, also after a restart.
 	ErrChildFailed = errors.New("procedure: a child procedure failed")
-	// ErrBypassed: Wait on a procedure an administrator bypassed; it has
-	// no result of its own. A bypassed root of a tree that was rolling
-	// back returns an *Error matching both ErrBypassed and ErrRolledBack.
+	// ErrBypassed: Wait on a procedure an administrator bypassed (or on
+	// an ancestor of one, or a tree completed by a bypass); it has no
+	// result of its own. A bypassed root of a tree that was rolling back
+	// returns an *Error matching both ErrBypassed and ErrRolledBack. It is
+	// also the cause (context.Cause) of the context of a step running
+	// when its procedure was bypassed.
 	ErrBypassed = errors.New("procedure: bypassed")
 	// ErrUnknownType: Submit of a type name that was not registered.
 	ErrUnknownType = errors.New("procedure: unknown type")

@@ -73,9 +73,13 @@ func (e *Engine) dispatch(w *worker, it item) {
 	p.running = true
 	t.running++
 	state, steps, timeout := p.ps.next, p.ps.steps, p.timeoutDue
+	p.runState, p.runSteps = state, steps
+	ctx, cancel := context.WithCancelCause(e.ctx)
+	p.stepCancel = cancel
 	needLocks := p.typ.locks != nil && p.rd().stepLocks == nil && p.rd().holdLocks == nil
 	e.mu.Unlock()
-	e.forwardStep(w, p, state, steps, timeout, needLocks)
+	e.forwardStep(ctx, w, p, state, steps, timeout, needLocks)
+	cancel(nil)
 }
 
 // decodeData decodes data of version through ti's upgrade and codec. A
@@ -154,7 +158,7 @@ func (e *Engine) reloadData(p *proc) {
 
 // callStep calls a step's function, Execute or OnTimeout (what names
 // it), turning a panic into the step's error.
-func (e *Engine) callStep(what string, fn func(ctx context.Context, env *Env, state int64, data any) (Next, error),
+func (e *Engine) callStep(ctx context.Context, what string, fn func(ctx context.Context, env *Env, state int64, data any) (Next, error),
 	env *Env, p *proc, state int64) (next Next, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -166,7 +170,7 @@ func (e *Engine) callStep(what string, fn func(ctx context.Context, env *Env, st
 			next, err = Next{}, fmt.Errorf("panic in %s state %s: %v", in, p.typ.stateName(state), r)
 		}
 	}()
-	return fn(e.ctx, env, state, p.data)
+	return fn(ctx, env, state, p.data)
 }
 
 func (e *Engine) callRollback(env *Env, p *proc, state int64) (err error) {
@@ -186,7 +190,7 @@ func (e *Engine) callRollback(env *Env, p *proc, state int64) (err error) {
 // starts before. First it takes the locks the step needs (needLocks: it
 // holds none yet), all or none; if it cannot, p is parked without a
 // worker until it can.
-func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, timeout timeoutKind, needLocks bool) {
+func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int64, steps uint32, timeout timeoutKind, needLocks bool) {
 	t := p.t
 	info := StepInfo{ID: p.id, Root: t.root.id, Type: p.typeName, State: state, Step: int(steps)}
 	h := &e.opts.Hooks
@@ -219,6 +223,12 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, time
 			}
 		}
 	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrBypassed) || errors.Is(cause, ErrAborted) {
+		// Bypassed, or its tree aborted, since it was taken: it does not
+		// run (an abort already put its state on the rollback stack).
+		e.endStep(p, info, endPlain, nil)
+		return
+	}
 	env := &Env{e: e, id: p.id, parent: p.parent, root: t.root.id, timedOut: timeout}
 	start := time.Now()
 	w.busy.Store(start.UnixNano())
@@ -228,9 +238,9 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, time
 	case lockErr != nil:
 		err = lockErr
 	case timeout != 0:
-		next, err = e.callStep("OnTimeout", p.typ.onTimeout, env, p, state)
+		next, err = e.callStep(ctx, "OnTimeout", p.typ.onTimeout, env, p, state)
 	default:
-		next, err = e.callStep("Execute", p.typ.execute, env, p, state)
+		next, err = e.callStep(ctx, "Execute", p.typ.execute, env, p, state)
 	}
 	took := time.Since(start)
 	w.busy.Store(0)
@@ -378,15 +388,34 @@ func (e *Engine) pushEntryLocked(p *proc, state int64, spawn bool) {
 }
 
 // childDoneLocked counts a child of parent as finished; the last one
-// makes the parent runnable.
-func (e *Engine) childDoneLocked(c *commit, parent *proc) {
+// makes the parent runnable, or, if the parent was bypassed as an
+// ancestor, finishes it too (and so on up: the root completes the tree).
+func (e *Engine) childDoneLocked(tx *durable.Tx, c *commit, parent *proc, now int64) error {
 	c.markDirtyNoPut(parent)
 	parent.ps.pending--
-	if parent.ps.pending <= 0 && parent.ps.status == Waiting {
+	if parent.ps.pending > 0 || parent.ps.status != Waiting {
+		return nil
+	}
+	if parent.ps.bypass == nil {
 		parent.ps.status = Runnable
 		c.wake = append(c.wake, parent)
 		e.checkPONRLocked(parent.t, parent, parent.ps.next)
+		return nil
 	}
+	// Bypassed as an ancestor: it finishes without running further states.
+	c.markDirty(parent)
+	parent.ps.status = Succeeded
+	parent.ps.updated = now
+	parent.ps.ext = nil // no locks, no timeout; not suspended
+	c.finished = append(c.finished, parent)
+	t := parent.t
+	if parent == t.root {
+		return e.completeLocked(tx, c, t, Succeeded, now)
+	}
+	if grand := e.procs[parent.parent]; grand != nil {
+		return e.childDoneLocked(tx, c, grand, now)
+	}
+	return nil
 }
 
 // checkPONRLocked marks t past its point of no return if a procedure of
@@ -448,6 +477,8 @@ func (e *Engine) treeErrorLocked(t *tree) *Error {
 // for the sweeper.
 func (e *Engine) retireLocked(t *tree, res *Result) {
 	root := t.root
+	e.stopTimerLocked(t.rbTimer) // a bypass completed it while its rollback waited to retry
+	t.rbTimer = nil
 	if r := t.rbLocks; r != nil {
 		t.rbLocks = nil
 		if _, waiting := e.lockWaits[r]; waiting {
@@ -521,7 +552,7 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 	skip := true
 	if top != nil {
 		info.ID, info.Type, info.State, info.Step = top.id, top.typeName, state, int(top.ps.steps)
-		skip = top.ps.bypass != nil || e.keptLocked(top)
+		skip = (top.ps.bypass != nil && top.ps.bypass.Role != BypassAncestor) || e.keptLocked(top)
 	}
 	e.mu.Unlock()
 	h := &e.opts.Hooks
@@ -635,8 +666,9 @@ func (e *Engine) retryRollback(t *tree, p *proc, state int64, err error, info St
 		e.log.Warn("procedure: rollback step failed; retrying", "root", t.root.id, "id", p.id, "type", p.typeName,
 			"state", p.typ.stateName(state), "retries", t.retries, "delay", d, "err", err)
 		t.rbQueued = true // parked until the timer
-		e.afterFuncLocked(d, func() {
+		t.rbTimer = e.afterFuncLocked(d, func() {
 			e.mu.Lock()
+			t.rbTimer = nil
 			t.rbQueued = false
 			e.maybeRollbackLocked(t)
 			e.mu.Unlock()

@@ -48,6 +48,16 @@ type gates struct {
 	mu sync.Mutex
 	m  map[string]chan struct{}
 	at map[string]chan struct{} // closed when a step reaches the gate
+	// causes: why a step's context ended while it waited at a gate.
+	causes map[string]error
+}
+
+// cause returns context.Cause of the step context that ended while it
+// waited at key (nil: none did).
+func (g *gates) cause(key string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.causes[key]
 }
 
 func (g *gates) set(key string) {
@@ -93,6 +103,12 @@ func (g *gates) wait(ctx context.Context, key string) error {
 	case <-ch:
 		return nil
 	case <-ctx.Done():
+		g.mu.Lock()
+		if g.causes == nil {
+			g.causes = map[string]error{}
+		}
+		g.causes[key] = context.Cause(ctx)
+		g.mu.Unlock()
 		return ctx.Err()
 	}
 }
@@ -110,6 +126,9 @@ func fxKey(env *Env, state int) string {
 }
 
 func (sm *scriptSM) Execute(ctx context.Context, env *Env, s int, d *script) (Next, error) {
+	if sm.w.onExecute != nil {
+		sm.w.onExecute(ctx, env.ID(), s)
+	}
 	if err := sm.w.gates.wait(ctx, fmt.Sprintf("exec:%s:%d", d.Name, s)); err != nil {
 		return Next{}, err
 	}
@@ -188,6 +207,8 @@ type world struct {
 	commits []event // appended by the script type's writes, in commit order
 	noStart bool
 	extra   func(w *world) // registers more types
+	// onExecute, if set, is called as the test types' Execute starts.
+	onExecute func(ctx context.Context, id ID, state int)
 }
 
 type seqData struct {

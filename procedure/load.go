@@ -246,7 +246,8 @@ func (e *Engine) checkTreeLocked(t *tree) string {
 		if p.ps.status == Failed || p.ps.err != nil {
 			t.ts.failed = true
 		}
-		if p != root && p.ps.status != Succeeded && p.ps.bypass == nil {
+		// A child bypassed as an ancestor still waits for its children.
+		if p != root && p.ps.status != Succeeded && (p.ps.bypass == nil || p.ps.bypass.Role == BypassAncestor) {
 			e.procs[p.parent].ps.pending++
 		}
 	}

@@ -70,7 +70,8 @@ const (
 	// after its locks section.
 	xflagErr         = 1 << 0 // the error's code and outcome
 	xflagStepTimeout = 1 << 1 // the step's deadline (Env.SetTimeout)
-	xflagsKnown      = xflagErr | xflagStepTimeout
+	xflagBypassOf    = 1 << 2 // the bypass's target and this procedure's role
+	xflagsKnown      = xflagErr | xflagStepTimeout | xflagBypassOf
 
 	waitEvent = 1 // suspended until an event is signalled
 	waitTimer = 2 // suspended until a time
@@ -92,10 +93,42 @@ type entry struct {
 }
 
 // Bypass records who forced a procedure to finish without running its
-// steps, and why.
+// steps, and why, and how the bypass reached it.
 type Bypass struct {
 	Who, Why string
 	At       int64 // unix nanoseconds
+	// Target is the procedure the operator bypassed (Engine.Bypass's id);
+	// Role says what this procedure is to it. Target is 0 in records
+	// written before it was stored (they were bypassed directly).
+	Target ID
+	Role   BypassRole
+}
+
+// BypassRole says how a bypass reached a procedure. The values are part
+// of the on-disk format: never change them.
+type BypassRole uint8
+
+const (
+	// BypassDirect: the procedure the operator bypassed.
+	BypassDirect BypassRole = 0
+	// BypassDescendant: an unfinished descendant of the one bypassed; it
+	// finished with it.
+	BypassDescendant BypassRole = 1
+	// BypassAncestor: an ancestor of the one bypassed; it runs no further
+	// state and finishes once its unfinished children have.
+	BypassAncestor BypassRole = 2
+)
+
+func (r BypassRole) String() string {
+	switch r {
+	case BypassDirect:
+		return "direct"
+	case BypassDescendant:
+		return "descendant"
+	case BypassAncestor:
+		return "ancestor"
+	}
+	return fmt.Sprintf("BypassRole(%d)", uint8(r))
 }
 
 // record is a procedure as stored in the procedures collection.
@@ -226,6 +259,9 @@ func (r *record) xflags() uint64 {
 	if r.stepTimeout != 0 {
 		x |= xflagStepTimeout
 	}
+	if r.bypass != nil {
+		x |= xflagBypassOf
+	}
 	return x
 }
 
@@ -245,6 +281,10 @@ func appendExtension(dst []byte, r *record) []byte {
 	}
 	if r.stepTimeout != 0 {
 		dst = binary.AppendVarint(dst, r.stepTimeout)
+	}
+	if r.bypass != nil {
+		dst = binary.AppendUvarint(dst, uint64(r.bypass.Target))
+		dst = append(dst, byte(r.bypass.Role))
 	}
 	return dst
 }
@@ -454,6 +494,16 @@ func (d *recDecoder) extension(r *record) {
 		r.stepTimeout = d.varint("step timeout")
 		if d.err == nil && r.stepTimeout == 0 {
 			d.fail("step timeout")
+		}
+	}
+	if x&xflagBypassOf != 0 {
+		if r.bypass == nil {
+			d.fail("bypass-of without bypass")
+			return
+		}
+		r.bypass.Target = ID(d.uvarint("bypass target"))
+		if r.bypass.Role = BypassRole(d.byte("bypass role")); d.err == nil && r.bypass.Role > BypassAncestor {
+			d.fail("bypass role")
 		}
 	}
 }

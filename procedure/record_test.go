@@ -2,6 +2,7 @@ package procedure
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"reflect"
@@ -16,8 +17,9 @@ func sampleRecords() []*record {
 			entries: []entry{{state: 0, idx: 0}, {state: 3, idx: 4, spawn: true}, {state: 1 << 40, idx: 1<<32 - 1}},
 			created: 1, updated: 1 << 62, submitter: "ann", nonce: "n-1", data: []byte(`{"x":1}`)},
 		{status: RolledBack, root: 5, typ: "x", version: 1, data: []byte{0, 1, 2}, err: &Error{Source: "s", Message: "m"},
-			bypass: &Bypass{Who: "w", Why: "y", At: -3}, aborted: true, completed: 11, acked: 12},
+			bypass: &Bypass{Who: "w", Why: "y", At: -3, Target: 7, Role: BypassAncestor}, aborted: true, completed: 11, acked: 12},
 		{status: Failed, root: 5, parent: 5, typ: "x", version: 1, err: &Error{}},
+		{status: Waiting, root: 5, parent: 5, typ: "x", version: 1, bypass: &Bypass{Who: "w", Why: "y", Target: 1 << 40, Role: BypassDescendant}},
 		{status: Suspended, root: 9, typ: "snap", version: 1, wait: waitState{kind: waitEvent, event: "region/r7/opened"},
 			timeout: 1 << 60, locks: []Lock{{Resource: "table/t1", Mode: Shared}, {Resource: "table/t1/region/r7", Mode: Exclusive}}},
 		{status: Suspended, root: 9, parent: 9, typ: "snap", version: 1, wait: waitState{kind: waitTimer, until: -7}},
@@ -136,4 +138,41 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatal("encoding not stable")
 		}
 	})
+}
+
+// A bypass recorded before targets and roles were (a version 1 record)
+// reads as a direct bypass with no target; the bypass-of section needs the
+// bypass section, and unknown extension bits are corruption.
+func TestRecordBypassWithoutRole(t *testing.T) {
+	r := &record{status: Succeeded, root: 4, typ: "t", version: 1, bypass: &Bypass{Who: "w", Why: "y", At: 5}}
+	b := appendRecord(nil, r)
+	ext := []byte{xflagBypassOf, 0, 0} // xflags, target 0, role direct
+	if b[0] != recordV2 || !bytes.HasSuffix(b, ext) {
+		t.Fatalf("no bypass-of extension: % x", b)
+	}
+	old := append([]byte{recordV1}, b[1:len(b)-len(ext)]...)
+	got, err := decodeRecord(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.bypass == nil || *got.bypass != *r.bypass || got.status != Succeeded || got.root != 4 {
+		t.Fatalf("got %+v (bypass %+v)", got, got.bypass)
+	}
+	// A bypass-of section in a record without a bypass.
+	st := &record{status: Runnable, root: 4, typ: "t", version: 1, stepTimeout: 7}
+	sb := appendRecord(nil, st)
+	tail := binary.AppendVarint(nil, 7)
+	if !bytes.HasSuffix(sb, append([]byte{xflagStepTimeout}, tail...)) {
+		t.Fatalf("unexpected step-timeout extension: % x", sb)
+	}
+	bad := append(append(append([]byte{}, sb[:len(sb)-len(tail)-1]...), xflagStepTimeout|xflagBypassOf), tail...)
+	bad = append(bad, 9, byte(BypassAncestor))
+	if _, err := decodeRecord(bad); !errors.Is(err, errRecord) {
+		t.Fatalf("bypass-of without bypass: %v", err)
+	}
+	// An unknown extension bit.
+	b[len(b)-len(ext)] |= 8
+	if _, err := decodeRecord(b); !errors.Is(err, errRecord) {
+		t.Fatalf("unknown extension bit: %v", err)
+	}
 }

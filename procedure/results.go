@@ -29,7 +29,8 @@ type Result struct {
 // Err returns the outcome as an error: nil for a success, an *Error (for
 // which errors.Is(err, ErrRolledBack) holds; see Error for what else it
 // matches) for a rollback, an error wrapping ErrBypassed for a bypassed
-// procedure.
+// procedure (and the *Error too, for a tree bypassed while it rolled
+// back).
 func (r Result) Err() error {
 	switch {
 	case r.Status == RolledBack:
@@ -40,6 +41,9 @@ func (r Result) Err() error {
 		e.outcome |= outcomeRolledBack
 		if r.Bypass != nil {
 			e.outcome |= outcomeBypassed
+		}
+		if r.Bypass != nil {
+			return fmt.Errorf("%w: procedure %d by %s: %s: %w", ErrBypassed, r.ID, r.Bypass.Who, r.Bypass.Why, e)
 		}
 		return e
 	case r.Bypass != nil:

@@ -452,8 +452,9 @@ func TestFailurePastPointOfNoReturnRetries(t *testing.T) {
 	}
 }
 
-// Bypass finishes a stuck child without running it; the parent goes on,
-// and who and why are kept.
+// Bypass finishes a stuck child without running it; its parent, bypassed
+// as its ancestor, runs no further state and finishes once its other
+// child did; who and why are kept.
 func TestBypass(t *testing.T) {
 	w := newWorld(t, Options{Workers: 2})
 	defer w.close()
@@ -463,13 +464,21 @@ func TestBypass(t *testing.T) {
 	w.gates.set("exec:stuck:1")
 	id := w.submit(root)
 	reach(t, w.gates, "exec:stuck:1")
-	stuck := id + 1
+	stuck, fine := id+1, id+2
 	if err := w.e.Bypass(context.Background(), stuck, "ann", "server gone"); err != nil {
 		t.Fatal(err)
 	}
 	r := w.wait(id)
-	if r.Err() != nil {
-		t.Fatal(r.Err())
+	if b := r.Bypass; !errors.Is(r.Err(), ErrBypassed) || r.Status != Succeeded || b == nil || b.Target != stuck ||
+		b.Role != BypassAncestor || b.Who != "ann" || b.Why != "server gone" {
+		t.Fatalf("root of a bypassed child: %v %v %+v", r.Status, r.Err(), r.Bypass)
+	}
+	// The root ran no state after its children; the sibling finished its work.
+	want := []string{fmt.Sprintf("fx/%d/%d/0", id, fine), fmt.Sprintf("fx/%d/%d/1", id, fine),
+		fmt.Sprintf("fx/%d/%d/0", id, id), fmt.Sprintf("fx/%d/%d/0", id, stuck)}
+	slices.Sort(want)
+	if got := w.fx(id); !slices.Equal(got, want) {
+		t.Fatalf("metadata %v, want %v", got, want)
 	}
 	w.gates.open("exec:stuck:1")
 	if err := w.e.Bypass(context.Background(), id, "ann", "again"); !errors.Is(err, ErrFinished) {

@@ -520,7 +520,7 @@ func (e *Engine) failTimedOut(p *proc) {
 	t := p.t
 	c, _ := e.adminCommit(context.Background(), func(tx *durable.Tx, c *commit) error {
 		if e.procs[p.id] != p || t.ts.done || t.ts.failed || t.ts.pastPONR || t.quarantine != "" ||
-			p.ps.status == Succeeded || p.ps.status == Failed {
+			p.ps.status == Succeeded || p.ps.status == Failed || p.ps.bypass != nil {
 			return errNoop
 		}
 		kind := e.passedTimeoutLocked(p)

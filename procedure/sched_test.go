@@ -51,6 +51,9 @@ type flowSM struct {
 }
 
 func (sm *flowSM) Execute(ctx context.Context, env *Env, s int, d *flow) (Next, error) {
+	if sm.w.onExecute != nil {
+		sm.w.onExecute(ctx, env.ID(), s)
+	}
 	if s >= len(d.Steps) {
 		// The last state: it writes its key too (every executed state has one).
 		fx := fmt.Sprintf("fx/%d/%d/%d", env.Root(), env.ID(), s)

@@ -62,7 +62,7 @@ type TypeStats struct {
 	Failed        int64 // steps that failed (each starts a rollback)
 	RolledBack    int64 // roots whose tree completed rolled back
 	Aborted       int64 // roots aborted by a client
-	Bypassed      int64 // procedures bypassed
+	Bypassed      int64 // procedures bypassed (named by Bypass, or descendants of one; not ancestors)
 	Steps         int64 // forward steps committed
 	RollbackSteps int64 // rollback steps committed
 	Retries       int64 // steps retried after a Retryable error (no commit each)

@@ -45,6 +45,13 @@ type State interface {
 // called again for the same state, and Rollback must tolerate a state
 // whose Execute did only part of its work or none.
 //
+// Execute's ctx ends when the engine stops, and when an operator aborts
+// the procedure's tree (context.Cause(ctx) is ErrAborted: the state is
+// rolled back with the tree, whatever the step returns) or bypasses the
+// procedure (ErrBypassed: the step's outcome is discarded) while the step
+// runs: a long step should watch it. Rollback's ctx ends only when the
+// engine stops.
+//
 // Optional methods, found by type assertion on the value registered:
 //
 //	Initial() S                  the first state (default: the zero S)
