@@ -39,56 +39,98 @@ type walPersistence struct {
 	segSize   int64
 	syncBytes int64
 	maxRecord int
-	w         *wal.WAL
+	readOnly  bool
+	w         *wal.WAL    // nil when read-only without log segments
 	entries   []wal.Entry // reused by Append (one caller at a time)
+	// damage is what Open set aside: corruption in log segments holding
+	// only records that the newest snapshot covers. hidden names those
+	// segments; the log was opened without them, and prune deletes them.
+	damage []*wal.CorruptionError
+	hidden []string
 }
+
+var _ DamageReporter = (*walPersistence)(nil)
 
 func newWALPersistence(o Options) *walPersistence {
 	return &walPersistence{fs: o.FS, dir: o.Dir, log: o.Logger, segSize: o.SegmentSize, syncBytes: o.SnapshotSyncBytes,
-		maxRecord: walMaxRecord}
+		maxRecord: walMaxRecord, readOnly: o.ReadOnly}
 }
 
+// Open checks the directory before it creates anything (see
+// layout.checkOpen), then opens the log knowing which records the newest
+// snapshot, by name, leaves needed (see openLog).
 func (p *walPersistence) Open() error {
-	if err := p.fs.MkdirAll(p.dir); err != nil {
-		return fmt.Errorf("durable: create %s: %w", p.dir, err)
+	l, err := readLayout(p.fs, p.dir)
+	if err != nil {
+		return err
 	}
-	w, err := wal.Open(filepath.Join(p.dir, walSubdir), wal.Options{FS: p.fs, Logger: p.log, SegmentSize: p.segSize,
-		MaxRecordSize: p.maxRecord})
+	if err := l.checkOpen(p.readOnly); err != nil {
+		return err
+	}
+	p.damage, p.hidden = nil, nil
+	if p.readOnly && len(l.segments) == 0 {
+		return nil // an empty log: first 1, last 0
+	}
+	if !p.readOnly {
+		if err := p.fs.MkdirAll(p.dir); err != nil {
+			return fmt.Errorf("durable: create %s: %w", p.dir, err)
+		}
+	}
+	lg, err := openLog(p.fs, p.walDir(), wal.Options{Logger: p.log, SegmentSize: p.segSize, MaxRecordSize: p.maxRecord},
+		l.needFrom(), p.readOnly)
 	if err != nil {
 		return fmt.Errorf("durable: open log: %w", err)
 	}
-	// The log's lock is ours now: clear snapshots a crash left half-written.
+	p.w, p.damage, p.hidden = lg.w, lg.damage, lg.hidden
+	return nil
+}
+
+func (p *walPersistence) walDir() string { return filepath.Join(p.dir, walSubdir) }
+
+// Damage implements DamageReporter.
+func (p *walPersistence) Damage() []error {
+	out := make([]error, len(p.damage))
+	for i, d := range p.damage {
+		out[i] = &LogDamageError{Segment: filepath.Join(walSubdir, d.Segment), Err: d}
+	}
+	return out
+}
+
+// removeUnfinished deletes snapshot files a crash left half-written.
+func (p *walPersistence) removeUnfinished() error {
 	names, err := p.fs.List(p.dir)
 	if err != nil {
-		w.Close()
-		return fmt.Errorf("durable: list %s: %w", p.dir, err)
+		return fmt.Errorf("list %s: %w", p.dir, err)
 	}
 	removed := false
 	for _, n := range names {
 		if strings.HasSuffix(n, snapSuffix+tmpSuffix) {
 			p.log.Info("durable: removing unfinished snapshot", "file", n)
 			if err := p.fs.Remove(filepath.Join(p.dir, n)); err != nil {
-				w.Close()
-				return fmt.Errorf("durable: remove %s: %w", n, err)
+				return fmt.Errorf("remove %s: %w", n, err)
 			}
 			removed = true
 		}
 	}
 	if removed {
 		if err := p.fs.SyncDir(p.dir); err != nil {
-			w.Close()
-			return fmt.Errorf("durable: sync %s: %w", p.dir, err)
+			return fmt.Errorf("sync %s: %w", p.dir, err)
 		}
 	}
-	p.w = w
 	return nil
 }
 
 func (p *walPersistence) LogBounds() (uint64, uint64, error) {
+	if p.w == nil {
+		return 1, 0, nil
+	}
 	return p.w.FirstSeq(), p.w.LastSeq(), nil
 }
 
 func (p *walPersistence) Replay(from uint64, fn func(uint64, []byte) error) error {
+	if p.w == nil {
+		return nil
+	}
 	r, err := p.w.NewReader(from)
 	if err != nil {
 		return err
@@ -160,6 +202,9 @@ func (p *walPersistence) ReadSnapshot(seq uint64) (io.ReadCloser, error) {
 }
 
 func (p *walPersistence) Append(recs [][]byte) (Pending, error) {
+	if p.readOnly {
+		return nil, ErrReadOnly
+	}
 	p.entries = p.entries[:0]
 	for _, r := range recs {
 		p.entries = append(p.entries, wal.Entry{Data: r})
@@ -201,6 +246,12 @@ func (w *syncWriter) Write(b []byte) (int, error) {
 // it into place and syncs the directory; then it deletes snapshots older
 // than the previous one and the log up to the previous one.
 func (p *walPersistence) WriteSnapshot(seq uint64, write func(io.Writer) error) (int64, error) {
+	if p.readOnly {
+		return 0, ErrReadOnly
+	}
+	if err := p.removeUnfinished(); err != nil {
+		return 0, err
+	}
 	// Seal the active segment so that the records so far can be deleted
 	// once a later snapshot makes them obsolete.
 	if err := p.w.Roll(); err != nil {
@@ -270,9 +321,29 @@ func (p *walPersistence) prune(seq uint64) error {
 		}
 	}
 	if prev != nil {
+		if err := p.removeHidden(); err != nil {
+			return err
+		}
 		if err := p.w.TruncateFront(prev.Seq + 1); err != nil {
 			return fmt.Errorf("truncate log before %d: %w", prev.Seq+1, err)
 		}
+	}
+	return nil
+}
+
+// removeHidden deletes, oldest first, the damaged log segments Open set
+// aside: they hold only records before the snapshot recovery started from,
+// which is now older than the previous one.
+func (p *walPersistence) removeHidden() error {
+	for len(p.hidden) > 0 {
+		if err := p.fs.Remove(filepath.Join(p.walDir(), p.hidden[0])); err != nil {
+			return fmt.Errorf("delete damaged log segment %s: %w", p.hidden[0], err)
+		}
+		if err := p.fs.SyncDir(p.walDir()); err != nil {
+			return fmt.Errorf("delete damaged log segment %s: sync dir: %w", p.hidden[0], err)
+		}
+		p.log.Warn("durable: deleted damaged log segment no snapshot needs any more", "segment", p.hidden[0])
+		p.hidden = p.hidden[1:]
 	}
 	return nil
 }
