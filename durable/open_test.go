@@ -222,3 +222,64 @@ func TestVerifyStore(t *testing.T) {
 		t.Fatalf("Verify of a missing directory: %v", err)
 	}
 }
+
+// PlanRepair removes damaged log segments the newest snapshot covers,
+// keeps damaged snapshots unless told, and refuses damage in the log
+// recovery needs when intact segments follow it.
+func TestRepairStore(t *testing.T) {
+	fs, snaps, segs := cleanDmgStore(t)
+	flipByte(t, fs, segs[0], 60)
+	flipByte(t, fs, snaps[0], snapHeaderSize+1)
+	plan, err := PlanRepair(dmgDir, RepairOptions{FS: fs})
+	if err != nil || plan.Refusal != nil {
+		t.Fatalf("PlanRepair: %v, %v", err, plan)
+	}
+	next, _ := parseSegName(filepath.Base(segs[1]))
+	want := RepairAction{Op: "remove segment", File: filepath.Join(walSubdir, filepath.Base(segs[0])), FirstSeq: dmgSnapAt1 + 1, LastSeq: next - 1}
+	if len(plan.Actions) != 1 || plan.Actions[0].Op != want.Op || plan.Actions[0].File != want.File ||
+		plan.Actions[0].FirstSeq != want.FirstSeq || plan.Actions[0].LastSeq != want.LastSeq || len(plan.Kept) != 1 {
+		t.Fatalf("plan:\n%s\nwant one action %+v and the damaged snapshot kept", plan, want)
+	}
+	if !strings.Contains(plan.String(), "seq 81..") {
+		t.Fatalf("plan does not state the sequence numbers it drops:\n%s", plan)
+	}
+	if err := Repair(plan); err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := Verify(fs, dmgDir)
+	if len(rep.LogDamage) != 0 || rep.Err != nil || rep.Snapshots[1].Err == nil {
+		t.Fatalf("after repair: %+v", rep)
+	}
+	plan, _ = PlanRepair(dmgDir, RepairOptions{FS: fs, RemoveDamagedSnapshots: true})
+	if len(plan.Actions) != 1 || plan.Actions[0].File != filepath.Base(snaps[0]) {
+		t.Fatalf("plan with RemoveDamagedSnapshots:\n%s", plan)
+	}
+	if err := Repair(plan); err != nil {
+		t.Fatal(err)
+	}
+	s := newDmgStore(fs, false)
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.check(dmgTxns, dmgTxns); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Damage(); len(d) != 0 {
+		t.Fatalf("damage after repair: %v", d)
+	}
+	s.Close()
+
+	// Damage in the needed log with an intact segment after it.
+	flipByte(t, fs, segs[len(segs)-2], 60)
+	before := diskState(fs)
+	plan, err = PlanRepair(dmgDir, RepairOptions{FS: fs})
+	if err != nil || !errors.Is(plan.Refusal, ErrNeedBackup) || !strings.Contains(plan.Refusal.Error(), filepath.Base(segs[len(segs)-1])) {
+		t.Fatalf("PlanRepair of damage in the needed log: %v\n%v", err, plan)
+	}
+	if err := Repair(plan); !errors.Is(err, ErrNeedBackup) {
+		t.Fatalf("Repair of a refused plan: %v", err)
+	}
+	if d := diffState(before, diskState(fs)); d != "" {
+		t.Fatalf("refused repair changed the disk: %s", d)
+	}
+}

@@ -98,6 +98,9 @@ func walRepair(ctx context.Context, e *env, args []string) error {
 		return errUsage
 	}
 	dir := fs.Arg(0)
+	if err := refuseStoreLog(dir); err != nil { // a store's log: see store.go
+		return err
+	}
 	plan, err := wal.PlanRepair(vfs.OS, dir)
 	if err != nil {
 		return err
