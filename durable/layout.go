@@ -76,20 +76,20 @@ func (l *layout) needFrom() uint64 {
 	return l.snaps[0].Seq + 1
 }
 
-// notStore explains why dir is not a store.
+// notStore explains why dir is not a store, and what a store holds.
 func (l *layout) notStore() error {
-	what := fmt.Sprintf("found no snapshot (%s) and no log (%s)",
+	want := fmt.Sprintf("expected a store: a snapshot (%s) or a log (%s)",
 		filepath.Join(l.dir, "<20 digits>"+snapSuffix), filepath.Join(l.dir, walSubdir, "<20 digits>"+segSuffix))
 	switch {
 	case !l.exists:
-		return fmt.Errorf("%w: %s does not exist", ErrNotStore, l.dir)
+		return fmt.Errorf("%w: %s does not exist; %s", ErrNotStore, l.dir, want)
 	case len(l.entries) == 0:
-		return fmt.Errorf("%w: %s is empty: %s", ErrNotStore, l.dir, what)
+		return fmt.Errorf("%w: %s is empty; %s", ErrNotStore, l.dir, want)
 	case len(l.segLike) > 0:
 		return fmt.Errorf("%w: %s holds log segments (%s...): it is a store's log; give the store's directory, %s",
 			ErrNotStore, l.dir, l.segLike[0], filepath.Dir(filepath.Clean(l.dir)))
 	}
-	return fmt.Errorf("%w: %s holds %d entries (%s...) but %s", ErrNotStore, l.dir, len(l.entries), l.entries[0], what)
+	return fmt.Errorf("%w: %s holds %d entries (%s...) but no store; %s", ErrNotStore, l.dir, len(l.entries), l.entries[0], want)
 }
 
 // checkOpen says, before anything is created, whether an Open of the
