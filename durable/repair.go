@@ -100,10 +100,10 @@ func PlanRepair(dir string, opts RepairOptions) (*RepairPlan, error) {
 	}
 	p.planSegments(rep)
 	if t := rep.Log; t != nil && t.TornTail != nil {
-		last := t.Segments[len(t.Segments)-1]
-		p.Actions = append(p.Actions, RepairAction{Op: "truncate torn tail", File: filepath.Join(walSubdir, t.TornTail.Segment),
-			FirstSeq: last.LastSeq + 1, LastSeq: last.LastSeq, Bytes: t.TornTail.Bytes,
-			Why: fmt.Sprintf("a torn write at offset %d after the last whole record (seq %d): %s", t.TornTail.Offset, last.LastSeq, t.TornTail.Reason)})
+		tt := t.TornTail
+		p.Actions = append(p.Actions, RepairAction{Op: "truncate torn tail", File: filepath.Join(walSubdir, tt.Segment),
+			FirstSeq: tt.Seq, LastSeq: tt.Seq - 1, Bytes: tt.Bytes,
+			Why: fmt.Sprintf("the start of record %d at offset %d, whose write a crash cut before it was acknowledged: %s", tt.Seq, tt.Offset, tt.Reason)})
 	}
 	for _, sc := range rep.Snapshots {
 		if sc.Err == nil {
@@ -122,10 +122,7 @@ func PlanRepair(dir string, opts RepairOptions) (*RepairPlan, error) {
 // planSegments plans the removal of the damaged log segments recovery sets
 // aside: they hold only records the snapshot it uses covers.
 func (p *RepairPlan) planSegments(rep *VerifyReport) {
-	end := uint64(1)
-	if len(rep.Log.Segments) > 0 {
-		end = rep.Log.Segments[0].FirstSeq
-	}
+	end := rep.Log.FirstSeq
 	for i, name := range rep.SetAside {
 		first, _ := parseSegName(name)
 		last := end - 1

@@ -360,10 +360,11 @@ func TestPersistenceFailure(t *testing.T) {
 		}
 	})
 	t.Run("wal", func(t *testing.T) {
-		// The 3rd sync of a segment fails: the first write commits, the
-		// second fails with the WAL's error, and later ones are refused.
+		// The 2nd sync of a segment fails (its header is synced under the
+		// temporary name, *.wal.tmp): the first write commits, the second
+		// fails with the WAL's error, and later ones are refused.
 		mem := vfs.NewMem()
-		fs := vfs.NewFaulty(mem, vfs.WithPathSuffix(".wal", vfs.FailFrom(vfs.OpSync, 3, nil)))
+		fs := vfs.NewFaulty(mem, vfs.WithPathSuffix(".wal", vfs.FailFrom(vfs.OpSync, 2, nil)))
 		s := openTestStore(t, Options{Dir: "/d", FS: fs})
 		defer s.Close()
 		ctx := context.Background()

@@ -26,8 +26,9 @@ type SnapshotCheck struct {
 type VerifyReport struct {
 	Dir       string
 	Snapshots []SnapshotCheck // newest first, each read whole
-	// Log is the log as recovery would open it, after setting aside
-	// SetAside; nil if the store has no log segments.
+	// Log is package wal's report on the log, checked needing the records
+	// after the newest snapshot (by name); nil if the store has no log
+	// segments.
 	Log *wal.Report
 	// LogDamage is corruption in log segments that hold only records the
 	// newest snapshot covers: recovery opens without SetAside (those
@@ -61,7 +62,7 @@ func (r *VerifyReport) Damaged() bool {
 			return true
 		}
 	}
-	return len(r.LogDamage) > 0 || (r.Log != nil && (r.Log.TornTail != nil || r.Log.Corruption != nil))
+	return r.Log != nil && r.Log.Verdict() != wal.Clean
 }
 
 // Verify checks a store's directory without changing it and without
@@ -92,16 +93,24 @@ func Verify(fs vfs.FS, dir string) (*VerifyReport, error) {
 	}
 	first, last := uint64(1), uint64(0)
 	if len(l.segments) > 0 {
-		r.Log, r.LogDamage, r.SetAside, err = verifyLog(fs, filepath.Join(dir, walSubdir), l.needFrom())
+		r.Log, err = wal.Verify(fs, filepath.Join(dir, walSubdir), wal.CheckOptions{NeedFrom: l.needFrom()})
 		if err != nil {
 			return nil, err
+		}
+		r.LogDamage = r.Log.Skipped
+		for _, sg := range r.Log.Segments {
+			if sg.Skipped {
+				r.SetAside = append(r.SetAside, sg.Name)
+			}
 		}
 		if r.Log.Corruption != nil {
 			r.Err = fmt.Errorf("durable: open log: %w", r.Log.Corruption)
 			return r, nil
 		}
-		if n := len(r.Log.Segments); n > 0 {
-			first, last = r.Log.Segments[0].FirstSeq, r.Log.Segments[n-1].LastSeq
+		if r.Log.Records > 0 {
+			first, last = r.Log.FirstSeq, r.Log.LastSeq
+		} else if r.Log.FirstSeq > 0 {
+			first, last = r.Log.FirstSeq, r.Log.FirstSeq-1
 		}
 	} else if err := l.checkOpen(true); err != nil {
 		r.Err = err

@@ -42,11 +42,6 @@ type walPersistence struct {
 	readOnly  bool
 	w         *wal.WAL    // nil when read-only without log segments
 	entries   []wal.Entry // reused by Append (one caller at a time)
-	// damage is what Open set aside: corruption in log segments holding
-	// only records that the newest snapshot covers. hidden names those
-	// segments; the log was opened without them, and prune deletes them.
-	damage []*wal.CorruptionError
-	hidden []string
 }
 
 var _ DamageReporter = (*walPersistence)(nil)
@@ -57,8 +52,9 @@ func newWALPersistence(o Options) *walPersistence {
 }
 
 // Open checks the directory before it creates anything (see
-// layout.checkOpen), then opens the log knowing which records the newest
-// snapshot, by name, leaves needed (see openLog).
+// layout.checkOpen), then opens the log needing the records after the
+// newest snapshot, by name (wal.Options.NeedFrom): damage in segments
+// holding only older records does not fail it (see Damage).
 func (p *walPersistence) Open() error {
 	l, err := readLayout(p.fs, p.dir)
 	if err != nil {
@@ -67,7 +63,6 @@ func (p *walPersistence) Open() error {
 	if err := l.checkOpen(p.readOnly); err != nil {
 		return err
 	}
-	p.damage, p.hidden = nil, nil
 	if p.readOnly && len(l.segments) == 0 {
 		return nil // an empty log: first 1, last 0
 	}
@@ -76,12 +71,12 @@ func (p *walPersistence) Open() error {
 			return fmt.Errorf("durable: create %s: %w", p.dir, err)
 		}
 	}
-	lg, err := openLog(p.fs, p.walDir(), wal.Options{Logger: p.log, SegmentSize: p.segSize, MaxRecordSize: p.maxRecord},
-		l.needFrom(), p.readOnly)
+	w, err := wal.Open(p.walDir(), wal.Options{FS: p.fs, Logger: p.log, SegmentSize: p.segSize, MaxRecordSize: p.maxRecord,
+		NeedFrom: l.needFrom(), ReadOnly: p.readOnly})
 	if err != nil {
 		return fmt.Errorf("durable: open log: %w", err)
 	}
-	p.w, p.damage, p.hidden = lg.w, lg.damage, lg.hidden
+	p.w = w
 	return nil
 }
 
@@ -89,9 +84,12 @@ func (p *walPersistence) walDir() string { return filepath.Join(p.dir, walSubdir
 
 // Damage implements DamageReporter.
 func (p *walPersistence) Damage() []error {
-	out := make([]error, len(p.damage))
-	for i, d := range p.damage {
-		out[i] = &LogDamageError{Segment: filepath.Join(walSubdir, d.Segment), Err: d}
+	if p.w == nil {
+		return nil
+	}
+	var out []error
+	for _, d := range p.w.Damage() {
+		out = append(out, &LogDamageError{Segment: filepath.Join(walSubdir, d.Segment), Err: d})
 	}
 	return out
 }
@@ -127,8 +125,15 @@ func (p *walPersistence) LogBounds() (uint64, uint64, error) {
 	return p.w.FirstSeq(), p.w.LastSeq(), nil
 }
 
+// Replay reads the records from..LastSeq: the log holds no more during
+// recovery, and a reader is never asked past the end (a read-only log whose
+// last segment is sealed has no segment beyond it to wait in).
 func (p *walPersistence) Replay(from uint64, fn func(uint64, []byte) error) error {
 	if p.w == nil {
+		return nil
+	}
+	last := p.w.LastSeq()
+	if from > last {
 		return nil
 	}
 	r, err := p.w.NewReader(from)
@@ -146,6 +151,9 @@ func (p *walPersistence) Replay(from uint64, fn func(uint64, []byte) error) erro
 		}
 		if err := fn(rec.Seq, rec.Data); err != nil {
 			return err
+		}
+		if rec.Seq >= last {
+			return nil
 		}
 	}
 }
@@ -321,29 +329,9 @@ func (p *walPersistence) prune(seq uint64) error {
 		}
 	}
 	if prev != nil {
-		if err := p.removeHidden(); err != nil {
-			return err
-		}
 		if err := p.w.TruncateFront(prev.Seq + 1); err != nil {
 			return fmt.Errorf("truncate log before %d: %w", prev.Seq+1, err)
 		}
-	}
-	return nil
-}
-
-// removeHidden deletes, oldest first, the damaged log segments Open set
-// aside: they hold only records before the snapshot recovery started from,
-// which is now older than the previous one.
-func (p *walPersistence) removeHidden() error {
-	for len(p.hidden) > 0 {
-		if err := p.fs.Remove(filepath.Join(p.walDir(), p.hidden[0])); err != nil {
-			return fmt.Errorf("delete damaged log segment %s: %w", p.hidden[0], err)
-		}
-		if err := p.fs.SyncDir(p.walDir()); err != nil {
-			return fmt.Errorf("delete damaged log segment %s: sync dir: %w", p.hidden[0], err)
-		}
-		p.log.Warn("durable: deleted damaged log segment no snapshot needs any more", "segment", p.hidden[0])
-		p.hidden = p.hidden[1:]
 	}
 	return nil
 }

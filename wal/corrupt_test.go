@@ -3,23 +3,83 @@ package wal
 import (
 	"bytes"
 	"errors"
-	"os"
+	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/procyon-dev/procyon/vfs"
 )
 
-// buildLog writes n records into a fresh log with small segments, closes
-// it, and returns the dir and the frames as Dump sees them.
-func buildLog(t *testing.T, n int) (string, []DumpFrame) {
+// The damage tests build a log on a MemFS, cleanly closed or crashed, and
+// damage it every way the table below knows: each segment truncated to 0,
+// to every frame boundary and inside frames; bytes flipped in headers,
+// frames and trailers; ranges zeroed; files replaced by garbage or by a
+// directory; files removed; garbage files and directories added under
+// segment names. For each, they check the invariants in checkDamage.
+
+const damageRecords = 40
+
+// baseLog is an undamaged log to clone and damage.
+type baseLog struct {
+	fs    *vfs.MemFS // durable state; clone it with CrashClone(1)
+	clean bool       // closed cleanly (else crashed with the last segment active)
+	files []baseFile
+}
+
+type baseFile struct {
+	name     string
+	firstSeq uint64
+	records  int
+	size     int64
+	sealed   bool
+	frames   []DumpFrame // data frames and trailer, in order
+}
+
+// end returns the offset just past frame i.
+func (f baseFile) frameEnd(i int) int64 {
+	return f.frames[i].Offset + frameHeaderSize + int64(f.frames[i].Size)
+}
+
+// frameAt returns the index of the frame holding byte off (-1: header).
+func (f baseFile) frameAt(off int64) int {
+	i := -1
+	for j, fr := range f.frames {
+		if fr.Offset <= off {
+			i = j
+		}
+	}
+	return i
+}
+
+// freshBase builds the base and fills in its files (Dump visits frames per
+// file, so the file list is made first).
+func freshBase(t *testing.T, clean bool) *baseLog {
 	t.Helper()
-	dir := t.TempDir()
-	w := openT(t, vfs.OS, dir, Options{SegmentSize: 1 << 10})
-	// The last segment gets the last 5 records, whatever the rolls before.
-	for i := 1; i <= n; i++ {
-		if i == n-4 {
+	b := buildBaseFiles(t, clean)
+	if b.clean {
+		last := b.files[len(b.files)-1]
+		if last.records != 0 || last.sealed || !b.files[len(b.files)-2].sealed {
+			t.Fatalf("a cleanly closed log must end with a sealed segment and an empty one: %+v", b.files)
+		}
+	} else if last := b.files[len(b.files)-1]; last.records == 0 || last.sealed {
+		t.Fatalf("a crashed log must end with an unsealed segment holding records: %+v", last)
+	}
+	if len(b.files) < 4 {
+		t.Fatalf("want at least 4 segments: %+v", b.files)
+	}
+	return b
+}
+
+func buildBaseFiles(t *testing.T, clean bool) *baseLog {
+	t.Helper()
+	mem := vfs.NewMem()
+	w := openT(t, mem, crashDir, Options{SegmentSize: 600, Preallocate: 256})
+	for i := 1; i <= damageRecords; i++ {
+		if i == 30 {
 			if err := w.Roll(); err != nil {
 				t.Fatal(err)
 			}
@@ -28,282 +88,468 @@ func buildLog(t *testing.T, n int) (string, []DumpFrame) {
 			t.Fatal(err)
 		}
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var frames []DumpFrame
-	rep, err := Dump(vfs.OS, dir, func(d DumpFrame) { frames = append(frames, d) })
-	if err != nil || rep.Corruption != nil {
-		t.Fatalf("fresh log: %v %v", err, rep.Corruption)
-	}
-	if len(rep.Segments) < 3 || rep.Segments[len(rep.Segments)-1].Records != 5 {
-		t.Fatalf("want at least 3 segments, the last with 5 records: %+v", rep.Segments)
-	}
-	return dir, frames
-}
-
-func segFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	names, _ := vfs.OS.List(dir)
-	var segs []string
-	for _, n := range names {
-		if strings.HasSuffix(n, ".wal") {
-			segs = append(segs, n)
-		}
-	}
-	return segs
-}
-
-// dirState captures every file's content, to check that a failed Open
-// changed nothing.
-func dirState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	names, _ := vfs.OS.List(dir)
-	for _, n := range names {
-		if n == "LOCK" {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
+	if clean {
+		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		m[n] = string(b)
 	}
-	return m
+	b := &baseLog{fs: mem.CrashClone(1), clean: clean}
+	if !clean {
+		w.Close() // fails: the FS crashed
+	}
+	rep, err := Verify(b.fs, crashDir, CheckOptions{})
+	if err != nil || rep.Verdict() != Clean {
+		t.Fatalf("base log: %v %+v", err, rep)
+	}
+	byName := map[string]int{}
+	for i, s := range rep.Segments {
+		byName[s.Name] = i
+		b.files = append(b.files, baseFile{name: s.Name, firstSeq: s.FirstSeq, records: int(s.Records), size: s.Size, sealed: s.Sealed})
+	}
+	if _, err := Dump(b.fs, crashDir, CheckOptions{}, func(d DumpFrame) {
+		f := &b.files[byName[d.Segment]]
+		f.frames = append(f.frames, d)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
-func mutate(t *testing.T, path string, f func([]byte) []byte) {
+// damage is one way to damage a base log.
+type damage struct {
+	name    string
+	file    int    // index of the damaged base file; for an added file, the one it sorts after
+	at      int64  // first damaged byte (0 for a whole-file change)
+	added   string // the name of an added file
+	removed bool   // the file was removed
+	apply   func(t *testing.T, fs *vfs.MemFS)
+}
+
+func editFile(t *testing.T, fs *vfs.MemFS, path string, f func([]byte) []byte) {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	data, err := fs.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, f(b), 0o644); err != nil {
+	if err := fs.WriteFile(path, f(data)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func framesOf(frames []DumpFrame, seg string, typ string) []DumpFrame {
-	var out []DumpFrame
-	for _, f := range frames {
-		if f.Segment == seg && (typ == "" || f.Type == typ) {
-			out = append(out, f)
+// damages lists every damage of the class for base b.
+func damages(b *baseLog) []damage {
+	var out []damage
+	for i, f := range b.files {
+		path := filepath.Join(crashDir, f.name)
+		add := func(name string, at int64, edit func([]byte) []byte) {
+			out = append(out, damage{name: fmt.Sprintf("%s: %s", f.name, name), file: i, at: at,
+				apply: func(t *testing.T, fs *vfs.MemFS) { editFile(t, fs, path, edit) }})
 		}
+		cut := func(n int64) func([]byte) []byte { return func(b []byte) []byte { return b[:n] } }
+		flip := func(n int64) func([]byte) []byte { return func(b []byte) []byte { b[n] ^= 0x21; return b } }
+		add("truncated to 0", 0, cut(0))
+		add("truncated inside the header", 0, cut(headerSize/2))
+		for _, n := range []int64{0, 9, 17, 29} {
+			add(fmt.Sprintf("header byte %d flipped", n), 0, flip(n))
+		}
+		bounds := []int64{headerSize}
+		for j := range f.frames {
+			bounds = append(bounds, f.frameEnd(j))
+		}
+		for _, n := range bounds[:len(bounds)-1] {
+			add(fmt.Sprintf("truncated at boundary %d", n), n, cut(n))
+		}
+		for j, fr := range f.frames {
+			add(fmt.Sprintf("truncated inside frame %d", j), fr.Offset+5, cut(fr.Offset+5))
+			add(fmt.Sprintf("truncated inside frame %d's payload", j), fr.Offset+frameHeaderSize+1, cut(fr.Offset+frameHeaderSize+1))
+			add(fmt.Sprintf("frame %d: length flipped", j), fr.Offset+5, flip(fr.Offset+5))
+			add(fmt.Sprintf("frame %d: payload flipped", j), f.frameEnd(j)-1, flip(f.frameEnd(j)-1))
+			zero := func(b []byte) []byte { clear(b[fr.Offset+2 : fr.Offset+12]); return b }
+			add(fmt.Sprintf("frame %d: bytes 2..12 zeroed", j), fr.Offset+2, zero)
+		}
+		add("replaced by garbage", 0, func(b []byte) []byte { return bytes.Repeat([]byte("garbage!"), 40) })
+		out = append(out, damage{name: f.name + ": replaced by a directory", file: i, apply: func(t *testing.T, fs *vfs.MemFS) {
+			if err := fs.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := fs.MkdirAll(path); err != nil {
+				t.Fatal(err)
+			}
+		}})
+		out = append(out, damage{name: f.name + ": removed", file: i, removed: true, apply: func(t *testing.T, fs *vfs.MemFS) {
+			if err := fs.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}})
+		// A file that sorts right after this one (unless a segment has that name).
+		stray := segmentName(f.firstSeq + 1)
+		if i+1 < len(b.files) && b.files[i+1].name == stray {
+			continue
+		}
+		strayPath := filepath.Join(crashDir, stray)
+		out = append(out, damage{name: stray + ": garbage added after " + f.name, file: i, added: stray, apply: func(t *testing.T, fs *vfs.MemFS) {
+			if err := fs.WriteFile(strayPath, []byte("not a segment")); err != nil {
+				t.Fatal(err)
+			}
+		}})
+		out = append(out, damage{name: stray + ": directory added after " + f.name, file: i, added: stray, apply: func(t *testing.T, fs *vfs.MemFS) {
+			if err := fs.MkdirAll(strayPath); err != nil {
+				t.Fatal(err)
+			}
+		}})
 	}
 	return out
 }
 
-func TestCorruption(t *testing.T) {
-	const n = 60
-	type outcome struct {
-		corrupt    bool   // Open fails with ErrCorrupt
-		version    bool   // Open fails with ErrVersion
-		reason     string // substring of the error
-		segIndex   int    // damaged segment (index into the segment files), for corrupt
-		atFrame    int    // damaged frame's index in that segment (-1: header/offset 0, -2: end of file)
-		keepPrefix int    // when Open succeeds: records 1..keepPrefix must be there and nothing else
+// memState captures every entry of dir (name, kind, content), to check
+// that an operation changed nothing.
+func memState(t *testing.T, fs *vfs.MemFS, dir string) map[string]string {
+	t.Helper()
+	names, err := fs.List(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	cases := []struct {
-		name   string
-		damage func(t *testing.T, dir string, segs []string, frames []DumpFrame) int // returns keepPrefix if Open succeeds
-		want   outcome
-	}{
-		{"flipped byte in a sealed segment", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			f := framesOf(frames, segs[0], "data")[2]
-			mutate(t, filepath.Join(dir, segs[0]), func(b []byte) []byte { b[f.Offset+30] ^= 0x40; return b })
-			return 0
-		}, outcome{corrupt: true, reason: "checksum mismatch", segIndex: 0, atFrame: 2}},
-		{"flipped byte in the last record of the last segment (torn tail)", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			last := segs[len(segs)-1]
-			fs := framesOf(frames, last, "data")
-			mutate(t, filepath.Join(dir, last), func(b []byte) []byte { b[len(b)-1] ^= 0xff; return b })
-			return int(fs[len(fs)-1].Seq) - 1
-		}, outcome{}},
-		{"last segment cut mid-record", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			last := segs[len(segs)-1]
-			fs := framesOf(frames, last, "data")
-			mutate(t, filepath.Join(dir, last), func(b []byte) []byte { return b[:fs[len(fs)-1].Offset+10] })
-			return int(fs[len(fs)-1].Seq) - 1
-		}, outcome{}},
-		{"last segment cut mid-header of a record", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			last := segs[len(segs)-1]
-			fs := framesOf(frames, last, "data")
-			mutate(t, filepath.Join(dir, last), func(b []byte) []byte { return b[:fs[len(fs)-2].Offset+3] })
-			return int(fs[len(fs)-2].Seq) - 1
-		}, outcome{}},
-		{"zeros after the last record", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			mutate(t, filepath.Join(dir, segs[len(segs)-1]), func(b []byte) []byte { return append(b, make([]byte, 4096)...) })
-			return n
-		}, outcome{}},
-		{"garbage after the last record", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			mutate(t, filepath.Join(dir, segs[len(segs)-1]), func(b []byte) []byte {
-				return append(b, bytes.Repeat([]byte("garbage!"), 100)...)
-			})
-			return n
-		}, outcome{}},
-		{"bad record followed by valid ones in the last segment", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			last := segs[len(segs)-1]
-			f := framesOf(frames, last, "data")[0]
-			mutate(t, filepath.Join(dir, last), func(b []byte) []byte { b[f.Offset+26] ^= 1; return b })
-			return 0
-		}, outcome{corrupt: true, reason: "followed by a valid record", segIndex: -1, atFrame: 0}},
-		{"sealed segment lost its trailer", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			tr := framesOf(frames, segs[1], "trailer")[0]
-			mutate(t, filepath.Join(dir, segs[1]), func(b []byte) []byte { return b[:tr.Offset] })
-			return 0
-		}, outcome{corrupt: true, reason: "without a trailer", segIndex: 1, atFrame: -2}},
-		{"middle segment missing", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			os.Remove(filepath.Join(dir, segs[1]))
-			return 0
-		}, outcome{corrupt: true, reason: "sequence gap", segIndex: 1, atFrame: -1}},
-		{"foreign file", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			mutate(t, filepath.Join(dir, segs[0]), func(b []byte) []byte { copy(b, "NOTAWAL!"); return b })
-			return 0
-		}, outcome{corrupt: true, reason: "bad magic", segIndex: 0, atFrame: -1}},
-		{"damaged header", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			mutate(t, filepath.Join(dir, segs[1]), func(b []byte) []byte { b[17] ^= 1; return b })
-			return 0
-		}, outcome{corrupt: true, reason: "header checksum", segIndex: 1, atFrame: -1}},
-		{"newer format version", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			mutate(t, filepath.Join(dir, segs[0]), func(b []byte) []byte {
-				copy(b, encodeHeaderVersion(1, 2)) // version 2, checksum valid
-				return b
-			})
-			return 0
-		}, outcome{version: true, reason: "format version 2"}},
-		{"renamed segment", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			last := segs[len(segs)-1]
-			seq, _ := parseSegmentName(last)
-			os.Rename(filepath.Join(dir, last), filepath.Join(dir, segmentName(seq+1)))
-			return 0
-		}, outcome{corrupt: true, reason: "file name says", segIndex: -1, atFrame: -1}},
-		{"valid record with the wrong sequence at the tail", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			mutate(t, filepath.Join(dir, segs[len(segs)-1]), func(b []byte) []byte { return appendFrame(b, typeData, 7, 0, []byte("replayed")) })
-			return 0
-		}, outcome{corrupt: true, reason: "expected", segIndex: -1, atFrame: -2}},
-		{"empty last segment (torn create)", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			os.WriteFile(filepath.Join(dir, segmentName(n+1)), nil, 0o644)
-			return n
-		}, outcome{}},
-		{"zeroed header of last segment (torn create)", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			os.WriteFile(filepath.Join(dir, segmentName(n+1)), make([]byte, headerSize), 0o644)
-			return n
-		}, outcome{}},
-		{"stray files are ignored", func(t *testing.T, dir string, segs []string, frames []DumpFrame) int {
-			os.WriteFile(filepath.Join(dir, "notes.wal"), []byte("x"), 0o644)
-			os.WriteFile(filepath.Join(dir, "README"), []byte("x"), 0o644)
-			return n
-		}, outcome{}},
+	m := map[string]string{}
+	for _, n := range names {
+		b, err := fs.ReadFile(filepath.Join(dir, n))
+		switch {
+		case errors.Is(err, syscall.EISDIR):
+			m[n] = "<dir>"
+		case err != nil:
+			t.Fatal(err)
+		default:
+			m[n] = string(b)
+		}
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			dir, frames := buildLog(t, n)
-			segs := segFiles(t, dir)
-			keep := tc.damage(t, dir, segs, frames)
-			before := dirState(t, dir)
-			w, err := Open(dir, Options{Logger: quiet(), SegmentSize: 1 << 10})
-			switch {
-			case tc.want.version:
-				if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), tc.want.reason) {
-					t.Fatalf("Open: %v, want ErrVersion with %q", err, tc.want.reason)
-				}
-			case tc.want.corrupt:
-				var ce *CorruptionError
-				if !errors.Is(err, ErrCorrupt) || !errors.As(err, &ce) {
-					t.Fatalf("Open: %v, want ErrCorrupt", err)
-				}
-				if !strings.Contains(ce.Reason, tc.want.reason) {
-					t.Fatalf("reason %q, want it to contain %q", ce.Reason, tc.want.reason)
-				}
-				segsNow := segFiles(t, dir)
-				idx := tc.want.segIndex
-				if idx < 0 {
-					idx = len(segsNow) - 1
-				}
-				if ce.Segment != segsNow[idx] {
-					t.Fatalf("error names segment %s, want %s", ce.Segment, segsNow[idx])
-				}
-				switch tc.want.atFrame {
-				case -1:
-					if ce.Offset != 0 {
-						t.Fatalf("offset %d, want 0", ce.Offset)
-					}
-				case -2:
-					old := framesOf(frames, segs[idx], "")
-					if ce.Offset < old[len(old)-1].Offset {
-						t.Fatalf("offset %d, want at the end of the file", ce.Offset)
-					}
-				default:
-					if want := framesOf(frames, segs[idx], "data")[tc.want.atFrame].Offset; ce.Offset != want {
-						t.Fatalf("offset %d, want %d", ce.Offset, want)
-					}
-				}
-			default:
-				if err != nil {
-					t.Fatalf("Open: %v", err)
-				}
-				got := readAll(t, w, 1)
-				if len(got) != keep {
-					t.Fatalf("%d records after recovery, want %d", len(got), keep)
-				}
-				for i, r := range got {
-					if !bytes.Equal(r.Data, rec(i+1)) {
-						t.Fatalf("record %d differs", i+1)
-					}
-				}
-				if seq, err := w.Append([]byte("after")); err != nil || seq != uint64(keep+1) {
-					t.Fatalf("append after recovery: %d %v", seq, err)
-				}
-				w.Close()
-				return
-			}
-			// A failed Open changed nothing.
-			if after := dirState(t, dir); !equalState(before, after) {
-				t.Fatal("a failed Open changed the directory")
-			}
-			if tc.want.version {
-				if _, err := PlanRepair(vfs.OS, dir); err == nil {
-					t.Fatal("PlanRepair offered to repair a newer-version log")
-				}
-				return
-			}
-			// Repair cuts at the damage; then Open works and keeps a prefix.
-			plan, err := PlanRepair(vfs.OS, dir)
-			if err != nil || plan == nil {
-				t.Fatalf("PlanRepair: %v %v", plan, err)
-			}
-			if err := Repair(vfs.OS, dir, plan); err != nil {
-				t.Fatalf("Repair: %v", err)
-			}
-			w, err = Open(dir, Options{Logger: quiet()})
-			if err != nil {
-				t.Fatalf("Open after repair: %v", err)
-			}
-			defer w.Close()
-			got := readAll(t, w, w.FirstSeq())
-			for _, r := range got {
-				if !bytes.Equal(r.Data, rec(int(r.Seq))) {
-					t.Fatalf("record %d differs after repair", r.Seq)
+	return m
+}
+
+func sameState(t *testing.T, what string, before, after map[string]string) {
+	t.Helper()
+	if !maps.Equal(before, after) {
+		t.Fatalf("%s changed the directory: before %v, after %v", what, slices.Sorted(maps.Keys(before)), slices.Sorted(maps.Keys(after)))
+	}
+}
+
+// damageOutcome classifies what happened to one damaged log.
+type damageOutcome struct {
+	refused, opened, openedShort, repaired, repairRefused, skippedOK int
+}
+
+// TestDamage applies every damage of the class to a cleanly closed and to a
+// crashed log and checks: Open returns every acknowledged record or fails
+// naming the damaged file and offset; a refused Open and every read-only
+// operation leave the directory as it was; damage before NeedFrom never
+// fails Open; Repair never deletes an intact later segment, and drops
+// exactly from where its plan says.
+func TestDamage(t *testing.T) {
+	for _, clean := range []bool{true, false} {
+		name := "crashed"
+		if clean {
+			name = "clean"
+		}
+		t.Run(name, func(t *testing.T) {
+			b := freshBase(t, clean)
+			var o damageOutcome
+			for _, d := range damages(b) {
+				if !t.Run(d.name, func(t *testing.T) { checkDamage(t, b, d, &o) }) {
+					t.FailNow()
 				}
 			}
-			if _, err := w.Append([]byte("after repair")); err != nil {
-				t.Fatal(err)
+			t.Logf("%s log, %d segments: Open refused %d (repaired %d, repair refused %d, opened with NeedFrom %d); opened whole %d, opened with a crash's loss %d",
+				name, len(b.files), o.refused, o.repaired, o.repairRefused, o.skippedOK, o.opened, o.openedShort)
+			if o.refused == 0 || o.repaired == 0 || o.repairRefused == 0 || o.skippedOK == 0 {
+				t.Fatalf("the damage table does not reach every outcome: %+v", o)
 			}
 		})
 	}
 }
 
-func equalState(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
+// expectedOffset is where the damage must be reported in the damaged file.
+func (d damage) expectedOffset(b *baseLog) int64 {
+	f := b.files[d.file]
+	if d.at < headerSize {
+		return 0
 	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
+	if i := f.frameAt(d.at); i >= 0 && d.at < f.frameEnd(i) {
+		return f.frames[i].Offset
+	}
+	return d.at // a cut at a frame boundary
+}
+
+// blamed is the file the error must name.
+func (d damage) blamed(b *baseLog) string {
+	switch {
+	case d.added != "":
+		return d.added
+	case d.removed:
+		if d.file+1 < len(b.files) {
+			return b.files[d.file+1].name // the gap is reported on the file after it
+		}
+		return ""
+	}
+	return b.files[d.file].name
+}
+
+// mayLose returns the records Open may lose without failing: what a crash
+// could have cut (the unsealed last segment's records from the damage on),
+// and the segments before a removed first one (TruncateFront looks the
+// same). from..to inclusive; to < from: nothing.
+func (d damage) mayLose(b *baseLog) (from, to uint64) {
+	last := len(b.files) - 1
+	f := b.files[d.file]
+	switch {
+	case d.added != "":
+		return 1, 0
+	case d.removed && d.file == 0:
+		return 1, b.files[1].firstSeq - 1
+	case b.clean || d.file != last:
+		return 1, 0
+	case d.removed || d.at < headerSize:
+		return f.firstSeq, damageRecords
+	}
+	i := f.frameAt(d.at)
+	if i < 0 || d.at >= f.frameEnd(i) {
+		i++ // a cut at a boundary loses the frame that started there
+	}
+	if i >= len(f.frames) {
+		return 1, 0
+	}
+	return f.frames[i].Seq, damageRecords
+}
+
+// checkRecords reads w and checks it holds exactly the records from
+// FirstSeq on, with at most the allowed loss.
+func checkRecords(t *testing.T, w *WAL, loseFrom, loseTo uint64) (first, last uint64) {
+	t.Helper()
+	first = w.FirstSeq()
+	recs := readAll(t, w, first)
+	for i, r := range recs {
+		if r.Seq != first+uint64(i) || !bytes.Equal(r.Data, rec(int(r.Seq))) {
+			t.Fatalf("record %d: seq %d, %q", i, r.Seq, r.Data)
 		}
 	}
-	return true
+	last = first + uint64(len(recs)) - 1
+	for seq := uint64(1); seq <= damageRecords; seq++ {
+		if (seq < first || seq > last) && (seq < loseFrom || seq > loseTo) {
+			t.Fatalf("acknowledged record %d silently dropped: the log holds %d..%d", seq, first, last)
+		}
+	}
+	return first, last
+}
+
+func checkDamage(t *testing.T, b *baseLog, d damage, o *damageOutcome) {
+	t.Helper()
+	fs := b.fs.CrashClone(1)
+	d.apply(t, fs)
+	before := memState(t, fs, crashDir)
+
+	rep, err := Verify(fs, crashDir, CheckOptions{})
+	if err != nil {
+		t.Fatalf("%s: Verify: %v", d.name, err)
+	}
+	listed := map[string]bool{}
+	if _, err := Dump(fs, crashDir, CheckOptions{}, func(DumpFrame) {}); err != nil {
+		t.Fatalf("%s: Dump: %v", d.name, err)
+	}
+	for _, s := range rep.Segments {
+		listed[s.Name] = true
+	}
+	for i, f := range b.files {
+		if i != d.file && !listed[f.name] {
+			t.Fatalf("%s: Verify does not list the intact segment %s", d.name, f.name)
+		}
+	}
+	ro, roErr := Open(crashDir, Options{FS: fs, ReadOnly: true, Logger: quiet()})
+	if roErr == nil {
+		ro.Close()
+	}
+	sameState(t, d.name+": Verify, Dump and a read-only Open", before, memState(t, fs, crashDir))
+
+	loseFrom, loseTo := d.mayLose(b)
+	w, err := Open(crashDir, Options{FS: fs, Logger: quiet()})
+	if (err == nil) != (roErr == nil) || (err == nil) != (rep.Verdict() != Corrupt) {
+		t.Fatalf("%s: Open: %v; read-only Open: %v; Verify: %v", d.name, err, roErr, rep.Corruption)
+	}
+	if err == nil {
+		_, last := checkRecords(t, w, loseFrom, loseTo)
+		if last < damageRecords {
+			o.openedShort++
+		} else {
+			o.opened++
+		}
+		if _, err := w.Append([]byte("after")); err != nil {
+			t.Fatalf("%s: append after Open: %v", d.name, err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatalf("%s: Close: %v", d.name, err)
+		}
+		return
+	}
+	o.refused++
+	var ce *CorruptionError
+	if !errors.As(err, &ce) {
+		t.Fatalf("%s: Open: %v, want a *CorruptionError", d.name, err)
+	}
+	if want := d.blamed(b); ce.Segment != want {
+		t.Fatalf("%s: Open: %v; want it to name %s", d.name, err, want)
+	}
+	if d.added == "" && !d.removed && ce.Offset != d.expectedOffset(b) {
+		t.Fatalf("%s: Open: %v; want offset %d", d.name, err, d.expectedOffset(b))
+	}
+	sameState(t, d.name+": a refused Open", before, memState(t, fs, crashDir))
+
+	checkNeedFrom(t, b, d, o)
+	checkRepair(t, b, d, fs, before, o)
+}
+
+// intactAfter lists the base files after the damaged one that hold records
+// and were not touched.
+func (d damage) intactAfter(b *baseLog) []string {
+	var out []string
+	for _, f := range b.files[d.file+1:] {
+		if f.records > 0 {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// checkNeedFrom opens the damaged log with NeedFrom just past the damaged
+// file: Open must skip the damage, and TruncateFront must delete it.
+func checkNeedFrom(t *testing.T, b *baseLog, d damage, o *damageOutcome) {
+	t.Helper()
+	if d.file+1 >= len(b.files) {
+		return
+	}
+	need := b.files[d.file+1].firstSeq
+	fs := b.fs.CrashClone(1)
+	d.apply(t, fs)
+	w, err := Open(crashDir, Options{FS: fs, Logger: quiet(), NeedFrom: need})
+	if err != nil {
+		t.Fatalf("%s: Open with NeedFrom %d: %v", d.name, need, err)
+	}
+	o.skippedOK++
+	first, _ := checkRecords(t, w, 1, need-1)
+	if first > need {
+		t.Fatalf("%s: NeedFrom %d, but the log starts at %d", d.name, need, first)
+	}
+	dmg := w.Damage()
+	if len(dmg) == 0 || dmg[len(dmg)-1].Segment != d.blamed(b) {
+		t.Fatalf("%s: Damage() = %v, want it to name %s", d.name, dmg, d.blamed(b))
+	}
+	if err := w.TruncateFront(need); err != nil {
+		t.Fatalf("%s: TruncateFront: %v", d.name, err)
+	}
+	names, _ := fs.List(crashDir)
+	for _, f := range b.files[:d.file+1] {
+		if slices.Contains(names, f.name) {
+			t.Fatalf("%s: TruncateFront(%d) left %s, which Open skipped", d.name, need, f.name)
+		}
+	}
+	if d.added != "" && slices.Contains(names, d.added) {
+		t.Fatalf("%s: TruncateFront(%d) left the stray %s, which Open skipped", d.name, need, d.added)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w, err = Open(crashDir, Options{FS: fs, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("%s: Open after TruncateFront passed the damage: %v", d.name, err)
+	}
+	checkRecords(t, w, 1, need-1)
+	w.Close()
+
+	// Repair with the same NeedFrom deletes the damaged prefix and no
+	// segment at or after NeedFrom.
+	fs = b.fs.CrashClone(1)
+	d.apply(t, fs)
+	plan, err := PlanRepair(fs, crashDir, CheckOptions{NeedFrom: need})
+	if err != nil || plan == nil || plan.Cut != nil {
+		t.Fatalf("%s: PlanRepair with NeedFrom %d: %v\n%v", d.name, need, err, plan)
+	}
+	for _, del := range plan.Delete {
+		if seq, _ := parseSegmentName(del.Name); seq >= need {
+			t.Fatalf("%s: the plan deletes %s, at or after NeedFrom %d:\n%s", d.name, del.Name, need, plan)
+		}
+	}
+	if err := Repair(fs, crashDir, plan); err != nil {
+		t.Fatalf("%s: Repair with NeedFrom: %v", d.name, err)
+	}
+	w, err = Open(crashDir, Options{FS: fs, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("%s: Open after Repair with NeedFrom: %v\n%s", d.name, err, plan)
+	}
+	checkRecords(t, w, 1, need-1)
+	w.Close()
+}
+
+// checkRepair plans and applies a repair of the damaged log fs.
+func checkRepair(t *testing.T, b *baseLog, d damage, fs *vfs.MemFS, before map[string]string, o *damageOutcome) {
+	t.Helper()
+	plan, err := PlanRepair(fs, crashDir, CheckOptions{})
+	sameState(t, d.name+": PlanRepair", before, memState(t, fs, crashDir))
+	intact := d.intactAfter(b)
+	if d.removed {
+		// The gap is reported on the next file: cutting there would drop
+		// it and every later one.
+		intact = nil
+		for _, f := range b.files[d.file+1:] {
+			if f.records > 0 {
+				intact = append(intact, f.name)
+			}
+		}
+	}
+	if errors.Is(err, ErrRepairRefused) {
+		if len(intact) == 0 {
+			t.Fatalf("%s: repair refused, but no intact segment with records follows the damage: %v", d.name, err)
+		}
+		if !strings.Contains(err.Error(), intact[0]) {
+			t.Fatalf("%s: the refusal does not name the intact segment %s: %v", d.name, intact[0], err)
+		}
+		o.repairRefused++
+		return
+	}
+	if err != nil || plan == nil {
+		t.Fatalf("%s: PlanRepair: %v %v", d.name, plan, err)
+	}
+	if len(intact) > 0 {
+		t.Fatalf("%s: PlanRepair offers to drop the intact %v:\n%s", d.name, intact, plan)
+	}
+	if err := Repair(fs, crashDir, plan); err != nil {
+		t.Fatalf("%s: Repair: %v", d.name, err)
+	}
+	w, err := Open(crashDir, Options{FS: fs, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("%s: Open after Repair: %v\nplan:\n%s", d.name, err, plan)
+	}
+	defer w.Close()
+	first, last := checkRecords(t, w, plan.firstDropped(), damageRecords)
+	if first != 1 {
+		t.Fatalf("%s: after Repair the log starts at %d", d.name, first)
+	}
+	if last < damageRecords && plan.firstDropped() != last+1 {
+		t.Fatalf("%s: the log ends at %d after Repair, but the plan says it drops from %d:\n%s", d.name, last, plan.firstDropped(), plan)
+	}
+	if plan.Records() > damageRecords-last {
+		t.Fatalf("%s: the plan says it drops %d records, but %d were lost:\n%s", d.name, plan.Records(), damageRecords-last, plan)
+	}
+	o.repaired++
+}
+
+// firstDropped is the first sequence number the plan says it drops.
+func (p *RepairPlan) firstDropped() uint64 {
+	if p.Cut != nil {
+		return p.Cut.FirstSeq
+	}
+	first := uint64(1<<63 - 1)
+	if p.Gap != nil {
+		first = p.Gap.FirstSeq
+	}
+	for _, d := range p.Delete {
+		first = min(first, d.FirstSeq)
+	}
+	return first
 }
 
 func encodeHeaderVersion(firstSeq uint64, version uint32) []byte {
@@ -312,23 +558,4 @@ func encodeHeaderVersion(firstSeq uint64, version uint32) []byte {
 	c := crcOf(h[:28])
 	h[28], h[29], h[30], h[31] = byte(c), byte(c>>8), byte(c>>16), byte(c>>24)
 	return h
-}
-
-func TestRepairRefusesStalePlan(t *testing.T) {
-	dir, frames := buildLog(t, 40)
-	segs := segFiles(t, dir)
-	f := framesOf(frames, segs[0], "data")[1]
-	mutate(t, filepath.Join(dir, segs[0]), func(b []byte) []byte { b[f.Offset+30] ^= 1; return b })
-	plan, err := PlanRepair(vfs.OS, dir)
-	if err != nil || plan == nil {
-		t.Fatal(plan, err)
-	}
-	if !strings.Contains(plan.String(), "truncate segment "+segs[0]) {
-		t.Fatalf("plan does not say what it drops:\n%s", plan)
-	}
-	// The log changes under the plan: the plan is refused.
-	os.Remove(filepath.Join(dir, segs[len(segs)-1]))
-	if err := Repair(vfs.OS, dir, plan); err == nil {
-		t.Fatal("stale plan applied")
-	}
 }

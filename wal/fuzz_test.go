@@ -58,7 +58,7 @@ func FuzzOpenSegment(f *testing.F) {
 			t.Fatal(err)
 		}
 		var frames []DumpFrame
-		if _, err := Dump(fs, "/log", func(d DumpFrame) { frames = append(frames, d) }); err != nil {
+		if _, err := Dump(fs, "/log", CheckOptions{}, func(d DumpFrame) { frames = append(frames, d) }); err != nil {
 			t.Fatalf("Dump: %v", err)
 		}
 		okFrames := map[uint64][]byte{}

@@ -2,67 +2,147 @@ package wal
 
 import (
 	"errors"
-	"fmt"
-	"path/filepath"
-	"strings"
 
 	"github.com/procyon-dev/procyon/vfs"
 )
 
-// SegmentInfo describes one segment file, as Verify found it.
-type SegmentInfo struct {
-	Name     string
-	FirstSeq uint64
-	LastSeq  uint64 // FirstSeq-1 if it holds no records
-	Records  uint64
-	Size     int64
-	Sealed   bool // ends with a trailer
+// CheckOptions configure Verify, Dump and PlanRepair. The zero value is
+// usable.
+type CheckOptions struct {
+	// NeedFrom is Options.NeedFrom: damage wholly before it is reported
+	// (Report.Skipped) but does not make the log unopenable, and
+	// PlanRepair deletes the segments that hold it. Default 0: every
+	// record is needed.
+	NeedFrom uint64
 }
 
-// Report is what Verify found in a log directory.
+// Verdict sums up a Report, from best to worst.
+type Verdict int
+
+const (
+	// Clean: Open keeps every record on disk; nothing but preallocated
+	// zeros follows the last one. A cleanly closed log, or a crashed one
+	// whose last segment ends in whole records or zeros.
+	Clean Verdict = iota
+	// Torn: Open succeeds but cuts a torn tail (Report.TornTail) off the
+	// unsealed last segment: the bytes of a write a crash interrupted.
+	Torn
+	// Skipped: Open succeeds but passes over damage wholly before
+	// CheckOptions.NeedFrom (Report.Skipped); it may also cut a torn tail.
+	Skipped
+	// Corrupt: Open fails with Report.Corruption.
+	Corrupt
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Clean:
+		return "clean"
+	case Torn:
+		return "torn tail"
+	case Skipped:
+		return "damage skipped"
+	case Corrupt:
+		return "corrupt"
+	}
+	return "unknown"
+}
+
+// Report is what Verify or Dump found in a log directory. It describes
+// what Open (with the same NeedFrom) would do, without doing it.
 type Report struct {
-	Segments []SegmentInfo // the segments Open would keep, oldest first
-	// TornTail, if not nil, is a torn tail of the last segment that Open
-	// would truncate (not corruption: unsynced writes cut by a crash).
+	Dir string
+	// Segments lists every file with a segment's name, oldest first:
+	// intact ones, damaged ones, and those before the log's start.
+	Segments []SegmentInfo
+	// FirstSeq and LastSeq bound the records Open would return (LastSeq <
+	// FirstSeq: none); Records counts them. Zero if Open would fail.
+	FirstSeq, LastSeq, Records uint64
+	// TornTail, if not nil, is a torn tail of the unsealed last segment
+	// that Open would cut off. Not corruption, but a finding.
 	TornTail *TornTail
-	// TornCreate names a last segment whose header never landed; Open
-	// removes it (it holds no records).
-	TornCreate string
-	// Corruption is the first damage found (errors.Is ErrCorrupt or
-	// ErrVersion); Open would fail with it. Nil if the log is sound.
+	// Skipped is the damage Open would pass over because it lies wholly
+	// before NeedFrom, oldest first.
+	Skipped []*CorruptionError
+	// Corruption is the damage Open would fail on (errors.Is ErrCorrupt,
+	// or ErrVersion); nil if Open would succeed.
 	Corruption error
 }
 
-// TornTail is a torn tail of the last segment.
-type TornTail struct {
-	Segment string
-	Offset  int64
-	Bytes   int64
-	Reason  string
+// SegmentInfo describes one file with a segment's name.
+type SegmentInfo struct {
+	Name     string
+	FirstSeq uint64 // from the name
+	LastSeq  uint64 // last readable record; FirstSeq-1 if none
+	Records  uint64 // readable records (before any damage)
+	Size     int64
+	Sealed   bool  // a valid trailer ends its records
+	Damage   error // the first damage reported on this file; nil if none
+	Skipped  bool  // before the log's start: Open passes over it
 }
 
-// Verify checks every segment of the log in dir, changing nothing and
-// taking no lock (it may run beside a live log; then the tail it sees may
-// be torn only because a write is in progress). The error is for failures
-// to read; damage is reported in the Report.
-func Verify(fs vfs.FS, dir string) (*Report, error) {
-	res, err := scanDir(fs, dir, nil)
+// TornTail is a torn tail of the unsealed last segment: bytes after its
+// last whole record that are neither a whole record nor zeros, with no
+// valid record after them (else it is corruption). It holds no whole
+// record; at most the start of record Seq, whose write a crash interrupted
+// before its sync returned, so it was never acknowledged.
+type TornTail struct {
+	Segment string
+	Offset  int64  // where Open cuts
+	Bytes   int64  // bytes Open drops
+	Seq     uint64 // the record the torn bytes would have been
+	Reason  string // why the bytes at Offset do not decode
+}
+
+// Verdict sums the report up.
+func (r *Report) Verdict() Verdict {
+	switch {
+	case r.Corruption != nil:
+		return Corrupt
+	case len(r.Skipped) > 0:
+		return Skipped
+	case r.TornTail != nil:
+		return Torn
+	}
+	return Clean
+}
+
+// Verify checks every file with a segment's name in dir as Open would,
+// changing nothing and taking no lock (it may run beside a live log; then
+// the tail it sees may be torn only because a write is in progress). It
+// fails with ErrNotLog if dir is not a log; other errors are failures to
+// read. Damage is reported in the Report.
+func Verify(fs vfs.FS, dir string, opts CheckOptions) (*Report, error) {
+	res, err := scanDir(fs, dir, opts.NeedFrom, nil)
 	if err != nil {
 		return nil, err
 	}
-	return res.report(), nil
+	return res.report(dir), nil
 }
 
-func (res *scanResult) report() *Report {
-	r := &Report{TornCreate: res.tornCreate, Corruption: res.corrupt}
-	for _, s := range res.segs {
-		r.Segments = append(r.Segments, SegmentInfo{Name: s.name, FirstSeq: s.firstSeq, LastSeq: s.lastSeq,
-			Records: s.count, Size: s.size, Sealed: s.sealed})
+func (r *scanResult) report(dir string) *Report {
+	rep := &Report{Dir: dir, Corruption: r.fatal, Skipped: r.skipped}
+	firstDamage := map[int]error{}
+	for _, d := range r.damage {
+		if _, ok := firstDamage[d.index]; !ok {
+			firstDamage[d.index] = d.err
+		}
 	}
-	if res.tornTail {
-		r.TornTail = &TornTail{Segment: r.Segments[len(r.Segments)-1].Name, Offset: res.tornOffset, Bytes: res.tornBytes, Reason: res.tornReason}
+	for i, f := range r.files {
+		rep.Segments = append(rep.Segments, SegmentInfo{Name: f.name, FirstSeq: f.firstSeq, LastSeq: f.lastSeq,
+			Records: f.count, Size: f.size, Sealed: f.sealed, Damage: firstDamage[i], Skipped: i < r.start})
 	}
-	return r
+	if r.fatal != nil {
+		return rep
+	}
+	if kept := r.kept(); len(kept) > 0 {
+		rep.FirstSeq, rep.LastSeq = kept[0].firstSeq, kept[len(kept)-1].lastSeq
+		rep.Records = rep.LastSeq + 1 - rep.FirstSeq
+	}
+	if t := r.tornTail(); t != nil {
+		rep.TornTail = &TornTail{Segment: t.name, Offset: t.validEnd, Bytes: t.size - t.validEnd, Seq: t.lastSeq + 1, Reason: t.tear}
+	}
+	return rep
 }
 
 // DumpFrame is one frame as Dump sees it.
@@ -76,10 +156,12 @@ type DumpFrame struct {
 	Status  string
 }
 
-// Dump calls fn for every frame of every segment in dir, in order, up to
-// and including the first damaged one, and returns the Verify report.
-func Dump(fs vfs.FS, dir string, fn func(DumpFrame)) (*Report, error) {
-	res, err := scanDir(fs, dir, func(seg string, off int64, f frame, p frameProblem) {
+// Dump calls fn for every frame of every file with a segment's name in
+// dir, in order, up to and including the first damaged frame of each (a
+// file that is not a segment gets one "bad" frame at offset 0), and
+// returns the Verify report. It changes nothing.
+func Dump(fs vfs.FS, dir string, opts CheckOptions, fn func(DumpFrame)) (*Report, error) {
+	res, err := scanDir(fs, dir, opts.NeedFrom, func(seg string, off int64, f frame, p frameProblem) {
 		d := DumpFrame{Segment: seg, Offset: off, Seq: f.seq, Stream: f.stream, Size: len(f.payload), Status: "ok"}
 		switch {
 		case p != frameOK:
@@ -94,126 +176,8 @@ func Dump(fs vfs.FS, dir string, fn func(DumpFrame)) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	return res.report(), nil
+	return res.report(dir), nil
 }
 
-// RepairPlan says what Repair will drop to make a corrupt log open again:
-// everything from the first damaged frame on.
-type RepairPlan struct {
-	Segment        string   // the damaged segment
-	Offset         int64    // it is cut here (0: removed whole)
-	TruncatedBytes int64    // bytes cut from Segment
-	RemoveSegments []string // later segments, removed whole
-	RemovedBytes   int64    // their total size
-	Reason         string   // the damage
-}
-
-func (p *RepairPlan) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "damage: %s\n", p.Reason)
-	if p.Offset <= 0 {
-		fmt.Fprintf(&b, "remove segment %s (%d bytes)\n", p.Segment, p.TruncatedBytes)
-	} else {
-		fmt.Fprintf(&b, "truncate segment %s at offset %d, dropping %d bytes\n", p.Segment, p.Offset, p.TruncatedBytes)
-	}
-	for _, s := range p.RemoveSegments {
-		fmt.Fprintf(&b, "remove segment %s\n", s)
-	}
-	if len(p.RemoveSegments) > 0 {
-		fmt.Fprintf(&b, "(%d later segments, %d bytes)\n", len(p.RemoveSegments), p.RemovedBytes)
-	}
-	return b.String()
-}
-
-// PlanRepair returns what Repair would do to the log in dir, or nil if it
-// holds no corruption (a torn tail is not corruption: Open repairs it). It
-// changes nothing.
-func PlanRepair(fs vfs.FS, dir string) (*RepairPlan, error) {
-	res, err := scanDir(fs, dir, nil)
-	if err != nil {
-		return nil, err
-	}
-	return planFrom(fs, dir, res)
-}
-
-func planFrom(fs vfs.FS, dir string, res *scanResult) (*RepairPlan, error) {
-	if res.corrupt == nil {
-		return nil, nil
-	}
-	if errors.Is(res.corrupt, ErrVersion) {
-		return nil, fmt.Errorf("wal: cannot repair: %w (use a newer build)", res.corrupt)
-	}
-	seg := res.files[res.corruptIndex]
-	size, err := fs.Stat(filepath.Join(dir, seg))
-	if err != nil {
-		return nil, err
-	}
-	p := &RepairPlan{Segment: seg, Offset: res.corruptOffset, Reason: res.corrupt.Error()}
-	if p.Offset < headerSize {
-		p.Offset = 0
-	}
-	p.TruncatedBytes = size - p.Offset
-	for _, later := range res.files[res.corruptIndex+1:] {
-		sz, err := fs.Stat(filepath.Join(dir, later))
-		if err != nil {
-			return nil, err
-		}
-		p.RemoveSegments = append(p.RemoveSegments, later)
-		p.RemovedBytes += sz
-	}
-	return p, nil
-}
-
-// Repair applies plan, which must come from PlanRepair on the same
-// directory: it takes the directory's lock, checks the log still needs
-// exactly that repair, then cuts the damaged segment and removes the later
-// ones, newest first, syncing as it goes. Afterwards Open succeeds, with
-// every record before the damage.
-func Repair(fs vfs.FS, dir string, plan *RepairPlan) error {
-	lock, err := fs.Lock(filepath.Join(dir, "LOCK"))
-	if err != nil {
-		return fmt.Errorf("wal: lock %s: %w", dir, err)
-	}
-	defer lock.Close()
-	res, err := scanDir(fs, dir, nil)
-	if err != nil {
-		return err
-	}
-	now, err := planFrom(fs, dir, res)
-	if err != nil {
-		return err
-	}
-	if now == nil || now.String() != plan.String() {
-		return errors.New("wal: repair: the log changed since the plan was made; plan again")
-	}
-	for i := len(plan.RemoveSegments) - 1; i >= 0; i-- {
-		if err := fs.Remove(filepath.Join(dir, plan.RemoveSegments[i])); err != nil {
-			return fmt.Errorf("wal: repair: %w", err)
-		}
-		if err := fs.SyncDir(dir); err != nil {
-			return fmt.Errorf("wal: repair: %w", err)
-		}
-	}
-	path := filepath.Join(dir, plan.Segment)
-	if plan.Offset == 0 {
-		if err := fs.Remove(path); err != nil {
-			return fmt.Errorf("wal: repair: %w", err)
-		}
-		return fs.SyncDir(dir)
-	}
-	f, err := fs.OpenReadWrite(path)
-	if err != nil {
-		return fmt.Errorf("wal: repair: %w", err)
-	}
-	err = f.Truncate(plan.Offset)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("wal: repair: truncate %s: %w", plan.Segment, err)
-	}
-	return nil
-}
+// isVersion reports whether err is a newer-format segment.
+func isVersion(err error) bool { return errors.Is(err, ErrVersion) }

@@ -25,6 +25,12 @@ func newScanner(f vfs.File, start, limit int64) *scanner {
 	return &scanner{f: f, pos: start, limit: limit, buf: make([]byte, scanChunk)}
 }
 
+// newFileScanner is newScanner for a file whose size is final: its buffer
+// is no larger than the file.
+func newFileScanner(f vfs.File, start, size int64) *scanner {
+	return &scanner{f: f, pos: start, limit: size, buf: make([]byte, max(min(scanChunk, size-start), frameHeaderSize))}
+}
+
 // offset is the file offset of the next frame.
 func (s *scanner) offset() int64 { return s.pos }
 

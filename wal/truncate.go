@@ -12,6 +12,9 @@ import (
 // too: the log stays a contiguous run of segments. Marks live in memory;
 // after a restart a stream must be marked again before its segments go.
 func (w *WAL) MarkFlushed(stream uint32, seq uint64) error {
+	if w.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	w.mu.Lock()
 	if seq > w.mu.flushed[stream] {
 		w.mu.flushed[stream] = seq
@@ -21,10 +24,14 @@ func (w *WAL) MarkFlushed(stream uint32, seq uint64) error {
 }
 
 // TruncateFront says that no record before seq is needed by anyone: every
-// sealed segment whose records all precede seq is deleted. The active
-// segment is never deleted (Roll first to make its records deletable), so
-// records before seq may still be read afterwards.
+// sealed segment whose records all precede seq is deleted, and so is every
+// file Open skipped (Options.NeedFrom) that holds only records before seq.
+// The active segment is never deleted (Roll first to make its records
+// deletable), so records before seq may still be read afterwards.
 func (w *WAL) TruncateFront(seq uint64) error {
+	if w.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	w.mu.Lock()
 	if seq > w.mu.truncateFront {
 		w.mu.truncateFront = seq
@@ -51,7 +58,8 @@ func (w *WAL) obsoleteLocked(s *segment) bool {
 
 // deleteObsolete deletes the longest prefix of obsolete segments, oldest
 // first, syncing the directory after each removal so that a crash leaves a
-// contiguous log.
+// contiguous log. Files Open skipped go first: those TruncateFront passed,
+// and all of them once a segment after them goes.
 func (w *WAL) deleteObsolete() error {
 	w.deleteMu.Lock()
 	defer w.deleteMu.Unlock()
@@ -64,16 +72,25 @@ func (w *WAL) deleteObsolete() error {
 	for n < len(w.mu.segments)-1 && w.obsoleteLocked(w.mu.segments[n]) {
 		n++
 	}
-	doomed := w.mu.segments[:n:n]
+	var doomed []string
+	k := 0
+	for k < len(w.mu.skipped) && (n > 0 || w.mu.skipped[k].bound <= w.mu.truncateFront) {
+		doomed = append(doomed, w.mu.skipped[k].name)
+		k++
+	}
+	w.mu.skipped = w.mu.skipped[k:]
+	for _, s := range w.mu.segments[:n] {
+		doomed = append(doomed, s.name)
+	}
 	w.mu.segments = w.mu.segments[n:]
 	w.stats.segments.Store(int64(len(w.mu.segments)))
 	w.mu.Unlock()
-	for _, s := range doomed {
-		if err := w.fs.Remove(filepath.Join(w.dir, s.name)); err != nil {
-			return fmt.Errorf("wal: delete obsolete segment %s: %w", s.name, err)
+	for _, name := range doomed {
+		if err := w.fs.Remove(filepath.Join(w.dir, name)); err != nil {
+			return fmt.Errorf("wal: delete obsolete segment %s: %w", name, err)
 		}
 		if err := w.fs.SyncDir(w.dir); err != nil {
-			return fmt.Errorf("wal: delete obsolete segment %s: sync dir: %w", s.name, err)
+			return fmt.Errorf("wal: delete obsolete segment %s: sync dir: %w", name, err)
 		}
 	}
 	return nil

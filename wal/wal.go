@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	iofs "io/fs"
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,31 @@ type Options struct {
 	// file). Default 1 MiB, at most SegmentSize; negative: off (every
 	// write grows the file).
 	Preallocate int64
+	// NeedFrom is the first sequence number the caller needs from the log:
+	// records before it are kept elsewhere (the store's snapshot). Damage
+	// in segments that hold only records before NeedFrom (and a gap, a
+	// foreign file or a directory among them) does not fail Open: the log
+	// starts at the segment after the last such damage (FirstSeq says
+	// where), the damaged and earlier segments stay on disk untouched, as
+	// evidence, until TruncateFront passes them, and Damage returns what
+	// was skipped. Damage anywhere else fails Open. Default 0: every
+	// record is needed; any damage but the torn tail of the unsealed last
+	// segment fails Open.
+	NeedFrom uint64
+	// ReadOnly opens the log for reading only. Open then creates nothing
+	// (no directory, LOCK file or segment), truncates and removes nothing,
+	// takes no lock, and fails with ErrNotLog on a path that is not a log.
+	// It reads what is on disk at Open: a torn tail is not read, and a
+	// writer that appends meanwhile is not seen (nor hindered); a segment
+	// the writer deletes meanwhile fails the reader that needs it. Appends,
+	// Roll, TruncateFront and MarkFlushed return ErrReadOnly. Default
+	// false: read-write, under the directory's lock.
+	ReadOnly bool
+	// MustExist makes a read-write Open fail with ErrNotLog, changing
+	// nothing, when dir is not a log (missing, a file, or a directory with
+	// no segment file and no LOCK file). Default false: Open creates the
+	// directory and a first segment.
+	MustExist bool
 }
 
 func (o *Options) ensureDefaults() {
@@ -155,6 +181,10 @@ type WAL struct {
 
 	deleteMu sync.Mutex // serializes segment deletion
 
+	// damage is what Open skipped (Options.NeedFrom); set before the log
+	// is shared, read-only after.
+	damage []*CorruptionError
+
 	durableSeq atomic.Uint64
 
 	mu struct {
@@ -183,103 +213,109 @@ type WAL struct {
 		flushed       map[uint32]uint64
 		truncateFront uint64
 		spare         [][]byte // recycled batch buffers
+		// skipped are the files before the log's start that Open left
+		// alone (Options.NeedFrom), oldest first; deleteObsolete removes
+		// them once TruncateFront passes them.
+		skipped []skippedFile
 	}
 
 	stats stats
 }
 
-// Open opens (creating if needed) the log in dir. It takes the directory's
-// lock, checks every segment, truncates a torn tail of the last segment
-// (saying what it dropped), and fails with an error wrapping ErrCorrupt,
-// naming the segment and offset, on any other damage; it deletes nothing
-// then.
+// lockName is the lock file in a log directory.
+const lockName = "LOCK"
+
+// tmpSuffix ends the name of a segment being created; it is renamed to the
+// segment's name once its header is durable.
+const tmpSuffix = ".tmp"
+
+// skippedFile is a file before the log's start that Open left alone.
+type skippedFile struct {
+	name  string
+	bound uint64 // it holds no record at or after this seq
+}
+
+// Open opens the log in dir. Read-write (the default), it creates the
+// directory and a first segment if there is no log yet (unless
+// Options.MustExist), takes the directory's lock, checks every segment,
+// cuts off a torn tail of the unsealed last segment (saying what it
+// dropped) and removes leftover *.tmp files of unfinished segment creations.
+// On any other damage it fails with an error wrapping ErrCorrupt (a
+// *CorruptionError naming the file and offset), or ErrVersion, and leaves
+// the directory as it found it; Options.NeedFrom lets it skip damage in
+// records the caller does not need. With Options.ReadOnly it changes
+// nothing on disk.
 func Open(dir string, opts Options) (*WAL, error) {
 	opts.ensureDefaults()
+	if opts.ReadOnly {
+		return openReadOnly(dir, opts)
+	}
 	fs := opts.FS
+	if opts.MustExist {
+		if err := checkIsLog(fs, dir); err != nil {
+			return nil, err
+		}
+	}
 	if err := fs.MkdirAll(dir); err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
 	}
-	lock, err := fs.Lock(filepath.Join(dir, "LOCK"))
+	lockPath := filepath.Join(dir, lockName)
+	_, statErr := fs.Stat(lockPath)
+	lock, err := fs.Lock(lockPath)
 	if err != nil {
 		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
 	}
 	w, err := open(fs, dir, opts, lock)
 	if err != nil {
 		lock.Close()
+		if errors.Is(statErr, iofs.ErrNotExist) {
+			// A refused Open leaves the directory as it found it.
+			fs.Remove(lockPath)
+		}
 		return nil, err
 	}
 	return w, nil
 }
 
-func open(fs vfs.FS, dir string, opts Options, lock io.Closer) (*WAL, error) {
-	res, err := scanDir(fs, dir, nil)
+// checkIsLog fails with ErrNotLog if dir holds no segment file and no LOCK
+// file, or is not a directory.
+func checkIsLog(fs vfs.FS, dir string) error {
+	names, err := fs.List(dir)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("%w: %s: %v", ErrNotLog, dir, err)
 	}
-	if res.corrupt != nil {
-		return nil, res.corrupt
+	for _, n := range names {
+		if _, ok := parseSegmentName(n); ok || n == lockName {
+			return nil
+		}
 	}
+	return notLogError(dir)
+}
+
+func newWAL(fs vfs.FS, dir string, opts Options, lock io.Closer) *WAL {
 	w := &WAL{fs: fs, dir: dir, opts: opts, lock: lock, kick: make(chan struct{}, 1), quit: make(chan struct{}),
 		gathered: make(chan struct{}, 1)}
 	w.mu.notify = make(chan struct{})
 	w.mu.rolled = make(chan struct{})
 	w.mu.flushed = make(map[uint32]uint64)
-	log := opts.Logger
+	return w
+}
 
-	if res.tornCreate != "" {
-		log.Warn("wal: removing segment whose creation was torn (it holds no records)", "dir", dir, "segment", res.tornCreate)
-		if err := fs.Remove(filepath.Join(dir, res.tornCreate)); err != nil {
-			return nil, fmt.Errorf("wal: remove torn segment %s: %w", res.tornCreate, err)
-		}
-		if err := fs.SyncDir(dir); err != nil {
-			return nil, fmt.Errorf("wal: sync %s: %w", dir, err)
-		}
+func open(fs vfs.FS, dir string, opts Options, lock io.Closer) (*WAL, error) {
+	res, err := scanDir(fs, dir, opts.NeedFrom, nil)
+	if err != nil {
+		return nil, err
 	}
-	for _, si := range res.segs {
-		s := &segment{name: si.name, firstSeq: si.firstSeq, lastSeq: si.lastSeq, streams: si.streams}
-		s.durableSize.Store(si.validEnd)
-		s.sealed.Store(si.sealed)
-		w.mu.segments = append(w.mu.segments, s)
+	if res.fatal != nil {
+		return nil, res.fatal
 	}
-	nextSeq := uint64(1)
-	if n := len(res.segs); n > 0 {
-		nextSeq = res.segs[n-1].lastSeq + 1
+	w := newWAL(fs, dir, opts, lock)
+	w.adopt(res)
+	if err := w.removeTemps(); err != nil {
+		return nil, err
 	}
-	w.mu.nextSeq = nextSeq
-	w.durableSeq.Store(nextSeq - 1)
-
-	// Open the last segment for appending, or start a new one.
-	if n := len(res.segs); n > 0 && !res.segs[n-1].sealed {
-		last := w.mu.segments[n-1]
-		f, err := fs.OpenReadWrite(filepath.Join(dir, last.name))
-		if err != nil {
-			return nil, fmt.Errorf("wal: open segment %s: %w", last.name, err)
-		}
-		if res.tornTail {
-			if res.zeroTail {
-				log.Debug("wal: dropping the preallocated zeros after the last record", "dir", dir, "segment", last.name,
-					"offset", res.tornOffset, "bytes", res.tornBytes)
-			} else {
-				log.Warn("wal: truncating torn tail of the last segment", "dir", dir, "segment", last.name,
-					"offset", res.tornOffset, "bytes_dropped", res.tornBytes, "reason", res.tornReason)
-			}
-			// Appends go on at the end of the file: cut it back to the
-			// last record.
-			if err := f.Truncate(res.tornOffset); err == nil {
-				err = f.Sync()
-			}
-			if err != nil {
-				f.Close()
-				return nil, fmt.Errorf("wal: truncate torn tail of %s: %w", last.name, err)
-			}
-		}
-		w.active, w.activeSeg, w.activeSize, w.allocEnd = f, last, res.segs[n-1].validEnd, res.segs[n-1].validEnd
-	} else {
-		// A sealed last segment is one whose successor's creation was lost.
-		if err := w.createSegment(nextSeq); err != nil {
-			return nil, err
-		}
-		w.mu.segments = append(w.mu.segments, w.activeSeg)
+	if err := w.openActive(res); err != nil {
+		return nil, err
 	}
 	w.mu.pending = w.newBatchLocked()
 	w.stats.segments.Store(int64(len(w.mu.segments)))
@@ -288,18 +324,149 @@ func open(fs vfs.FS, dir string, opts Options, lock io.Closer) (*WAL, error) {
 	return w, nil
 }
 
-// createSegment creates, syncs and links a new active segment. Called with
-// ioMu held (or before the log is shared).
+// openReadOnly opens the log for Options.ReadOnly.
+func openReadOnly(dir string, opts Options) (*WAL, error) {
+	res, err := scanDir(opts.FS, dir, opts.NeedFrom, nil)
+	if err != nil {
+		return nil, err
+	}
+	if res.fatal != nil {
+		return nil, res.fatal
+	}
+	if len(res.files) == 0 {
+		return nil, fmt.Errorf("%w: %s has a LOCK file but no segment file: no record was ever written there", ErrNotLog, dir)
+	}
+	w := newWAL(opts.FS, dir, opts, nil)
+	w.adopt(res)
+	w.mu.pending = w.newBatchLocked()
+	w.stats.segments.Store(int64(len(w.mu.segments)))
+	return w, nil
+}
+
+// adopt takes the segments, sequence numbers and skipped damage of a
+// scan. Called before the log is shared.
+func (w *WAL) adopt(res *scanResult) {
+	for _, f := range res.kept() {
+		s := &segment{name: f.name, firstSeq: f.firstSeq, lastSeq: f.lastSeq, streams: f.streams}
+		s.durableSize.Store(f.validEnd)
+		s.sealed.Store(f.sealed)
+		w.mu.segments = append(w.mu.segments, s)
+	}
+	for j := range res.start {
+		bound := res.files[res.start].firstSeq
+		for k := j + 1; k < res.start; k++ {
+			if res.files[k].segment {
+				bound = res.files[k].firstSeq
+				break
+			}
+		}
+		w.mu.skipped = append(w.mu.skipped, skippedFile{name: res.files[j].name, bound: bound})
+	}
+	w.damage = res.skipped
+	for _, d := range res.skipped {
+		w.opts.Logger.Error("wal: skipping damaged segment: it holds only records before Options.NeedFrom; "+
+			"the log starts after it, and records before it can no longer be read",
+			"dir", w.dir, "segment", d.Segment, "offset", d.Offset, "reason", d.Reason, "log_starts_at", res.files[res.start].firstSeq)
+	}
+	nextSeq := uint64(1)
+	if n := len(w.mu.segments); n > 0 {
+		nextSeq = w.mu.segments[n-1].lastSeq + 1
+	}
+	w.mu.nextSeq = nextSeq
+	w.durableSeq.Store(nextSeq - 1)
+}
+
+// removeTemps removes *.tmp files left by segment creations a crash
+// interrupted (their header may not be durable; they hold no record).
+func (w *WAL) removeTemps() error {
+	names, err := w.fs.List(w.dir)
+	if err != nil {
+		return fmt.Errorf("wal: list %s: %w", w.dir, err)
+	}
+	removed := false
+	for _, n := range names {
+		if _, ok := parseSegmentName(strings.TrimSuffix(n, tmpSuffix)); !ok || !strings.HasSuffix(n, tmpSuffix) {
+			continue
+		}
+		w.opts.Logger.Info("wal: removing unfinished segment creation", "dir", w.dir, "file", n)
+		if err := w.fs.Remove(filepath.Join(w.dir, n)); err != nil {
+			return fmt.Errorf("wal: remove %s: %w", n, err)
+		}
+		removed = true
+	}
+	if removed {
+		if err := w.fs.SyncDir(w.dir); err != nil {
+			return fmt.Errorf("wal: sync %s: %w", w.dir, err)
+		}
+	}
+	return nil
+}
+
+// openActive opens the unsealed last segment for appending, cutting off
+// what follows its last record, or creates the next segment after a sealed
+// one (or the first one of a new log).
+func (w *WAL) openActive(res *scanResult) error {
+	kept := res.kept()
+	n := len(kept)
+	if n == 0 || kept[n-1].sealed {
+		// A sealed last segment: a crash inside Close or Roll lost the
+		// creation of the next one.
+		if err := w.createSegment(w.mu.nextSeq); err != nil {
+			return err
+		}
+		w.mu.segments = append(w.mu.segments, w.activeSeg)
+		return nil
+	}
+	last, info := w.mu.segments[n-1], kept[n-1]
+	f, err := w.fs.OpenReadWrite(filepath.Join(w.dir, last.name))
+	if err != nil {
+		return fmt.Errorf("wal: open segment %s: %w", last.name, err)
+	}
+	if info.validEnd < info.size {
+		log := w.opts.Logger
+		if info.tear != "" {
+			log.Warn("wal: truncating torn tail of the last segment", "dir", w.dir, "segment", last.name,
+				"offset", info.validEnd, "bytes_dropped", info.size-info.validEnd, "reason", info.tear)
+		} else {
+			log.Debug("wal: dropping the preallocated zeros after the last record", "dir", w.dir, "segment", last.name,
+				"offset", info.validEnd, "bytes", info.size-info.validEnd)
+		}
+		// Appends go on at the end of the file: cut it back to the last
+		// record.
+		err := f.Truncate(info.validEnd)
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("wal: truncate torn tail of %s: %w", last.name, err)
+		}
+	}
+	w.active, w.activeSeg, w.activeSize, w.allocEnd = f, last, info.validEnd, info.validEnd
+	return nil
+}
+
+// Damage returns the damage Open skipped because it lies wholly before
+// Options.NeedFrom, oldest first: each names the file and offset. Callers
+// should report it loudly: the records in and before those segments can
+// no longer be read, so falling back to older state is no longer possible.
+// Nil if Open skipped nothing.
+func (w *WAL) Damage() []*CorruptionError { return slices.Clone(w.damage) }
+
+// createSegment creates, syncs and links a new active segment: it writes
+// the header to "<name>.tmp", syncs it, renames it to the segment's name
+// and syncs the directory, so that a file with a segment's name always has
+// a durable header. Called with ioMu held (or before the log is shared).
 func (w *WAL) createSegment(firstSeq uint64) error {
 	name := segmentName(firstSeq)
 	path := filepath.Join(w.dir, name)
 	// Never overwrite a segment: that would destroy records.
 	if _, err := w.fs.Stat(path); err == nil {
-		return fmt.Errorf("wal: create segment %s: %w", name, fs.ErrExist)
-	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wal: create segment %s: %w", name, iofs.ErrExist)
+	} else if !errors.Is(err, iofs.ErrNotExist) {
 		return fmt.Errorf("wal: create segment %s: %w", name, err)
 	}
-	f, err := w.fs.Create(path)
+	f, err := w.fs.Create(path + tmpSuffix)
 	if err != nil {
 		return fmt.Errorf("wal: create segment %s: %w", name, err)
 	}
@@ -308,11 +475,21 @@ func (w *WAL) createSegment(firstSeq uint64) error {
 		err = f.Sync()
 	}
 	if err == nil {
+		err = w.fs.Rename(path+tmpSuffix, path)
+	}
+	if err == nil {
 		err = w.fs.SyncDir(w.dir)
 	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
-		f.Close()
 		return fmt.Errorf("wal: create segment %s: %w", name, err)
+	}
+	// Reopen it under its own name: the handle then names the segment
+	// (for errors and fault injection), not the temporary file.
+	if f, err = w.fs.OpenReadWrite(path); err != nil {
+		return fmt.Errorf("wal: open segment %s: %w", name, err)
 	}
 	s := &segment{name: name, firstSeq: firstSeq, lastSeq: firstSeq - 1, streams: map[uint32]uint64{}}
 	s.durableSize.Store(headerSize)
@@ -421,6 +598,9 @@ func (w *WAL) AppendBatchAsync(entries []Entry) (*Pending, error) {
 // makes sure the flusher will write the batch; if true the caller will
 // call waitBatch, which leads the write itself when nobody else is.
 func (w *WAL) append(entries []Entry, single []byte, isSingle, wait bool) (*batch, uint64, error) {
+	if w.opts.ReadOnly {
+		return nil, 0, ErrReadOnly
+	}
 	size := 0
 	if isSingle {
 		if len(single) > w.opts.MaxRecordSize {
@@ -815,6 +995,9 @@ func (w *WAL) Sync() error {
 // Roll seals the active segment and starts a new one, after writing what is
 // pending. Callers use it to make the records so far deletable.
 func (w *WAL) Roll() error {
+	if w.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	w.mu.Lock()
 	if w.mu.err != nil || w.mu.closed {
 		err := w.mu.err
@@ -879,8 +1062,11 @@ func (w *WAL) Err() error {
 	return w.mu.err
 }
 
-// Close writes and syncs what is pending, stops the log and releases the
-// directory lock. It returns the log's failure, if any.
+// Close writes and syncs what is pending, seals the active segment if it
+// holds records (a trailer, synced, then an empty next segment), stops the
+// log and releases the directory lock. It returns the log's failure, if
+// any. Sealing on Close is what lets Open tell a tail cut off after a clean
+// close (corruption) from one torn by a crash.
 func (w *WAL) Close() error {
 	w.mu.Lock()
 	if w.mu.closed {
@@ -889,6 +1075,14 @@ func (w *WAL) Close() error {
 	}
 	w.mu.closed = true
 	w.mu.Unlock()
+	if w.opts.ReadOnly {
+		w.mu.Lock()
+		w.mu.err = ErrClosed
+		close(w.mu.notify)
+		w.mu.notify = make(chan struct{})
+		w.mu.Unlock()
+		return nil
+	}
 	syncErr := w.Sync()
 
 	w.mu.Lock()
@@ -903,12 +1097,9 @@ func (w *WAL) Close() error {
 	w.wg.Wait()
 
 	w.ioMu.Lock()
-	var terr error
-	if failed == nil && syncErr == nil && w.allocEnd > w.activeSize {
-		// A closed log's files end at their last record: drop the zeros.
-		if terr = w.active.Truncate(w.activeSize); terr == nil {
-			terr = w.active.Sync()
-		}
+	var serr error
+	if failed == nil && syncErr == nil {
+		serr = w.seal()
 	}
 	cerr := w.active.Close()
 	w.ioMu.Unlock()
@@ -918,8 +1109,8 @@ func (w *WAL) Close() error {
 		return failed
 	case syncErr != nil:
 		return syncErr
-	case terr != nil:
-		return fmt.Errorf("wal: close: drop preallocated zeros of %s: %w", w.activeSeg.name, terr)
+	case serr != nil:
+		return fmt.Errorf("wal: close: %w", serr)
 	case cerr != nil:
 		return fmt.Errorf("wal: close: %w", cerr)
 	case lerr != nil:
@@ -928,9 +1119,34 @@ func (w *WAL) Close() error {
 	return nil
 }
 
-// segmentsSnapshot returns the current segments, oldest first.
-func (w *WAL) segmentsSnapshot() []*segment {
+// seal is Close's last write: an active segment with records is rolled
+// (trailer, sync, empty next segment); an empty one loses its preallocated
+// zeros. Called with ioMu held and the flusher stopped.
+func (w *WAL) seal() error {
+	seg := w.activeSeg
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.mu.segments)
+	empty := seg.lastSeq < seg.firstSeq
+	w.mu.Unlock()
+	if empty {
+		if w.allocEnd <= w.activeSize {
+			return nil
+		}
+		err := w.active.Truncate(w.activeSize)
+		if err == nil {
+			err = w.active.Sync()
+		}
+		if err != nil {
+			return fmt.Errorf("drop preallocated zeros of %s: %w", seg.name, err)
+		}
+		w.allocEnd = w.activeSize
+		return nil
+	}
+	if err := w.roll(&batch{}); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.mu.segments = append(w.mu.segments, w.activeSeg)
+	seg.sealed.Store(true)
+	w.mu.Unlock()
+	return nil
 }

@@ -449,8 +449,13 @@ func TestPreallocation(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if size, _ := crashed.Stat(seg); size != end {
+	// Close sealed the segment: its records, then the trailer, no zeros;
+	// and the next segment holds only its header.
+	if size, _ := crashed.Stat(seg); size != end+frameHeaderSize+trailerPayloadSize {
 		t.Fatalf("after Close the segment is %d bytes, its records end at %d", size, end)
+	}
+	if size, err := crashed.Stat(filepath.Join(crashDir, segmentName(21))); err != nil || size != headerSize {
+		t.Fatalf("after Close the next segment is %d bytes (%v), want a header only", size, err)
 	}
 	w, err = Open(crashDir, opts)
 	if err != nil {

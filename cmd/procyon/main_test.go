@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -87,38 +89,134 @@ func TestWALVerifyDumpRepair(t *testing.T) {
 		}
 	}
 	w.Close()
-	if code, out, _ := runCLI(t, "wal", "verify", dir); code != 0 || !strings.Contains(out, "40 records") {
+	if code, out, _ := runCLI(t, "wal", "verify", dir); code != 0 || !strings.Contains(out, "40 records") || !strings.Contains(out, "clean") {
 		t.Fatalf("verify healthy log: exit %d\n%s", code, out)
 	}
-	code, out, _ := runCLI(t, "wal", "dump", dir)
+	code, out, _ := runCLI(t, "wal", "verify", dir, "-json")
+	var v struct {
+		Verdict  string `json:"verdict"`
+		Records  int    `json:"records"`
+		ExitCode int    `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || v.Verdict != "clean" || v.Records != 40 {
+		t.Fatalf("verify -json: exit %d, %v\n%s", code, err, out)
+	}
+	code, out, _ = runCLI(t, "wal", "dump", dir)
 	if code != 0 || strings.Count(out, " data ") != 40 || !strings.Contains(out, "trailer") {
 		t.Fatalf("dump: exit %d\n%s", code, out)
 	}
-	// Damage a record in the first (sealed) segment.
 	names, _ := vfs.OS.List(dir)
-	first := filepath.Join(dir, names[0])
-	b, _ := os.ReadFile(first)
+	segs := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return !strings.HasSuffix(n, ".wal") })
+	if len(segs) < 3 {
+		t.Fatalf("want at least 3 segments: %v", names)
+	}
+
+	// Damage a record in the first segment: later segments hold records,
+	// so repair refuses and changes nothing.
+	first := filepath.Join(dir, segs[0])
+	orig, _ := os.ReadFile(first)
+	b := bytes.Clone(orig)
 	b[100] ^= 0xff
 	os.WriteFile(first, b, 0o644)
-
 	code, out, errOut := runCLI(t, "wal", "verify", dir)
-	if code != 1 || !strings.Contains(errOut, names[0]) || !strings.Contains(errOut, "offset") {
+	if code != 1 || !strings.Contains(errOut, segs[0]) || !strings.Contains(errOut, "offset") {
 		t.Fatalf("verify damaged log: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
-	code, out, _ = runCLI(t, "wal", "repair", dir)
-	if code != 1 || !strings.Contains(out, "truncate segment "+names[0]) {
-		t.Fatalf("repair without -yes: exit %d\n%s", code, out)
+	code, out, errOut = runCLI(t, "wal", "repair", "-yes", dir)
+	if code != 1 || !strings.Contains(errOut, "repair refused") || !strings.Contains(errOut, segs[1]) {
+		t.Fatalf("repair of damage before intact segments: exit %d\n%s%s", code, out, errOut)
 	}
 	if after, _ := os.ReadFile(first); !bytes.Equal(after, b) {
+		t.Fatal("a refused repair changed the segment")
+	}
+	// With -need-from past the damaged segment, it is skipped, and repair
+	// deletes it.
+	need := fmt.Sprint(seqOf(segs[1]))
+	if code, out, _ := runCLI(t, "wal", "verify", "-need-from", need, dir); code != 1 || !strings.Contains(out, "SKIPPED") {
+		t.Fatalf("verify -need-from: exit %d\n%s", code, out)
+	}
+	os.WriteFile(first, orig, 0o644)
+
+	// Damage the last record: repair cuts it, and says so.
+	lastRecords := filepath.Join(dir, segs[len(segs)-2])
+	b, _ = os.ReadFile(lastRecords)
+	b[len(b)-frameTrailerBytes-2] ^= 0xff
+	os.WriteFile(lastRecords, b, 0o644)
+	code, out, _ = runCLI(t, "wal", "repair", dir)
+	if code != 1 || !strings.Contains(out, "truncate segment "+segs[len(segs)-2]) || !strings.Contains(out, "drops seq 40..40") {
+		t.Fatalf("repair without -yes: exit %d\n%s", code, out)
+	}
+	if after, _ := os.ReadFile(lastRecords); !bytes.Equal(after, b) {
 		t.Fatal("repair without -yes changed the segment")
 	}
 	if code, out, errOut := runCLI(t, "wal", "repair", "-yes", dir); code != 0 {
 		t.Fatalf("repair -yes: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, out, _ := runCLI(t, "wal", "verify", dir); code != 0 {
+	if code, out, _ := runCLI(t, "wal", "verify", dir); code != 0 || !strings.Contains(out, "39 records") {
 		t.Fatalf("verify after repair: exit %d\n%s", code, out)
+	}
+
+	// A torn tail is a finding, not "ok".
+	w, err = wal.Open(dir, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	names, _ = vfs.OS.List(dir)
+	last := filepath.Join(dir, names[len(names)-2]) // before LOCK: the empty last segment
+	f, err := os.OpenFile(last, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{1, 2, 3, 4, 5, 0, 0, 0, 7})
+	f.Close()
+	if code, out, errOut := runCLI(t, "wal", "verify", dir); code != 3 || !strings.Contains(out, "TORN TAIL") || !strings.Contains(errOut, "9 bytes") {
+		t.Fatalf("verify of a torn tail: exit %d\n%s%s", code, out, errOut)
 	}
 	if code, _, _ := runCLI(t, "wal", "verify"); code != 2 {
 		t.Fatalf("verify without DIR: exit %d, want 2", code)
+	}
+}
+
+func seqOf(name string) uint64 {
+	var seq uint64
+	fmt.Sscanf(name, "%020d.wal", &seq)
+	return seq
+}
+
+// frameTrailerBytes is the size of a segment's trailer frame.
+const frameTrailerBytes = 24 + 16
+
+// TestWALVerifyNotALog: the wal verbs refuse what is not a log with exit 2
+// and a message saying what they expected, and create nothing.
+func TestWALVerifyNotALog(t *testing.T) {
+	root := t.TempDir()
+	store := filepath.Join(root, "store")
+	os.MkdirAll(filepath.Join(store, "wal"), 0o755)
+	file := filepath.Join(root, "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	empty := filepath.Join(root, "empty")
+	os.MkdirAll(empty, 0o755)
+	missing := filepath.Join(root, "missing")
+	for _, c := range []struct{ dir, want string }{
+		{store, "the log is " + filepath.Join(store, "wal")},
+		{empty, "no <20 digits>.wal segment files"},
+		{file, "it is a file"},
+		{missing, "no such file"},
+	} {
+		for _, verb := range [][]string{{"wal", "verify"}, {"wal", "dump"}, {"wal", "repair", "-yes"}} {
+			code, out, errOut := runCLI(t, append(verb, c.dir)...)
+			if code != 2 || !strings.Contains(errOut, "is not a procyon log") || !strings.Contains(errOut, c.want) {
+				t.Errorf("%v %s: exit %d\n%s%s", verb, c.dir, code, out, errOut)
+			}
+		}
+	}
+	for dir, want := range map[string]int{store: 1, empty: 0} {
+		if names, _ := vfs.OS.List(dir); len(names) != want {
+			t.Errorf("%s now holds %v", dir, names)
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("%s was created", missing)
 	}
 }

@@ -35,25 +35,25 @@ func notStore(err error) error {
 	return err
 }
 
-// verifyJSON is verify's -json output.
-type verifyJSON struct {
-	Dir        string         `json:"dir"`
-	Opens      bool           `json:"opens"`
-	Damaged    bool           `json:"damaged"`
-	Error      string         `json:"error,omitempty"`
-	Uses       string         `json:"uses,omitempty"`
-	ReplayFrom uint64         `json:"replay_from,omitempty"`
-	ReplayTo   uint64         `json:"replay_to,omitempty"`
-	Fallbacks  []string       `json:"fallbacks"`
-	Snapshots  []snapshotJSON `json:"snapshots"`
-	Segments   []segmentJSON  `json:"segments"`
-	LogDamage  []string       `json:"log_damage,omitempty"`
-	SetAside   []string       `json:"set_aside,omitempty"`
-	TornTail   string         `json:"torn_tail,omitempty"`
-	Unfinished []string       `json:"unfinished,omitempty"`
+// storeVerifyJSON is verify's -json output.
+type storeVerifyJSON struct {
+	Dir        string              `json:"dir"`
+	Opens      bool                `json:"opens"`
+	Damaged    bool                `json:"damaged"`
+	Error      string              `json:"error,omitempty"`
+	Uses       string              `json:"uses,omitempty"`
+	ReplayFrom uint64              `json:"replay_from,omitempty"`
+	ReplayTo   uint64              `json:"replay_to,omitempty"`
+	Fallbacks  []string            `json:"fallbacks"`
+	Snapshots  []storeSnapshotJSON `json:"snapshots"`
+	Segments   []storeSegmentJSON  `json:"segments"`
+	LogDamage  []string            `json:"log_damage,omitempty"`
+	SetAside   []string            `json:"set_aside,omitempty"`
+	TornTail   string              `json:"torn_tail,omitempty"`
+	Unfinished []string            `json:"unfinished,omitempty"`
 }
 
-type snapshotJSON struct {
+type storeSnapshotJSON struct {
 	Name        string `json:"name"`
 	Seq         uint64 `json:"seq"`
 	Bytes       int64  `json:"bytes"`
@@ -62,7 +62,7 @@ type snapshotJSON struct {
 	Error       string `json:"error,omitempty"`
 }
 
-type segmentJSON struct {
+type storeSegmentJSON struct {
 	Name     string `json:"name"`
 	FirstSeq uint64 `json:"first_seq"`
 	LastSeq  uint64 `json:"last_seq"`
@@ -70,10 +70,10 @@ type segmentJSON struct {
 	Bytes    int64  `json:"bytes"`
 }
 
-func toJSON(r *durable.VerifyReport) verifyJSON {
-	j := verifyJSON{Dir: r.Dir, Opens: r.Err == nil, Damaged: r.Damaged(), Uses: r.Uses, ReplayFrom: r.ReplayFrom,
+func storeToJSON(r *durable.VerifyReport) storeVerifyJSON {
+	j := storeVerifyJSON{Dir: r.Dir, Opens: r.Err == nil, Damaged: r.Damaged(), Uses: r.Uses, ReplayFrom: r.ReplayFrom,
 		ReplayTo: r.ReplayTo, Fallbacks: r.Fallbacks, SetAside: r.SetAside, Unfinished: r.Unfinished,
-		Snapshots: []snapshotJSON{}, Segments: []segmentJSON{}}
+		Snapshots: []storeSnapshotJSON{}, Segments: []storeSegmentJSON{}}
 	if j.Fallbacks == nil {
 		j.Fallbacks = []string{}
 	}
@@ -81,7 +81,7 @@ func toJSON(r *durable.VerifyReport) verifyJSON {
 		j.Error = r.Err.Error()
 	}
 	for _, s := range r.Snapshots {
-		sj := snapshotJSON{Name: s.Name, Seq: s.Seq, Bytes: s.Size, Collections: s.Collections, Entries: s.Entries}
+		sj := storeSnapshotJSON{Name: s.Name, Seq: s.Seq, Bytes: s.Size, Collections: s.Collections, Entries: s.Entries}
 		if s.Err != nil {
 			sj.Error = s.Err.Error()
 		}
@@ -92,7 +92,7 @@ func toJSON(r *durable.VerifyReport) verifyJSON {
 	}
 	if r.Log != nil {
 		for _, s := range r.Log.Segments {
-			j.Segments = append(j.Segments, segmentJSON{Name: s.Name, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, Records: s.Records, Bytes: s.Size})
+			j.Segments = append(j.Segments, storeSegmentJSON{Name: s.Name, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, Records: s.Records, Bytes: s.Size})
 		}
 		if t := r.Log.TornTail; t != nil {
 			j.TornTail = fmt.Sprintf("%s at offset %d: %d bytes (%s)", t.Segment, t.Offset, t.Bytes, t.Reason)
@@ -117,7 +117,7 @@ func verifyCmd(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(toJSON(r)); err != nil {
+		if err := enc.Encode(storeToJSON(r)); err != nil {
 			return err
 		}
 	} else {

@@ -102,7 +102,7 @@ func TestVerifyVerb(t *testing.T) {
 	flip(t, segs[0], 60) // records 81..: all older than the newest snapshot
 	before := tree(t, dir)
 	code, out, errOut = runCLI(t, "verify", "-json", dir)
-	var j verifyJSON
+	var j storeVerifyJSON
 	if err := json.Unmarshal([]byte(out), &j); err != nil {
 		t.Fatalf("verify -json: %v\n%s", err, out)
 	}
