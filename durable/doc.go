@@ -147,7 +147,8 @@
 // does not fail Open. The log is opened without those segments and any
 // before them, and the damage is logged at ERROR and kept in Store.Damage
 // (and Stats.Damaged): recovery can no longer fall back past it. The next
-// snapshot but one deletes those segments, like any log it makes obsolete.
+// snapshot deletes those segments (wal's TruncateFront), like any log it
+// makes obsolete.
 // Choosing by name costs nothing (the snapshot is read once, by recovery);
 // the price is that if the newest snapshot then turns out damaged and the
 // log its predecessor needs was set aside, Open fails with an error that

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/procyon-dev/procyon/internal/seqname"
 	"github.com/procyon-dev/procyon/vfs"
 )
 
@@ -36,19 +37,14 @@ func readLayout(fs vfs.FS, dir string) (*layout, error) {
 		return nil, fmt.Errorf("durable: list %s: %w", dir, err)
 	}
 	l.exists, l.entries = true, names
+	if l.snaps, err = snapshotsIn(fs, dir, names); err != nil {
+		return nil, err
+	}
 	for _, n := range names {
-		if seq, ok := parseSnapName(n); ok {
-			size, err := fs.Stat(filepath.Join(dir, n))
-			if err != nil {
-				return nil, fmt.Errorf("durable: stat %s: %w", n, err)
-			}
-			l.snaps = append(l.snaps, SnapshotInfo{Seq: seq, Name: n, Size: size})
-		}
 		if _, ok := parseSegName(n); ok {
 			l.segLike = append(l.segLike, n)
 		}
 	}
-	slices.SortFunc(l.snaps, func(a, b SnapshotInfo) int { return -cmpU64(a.Seq, b.Seq) })
 	if slices.Contains(names, walSubdir) {
 		walPath := filepath.Join(dir, walSubdir)
 		if _, err := fs.List(walPath); err == nil {
@@ -61,6 +57,25 @@ func readLayout(fs vfs.FS, dir string) (*layout, error) {
 		}
 	}
 	return l, nil
+}
+
+// snapshotsIn returns the snapshots among names, the entries of dir,
+// newest first.
+func snapshotsIn(fs vfs.FS, dir string, names []string) ([]SnapshotInfo, error) {
+	var out []SnapshotInfo
+	for _, n := range names {
+		seq, ok := parseSnapName(n)
+		if !ok {
+			continue
+		}
+		size, err := fs.Stat(filepath.Join(dir, n))
+		if err != nil {
+			return nil, fmt.Errorf("durable: stat %s: %w", n, err)
+		}
+		out = append(out, SnapshotInfo{Seq: seq, Name: n, Size: size})
+	}
+	slices.SortFunc(out, func(a, b SnapshotInfo) int { return -cmpU64(a.Seq, b.Seq) })
+	return out, nil
 }
 
 // isStore reports whether the directory holds a store: a snapshot or a log
@@ -108,4 +123,28 @@ func (l *layout) checkOpen(readOnly bool) error {
 			ErrNoState, l.snaps[0].Name, l.snaps[0].Seq, filepath.Join(l.dir, walSubdir))
 	}
 	return nil
+}
+
+// segSuffix ends a log segment's name (package wal's format).
+const segSuffix = ".wal"
+
+func parseSegName(name string) (uint64, bool) { return seqname.Parse(name, segSuffix) }
+
+// segmentFiles lists the segment files in dir, in order; none if dir does
+// not exist.
+func segmentFiles(fs vfs.FS, dir string) ([]string, error) {
+	names, err := fs.List(dir)
+	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("durable: list %s: %w", dir, err)
+	}
+	var out []string
+	for _, n := range names {
+		if _, ok := parseSegName(n); ok {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/procyon-dev/procyon/vfs"
@@ -163,20 +162,7 @@ func (p *walPersistence) Snapshots() ([]SnapshotInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []SnapshotInfo
-	for _, n := range names {
-		seq, ok := parseSnapName(n)
-		if !ok {
-			continue
-		}
-		size, err := p.fs.Stat(filepath.Join(p.dir, n))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, SnapshotInfo{Seq: seq, Name: n, Size: size})
-	}
-	slices.SortFunc(out, func(a, b SnapshotInfo) int { return -cmpU64(a.Seq, b.Seq) })
-	return out, nil
+	return snapshotsIn(p.fs, p.dir, names)
 }
 
 func cmpU64(a, b uint64) int {

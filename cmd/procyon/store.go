@@ -14,12 +14,18 @@ import (
 
 // Exit codes of the store tools (verify, repair, backup), for scripts.
 const (
-	exitDamaged  = 1 // verify: the store opens, but damage was found (recovery can no longer fall back past it); repair: a repair is needed and was not applied
-	exitUsage    = 2 // usage, or the directory is not a store
-	exitNoOpen   = 3 // verify: the store would not open; repair: refused, it would lose acknowledged transactions
-	verifyHelp   = "check every snapshot and log segment of the durable store in DIR, and say what recovery would use and could fall back to; exit 0 clean, 1 damage found (the store opens), 3 the store would not open, 2 usage or not a store"
-	repairHelp   = "say what repairing the durable store in DIR would drop (damaged log segments no snapshot needs, a torn tail; damaged snapshots with -remove-damaged-snapshots), in transactions and sequence numbers; with -yes, do it; refuses (exit 3) damage that would lose acknowledged transactions"
-	storeLogHelp = "procyon repair"
+	exitDamaged = 1 // verify: the store opens, but damage was found; repair: a repair is needed and was not applied
+	exitUsage   = 2 // usage, or the directory is not a store
+	exitNoOpen  = 3 // verify: the store would not open; repair: refused, it would lose acknowledged transactions
+)
+
+const (
+	verifyHelp = "check every snapshot and log segment of the durable store in DIR, and say what recovery would use " +
+		"and could fall back to; exit 0 clean, 1 damage found (the store opens; recovery can no longer fall back past it), " +
+		"3 the store would not open, 2 usage or not a store"
+	repairHelp = "say what repairing the durable store in DIR drops, in transactions and sequence numbers (damaged log " +
+		"segments no snapshot needs, a torn tail; damaged snapshots with -remove-damaged-snapshots); with -yes, do it; " +
+		"exit 3, changing nothing, if it would lose acknowledged transactions"
 )
 
 func init() {
@@ -40,6 +46,7 @@ type storeVerifyJSON struct {
 	Dir        string              `json:"dir"`
 	Opens      bool                `json:"opens"`
 	Damaged    bool                `json:"damaged"`
+	ExitCode   int                 `json:"exit_code"`
 	Error      string              `json:"error,omitempty"`
 	Uses       string              `json:"uses,omitempty"`
 	ReplayFrom uint64              `json:"replay_from,omitempty"`
@@ -114,20 +121,28 @@ func verifyCmd(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return notStore(err)
 	}
+	var verdict *exitError
+	switch {
+	case r.Err != nil:
+		verdict = &exitError{code: exitNoOpen, err: fmt.Errorf("the store would not open: %w", r.Err)}
+	case r.Damaged():
+		verdict = &exitError{code: exitDamaged, err: errors.New("damage found: recovery can no longer fall back past it (see above; procyon repair)")}
+	}
 	if *asJSON {
+		j := storeToJSON(r)
+		if verdict != nil {
+			j.ExitCode = verdict.code
+		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(storeToJSON(r)); err != nil {
+		if err := enc.Encode(j); err != nil {
 			return err
 		}
 	} else {
 		printVerify(e, r)
 	}
-	switch {
-	case r.Err != nil:
-		return &exitError{code: exitNoOpen, err: fmt.Errorf("the store would not open: %w", r.Err)}
-	case r.Damaged():
-		return &exitError{code: exitDamaged, err: errors.New("damage found: recovery can no longer fall back past it (see above; procyon repair)")}
+	if verdict != nil {
+		return verdict
 	}
 	return nil
 }
@@ -224,7 +239,7 @@ func refuseStoreLog(dir string) error {
 	for _, n := range names {
 		if _, ok := seqname.Parse(n, ".snap"); ok {
 			return &exitError{code: exitUsage, err: fmt.Errorf("%s is the log of the durable store in %s (it holds snapshot %s): "+
-				"repairing the log alone can drop transactions no snapshot holds; use \"%s %s\"", dir, parent, n, storeLogHelp, parent)}
+				"repairing the log alone can drop transactions no snapshot holds; use \"procyon repair %s\"", dir, parent, n, parent)}
 		}
 	}
 	return nil

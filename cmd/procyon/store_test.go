@@ -106,7 +106,7 @@ func TestVerifyVerb(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &j); err != nil {
 		t.Fatalf("verify -json: %v\n%s", err, out)
 	}
-	if code != exitDamaged || !j.Opens || !j.Damaged || len(j.LogDamage) != 1 || len(j.Fallbacks) != 0 ||
+	if code != exitDamaged || j.ExitCode != exitDamaged || !j.Opens || !j.Damaged || len(j.LogDamage) != 1 || len(j.Fallbacks) != 0 ||
 		j.Uses != "00000000000000000160.snap" || len(j.Snapshots) != 2 {
 		t.Fatalf("verify of damage before the newest snapshot: exit %d %+v %s", code, j, errOut)
 	}
