@@ -227,14 +227,7 @@ func runWorkload(t *testing.T, fs *vfs.MemFS, seed uint64, steps int) *crashMode
 // checkRecovery reopens the crashed FS and checks every invariant.
 func checkRecovery(t *testing.T, fs *vfs.MemFS, m *crashModel, what string) {
 	t.Helper()
-	// A crash, wherever it hits (inside Roll and Close too), leaves a log
-	// that is clean or has a torn tail: never one that looks damaged.
-	if rep, err := Verify(fs, crashDir, CheckOptions{}); err != nil && !errors.Is(err, ErrNotLog) {
-		t.Fatalf("%s: Verify after crash: %v", what, err)
-	} else if err == nil && rep.Verdict() != Clean && rep.Verdict() != Torn {
-		t.Logf("files after the crash:\n%s", fs)
-		t.Fatalf("%s: Verify after crash: %v (%v)", what, rep.Verdict(), rep.Corruption)
-	}
+	checkCrashShape(t, fs, what)
 	w, err := Open(crashDir, Options{FS: fs, SegmentSize: 2 << 10, Logger: quiet()})
 	if err != nil {
 		t.Fatalf("%s: Open after crash: %v", what, err)
@@ -288,6 +281,19 @@ func checkRecovery(t *testing.T, fs *vfs.MemFS, m *crashModel, what string) {
 		t.Fatalf("%s: close: %v", what, err)
 	}
 	checkSealed(t, fs, what)
+}
+
+// checkCrashShape: a crash, wherever it hits (inside Roll and Close too),
+// leaves a log that is clean or has a torn tail, never one that looks
+// damaged.
+func checkCrashShape(t *testing.T, fs *vfs.MemFS, what string) {
+	t.Helper()
+	if rep, err := Verify(fs, crashDir, CheckOptions{}); err != nil && !errors.Is(err, ErrNotLog) {
+		t.Fatalf("%s: Verify after crash: %v", what, err)
+	} else if err == nil && rep.Verdict() != Clean && rep.Verdict() != Torn {
+		t.Logf("files after the crash:\n%s", fs)
+		t.Fatalf("%s: Verify after crash: %v (%v)", what, rep.Verdict(), rep.Corruption)
+	}
 }
 
 // checkSealed checks the shape of a cleanly closed log: every segment
@@ -439,6 +445,7 @@ func TestCrashConcurrent(t *testing.T) {
 // (concurrent appenders take ids and seqs in different orders).
 func checkRecoveryConcurrent(t *testing.T, fs *vfs.MemFS, m *crashModel, what string) {
 	t.Helper()
+	checkCrashShape(t, fs, what)
 	w, err := Open(crashDir, Options{FS: fs, Logger: quiet()})
 	if err != nil {
 		t.Fatalf("%s: Open after crash: %v", what, err)

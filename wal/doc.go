@@ -11,6 +11,10 @@
 //	first, err := w.AppendBatch(recs)  // consecutive records, one write
 //	r, err := w.NewReader(from)        // r.Next() up to the durable end; r.Follow(ctx) waits
 //	err = w.TruncateFront(seq)         // records before seq are no longer needed
+//	err = w.Close()                    // seals the active segment
+//
+// Options.ReadOnly opens a log for reading only (tools, backups): nothing
+// on disk changes, no lock is taken, and what was durable at Open is read.
 //
 // Sequence numbers start at 1 and increase by one per record, across
 // segments and restarts.
@@ -44,7 +48,8 @@
 //
 // A log is a directory of segment files named by their first sequence
 // number, 20 decimal digits and ".wal", so that names sort in sequence
-// order, plus a LOCK file (flock'd by the process that has the log open).
+// order, plus a LOCK file (flock'd by the process that has the log open),
+// and, after a crash during a segment's creation, "<segment name>.tmp".
 // All integers are little-endian. The constants in format.go are part of
 // the format: never change them.
 //
@@ -53,7 +58,8 @@
 //	+------------------+-----------+-----------+-----+-----------------+
 //	| header (32 B)    | frame     | frame     | ... | trailer frame   |
 //	+------------------+-----------+-----------+-----+-----------------+
-//	                                                   (sealed segments only)
+//	                                                   (sealed segments only:
+//	                                                   rolled, or closed with records)
 //
 // Header:
 //
@@ -82,40 +88,80 @@
 //
 // # Durability protocol
 //
-//   - A new segment is created, its header written and fsynced, and the
-//     directory fsynced before any record goes into it.
+//   - A segment is created atomically: its header is written to
+//     "<name>.tmp" and fsynced, the file renamed to the segment's name, and
+//     the directory fsynced, before any record goes into it. So a file
+//     with a segment's name always has a durable header. A read-write Open
+//     removes leftover *.tmp files (they hold no record).
 //   - Rolling writes the old segment's trailer and fsyncs it before the new
-//     segment is created. So every segment but the last ends with a trailer.
+//     segment is created. Close does the same to a segment holding records
+//     (an empty one stays as it is). So in a cleanly closed log every
+//     segment holding records is sealed and followed by another segment;
+//     only a crash leaves an unsealed segment with records, and only as
+//     the last one.
 //   - A batch is acknowledged only after its fdatasync returns.
 //   - The active segment is preallocated: before a batch would pass the
 //     end of the file, Options.Preallocate bytes of zeros (default 1 MiB)
 //     are written past it, and made durable by that batch's fdatasync.
 //     Batches then overwrite zeros already on disk, so their fdatasync
 //     commits no file-size change (on ext4, no journal commit). Rolling
-//     truncates the zeros before writing the trailer; Close truncates
-//     them too. Zeros never decode as a frame (type 0 is never written).
+//     and Close truncate the zeros before writing the trailer. Zeros never
+//     decode as a frame (type 0 is never written).
 //   - Obsolete segments are deleted oldest first, with a directory fsync
 //     after each removal, so that the log on disk is always a contiguous
 //     run of segments.
 //
+// Logs written before this protocol open unchanged (the format version is
+// still 1), except that a segment-named file with a missing or torn header,
+// which older versions could leave behind a crash and removed silently, is
+// now reported as corruption of that file.
+//
 // # Recovery
 //
-// Open checks every segment: header, checksums, sequence numbers, trailer
-// agreement, and contiguity between segments. The last segment may end in a
-// torn frame (the unsynced tail of a crash): if no valid frame follows the
-// damage, Open truncates the segment there and logs the offset and the
-// bytes dropped. Zeros from a frame boundary to the end of a segment are
-// preallocated space, not damage: the segment's records end there (Open
-// cuts them off the last segment, at debug level). A last segment whose header never became durable holds no
-// records and is removed. Anything else is corruption: a bad frame in a
-// sealed segment, a bad frame followed by a valid one, a wrong sequence
-// number, a missing trailer, a gap between segments, a foreign file (bad
-// magic). Open then fails with a *CorruptionError naming the segment and
-// offset (errors.Is(err, ErrCorrupt)) and deletes nothing. A segment with a
-// newer format version fails with ErrVersion. PlanRepair and Repair (and
-// "procyon wal repair") truncate at the first damage after saying what they
-// will drop; Verify and Dump ("procyon wal verify", "procyon wal dump")
-// inspect a log without changing it.
+// Open checks every file with a segment's name: header, checksums,
+// sequence numbers, trailer agreement, and contiguity between segments.
+// Only the unsealed last segment may end in a torn frame (the unsynced
+// tail of a crash): if no valid frame follows the damage, Open truncates
+// the segment there and logs the offset and the bytes dropped. Zeros from a
+// frame boundary to the end of the last segment are preallocated space, not
+// damage (Open cuts them off at debug level). Anything else is corruption,
+// reported on the file that is wrong: a bad frame in a sealed segment or
+// one followed by a valid frame, a segment with records and no trailer
+// that is not the last (a tail cut off after it was sealed), bytes after a
+// trailer, a wrong sequence number, a gap between segments (reported on
+// the segment after it), a missing or bad header, a foreign file or a
+// directory under a segment's name. Open then fails with a
+// *CorruptionError naming the file and offset (errors.Is(err, ErrCorrupt))
+// and changes nothing. A segment with a newer format version fails with
+// ErrVersion.
+//
+// Options.NeedFrom says which records the caller needs (a store: those
+// after its newest snapshot). Damage in segments that hold only records
+// before it does not fail Open: the log starts at the segment after the
+// last such damage, the files before it stay on disk untouched until
+// TruncateFront passes them, and (*WAL).Damage lists what was skipped.
+//
+// Undetectable by design: a crashed log whose unsealed last segment is cut
+// at a record boundary, or whose last segment is removed whole, looks like
+// a crash a little earlier; a log whose first segments are removed looks
+// like one truncated at the front. A store notices both when the log does
+// not reach or cover its snapshot.
+//
+// # Repair and inspection
+//
+// Verify and Dump ("procyon wal verify", "procyon wal dump") report what
+// Open would do, as a Report whose Verdict is Clean, Torn (a torn tail
+// Open would cut: a finding, not "ok"), Skipped (damage before NeedFrom)
+// or Corrupt. They, PlanRepair and a ReadOnly Open change nothing (they
+// create no directory, LOCK file or segment and truncate nothing) and fail
+// with ErrNotLog on a path that is not a log. PlanRepair ("procyon wal
+// repair") says exactly what Repair drops: files, sequence ranges, record
+// counts and bytes. It cuts the log at the damage only if no intact segment
+// holding records follows it; otherwise it refuses (ErrRepairRefused) and
+// names those segments: the store-level repair, which knows which records
+// its snapshots hold, or a backup is the way then. With NeedFrom, damage
+// wholly before it is repaired by deleting the segments before the log's
+// start, oldest first.
 //
 // # Obsolete segments
 //

@@ -188,3 +188,93 @@ func TestCloseSeals(t *testing.T) {
 		}
 	}
 }
+
+// TestBlameOnOS: on the real file system too, a directory or a garbage
+// file under a later segment's name is reported as itself, at offset 0,
+// and the good segments before it are all listed.
+func TestBlameOnOS(t *testing.T) {
+	for _, kind := range []string{"directory", "garbage"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			w := openT(t, vfs.OS, dir, Options{SegmentSize: 300})
+			for i := 1; i <= 20; i++ {
+				if _, err := w.Append(rec(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			good, err := Verify(vfs.OS, dir, CheckOptions{})
+			if err != nil || good.Verdict() != Clean {
+				t.Fatalf("%v %+v", err, good)
+			}
+			stray := segmentName(1000)
+			path := filepath.Join(dir, stray)
+			if kind == "directory" {
+				err = vfs.OS.MkdirAll(path)
+			} else {
+				err = writeOSFile(path, []byte("this is not a segment, but it is long enough to hold a header"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := Verify(vfs.OS, dir, CheckOptions{})
+			var ce *CorruptionError
+			if err != nil || !errors.As(rep.Corruption, &ce) || ce.Segment != stray || ce.Offset != 0 {
+				t.Fatalf("Verify: %v, %v; want corruption of %s at offset 0", err, rep.Corruption, stray)
+			}
+			if len(rep.Segments) != len(good.Segments)+1 {
+				t.Fatalf("Verify lists %d files, want the %d good segments and %s", len(rep.Segments), len(good.Segments), stray)
+			}
+			for i, s := range good.Segments {
+				if rep.Segments[i].Name != s.Name || rep.Segments[i].Damage != nil {
+					t.Fatalf("segment %s: %+v", s.Name, rep.Segments[i])
+				}
+			}
+			if _, err := Open(dir, Options{Logger: quiet()}); !errors.As(err, &ce) || ce.Segment != stray {
+				t.Fatalf("Open: %v, want corruption of %s", err, stray)
+			}
+			// Nothing needs its records, so repair removes it.
+			plan, err := PlanRepair(vfs.OS, dir, CheckOptions{})
+			if err != nil || plan.Records() != 0 || plan.Cut == nil || plan.Cut.Segment != stray {
+				t.Fatalf("PlanRepair: %v\n%v", err, plan)
+			}
+			if err := Repair(vfs.OS, dir, plan); err != nil {
+				t.Fatal(err)
+			}
+			w = openT(t, vfs.OS, dir, Options{})
+			defer w.Close()
+			if got := readAll(t, w, 1); len(got) != 20 {
+				t.Fatalf("%d records after repair, want 20", len(got))
+			}
+		})
+	}
+}
+
+func writeOSFile(path string, data []byte) error {
+	f, err := vfs.OS.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// TestRefusedOpenLeavesNoLock: an Open refused for damage leaves the
+// directory as it found it, without the LOCK file it had to create.
+func TestRefusedOpenLeavesNoLock(t *testing.T) {
+	mem := crashedLog(t, 10)
+	editFile(t, mem, filepath.Join(crashDir, segmentName(1)), func(b []byte) []byte { b[headerSize+30] ^= 1; return b })
+	if err := mem.Remove(filepath.Join(crashDir, lockName)); err != nil {
+		t.Fatal(err)
+	}
+	before := memState(t, mem, crashDir)
+	if _, err := Open(crashDir, Options{FS: mem, Logger: quiet()}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open: %v, want ErrCorrupt", err)
+	}
+	sameState(t, "a refused Open", before, memState(t, mem, crashDir))
+}

@@ -198,6 +198,9 @@ func planCut(res *scanResult, p *RepairPlan) error {
 // the damaged segment, syncing after each step. Afterwards Open (with the
 // plan's NeedFrom) succeeds, with every record the plan did not list.
 func Repair(fs vfs.FS, dir string, plan *RepairPlan) error {
+	if plan == nil {
+		return errors.New("wal: repair: no plan (PlanRepair found nothing to repair)")
+	}
 	lock, err := fs.Lock(filepath.Join(dir, lockName))
 	if err != nil {
 		return fmt.Errorf("wal: lock %s: %w", dir, err)

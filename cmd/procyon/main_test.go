@@ -135,6 +135,18 @@ func TestWALVerifyDumpRepair(t *testing.T) {
 	if code, out, _ := runCLI(t, "wal", "verify", "-need-from", need, dir); code != 1 || !strings.Contains(out, "SKIPPED") {
 		t.Fatalf("verify -need-from: exit %d\n%s", code, out)
 	}
+	other := t.TempDir()
+	for _, n := range names {
+		b, _ := os.ReadFile(filepath.Join(dir, n))
+		os.WriteFile(filepath.Join(other, n), b, 0o644)
+	}
+	code, out, errOut = runCLI(t, "wal", "repair", "-yes", "-need-from", need, other)
+	if code != 0 || !strings.Contains(out, "remove "+segs[0]) {
+		t.Fatalf("repair -need-from: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := runCLI(t, "wal", "verify", other); code != 0 || strings.Contains(out, segs[0]) {
+		t.Fatalf("verify after repair -need-from: exit %d\n%s", code, out)
+	}
 	os.WriteFile(first, orig, 0o644)
 
 	// Damage the last record: repair cuts it, and says so.
@@ -172,6 +184,25 @@ func TestWALVerifyDumpRepair(t *testing.T) {
 	f.Close()
 	if code, out, errOut := runCLI(t, "wal", "verify", dir); code != 3 || !strings.Contains(out, "TORN TAIL") || !strings.Contains(errOut, "9 bytes") {
 		t.Fatalf("verify of a torn tail: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "wal", "verify", "-json", dir)
+	var torn struct {
+		Verdict  string `json:"verdict"`
+		TornTail struct {
+			Bytes int `json:"bytes"`
+		} `json:"torn_tail"`
+	}
+	if err := json.Unmarshal([]byte(out), &torn); code != 3 || err != nil || torn.Verdict != "torn tail" || torn.TornTail.Bytes != 9 {
+		t.Fatalf("verify -json of a torn tail: exit %d, %v\n%s", code, err, out)
+	}
+
+	// A garbage file named like a later segment is blamed, and dump still
+	// lists every good segment.
+	stray := fmt.Sprintf("%020d.wal", 1000)
+	os.WriteFile(filepath.Join(dir, stray), []byte("garbage"), 0o644)
+	code, out, errOut = runCLI(t, "wal", "dump", dir)
+	if code != 1 || !strings.Contains(errOut, stray) || strings.Count(out, " data ") != 39 {
+		t.Fatalf("dump with a stray file: exit %d\n%s%s", code, out, errOut)
 	}
 	if code, _, _ := runCLI(t, "wal", "verify"); code != 2 {
 		t.Fatalf("verify without DIR: exit %d, want 2", code)

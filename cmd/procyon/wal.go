@@ -129,6 +129,9 @@ func printReport(e *env, rep *wal.Report) {
 		}
 		fmt.Fprintln(e.stdout)
 	}
+	if len(rep.Segments) == 0 {
+		fmt.Fprintln(e.stdout, "no segment files, only a LOCK file: an empty log (opened once, nothing ever written)")
+	}
 	fmt.Fprintf(e.stdout, "%d segment files; the log opens with %d records (seq %d..%d)\n", len(rep.Segments), rep.Records, rep.FirstSeq, rep.LastSeq)
 	if t := rep.TornTail; t != nil {
 		fmt.Fprintf(e.stdout, "TORN TAIL: segment %s at offset %d (%s): opening the log drops these %d bytes, the unfinished write of record %d (no whole record)\n",
@@ -152,7 +155,7 @@ type verifyJSON struct {
 	LastSeq    uint64        `json:"last_seq"`
 	Records    uint64        `json:"records"`
 	Segments   []segmentJSON `json:"segments"`
-	TornTail   *wal.TornTail `json:"torn_tail,omitempty"`
+	TornTail   *tornJSON     `json:"torn_tail,omitempty"`
 	Skipped    []damageJSON  `json:"skipped,omitempty"`
 	Corruption *damageJSON   `json:"corruption,omitempty"`
 	Error      string        `json:"error,omitempty"`
@@ -167,6 +170,14 @@ type segmentJSON struct {
 	Sealed   bool        `json:"sealed"`
 	Skipped  bool        `json:"skipped,omitempty"`
 	Damage   *damageJSON `json:"damage,omitempty"`
+}
+
+type tornJSON struct {
+	Segment string `json:"segment"`
+	Offset  int64  `json:"offset"`
+	Bytes   int64  `json:"bytes"`
+	Seq     uint64 `json:"seq"`
+	Reason  string `json:"reason"`
 }
 
 type damageJSON struct {
@@ -188,7 +199,10 @@ func damageOf(err error) *damageJSON {
 
 func reportJSON(rep *wal.Report, code int) verifyJSON {
 	v := verifyJSON{Dir: rep.Dir, Verdict: rep.Verdict().String(), ExitCode: code, FirstSeq: rep.FirstSeq, LastSeq: rep.LastSeq,
-		Records: rep.Records, TornTail: rep.TornTail, Corruption: damageOf(rep.Corruption), Segments: []segmentJSON{}}
+		Records: rep.Records, Corruption: damageOf(rep.Corruption), Segments: []segmentJSON{}}
+	if t := rep.TornTail; t != nil {
+		v.TornTail = &tornJSON{Segment: t.Segment, Offset: t.Offset, Bytes: t.Bytes, Seq: t.Seq, Reason: t.Reason}
+	}
 	for _, s := range rep.Segments {
 		v.Segments = append(v.Segments, segmentJSON{Name: s.Name, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, Records: s.Records,
 			Size: s.Size, Sealed: s.Sealed, Skipped: s.Skipped, Damage: damageOf(s.Damage)})
