@@ -3,7 +3,6 @@ package barrier_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -178,17 +177,6 @@ func TestEtcdTooManyMembers(t *testing.T) {
 	if !errors.Is(err, barrier.ErrInvalid) || !strings.Contains(err.Error(), "at most 125") {
 		t.Fatalf("Start with 126 members = %v, want ErrInvalid", err)
 	}
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 // TestEtcdLiveMembers: a member shows in LiveMembers while its session is

@@ -211,8 +211,7 @@ type runningMember struct {
 }
 
 type clusterOptions struct {
-	coord  barrier.CoordinatorOptions
-	member barrier.MemberOptions
+	coord barrier.CoordinatorOptions
 }
 
 func newCluster(t testing.TB, e env, opts clusterOptions) *cluster {

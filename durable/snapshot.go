@@ -182,7 +182,6 @@ type snapReader struct {
 	crc  uint32
 	done int  // buf[:done] is already in crc
 	eof  bool // r returned io.EOF
-	err  error
 }
 
 func newSnapReader(r io.Reader, file string) *snapReader {

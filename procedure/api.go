@@ -25,7 +25,9 @@ type SubmitOptions struct {
 	// rolls back, unless its type has an OnTimeout method: then OnTimeout
 	// runs as its next step and decides (a procedure waiting for its
 	// children fails all the same). A tree past its point of no return
-	// cannot roll back: there a timeout is only logged.
+	// cannot roll back: there a timeout is only logged. A step's own
+	// timeout (Env.SetTimeout) is independent of it: whichever passes
+	// first fires.
 	Timeout time.Duration
 }
 
@@ -187,7 +189,7 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 		c.begin(t)
 		c.markDirty(root)
 		root.ps.aborted = true
-		root.ps.err = &Error{Source: "abort", Message: fmt.Sprintf("aborted by a client (procedure %d)", id)}
+		root.ps.err = &Error{Source: abortSource, Message: fmt.Sprintf("aborted by a client (procedure %d)", id), outcome: outcomeAborted}
 		root.ps.updated = e.now()
 		t.ts.failed = true
 		return nil
@@ -409,6 +411,7 @@ type Info struct {
 	Event            string    // Suspended: the event it waits for
 	WakeAt           time.Time // Suspended: the time it sleeps until
 	Deadline         time.Time // its timeout's deadline (zero: none)
+	StepDeadline     time.Time // the deadline its last step set (Env.SetTimeout; zero: none)
 	Locks            []Lock    // locks it holds (across steps, or for its current step)
 	WaitingForLocks  bool      // parked until its locks are free
 }
@@ -439,7 +442,7 @@ func (e *Engine) infoOf(id ID, b []byte) Info {
 	in.Submitter, in.Nonce = r.submitter, r.nonce
 	in.Created, in.Updated, in.Completed, in.Acked = timeOf(r.created), timeOf(r.updated), timeOf(r.completed), timeOf(r.acked)
 	in.Err, in.Bypass, in.Aborted = r.err, r.bypass, r.aborted
-	in.Event, in.WakeAt, in.Deadline = r.wait.event, timeOf(r.wait.until), timeOf(r.timeout)
+	in.Event, in.WakeAt, in.Deadline, in.StepDeadline = r.wait.event, timeOf(r.wait.until), timeOf(r.timeout), timeOf(r.stepTimeout)
 	return in
 }
 

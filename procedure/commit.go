@@ -42,8 +42,12 @@ type commit struct {
 	writes  []func(tx *durable.Tx) error // the step's recorded writes
 	signals []string                     // events the step signals (Env.Signal)
 	data    []byte                       // p's encoded data after the step; nil: keep the stored data
-	// timeoutStep: the step ran OnTimeout; its commit clears the timeout.
-	timeoutStep bool
+	// timeoutKind: the step ran OnTimeout for this timeout; its commit
+	// clears the procedure's timeout (the step's is replaced anyway).
+	timeoutKind timeoutKind
+	// stepDeadline: the step timeout the step set (Env.SetTimeout; unix
+	// ns; 0: none). Its commit replaces the stored one.
+	stepDeadline int64
 	// notRun: the step failed before Execute ran (its locks could not be
 	// computed): there is nothing of it to roll back.
 	notRun bool
@@ -215,6 +219,7 @@ func (p *proc) record(data []byte) record {
 		next: p.ps.next, steps: p.ps.steps, entries: p.ps.entries, created: p.created, updated: p.ps.updated,
 		submitter: p.submitter, nonce: p.nonce, data: data, err: p.ps.err, bypass: p.ps.bypass,
 		completed: p.ps.completed, acked: p.ps.acked, timeout: p.ps.timeout(), locks: p.ps.locks(),
+		stepTimeout: p.ps.stepTimeout(),
 	}
 	if p.ps.status == Suspended {
 		r.wait = p.ps.wait()
@@ -692,11 +697,11 @@ func (e *Engine) afterBatch(batch []*commit) {
 			switch {
 			case c.outcome == nil:
 				p.retries, p.lastErr = 0, ""
-				if c.timeoutStep {
-					p.timeoutDue = false
+				if p.timeoutDue == c.timeoutKind || !e.timeoutPassedLocked(p, p.timeoutDue) {
+					p.timeoutDue = 0 // handled, or replaced by the step
 				}
 				e.postCommitLocked(c)
-				if p.timeoutDue {
+				if p.timeoutDue != 0 {
 					// Its timeout passed while this step ran.
 					switch p.ps.status {
 					case Suspended:
@@ -767,6 +772,9 @@ func (e *Engine) postCommitLocked(c *commit) {
 	if p := c.p; p != nil && p.ps.status == Suspended && p.ps.wait().kind == waitTimer && !c.completed {
 		e.armSleepLocked(p)
 	}
+	if p := c.p; c.kind == kindStep && p != nil && !c.completed && p.ps.status != Succeeded {
+		e.armTimeoutLocked(p) // the step may have set, replaced or cleared its step timeout
+	}
 	for _, ev := range c.signals {
 		e.wakeEventLocked(ev)
 	}
@@ -800,8 +808,11 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 	if p.rd().holdLocks != nil && ps.locks() == nil {
 		ps.w().locks = p.rd().holdLocks.locks // stored with the step that took them
 	}
-	if c.timeoutStep {
+	if c.timeoutKind == timeoutProc {
 		ps.w().timeout = 0 // handled: it does not fire again
+	}
+	if ps.stepTimeout() != c.stepDeadline {
+		ps.w().stepTimeout = c.stepDeadline // the wait it bounded ended with this step
 	}
 	if c.stepErr == nil {
 		for _, ev := range c.signals {

@@ -131,14 +131,6 @@ func randomScript(rng *rand.Rand, name string, depth int, pFail float64) script 
 	return s
 }
 
-func (s script) procs() int {
-	n := 1
-	for _, c := range s.Children {
-		n += c.procs()
-	}
-	return n
-}
-
 func (s script) fxKeys() int {
 	if s.flowKeys > 0 {
 		return s.flowKeys

@@ -3,8 +3,10 @@
 // machine whose every step commits, in one transaction, the metadata
 // writes it made and its own new state; procedures spawn children that run
 // in parallel; when any procedure of a tree fails, every step the tree
-// executed is undone in exactly the reverse order; results are kept until
-// acknowledged; submissions are idempotent with a nonce; a restart
+// executed is undone in exactly the reverse order (children of types that
+// declare KeepSucceeded and succeeded are left to their parent to
+// compensate); results are kept until acknowledged, with an error a
+// caller can match with errors.Is; submissions are idempotent with a nonce; a restart
 // resumes everything from the store.
 //
 // # Using it
@@ -31,8 +33,8 @@
 // before it rolled back; a failure after it is retried), AfterReplay(id,
 // state, data) (rebuild transient state after a restart), Locks(state,
 // data) []Lock (the locks a step needs), OnTimeout(ctx, env, state, data)
-// (handles the procedure's timeout). Sequential wraps one function as a
-// one-shot procedure.
+// (handles the procedure's timeout, or its step's: Env.SetTimeout).
+// Sequential wraps one function as a one-shot procedure.
 //
 // # The one write path
 //
@@ -83,12 +85,32 @@
 // LastError); Bypass skips it. The pop that empties the stack also
 // completes the tree as rolled back.
 //
+// A child that succeeded is rolled back with its tree, state by state,
+// unless its type sets TypeOptions.KeepSucceeded (HBase 2's rule): then
+// its entries, and its descendants', are popped without their Rollback,
+// and its parent's Rollback of the state that spawned it compensates.
+// The default is the safe one: nothing is left behind unless a type says
+// its parent compensates, and a Rollback that keeps failing is visible
+// and can be bypassed, while a missing compensation would be silent.
+//
 // When a root finishes (succeeded or rolled back), the same commit turns
-// its record into the result (its final data, or the error with its
-// source and message) and deletes its descendants' records. Results are
+// its record into the result (its final data, or its Error) and deletes
+// its descendants' records. Results are
 // kept for Options.ResultTTL (15 min) after completion, or
 // Options.AckedResultTTL (5 min) after Ack, whichever comes first; the
 // sweeper deletes expired ones in batches, with their nonces.
+//
+// # Errors
+//
+// A rolled-back tree's result holds an *Error: its source ("type#id" of
+// the procedure that failed, "abort", "timeout", or one a step named),
+// its message, the code of the ErrorCode the step's error wrapped, and
+// which of the engine's outcomes it is. Only these are stored, so the
+// error Wait returns has the same shape before and after a restart, and
+// errors.Is matches ErrRolledBack, ErrAborted, ErrTimeout, ErrChildFailed
+// (the failure was a descendant's), ErrBypassed, and a declared ErrorCode
+// (procedure.NewErrorCode("pkg.kind", "message"), returned wrapped by a
+// step; a code no ErrorCode of the program declares is kept as stored).
 //
 // # Executor
 //
@@ -135,13 +157,20 @@
 // commit applies, in the same transaction as the signal's check, so a
 // signal is never lost. Sleep and SleepUntil store the wake-up time (the
 // engine's Clock) with the step; timeouts store the deadline with the
-// procedure. Both are armed again at recovery at the stored wall-clock
-// times, never fire before them, and fire at once if they passed while
-// the engine was down. A timeout fails the procedure and rolls its tree
-// back (Wait's error matches ErrTimeout), unless the type has OnTimeout,
-// which then runs as the procedure's next step (a procedure waiting for
-// its children fails all the same; past the point of no return a timeout
-// is only logged).
+// procedure. A step may also bound the wait it enters (an event, a
+// sleep, its children, a retry) with Env.SetTimeout: that deadline is
+// stored with its commit and replaced by the procedure's next committed
+// step (cleared, unless that step sets one again; one that passes while
+// a step runs waits for that step's commit). The procedure's timeout and
+// its step's are independent; whichever passes first fires (the
+// procedure's first if both have). All are armed again at recovery at
+// the stored wall-clock times, never fire before them, and fire at once
+// if they passed while the engine was down. A timeout fails the
+// procedure and rolls its tree back (Wait's error matches ErrTimeout),
+// unless the type has OnTimeout, which then runs as the procedure's next
+// step (Env.StepTimedOut says which timeout; it may re-arm the step's
+// with SetTimeout). A procedure waiting for its children fails all the
+// same; past the point of no return a timeout is only logged.
 //
 // A step that returns Retryable(err) is run again after the type's
 // RetryPolicy delay (exponential, with jitter), writing nothing to the
@@ -182,7 +211,7 @@
 //
 //	+---------+--------+-------+--------+------+------+-------------+-------+
 //	| version | status | flags | parent | root | type | type version| state |
-//	| u8 = 1  | u8     | u8    |        |      | str  |             | signed|
+//	| u8 1, 2 | u8     | u8    |        |      | str  |             | signed|
 //	+---------+--------+-------+--------+------+------+-------------+-------+
 //	| steps | n entries | entry... | created | updated | submitter | nonce |
 //	|       |           |          | signed  | signed  | str       | str   |
@@ -191,6 +220,8 @@
 //	| bytes |  at signed]  [completed signed]   [acked signed]
 //	|       |  [wait: u8 kind, event str (kind 1) or until signed (kind 2)]
 //	|       |  [timeout signed]  [locks: n, n x (u8 mode, resource str)]
+//	|       |  version 2 only: xflags uvarint (not 0), then
+//	|       |  [error code str, u8 outcome]  [step timeout signed]
 //	+-------+-------------------------------------------------------------
 //	entry: state (signed) | stack index | u8 entry flags (1: spawned children)
 //	status: 1 runnable, 2 waiting (children), 3 succeeded, 4 failed,
@@ -198,8 +229,16 @@
 //	flags:  1 error, 2 bypass, 4 aborted, 8 completed, 16 acked, 32 wait,
 //	        64 timeout, 128 locks (each optional section is present iff its
 //	        flag is set)
+//	xflags: 1 error code and outcome (present iff the error section is),
+//	        2 step timeout (Env.SetTimeout's deadline)
+//	outcome: 1 aborted, 2 timed out, 4 a child's failure
 //	modes:  1 shared, 2 exclusive
 //	times:  unix nanoseconds
+//
+// A record is written as version 1 when it needs no extension section
+// (most records), as version 2 otherwise; both are read. An error in a
+// version 1 record (written before outcomes were stored) is a timeout if
+// its source is "timeout" and an abort if it is "abort".
 //
 // A waiting procedure whose children all succeeded is stored as waiting
 // and loaded as runnable; the count of running children is not stored.

@@ -246,9 +246,9 @@ type proc struct {
 	lastErr    string
 	quarantine string // why this procedure cannot be loaded ("" if it can)
 
-	lockWaiting bool    // parked until its step's lock request (rt.stepLocks) is granted
-	timeoutDue  bool    // its timeout passed: its next step is OnTimeout
-	rt          *procRT // scheduling state; nil for the many procedures that never use it
+	lockWaiting bool        // parked until its step's lock request (rt.stepLocks) is granted
+	timeoutDue  timeoutKind // a timeout passed: its next step is OnTimeout (0: none)
+	rt          *procRT     // scheduling state; nil for the many procedures that never use it
 }
 
 // procRT is the part of a live procedure's runtime state that only the
@@ -259,7 +259,8 @@ type procRT struct {
 	holdLocks    *lockReq     // locks held until it finishes (TypeOptions.HoldLocks)
 	wokenBy      string       // the event that woke it, until its record is written again
 	sleepTimer   *engineTimer // wakes it from Sleep
-	timeoutTimer *engineTimer
+	timeoutTimer *engineTimer // fires at timeoutAt, its earlier deadline (the procedure's or its step's)
+	timeoutAt    int64
 	retryTimer   *engineTimer
 }
 
@@ -286,9 +287,10 @@ func (p *proc) sched() *procRT {
 // is never changed in place (a pstate is copied to undo a commit): w
 // gives a fresh copy to change.
 type pext struct {
-	wait    waitState // Suspended: what for
-	timeout int64     // deadline (unix ns; 0: none)
-	locks   []Lock    // held until it finishes (HoldLocks types), as stored
+	wait        waitState // Suspended: what for
+	timeout     int64     // deadline (unix ns; 0: none)
+	locks       []Lock    // held until it finishes (HoldLocks types), as stored
+	stepTimeout int64     // the deadline its last committed step set (Env.SetTimeout; 0: none)
 }
 
 func (ps *pstate) wait() waitState {
@@ -303,6 +305,13 @@ func (ps *pstate) timeout() int64 {
 		return 0
 	}
 	return ps.ext.timeout
+}
+
+func (ps *pstate) stepTimeout() int64 {
+	if ps.ext == nil {
+		return 0
+	}
+	return ps.ext.stepTimeout
 }
 
 func (ps *pstate) locks() []Lock {
@@ -560,6 +569,8 @@ type Env struct {
 	rollback bool
 	writes   []func(tx *durable.Tx) error
 	signals  []string
+	timeout  time.Duration // SetTimeout's (0: none)
+	timedOut timeoutKind   // an OnTimeout step: which timeout passed
 	closed   atomic.Bool
 }
 
@@ -612,6 +623,31 @@ func (env *Env) Signal(event string) {
 	}
 	env.signals = append(env.signals, event)
 }
+
+// SetTimeout gives the wait the step is about to enter (an event, a
+// sleep, its children, a retry) a deadline d after the step ends, on the
+// engine's Clock, stored with the step's commit: a restart does not
+// restart it. It bounds the time until the procedure's next step starts:
+// the next committed step clears it, unless that step sets one again
+// (so OnTimeout re-arms it by calling SetTimeout). When it passes, the
+// procedure's OnTimeout runs as its next step (Env.StepTimedOut tells
+// it from the procedure's own timeout); without OnTimeout, or while the
+// procedure waits for its children, the procedure fails and its tree
+// rolls back (ErrTimeout). It is independent of the procedure's timeout
+// (SubmitOptions.Timeout): whichever passes first fires. A d <= 0 sets
+// none; a failing or yielding step sets none; in a Rollback step it does
+// nothing.
+func (env *Env) SetTimeout(d time.Duration) {
+	if env.closed.Load() {
+		panic("procedure: Env.SetTimeout after the step returned")
+	}
+	env.timeout = max(d, 0)
+}
+
+// StepTimedOut reports whether this is an OnTimeout step run because the
+// timeout an earlier step set (SetTimeout) passed; false if it runs for
+// the procedure's own timeout (or is not an OnTimeout step).
+func (env *Env) StepTimedOut() bool { return env.timedOut == timeoutStep }
 
 // worker is one step-running goroutine. busy is the start of the step it
 // runs (unix nanoseconds; 0 when idle), for the stuck-worker monitor.

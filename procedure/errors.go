@@ -3,6 +3,7 @@ package procedure
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Errors returned by the engine. Test them with errors.Is.
@@ -26,8 +27,18 @@ var (
 	// ErrRolledBack: the procedure failed and its tree was rolled back.
 	// Wait returns an *Error for which errors.Is(err, ErrRolledBack) holds.
 	ErrRolledBack = errors.New("procedure: rolled back")
+	// ErrAborted: the tree was rolled back because a client aborted it
+	// (Abort). Wait returns an *Error for which errors.Is(err, ErrAborted)
+	// and errors.Is(err, ErrRolledBack) hold, also after a restart.
+	ErrAborted = errors.New("procedure: aborted")
+	// ErrChildFailed: the tree was rolled back because a descendant of the
+	// root failed (its step's error, or its timeout); Wait on the root
+	// returns that descendant's *Error, for which errors.Is(err,
+	// ErrChildFailed) holds, also after a restart.
+	ErrChildFailed = errors.New("procedure: a child procedure failed")
 	// ErrBypassed: Wait on a procedure an administrator bypassed; it has
-	// no result of its own.
+	// no result of its own. A bypassed root of a tree that was rolling
+	// back returns an *Error matching both ErrBypassed and ErrRolledBack.
 	ErrBypassed = errors.New("procedure: bypassed")
 	// ErrUnknownType: Submit of a type name that was not registered.
 	ErrUnknownType = errors.New("procedure: unknown type")
@@ -35,10 +46,10 @@ var (
 	ErrTypeMismatch = errors.New("procedure: data type mismatch")
 	// ErrNotStarted: the engine was not started, or was stopped.
 	ErrNotStarted = errors.New("procedure: engine not running")
-	// ErrTimeout: the procedure's timeout passed (SubmitOptions.Timeout,
-	// TypeOptions.Timeout) and it failed; its tree rolled back. Wait
-	// returns an *Error for which errors.Is(err, ErrTimeout) holds, also
-	// after a restart.
+	// ErrTimeout: the procedure's timeout (SubmitOptions.Timeout,
+	// TypeOptions.Timeout) or its step's (Env.SetTimeout) passed and it
+	// failed; its tree rolled back. Wait returns an *Error for which
+	// errors.Is(err, ErrTimeout) holds, also after a restart.
 	ErrTimeout = errors.New("procedure: timed out")
 	// ErrEngineFailed: the store under the engine failed (a log write or
 	// fsync); the engine stopped. Restart it on the data directory. The
@@ -47,10 +58,20 @@ var (
 )
 
 // Error is a procedure's failure, kept with its result across restarts
-// (HBase's RemoteProcedureException): where it came from and what it said.
-// Only these two strings survive a restart, so they are all that Wait
-// returns after one; errors.Is(err, ErrRolledBack) holds for the error of
-// a rolled-back procedure.
+// (HBase's RemoteProcedureException). Its shape is the same before and
+// after a restart, because only what it holds is stored: where it came
+// from, what it said, the code of the ErrorCode the step's error wrapped,
+// and which of the engine's outcomes it is. Match it with errors.Is:
+//
+//	ErrRolledBack   the error Wait returns for a rolled-back tree
+//	ErrAborted      a client aborted the tree
+//	ErrTimeout      a procedure's or a step's timeout passed
+//	ErrChildFailed  the failure was a descendant's (Wait on the root)
+//	ErrBypassed     the procedure was bypassed while its tree rolled back
+//	an *ErrorCode   the step's error wrapped an ErrorCode with that code
+//
+// Nothing else of the step's error survives (its chain is not stored):
+// give the errors a caller must tell apart an ErrorCode.
 //
 // A step may return an *Error itself (or wrap one) to name another source,
 // such as the server a remote call failed on; otherwise the source is the
@@ -58,9 +79,27 @@ var (
 type Error struct {
 	Source  string
 	Message string
-	// rolledBack marks the error returned by Wait for a rolled-back tree.
-	rolledBack bool
+	// Code is the code of the ErrorCode the step's error wrapped ("" if
+	// none). It is kept as stored also when this program declares no
+	// ErrorCode with that code.
+	Code string
+	// outcome is which of the engine's outcomes this is.
+	outcome outcome
 }
+
+// outcome is a set of the engine's outcomes an Error stands for. The
+// values are part of the on-disk format: never change them.
+type outcome uint8
+
+const (
+	outcomeAborted     outcome = 1 << 0
+	outcomeTimedOut    outcome = 1 << 1
+	outcomeChildFailed outcome = 1 << 2
+	outcomeBypassed    outcome = 1 << 3 // not stored: Result.Err sets it (the record's bypass says it)
+	outcomeRolledBack  outcome = 1 << 4 // not stored: Result.Err sets it (the record's status says it)
+
+	outcomeStored = outcomeAborted | outcomeTimedOut | outcomeChildFailed
+)
 
 func (e *Error) Error() string {
 	if e.Source == "" {
@@ -69,25 +108,96 @@ func (e *Error) Error() string {
 	return e.Source + ": " + e.Message
 }
 
-// Is makes errors.Is(err, ErrRolledBack) hold for errors Wait returns,
-// and errors.Is(err, ErrTimeout) for a timeout's.
+// Is reports whether e is one of the engine's outcomes (ErrRolledBack,
+// ErrAborted, ErrTimeout, ErrChildFailed, ErrBypassed) or carries the code
+// of an *ErrorCode target.
 func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrRolledBack:
-		return e.rolledBack
+		return e.outcome&outcomeRolledBack != 0
+	case ErrAborted:
+		return e.outcome&outcomeAborted != 0
 	case ErrTimeout:
-		return e.Source == timeoutSource
+		return e.outcome&outcomeTimedOut != 0
+	case ErrChildFailed:
+		return e.outcome&outcomeChildFailed != 0
+	case ErrBypassed:
+		return e.outcome&outcomeBypassed != 0
+	}
+	if c, ok := target.(*ErrorCode); ok {
+		return e.Code != "" && c.code == e.Code
 	}
 	return false
 }
 
-// toError turns a step's error into the one recorded.
+// ErrorCode is a kind of step error that a caller can tell apart after
+// the procedure's error was stored: a step returns it (or wraps it, with
+// %w), and errors.Is(waitErr, code) holds for the error Wait returns,
+// also after a restart. Declare one per kind, at package level:
+//
+//	var ErrRegionOffline = procedure.NewErrorCode("tables.region-offline", "region offline")
+//
+//	return procedure.Next{}, fmt.Errorf("assign %s: %w", region, ErrRegionOffline)
+//
+// Two ErrorCodes with the same code match each other's errors: prefix
+// codes with the package's name.
+type ErrorCode struct {
+	code, message string
+}
+
+// maxCodeLen bounds an ErrorCode's code (it is stored with every error).
+const maxCodeLen = 128
+
+// NewErrorCode returns the error kind code, whose Error is message. The
+// code is stored: it must be 1 to 128 bytes of letters, digits and
+// ".-_/"; NewErrorCode panics otherwise (codes are part of the program,
+// like flags).
+func NewErrorCode(code, message string) *ErrorCode {
+	if err := checkCode(code); err != nil {
+		panic(err)
+	}
+	return &ErrorCode{code: code, message: message}
+}
+
+func checkCode(code string) error {
+	if code == "" || len(code) > maxCodeLen {
+		return fmt.Errorf("procedure: bad error code %q (1 to %d bytes)", code, maxCodeLen)
+	}
+	for _, c := range []byte(code) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-_/", c) >= 0
+		if !ok {
+			return fmt.Errorf("procedure: bad error code %q (letters, digits and .-_/ only)", code)
+		}
+	}
+	return nil
+}
+
+// Code returns the code stored with errors of this kind.
+func (c *ErrorCode) Code() string { return c.code }
+
+func (c *ErrorCode) Error() string { return c.message }
+
+// toError turns a step's error into the one recorded: an *Error it wraps
+// (its source, message and code), else the error's message from source;
+// either way with the code of an *ErrorCode it wraps, if it has none.
 func toError(err error, source string) *Error {
+	out := &Error{Source: source, Message: err.Error()}
 	var pe *Error
 	if errors.As(err, &pe) {
-		return &Error{Source: pe.Source, Message: pe.Message}
+		out = &Error{Source: pe.Source, Message: pe.Message, Code: pe.Code}
 	}
-	return &Error{Source: source, Message: err.Error()}
+	var ec *ErrorCode
+	if out.Code == "" && errors.As(err, &ec) {
+		out.Code = ec.code
+	}
+	return out
+}
+
+// withOutcome returns a copy of e that is also o.
+func (e *Error) withOutcome(o outcome) *Error {
+	c := *e
+	c.outcome |= o
+	return &c
 }
 
 // writeError is a recorded write (Env.Write) that failed inside the

@@ -186,7 +186,7 @@ func (e *Engine) callRollback(env *Env, p *proc, state int64) (err error) {
 // starts before. First it takes the locks the step needs (needLocks: it
 // holds none yet), all or none; if it cannot, p is parked without a
 // worker until it can.
-func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, timeout, needLocks bool) {
+func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, timeout timeoutKind, needLocks bool) {
 	t := p.t
 	info := StepInfo{ID: p.id, Root: t.root.id, Type: p.typeName, State: state, Step: int(steps)}
 	h := &e.opts.Hooks
@@ -219,7 +219,7 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, time
 			}
 		}
 	}
-	env := &Env{e: e, id: p.id, parent: p.parent, root: t.root.id}
+	env := &Env{e: e, id: p.id, parent: p.parent, root: t.root.id, timedOut: timeout}
 	start := time.Now()
 	w.busy.Store(start.UnixNano())
 	var next Next
@@ -227,7 +227,7 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, time
 	switch {
 	case lockErr != nil:
 		err = lockErr
-	case timeout:
+	case timeout != 0:
 		next, err = e.callStep("OnTimeout", p.typ.onTimeout, env, p, state)
 	default:
 		next, err = e.callStep("Execute", p.typ.execute, env, p, state)
@@ -288,9 +288,12 @@ func (e *Engine) forwardStep(w *worker, p *proc, state int64, steps uint32, time
 	}
 	c := e.newCommit()
 	c.kind, c.p, c.t, c.info, c.state = kindStep, p, t, info, state
-	c.next, c.stepErr, c.timeoutStep, c.notRun = next, err, timeout, lockErr != nil
+	c.next, c.stepErr, c.timeoutKind, c.notRun = next, err, timeout, lockErr != nil
 	if err == nil {
 		c.writes, c.signals = env.writes, env.signals
+		if env.timeout > 0 {
+			c.stepDeadline = e.opts.Clock.Now().Add(env.timeout).UnixNano()
+		}
 	}
 	if b, encErr := p.typ.encode(p.data); encErr != nil {
 		if c.stepErr == nil {
@@ -345,6 +348,11 @@ func (e *Engine) endStep(p *proc, info StepInfo, how endHow, err error) {
 		if e.canRunLocked(p) {
 			e.retryLaterLocked(p, info.State, err, "procedure: step failed; retrying")
 		}
+	}
+	if e.procs[p.id] == p {
+		// A step timeout that passed while the step ran still stands:
+		// nothing replaced it.
+		e.armTimeoutLocked(p)
 	}
 	e.maybeRollbackLocked(t)
 	e.mu.Unlock()
@@ -418,7 +426,8 @@ func (e *Engine) completeLocked(tx *durable.Tx, c *commit, t *tree, status Statu
 
 // treeErrorLocked returns the error a rolled-back tree reports: the
 // root's own (its failure or abort), else that of the failed procedure
-// with the smallest id (the same choice before and after a restart).
+// with the smallest id (the same choice before and after a restart),
+// marked as a child's (ErrChildFailed).
 func (e *Engine) treeErrorLocked(t *tree) *Error {
 	if t.root.ps.err != nil {
 		return t.root.ps.err
@@ -430,7 +439,7 @@ func (e *Engine) treeErrorLocked(t *tree) *Error {
 		}
 	}
 	if best != nil {
-		return best.ps.err
+		return best.ps.err.withOutcome(outcomeChildFailed)
 	}
 	return &Error{Source: fmt.Sprintf("%s#%d", t.root.typeName, t.root.id), Message: "rolled back"}
 }
@@ -512,7 +521,7 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 	skip := true
 	if top != nil {
 		info.ID, info.Type, info.State, info.Step = top.id, top.typeName, state, int(top.ps.steps)
-		skip = top.ps.bypass != nil
+		skip = top.ps.bypass != nil || e.keptLocked(top)
 	}
 	e.mu.Unlock()
 	h := &e.opts.Hooks
@@ -557,6 +566,21 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 		}
 	}
 	e.send(c)
+}
+
+// keptLocked reports whether p's states are left unrolled when its tree
+// rolls back: p, or an ancestor of p, is of a KeepSucceeded type and
+// succeeded (then all its descendants did too).
+func (e *Engine) keptLocked(p *proc) bool {
+	for q, n := p, 0; q != nil && n < 1<<20; q, n = e.procs[q.parent], n+1 {
+		if q.ps.status == Succeeded && q.typ != nil && q.typ.keep {
+			return true
+		}
+		if q.parent == 0 {
+			break
+		}
+	}
+	return false
 }
 
 // rollbackLocks takes ls for the rollback step of t's top procedure p. If

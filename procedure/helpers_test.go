@@ -100,11 +100,9 @@ func (g *gates) wait(ctx context.Context, key string) error {
 var errScripted = errors.New("scripted failure")
 
 type scriptSM struct {
-	w       *world
-	self    **Type[int, script]
-	ponr    int // states >= ponr are past the point of no return (0: none)
-	yields  sync.Map
-	replays sync.Map
+	w    *world
+	self **Type[int, script]
+	ponr int // states >= ponr are past the point of no return (0: none)
 }
 
 func fxKey(env *Env, state int) string {

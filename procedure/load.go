@@ -46,8 +46,8 @@ func (e *Engine) load(ctx context.Context) error {
 			created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
 			ps: pstate{status: r.status, aborted: r.aborted, next: r.next, steps: r.steps, entries: r.entries,
 				updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked}}
-		if r.wait.kind != 0 || r.timeout != 0 || len(r.locks) > 0 {
-			p.ps.ext = &pext{wait: r.wait, timeout: r.timeout, locks: r.locks}
+		if r.wait.kind != 0 || r.timeout != 0 || len(r.locks) > 0 || r.stepTimeout != 0 {
+			p.ps.ext = &pext{wait: r.wait, timeout: r.timeout, locks: r.locks, stepTimeout: r.stepTimeout}
 		}
 		switch {
 		case p.typ == nil:
@@ -187,7 +187,7 @@ func (e *Engine) resumeWaitsLocked(t *tree, now int64) error {
 				}
 			}
 		}
-		if !t.ts.failed && p.ps.timeout() != 0 && p.ps.status != Succeeded && p.ps.status != Failed && p.ps.bypass == nil {
+		if !t.ts.failed && p.ps.status != Succeeded && p.ps.status != Failed && p.ps.bypass == nil {
 			e.armTimeoutLocked(p)
 		}
 	}

@@ -48,6 +48,11 @@ func (s Status) String() string {
 // never change them; a new format gets a new version.
 const (
 	recordV1 = 1
+	// recordV2 is version 1's layout followed by the extension (xflags and
+	// its sections). A record that needs no extension is written as
+	// version 1, so that a truncated version 2 record never reads as a
+	// whole version 1 one.
+	recordV2 = 2
 
 	flagErr       = 1 << 0
 	flagBypass    = 1 << 1
@@ -59,6 +64,13 @@ const (
 	flagLocks     = 1 << 7
 
 	entrySpawn = 1 << 0
+
+	// The extension's flags (xflags): the sections added after version 1's
+	// last one. A record without them (written before they existed) ends
+	// after its locks section.
+	xflagErr         = 1 << 0 // the error's code and outcome
+	xflagStepTimeout = 1 << 1 // the step's deadline (Env.SetTimeout)
+	xflagsKnown      = xflagErr | xflagStepTimeout
 
 	waitEvent = 1 // suspended until an event is signalled
 	waitTimer = 2 // suspended until a time
@@ -105,6 +117,7 @@ type record struct {
 	wait             waitState
 	timeout          int64  // the procedure's deadline (unix nanoseconds; 0: none)
 	locks            []Lock // held across steps (TypeOptions.HoldLocks)
+	stepTimeout      int64  // the deadline its last step set (Env.SetTimeout; unix ns; 0: none)
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -139,7 +152,11 @@ func appendRecord(dst []byte, r *record) []byte {
 	if len(r.locks) > 0 {
 		flags |= flagLocks
 	}
-	dst = append(dst, recordV1, byte(r.status), flags)
+	version := byte(recordV1)
+	if r.extended() {
+		version = recordV2
+	}
+	dst = append(dst, version, byte(r.status), flags)
 	dst = binary.AppendUvarint(dst, uint64(r.parent))
 	dst = binary.AppendUvarint(dst, uint64(r.root))
 	dst = appendString(dst, r.typ)
@@ -194,6 +211,40 @@ func appendRecord(dst []byte, r *record) []byte {
 			dst = append(dst, byte(l.Mode))
 			dst = appendString(dst, l.Resource)
 		}
+	}
+	return appendExtension(dst, r)
+}
+
+// xflags returns the extension sections r needs (0: none). An error
+// always has its code and outcome stored, so that only records written
+// before they existed lack them.
+func (r *record) xflags() uint64 {
+	var x uint64
+	if r.err != nil {
+		x |= xflagErr
+	}
+	if r.stepTimeout != 0 {
+		x |= xflagStepTimeout
+	}
+	return x
+}
+
+func (r *record) extended() bool { return r.xflags() != 0 }
+
+// appendExtension appends the sections added after version 1, if r has
+// any (a version 2 record).
+func appendExtension(dst []byte, r *record) []byte {
+	x := r.xflags()
+	if x == 0 {
+		return dst
+	}
+	dst = binary.AppendUvarint(dst, x)
+	if r.err != nil {
+		dst = appendString(dst, r.err.Code)
+		dst = append(dst, byte(r.err.outcome&outcomeStored))
+	}
+	if r.stepTimeout != 0 {
+		dst = binary.AppendVarint(dst, r.stepTimeout)
 	}
 	return dst
 }
@@ -277,8 +328,9 @@ func (d *recDecoder) uint32(what string) uint32 {
 // decodeRecord decodes a record. The result's data aliases b.
 func decodeRecord(b []byte) (*record, error) {
 	d := &recDecoder{b: b}
-	if v := d.byte("version"); d.err == nil && v != recordV1 {
-		return nil, fmt.Errorf("%w: format version %d (this program reads %d)", errRecord, v, recordV1)
+	v := d.byte("version")
+	if d.err == nil && v != recordV1 && v != recordV2 {
+		return nil, fmt.Errorf("%w: format version %d (this program reads %d and %d)", errRecord, v, recordV1, recordV2)
 	}
 	r := &record{}
 	r.status = Status(d.byte("status"))
@@ -361,6 +413,12 @@ func decodeRecord(b []byte) (*record, error) {
 			}
 		}
 	}
+	switch {
+	case v == recordV2:
+		d.extension(r)
+	case r.err != nil:
+		r.err.outcome = legacyOutcome(r.err.Source)
+	}
 	if d.err == nil && (r.status < Runnable || r.status > Suspended) {
 		d.fail("status")
 	}
@@ -374,6 +432,42 @@ func decodeRecord(b []byte) (*record, error) {
 		return nil, d.err
 	}
 	return r, nil
+}
+
+// extension decodes the sections added after version 1 into r.
+func (d *recDecoder) extension(r *record) {
+	x := d.uvarint("extension flags")
+	if d.err == nil && (x == 0 || x&^xflagsKnown != 0 || (x&xflagErr != 0) != (r.err != nil)) {
+		d.fail("extension flags")
+	}
+	if d.err != nil {
+		return
+	}
+	if x&xflagErr != 0 {
+		r.err.Code = d.string("error code")
+		r.err.outcome = outcome(d.byte("error outcome"))
+		if d.err == nil && r.err.outcome&^outcomeStored != 0 {
+			d.fail("error outcome")
+		}
+	}
+	if x&xflagStepTimeout != 0 {
+		r.stepTimeout = d.varint("step timeout")
+		if d.err == nil && r.stepTimeout == 0 {
+			d.fail("step timeout")
+		}
+	}
+}
+
+// legacyOutcome is the outcome of an error stored before outcomes were:
+// the engine named timeouts and aborts by their source.
+func legacyOutcome(source string) outcome {
+	switch source {
+	case timeoutSource:
+		return outcomeTimedOut
+	case abortSource:
+		return outcomeAborted
+	}
+	return 0
 }
 
 // Codec of the nonces and meta collections' uint64 values.

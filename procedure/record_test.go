@@ -2,8 +2,10 @@ package procedure
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -20,6 +22,61 @@ func sampleRecords() []*record {
 			timeout: 1 << 60, locks: []Lock{{Resource: "table/t1", Mode: Shared}, {Resource: "table/t1/region/r7", Mode: Exclusive}}},
 		{status: Suspended, root: 9, parent: 9, typ: "snap", version: 1, wait: waitState{kind: waitTimer, until: -7}},
 		{status: Runnable, root: 9, typ: "snap", version: 1, timeout: 3, locks: []Lock{{Resource: "server/s3", Mode: Exclusive}}},
+		// The extension: an error's code and outcome, a step's deadline.
+		{status: RolledBack, root: 11, typ: "t", version: 1, completed: 4,
+			err: &Error{Source: "t#12", Message: "region r7: offline", Code: "tables.region-offline", outcome: outcomeChildFailed | outcomeTimedOut}},
+		{status: Suspended, root: 11, parent: 11, typ: "t", version: 1, wait: waitState{kind: waitEvent, event: "report"}, stepTimeout: -9},
+		{status: Failed, root: 13, typ: "t", version: 1, err: &Error{Source: "abort", Message: "m", outcome: outcomeAborted}, timeout: 5, stepTimeout: 1 << 50},
+	}
+}
+
+// legacyRecords are records as the program wrote them before the
+// extension sections existed (hex), with what they decode to.
+var legacyRecords = []struct {
+	hex  string
+	want *record
+}{
+	{"010509000501780100000000000000027b7d0774696d656f75740670617373656416",
+		&record{status: RolledBack, root: 5, typ: "x", version: 1, data: []byte(`{}`), completed: 11,
+			err: &Error{Source: "timeout", Message: "passed", outcome: outcomeTimedOut}}},
+	{"010441050501780100000000000000000378233604626f6f6d06",
+		&record{status: Failed, parent: 5, root: 5, typ: "x", version: 1, timeout: 3, err: &Error{Source: "x#6", Message: "boom"}}},
+	{"01050d000701780100000000000000000561626f72741361626f72746564206279206120636c69656e7418",
+		&record{status: RolledBack, root: 7, typ: "x", version: 1, aborted: true, completed: 12,
+			err: &Error{Source: "abort", Message: "aborted by a client", outcome: outcomeAborted}}},
+}
+
+// Records written before the extension sections decode, their errors'
+// outcomes named by their sources as the engine named them then.
+func TestRecordLegacy(t *testing.T) {
+	for i, l := range legacyRecords {
+		b, err := hex.DecodeString(l.hex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeRecord(b)
+		if err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		if len(got.data) == 0 {
+			got.data = l.want.data
+		}
+		if !reflect.DeepEqual(got, l.want) {
+			t.Fatalf("%d: got %+v (err %+v)\nwant %+v (err %+v)", i, got, got.err, l.want, l.want.err)
+		}
+	}
+	// An extension must say something, only what this program knows, and
+	// an error's section only with an error.
+	base := appendRecord(nil, sampleRecords()[0])
+	base[0] = recordV2
+	for _, ext := range [][]byte{{}, {0}, {4}, {1, 0, 0}, {2, 0}} {
+		if _, err := decodeRecord(append(slices.Clone(base), ext...)); !errors.Is(err, errRecord) {
+			t.Fatalf("extension %x accepted: %v", ext, err)
+		}
+	}
+	withErr := appendRecord(nil, sampleRecords()[3])
+	if _, err := decodeRecord(append(withErr[:len(withErr)-1], 0xff)); !errors.Is(err, errRecord) {
+		t.Fatalf("unknown outcome accepted: %v", err)
 	}
 }
 
@@ -48,7 +105,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 	// A future format version is refused, naming it.
 	b := appendRecord(nil, sampleRecords()[0])
-	b[0] = 2
+	b[0] = 3
 	if _, err := decodeRecord(b); !errors.Is(err, errRecord) {
 		t.Fatal(err)
 	}
@@ -59,6 +116,10 @@ func TestRecordRoundTrip(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	for _, r := range sampleRecords() {
 		f.Add(appendRecord(nil, r))
+	}
+	for _, l := range legacyRecords {
+		b, _ := hex.DecodeString(l.hex)
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRecord(b)

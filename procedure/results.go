@@ -27,14 +27,19 @@ type Result struct {
 }
 
 // Err returns the outcome as an error: nil for a success, an *Error (for
-// which errors.Is(err, ErrRolledBack) holds) for a rollback, an error
-// wrapping ErrBypassed for a bypassed procedure.
+// which errors.Is(err, ErrRolledBack) holds; see Error for what else it
+// matches) for a rollback, an error wrapping ErrBypassed for a bypassed
+// procedure.
 func (r Result) Err() error {
 	switch {
 	case r.Status == RolledBack:
-		e := &Error{Message: "rolled back", rolledBack: true}
+		e := &Error{Message: "rolled back"}
 		if r.Error != nil {
-			e.Source, e.Message = r.Error.Source, r.Error.Message
+			e = r.Error.withOutcome(0)
+		}
+		e.outcome |= outcomeRolledBack
+		if r.Bypass != nil {
+			e.outcome |= outcomeBypassed
 		}
 		return e
 	case r.Bypass != nil:

@@ -398,32 +398,90 @@ func (e *Engine) armSleepLocked(p *proc) {
 	})
 }
 
-// armTimeoutLocked starts the timer of p's timeout, if it has one.
-func (e *Engine) armTimeoutLocked(p *proc) {
-	e.stopTimerLocked(p.rd().timeoutTimer)
-	p.sched().timeoutTimer = nil
-	if p.ps.timeout() == 0 {
-		return
+// timeoutKind says which timeout of a procedure passed.
+type timeoutKind uint8
+
+const (
+	timeoutProc timeoutKind = iota + 1 // the procedure's (SubmitOptions.Timeout, TypeOptions.Timeout)
+	timeoutStep                        // the one its last step set (Env.SetTimeout)
+)
+
+// deadlineLocked returns p's earlier deadline, its own or its step's (0:
+// none).
+func deadlineLocked(p *proc) int64 {
+	d, s := p.ps.timeout(), p.ps.stepTimeout()
+	if d == 0 || (s != 0 && s < d) {
+		return s
 	}
-	p.sched().timeoutTimer = e.afterFuncLocked(time.Duration(p.ps.timeout()-e.now()), func() { e.timeoutFired(p) })
+	return d
 }
 
-// timeoutFired handles p's timeout: with an OnTimeout method (and p not
+// passedTimeoutLocked returns which of p's timeouts has passed (0: none):
+// the procedure's first, as the bound on everything it does.
+func (e *Engine) passedTimeoutLocked(p *proc) timeoutKind {
+	now := e.now()
+	if d := p.ps.timeout(); d != 0 && now >= d {
+		return timeoutProc
+	}
+	if d := p.ps.stepTimeout(); d != 0 && now >= d {
+		return timeoutStep
+	}
+	return 0
+}
+
+// timeoutPassedLocked reports whether p's timeout of kind k has passed.
+func (e *Engine) timeoutPassedLocked(p *proc, k timeoutKind) bool {
+	switch k {
+	case timeoutProc:
+		return p.ps.timeout() != 0 && e.now() >= p.ps.timeout()
+	case timeoutStep:
+		return p.ps.stepTimeout() != 0 && e.now() >= p.ps.stepTimeout()
+	}
+	return false
+}
+
+// armTimeoutLocked starts the timer of p's earlier deadline, if it has
+// one and the timer is not armed for it already.
+func (e *Engine) armTimeoutLocked(p *proc) {
+	at := deadlineLocked(p)
+	if p.rd().timeoutTimer != nil && p.rt.timeoutAt == at {
+		return
+	}
+	if p.rt == nil && at == 0 {
+		return // most procedures: no timeout, no scheduling state
+	}
+	e.stopTimerLocked(p.rd().timeoutTimer)
+	p.sched().timeoutTimer, p.rt.timeoutAt = nil, 0
+	if at == 0 || p.ps.status == Succeeded || p.ps.status == Failed || p.ps.bypass != nil {
+		return
+	}
+	p.rt.timeoutAt = at
+	p.rt.timeoutTimer = e.afterFuncLocked(time.Duration(at-e.now()), func() { e.timeoutFired(p) })
+}
+
+// timeoutFired handles p's timeouts: with an OnTimeout method (and p not
 // waiting for children), p is woken to run it as its next step;
-// otherwise p fails, durably, and its tree rolls back.
+// otherwise p fails, durably, and its tree rolls back. A step timeout
+// that passes while a step of p runs waits for that step's commit, which
+// replaces it (the wait it bounded is over).
 func (e *Engine) timeoutFired(p *proc) {
 	e.mu.Lock()
-	p.sched().timeoutTimer = nil
+	p.sched().timeoutTimer, p.rt.timeoutAt = nil, 0
 	t := p.t
-	if e.procs[p.id] != p || !e.running() || t.ts.done || t.ts.failed || t.quarantine != "" || p.ps.timeout() == 0 ||
+	if e.procs[p.id] != p || !e.running() || t.ts.done || t.ts.failed || t.quarantine != "" || deadlineLocked(p) == 0 ||
 		p.ps.status == Succeeded || p.ps.status == Failed || p.ps.bypass != nil {
 		e.mu.Unlock()
 		return
 	}
-	if e.now() < p.ps.timeout() {
+	kind := e.passedTimeoutLocked(p)
+	if kind == 0 {
 		e.armTimeoutLocked(p) // never before the deadline
 		e.mu.Unlock()
 		return
+	}
+	if kind == timeoutStep && p.running {
+		e.mu.Unlock()
+		return // its commit (or endStep) arms the timer again
 	}
 	if t.ts.pastPONR {
 		e.log.Warn("procedure: timeout passed past the point of no return; the procedure goes on", "id", p.id, "type", p.typeName)
@@ -431,7 +489,7 @@ func (e *Engine) timeoutFired(p *proc) {
 		return
 	}
 	if p.typ != nil && p.typ.onTimeout != nil && p.ps.status != Waiting {
-		p.timeoutDue = true
+		p.timeoutDue = kind
 		switch {
 		case p.ps.status == Suspended:
 			e.wakeLocked(p)
@@ -447,28 +505,42 @@ func (e *Engine) timeoutFired(p *proc) {
 	e.failTimedOut(p)
 }
 
-// timeoutSource is the Error.Source of a timeout's failure.
-const timeoutSource = "timeout"
+// The Error.Source of a timeout's failure and of an abort.
+const (
+	timeoutSource = "timeout"
+	abortSource   = "abort"
+)
 
-// failTimedOut fails p, whose timeout passed, and rolls its tree back.
+// failTimedOut fails p, one of whose timeouts passed, and rolls its tree
+// back.
 func (e *Engine) failTimedOut(p *proc) {
 	if !e.running() {
 		return // it fires again after a restart
 	}
 	t := p.t
 	c, _ := e.adminCommit(context.Background(), func(tx *durable.Tx, c *commit) error {
-		if e.procs[p.id] != p || t.ts.done || t.ts.failed || t.ts.pastPONR || t.quarantine != "" || p.ps.timeout() == 0 ||
+		if e.procs[p.id] != p || t.ts.done || t.ts.failed || t.ts.pastPONR || t.quarantine != "" ||
 			p.ps.status == Succeeded || p.ps.status == Failed {
+			return errNoop
+		}
+		kind := e.passedTimeoutLocked(p)
+		if kind == 0 || (kind == timeoutStep && p.running) {
 			return errNoop
 		}
 		now := e.now()
 		c.p, c.t = p, t
 		c.begin(t)
 		c.markDirty(p)
-		p.ps.err = &Error{Source: timeoutSource, Message: fmt.Sprintf("procedure %d (%s) passed its deadline %s",
-			p.id, p.typeName, time.Unix(0, p.ps.timeout()).UTC().Format(time.RFC3339Nano))}
+		// The message names no time: it is the same in every run.
+		what := "its deadline"
+		if kind == timeoutStep {
+			what = "the deadline its step set"
+		}
+		p.ps.err = &Error{Source: timeoutSource, Message: fmt.Sprintf("procedure %d (%s) passed %s", p.id, p.typeName, what),
+			outcome: outcomeTimedOut}
 		p.ps.status = Failed
-		p.ps.w().timeout = 0
+		x := p.ps.w()
+		x.timeout, x.stepTimeout = 0, 0
 		p.ps.updated = now
 		t.ts.failed = true
 		return nil

@@ -35,7 +35,9 @@ type State interface {
 // Rollback undoes one executed state. When a tree rolls back, Rollback is
 // called for every state of every procedure of the tree that executed,
 // in exactly the reverse order of execution, including the state whose
-// Execute failed (it may have done part of its work). Each Rollback is a
+// Execute failed (it may have done part of its work), except the states
+// of children that succeeded and whose type sets
+// TypeOptions.KeepSucceeded (their parent compensates). Each Rollback is a
 // step too: its env.Write writes commit with the popped state.
 //
 // Steps are at-least-once: after a crash, the last step whose commit was
@@ -56,8 +58,8 @@ type State interface {
 // procedure without a worker until it can (see Lock). A Rollback step of
 // the state takes them too. OnTimeout runs, as a step in place of
 // Execute, when the procedure's timeout (TypeOptions.Timeout,
-// SubmitOptions.Timeout) passes; without it a timeout fails the
-// procedure.
+// SubmitOptions.Timeout) or the one its last step set (Env.SetTimeout)
+// passes; without it a timeout fails the procedure.
 //
 // Once a procedure of a tree is runnable at (or has executed) a NoReturn
 // state, Abort is refused and a failing step of the tree is retried
@@ -185,6 +187,22 @@ type TypeOptions[D any] struct {
 	// Retry is how the type's failing steps are retried; zero fields take
 	// the engine's (Options.Retry).
 	Retry RetryPolicy
+	// KeepSucceeded: a procedure of the type that finished successfully
+	// is not rolled back when its tree later rolls back (HBase 2's rule):
+	// its executed states, and those of its descendants, leave the
+	// rollback stack without their Rollback being called, and its
+	// parent's Rollback of the state that spawned it compensates. For
+	// work that cannot be undone state by state, such as a region
+	// assignment, or whose Rollback cannot succeed once it is complete.
+	// An instance still running when the tree fails is rolled back as
+	// usual. Default false: rolled back with the tree, state by state.
+	// The default is the safe one: every type is written and tested
+	// (proctest) to undo its own states, so nothing is left behind unless
+	// a type says its parent compensates; and where a Rollback keeps
+	// failing, the tree's rollback retries visibly (Info.Retries,
+	// LastError) until an operator bypasses it, while a parent that does
+	// not compensate would leave the child's work behind silently.
+	KeepSucceeded bool
 }
 
 // Type is a registered procedure type, with its state and data types.
@@ -211,6 +229,7 @@ type typeInfo struct {
 	locks       func(state int64, data any) []Lock // nil: the type takes no locks
 	onTimeout   func(ctx context.Context, env *Env, state int64, data any) (Next, error)
 	holdLocks   bool
+	keep        bool // TypeOptions.KeepSucceeded
 	timeout     time.Duration
 	retry       RetryPolicy // merged with the engine's at Register
 	stateName   func(int64) string
@@ -285,7 +304,7 @@ func Register[S State, D any](e *Engine, name string, sm StateMachine[S, D], opt
 			return ot.OnTimeout(ctx, env, S(s), d.(*D))
 		}
 	}
-	ti.holdLocks, ti.timeout = o.HoldLocks, max(o.Timeout, 0)
+	ti.holdLocks, ti.keep, ti.timeout = o.HoldLocks, o.KeepSucceeded, max(o.Timeout, 0)
 	ti.retry = o.Retry.withDefaults(e.opts.Retry)
 	e.register(ti)
 	return &Type[S, D]{e: e, info: ti, codec: codec}

@@ -156,6 +156,7 @@ func TestFailNthError(t *testing.T) {
 	if got, _ := s.mem.ReadFile("/d/f"); string(got) != "base13" {
 		t.Fatalf("content %q, want base13", got)
 	}
+	//lint:ignore SA1032 the order is the point: ErrNoSpace must wrap syscall.ENOSPC
 	if !errors.Is(vfs.ErrNoSpace, syscall.ENOSPC) {
 		t.Fatal("ErrNoSpace does not match syscall.ENOSPC")
 	}

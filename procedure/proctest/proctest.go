@@ -146,12 +146,13 @@ func (p *plan) hooks(user procedure.Hooks) procedure.Hooks {
 	return procedure.Hooks{
 		StepStart: func(info procedure.StepInfo) {
 			p.mu.Lock()
-			if p.running[info.ID] {
-				p.errs = append(p.errs, fmt.Sprintf("procedure %d started on two workers at once", info.ID))
-			}
+			twice := p.running[info.ID]
 			p.running[info.ID] = true
 			p.steps++
 			p.mu.Unlock()
+			if twice {
+				p.errorf("procedure %d started on two workers at once", info.ID)
+			}
 			if user.StepStart != nil {
 				user.StepStart(info)
 			}
