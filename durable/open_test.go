@@ -283,3 +283,35 @@ func TestRepairStore(t *testing.T) {
 		t.Fatalf("refused repair changed the disk: %s", d)
 	}
 }
+
+// The damaged segments Open did without go with the next snapshot; the
+// store then reopens without damage.
+func TestDamagedSegmentsGoWithNextSnapshot(t *testing.T) {
+	fs, _, segs := cleanDmgStore(t)
+	flipByte(t, fs, segs[0], 100)
+	s := newDmgStore(fs, false)
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.txn(dmgTxns + 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := fs.Stat(segs[0]); err == nil {
+		t.Fatalf("%s is still there after a snapshot", segs[0])
+	}
+	s = newDmgStore(fs, false)
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.check(dmgTxns+1, dmgTxns+1); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Damage(); len(d) != 0 {
+		t.Fatalf("damage after the snapshot: %v", d)
+	}
+}
