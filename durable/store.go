@@ -74,7 +74,8 @@ type Options struct {
 	// snapshots are not removed, and no snapshot is written. Open fails
 	// with ErrNotStore if Dir holds no store; Write, WriteAsync and
 	// Snapshot fail with ErrReadOnly. No lock is taken: a store in use by
-	// another process may change under it. Default false.
+	// another process may change under it. With Persistence set, only
+	// writes and snapshots are refused. Default false.
 	ReadOnly bool
 }
 
