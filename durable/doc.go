@@ -158,10 +158,9 @@
 // checksum verifies and that the log covers (the log starts at or before
 // its seq+1); it replays every record after it through the one decoding
 // path (applyRecord). A damaged snapshot (or a directory where one belongs)
-// is logged at ERROR, kept in Store.Damage, and skipped if an older one, or
-// a log that starts at seq 1, can replace it; otherwise Open fails with an
-// error wrapping ErrCorrupt that names the damaged files. A snapshot or
-// record that names a collection the program did not register fails
+// is logged at ERROR, kept in Store.Damage, and skipped if an older one can
+// replace it; otherwise Open fails with an error wrapping ErrCorrupt that
+// names the damaged files. A snapshot or record that names a collection the program did not register fails
 // recovery with ErrUnknownCollection (Options.UnknownCollections can drop
 // such data, or keep it as opaque bytes), and one written by a newer
 // format fails with ErrVersion.

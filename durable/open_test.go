@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -313,5 +314,41 @@ func TestDamagedSegmentsGoWithNextSnapshot(t *testing.T) {
 	}
 	if d := s.Damage(); len(d) != 0 {
 		t.Fatalf("damage after the snapshot: %v", d)
+	}
+}
+
+// A restored store's state before its log is only in its snapshot: if that
+// is damaged, Open refuses rather than replay the log on an empty state.
+func TestDamagedRestoredSnapshotRefuses(t *testing.T) {
+	fs, _, _ := cleanDmgStore(t)
+	s := newDmgStore(fs, true)
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var backup bytes.Buffer
+	if _, err := s.Backup(context.Background(), &backup); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	dst := vfs.NewMem()
+	if _, err := Restore(context.Background(), &backup, dmgDir, RestoreOptions{FS: dst}); err != nil {
+		t.Fatal(err)
+	}
+	s = newDmgStore(dst, false)
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.txn(dmgTxns + 1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	snap := filepath.Join(dmgDir, snapName(0))
+	flipByte(t, dst, snap, snapHeaderSize+2)
+	err := newDmgStore(dst, false).Open(context.Background())
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), snapName(0)) {
+		t.Fatalf("Open of a restored store with its snapshot damaged: %v, want ErrCorrupt naming %s", err, snapName(0))
+	}
+	if rep, err := Verify(dst, dmgDir); err != nil || rep.Err == nil {
+		t.Fatalf("Verify: %v, %+v: want would not open", err, rep)
 	}
 }

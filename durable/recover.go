@@ -81,10 +81,12 @@ func (s *Store) recover(ctx context.Context) (*View, error) {
 
 // pickSnapshot loads the newest snapshot that reads back whole and that the
 // log covers (first <= seq+1), skipping damaged ones, and returns it with
-// the damage it skipped. Without a usable snapshot, a log that starts at 1
-// rebuilds everything: it returns fresh trees and a nil snapshot. When
-// recovery needs what is damaged, the error names the damaged snapshots and
-// the damaged log segments (logDamage) that keep it from falling back.
+// the damage it skipped. Without snapshots, a log that starts at 1 holds
+// everything: it returns fresh trees and a nil snapshot. When recovery
+// needs what is damaged, the error names the damaged snapshots and the
+// damaged log segments (logDamage) that keep it from falling back. (A log
+// from 1 does not replace damaged snapshots: a restored store's state
+// before its log is only in its snapshots.)
 func (s *Store) pickSnapshot(ctx context.Context, snaps []SnapshotInfo, first uint64, logDamage []error) (*loadState, *SnapshotInfo, []error, error) {
 	var damaged []error
 	for i := range snaps {
@@ -108,9 +110,12 @@ func (s *Store) pickSnapshot(ctx context.Context, snaps []SnapshotInfo, first ui
 		}
 		return ls, &snaps[i], damaged, nil
 	}
+	if len(damaged) > 0 {
+		return nil, nil, nil, cannotRecover(damaged, logDamage, fmt.Errorf("%w: no usable snapshot", ErrCorrupt))
+	}
 	if first > 1 {
-		return nil, nil, nil, cannotRecover(damaged, logDamage,
-			fmt.Errorf("%w: no usable snapshot, and the log starts at %d", ErrNoState, first))
+		return nil, nil, nil, cannotRecover(nil, logDamage,
+			fmt.Errorf("%w: no snapshot, and the log starts at %d", ErrNoState, first))
 	}
 	st := &loadState{}
 	for _, c := range s.colls {

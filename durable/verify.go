@@ -148,8 +148,12 @@ func (r *VerifyReport) plan(first, last uint64) {
 			r.Fallbacks = append(r.Fallbacks, sn.Name)
 		}
 	}
-	if !found && first > 1 {
-		r.Err = cannotRecover(damaged, logDamage, fmt.Errorf("%w: no usable snapshot, and the log starts at %d", ErrNoState, first))
+	switch {
+	case !found && len(damaged) > 0:
+		r.Err = cannotRecover(damaged, logDamage, fmt.Errorf("%w: no usable snapshot", ErrCorrupt))
+		return
+	case !found && first > 1:
+		r.Err = cannotRecover(nil, logDamage, fmt.Errorf("%w: no snapshot, and the log starts at %d", ErrNoState, first))
 		return
 	}
 	if last < base {
