@@ -376,15 +376,13 @@ func TestDamage(t *testing.T) {
 			mode, n = "crashed", cases/3
 		}
 		t.Logf("%s store %d: %d transactions acknowledged", mode, b, base.acked)
-		if b == 0 {
-			c := base.fs.CrashClone(0)
-			snaps := dmgFiles(c, func(n string) bool { _, ok := parseSnapName(n); return ok })
-			segs := dmgFiles(c, func(n string) bool { _, ok := parseSegName(n); return ok })
-			if len(snaps) < 2 || len(segs) < 4 {
-				t.Fatalf("the store has %d snapshots and %d segments, want at least 2 and 4", len(snaps), len(segs))
-			}
-			t.Logf("%d snapshots, %d segments", len(snaps), len(segs))
+		c := base.fs.CrashClone(0)
+		snaps := dmgFiles(c, func(n string) bool { _, ok := parseSnapName(n); return ok })
+		segs := dmgFiles(c, func(n string) bool { _, ok := parseSegName(n); return ok })
+		if b == 0 && (len(snaps) < 2 || len(segs) < 4) {
+			t.Fatalf("the store has %d snapshots and %d segments, want at least 2 and 4", len(snaps), len(segs))
 		}
+		t.Logf("%d snapshots, %d segments", len(snaps), len(segs))
 		for i := range n {
 			c := base.damage(rng, int64(rng.Uint64()))
 			out, err := runBounded(c)
