@@ -134,7 +134,7 @@ func (p *RepairPlan) planSegments(rep *VerifyReport) {
 		why := fmt.Sprintf("all older than snapshot %s, which recovery uses", rep.Uses)
 		for _, d := range rep.LogDamage {
 			if d.Segment == name {
-				why = fmt.Sprintf("damaged (%s at offset %d); %s", d.Reason, d.Offset, why)
+				why = fmt.Sprintf("damaged at offset %d (%s); %s", d.Offset, d.Reason, why)
 			}
 		}
 		p.Actions = append(p.Actions, RepairAction{Op: "remove segment", File: filepath.Join(walSubdir, name),

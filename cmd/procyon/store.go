@@ -75,6 +75,8 @@ type storeSegmentJSON struct {
 	LastSeq  uint64 `json:"last_seq"`
 	Records  uint64 `json:"records"`
 	Bytes    int64  `json:"bytes"`
+	SetAside bool   `json:"set_aside,omitempty"`
+	Damage   string `json:"damage,omitempty"`
 }
 
 func storeToJSON(r *durable.VerifyReport) storeVerifyJSON {
@@ -99,7 +101,11 @@ func storeToJSON(r *durable.VerifyReport) storeVerifyJSON {
 	}
 	if r.Log != nil {
 		for _, s := range r.Log.Segments {
-			j.Segments = append(j.Segments, storeSegmentJSON{Name: s.Name, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, Records: s.Records, Bytes: s.Size})
+			sj := storeSegmentJSON{Name: s.Name, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, Records: s.Records, Bytes: s.Size, SetAside: s.Skipped}
+			if s.Damage != nil {
+				sj.Damage = s.Damage.Error()
+			}
+			j.Segments = append(j.Segments, sj)
 		}
 		if t := r.Log.TornTail; t != nil {
 			j.TornTail = fmt.Sprintf("%s at offset %d: %d bytes (%s)", t.Segment, t.Offset, t.Bytes, t.Reason)
@@ -156,20 +162,30 @@ func printVerify(e *env, r *durable.VerifyReport) {
 		}
 		fmt.Fprintf(w, "snapshot %s: seq %d, %d bytes, %d collections, %d entries: ok\n", s.Name, s.Seq, s.Size, s.Collections, s.Entries)
 	}
-	for _, d := range r.LogDamage {
-		fmt.Fprintf(w, "log segment %s: DAMAGED, every record in it older than the newest snapshot: %v\n", d.Segment, d)
-	}
-	if len(r.SetAside) > 0 {
-		fmt.Fprintf(w, "recovery sets aside log segments %v; it can no longer fall back to a snapshot that needs them\n", r.SetAside)
-	}
 	if r.Log != nil {
 		for _, s := range r.Log.Segments {
-			fmt.Fprintf(w, "log segment %s: seq %d..%d, %d records, %d bytes: ok\n", s.Name, s.FirstSeq, s.LastSeq, s.Records, s.Size)
+			status := "ok"
+			switch {
+			case s.Damage != nil && s.Skipped:
+				status = fmt.Sprintf("DAMAGED, every record in it older than the newest snapshot: %v", s.Damage)
+			case s.Damage != nil:
+				status = fmt.Sprintf("DAMAGED: %v", s.Damage)
+			case s.Skipped:
+				status = "set aside with the damage after it"
+			}
+			span := fmt.Sprintf("seq %d..%d, %d records", s.FirstSeq, s.LastSeq, s.Records)
+			if s.Damage != nil {
+				span = fmt.Sprintf("seq %d.., %d records readable before the damage", s.FirstSeq, s.Records)
+			}
+			fmt.Fprintf(w, "log segment %s: %s, %d bytes: %s\n", s.Name, span, s.Size, status)
 		}
 		if t := r.Log.TornTail; t != nil {
 			fmt.Fprintf(w, "torn tail: segment %s at offset %d: %d bytes after the last whole record (%s); opening the store drops them\n",
 				t.Segment, t.Offset, t.Bytes, t.Reason)
 		}
+	}
+	if len(r.SetAside) > 0 {
+		fmt.Fprintf(w, "recovery sets aside log segments %v; it can no longer fall back to a snapshot that needs them\n", r.SetAside)
 	}
 	for _, u := range r.Unfinished {
 		fmt.Fprintf(w, "unfinished snapshot %s (a crash while writing it; the next snapshot removes it)\n", u)
