@@ -159,8 +159,10 @@
 // its seq+1); it replays every record after it through the one decoding
 // path (applyRecord). A damaged snapshot (or a directory where one belongs)
 // is logged at ERROR, kept in Store.Damage, and skipped if an older one can
-// replace it; otherwise Open fails with an error wrapping ErrCorrupt that
-// names the damaged files. A snapshot or record that names a collection the program did not register fails
+// replace it, or a log that starts at seq 1 in a store that was not restored
+// (a restored store's state before its log is only in its snapshot at seq
+// 0, which the log is truncated before it is deleted); otherwise Open fails
+// with an error wrapping ErrCorrupt that names the damaged files. A snapshot or record that names a collection the program did not register fails
 // recovery with ErrUnknownCollection (Options.UnknownCollections can drop
 // such data, or keep it as opaque bytes), and one written by a newer
 // format fails with ErrVersion.

@@ -81,12 +81,12 @@ func (s *Store) recover(ctx context.Context) (*View, error) {
 
 // pickSnapshot loads the newest snapshot that reads back whole and that the
 // log covers (first <= seq+1), skipping damaged ones, and returns it with
-// the damage it skipped. Without snapshots, a log that starts at 1 holds
-// everything: it returns fresh trees and a nil snapshot. When recovery
-// needs what is damaged, the error names the damaged snapshots and the
-// damaged log segments (logDamage) that keep it from falling back. (A log
-// from 1 does not replace damaged snapshots: a restored store's state
-// before its log is only in its snapshots.)
+// the damage it skipped. Without a usable snapshot, a log that starts at 1
+// holds everything, unless the store was restored (it has a snapshot at
+// seq 0, which holds the state before its log: see prune): it returns
+// fresh trees and a nil snapshot. When recovery needs what is damaged, the
+// error names the damaged snapshots and the damaged log segments
+// (logDamage) that keep it from falling back.
 func (s *Store) pickSnapshot(ctx context.Context, snaps []SnapshotInfo, first uint64, logDamage []error) (*loadState, *SnapshotInfo, []error, error) {
 	var damaged []error
 	for i := range snaps {
@@ -110,7 +110,7 @@ func (s *Store) pickSnapshot(ctx context.Context, snaps []SnapshotInfo, first ui
 		}
 		return ls, &snaps[i], damaged, nil
 	}
-	if len(damaged) > 0 {
+	if len(damaged) > 0 && (first > 1 || restored(snaps)) {
 		return nil, nil, nil, cannotRecover(damaged, logDamage, fmt.Errorf("%w: no usable snapshot", ErrCorrupt))
 	}
 	if first > 1 {
@@ -122,6 +122,12 @@ func (s *Store) pickSnapshot(ctx context.Context, snaps []SnapshotInfo, first ui
 		st.trees = append(st.trees, c.newTree())
 	}
 	return st, nil, damaged, nil
+}
+
+// restored reports whether the snapshots include a restored store's first
+// one, at seq 0.
+func restored(snaps []SnapshotInfo) bool {
+	return len(snaps) > 0 && snaps[len(snaps)-1].Seq == 0
 }
 
 // cannotRecover is the error of a recovery that needs data that is damaged

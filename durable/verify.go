@@ -149,7 +149,7 @@ func (r *VerifyReport) plan(first, last uint64) {
 		}
 	}
 	switch {
-	case !found && len(damaged) > 0:
+	case !found && len(damaged) > 0 && (first > 1 || restored(r.infos())):
 		r.Err = cannotRecover(damaged, logDamage, fmt.Errorf("%w: no usable snapshot", ErrCorrupt))
 		return
 	case !found && first > 1:
@@ -161,6 +161,14 @@ func (r *VerifyReport) plan(first, last uint64) {
 		return
 	}
 	r.ReplayFrom, r.ReplayTo = base+1, last
+}
+
+func (r *VerifyReport) infos() []SnapshotInfo {
+	out := make([]SnapshotInfo, len(r.Snapshots))
+	for i, s := range r.Snapshots {
+		out[i] = s.SnapshotInfo
+	}
+	return out
 }
 
 // checkSnapshot reads a snapshot file whole and checks it.

@@ -304,6 +304,14 @@ func (p *walPersistence) prune(seq uint64) error {
 			doomed = append(doomed, snaps[i])
 		}
 	}
+	// The log first: a crash in between then leaves old snapshots the log
+	// no longer covers (the next snapshot deletes them), never a log from
+	// seq 1 without the snapshot a restored store's state starts from.
+	if prev != nil {
+		if err := p.w.TruncateFront(prev.Seq + 1); err != nil {
+			return fmt.Errorf("truncate log before %d: %w", prev.Seq+1, err)
+		}
+	}
 	for _, d := range doomed {
 		if err := p.fs.Remove(filepath.Join(p.dir, d.Name)); err != nil {
 			return fmt.Errorf("delete old snapshot %s: %w", d.Name, err)
@@ -312,11 +320,6 @@ func (p *walPersistence) prune(seq uint64) error {
 	if len(doomed) > 0 {
 		if err := p.fs.SyncDir(p.dir); err != nil {
 			return fmt.Errorf("delete old snapshots: sync dir: %w", err)
-		}
-	}
-	if prev != nil {
-		if err := p.w.TruncateFront(prev.Seq + 1); err != nil {
-			return fmt.Errorf("truncate log before %d: %w", prev.Seq+1, err)
 		}
 	}
 	return nil
