@@ -137,8 +137,11 @@
 // DIR/wal is refused with ErrNotStore, naming what it expected), and a
 // store whose snapshots are all past seq 0 but whose DIR/wal holds no
 // segment is refused with ErrNoState (a log that is missing, or not
-// mounted). An Open that fails leaves the disk as it found it, but for the
-// log's LOCK file, which taking the lock may create.
+// mounted). An Open refused for what the directory holds, or for damage in
+// the log, leaves the disk as it found it. One refused later, by recovery
+// (no usable snapshot, a collection not registered, a newer format), has
+// let the log finish a crash's repair first (cut a torn tail, create the
+// segment after a sealed last one), which drops nothing acknowledged.
 //
 // Recovery needs the newest snapshot and the log after it. Open reads the
 // newest snapshot's seq N from its name, before it opens the log, and opens
