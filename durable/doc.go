@@ -131,16 +131,63 @@
 //
 // # Recovery
 //
-// Open lists the snapshots, newest first, and uses the first one whose
+// Open first looks at the directory, by name only, and creates nothing
+// until it knows it may: a read-write Open makes a new store only in a
+// missing or empty directory (anything else without DIR/<seq>.snap or
+// DIR/wal is refused with ErrNotStore, naming what it expected), and a
+// store whose snapshots are all past seq 0 but whose DIR/wal holds no
+// segment is refused with ErrNoState (a log that is missing, or not
+// mounted). An Open refused for what the directory holds, or for damage in
+// the log, leaves the disk as it found it. One refused later, by recovery
+// (no usable snapshot, a collection not registered, a newer format), has
+// let the log finish a crash's repair first (cut a torn tail, create the
+// segment after a sealed last one), which drops nothing acknowledged.
+//
+// Recovery needs the newest snapshot and the log after it. Open reads the
+// newest snapshot's seq N from its name, before it opens the log, and opens
+// the log needing the records from N+1 on: damage in log segments holding
+// only older records (a segment whose successor starts at or before N+1)
+// does not fail Open. The log is opened without those segments and any
+// before them, and the damage is logged at ERROR and kept in Store.Damage
+// (and Stats.Damaged): recovery can no longer fall back past it. The next
+// snapshot deletes those segments (wal's TruncateFront), like any log it
+// makes obsolete.
+// Choosing by name costs nothing (the snapshot is read once, by recovery);
+// the price is that if the newest snapshot then turns out damaged and the
+// log its predecessor needs was set aside, Open fails with an error that
+// names both the damaged snapshot and the damaged log segment.
+//
+// Then Open lists the snapshots, newest first, and uses the first one whose
 // checksum verifies and that the log covers (the log starts at or before
-// its seq+1); then it replays every record after it through the one
-// decoding path (applyRecord). A damaged newest snapshot is logged and
-// skipped only if an older one can replace it; otherwise Open fails with
-// an error wrapping ErrCorrupt that names the damaged file. A snapshot or
-// record that names a collection the program did not register fails
+// its seq+1); it replays every record after it through the one decoding
+// path (applyRecord). A damaged snapshot (or a directory where one belongs)
+// is logged at ERROR, kept in Store.Damage, and skipped if an older one can
+// replace it, or a log that starts at seq 1 in a store that was not restored
+// (a restored store's state before its log is only in its snapshot at seq
+// 0, which the log is truncated before it is deleted); otherwise Open fails
+// with an error wrapping ErrCorrupt that names the damaged files. A snapshot or record that names a collection the program did not register fails
 // recovery with ErrUnknownCollection (Options.UnknownCollections can drop
 // such data, or keep it as opaque bytes), and one written by a newer
 // format fails with ErrVersion.
+//
+// Options.ReadOnly opens an existing store without changing anything: no
+// lock, no new directory or segment, a torn log tail read up to the last
+// whole record and left on disk, unfinished snapshots left; writes and
+// snapshots fail with ErrReadOnly.
+//
+// # Verify and repair
+//
+// Verify (and "procyon verify DIR") reads every snapshot whole and checks
+// every log segment, changing nothing and taking no lock, and says what
+// Open would do: which snapshot it would use, which log records it would
+// replay, which older snapshots it could fall back to, and why it would
+// not open. PlanRepair and Repair ("procyon repair DIR [-yes]") remove
+// damaged log segments that the snapshot recovery uses covers, truncate a
+// torn log tail, and remove damaged snapshots only if asked
+// (RemoveDamagedSnapshots); the plan states every dropped transaction by
+// sequence number before anything changes. Damage in the log recovery
+// needs is refused with ErrNeedBackup, naming the intact segments after it
+// that a truncation would lose: the way back is a backup.
 //
 // # Backup and restore
 //
@@ -151,7 +198,8 @@
 // directory, and only then renames it into place as the directory's
 // snapshot at seq 0; the restored store starts a new log. "procyon backup
 // DIR FILE" and "procyon restore FILE DIR" do the same from the command
-// line (backup needs DIR not to be in use: it opens the store).
+// line (backup opens DIR read-only, refuses a DIR that is not a store, and
+// an existing FILE unless -force).
 //
 // # Persistence
 //
@@ -160,14 +208,16 @@
 // Options.Dir is the default, MemPersistence serves tests, and an etcd
 // one will come for HA. Its documentation is the contract: durability in
 // sequence order, failure is final, snapshots atomic, and nothing deleted
-// that recovery may still need.
+// that recovery may still need. A persistence that can open in spite of
+// damage in data recovery does not need says so through the optional
+// DamageReporter interface.
 //
 // # On-disk formats
 //
 // A data directory holds snapshot files and the log:
 //
 //	DIR/00000000000000001234.snap   snapshot as of record 1234 (20 digits: names sort by seq)
-//	DIR/00000000000000001234.snap.tmp   being written; removed by Open
+//	DIR/00000000000000001234.snap.tmp   being written; removed by the next snapshot
 //	DIR/wal/...                     the log (package wal), one record per transaction
 //
 // All integers are little-endian; uvarint is encoding/binary's unsigned

@@ -42,6 +42,14 @@ var (
 	// ErrNoState: a log or snapshot needed for recovery is missing (the
 	// log does not reach back to the snapshot, or ends before it).
 	ErrNoState = errors.New("durable: log does not cover the snapshot")
+	// ErrNotStore: the directory given is not a store's data directory
+	// (it holds neither DIR/<20 digits>.snap nor DIR/wal/<20 digits>.wal),
+	// and the operation does not create one: a read-only Open, Verify,
+	// PlanRepair, or a read-write Open of a directory holding other files.
+	ErrNotStore = errors.New("durable: not a store")
+	// ErrReadOnly: a write or snapshot on a store opened with
+	// Options.ReadOnly.
+	ErrReadOnly = errors.New("durable: store opened read-only")
 )
 
 // CorruptionError describes damage in a snapshot file or stream, or in a
@@ -62,3 +70,20 @@ func (e *CorruptionError) Error() string {
 
 // Is makes errors.Is(err, ErrCorrupt) hold.
 func (e *CorruptionError) Is(target error) bool { return target == ErrCorrupt }
+
+// LogDamageError is damage in the log that recovery did without (see
+// Store.Damage): errors.Is(err, ErrCorrupt) holds, and it wraps the log's
+// own error (a *wal.CorruptionError for the WAL).
+type LogDamageError struct {
+	Segment string // the damaged segment, relative to the data directory
+	Err     error
+}
+
+func (e *LogDamageError) Error() string {
+	return fmt.Sprintf("durable: damaged log segment %s: %v", e.Segment, e.Err)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) hold.
+func (e *LogDamageError) Is(target error) bool { return target == ErrCorrupt }
+
+func (e *LogDamageError) Unwrap() error { return e.Err }

@@ -60,6 +60,16 @@ type Persistence interface {
 	Close() error
 }
 
+// DamageReporter is implemented by a persistence that opens in spite of
+// damage in data recovery does not need (the WAL-backed one: log segments
+// holding only records that the newest snapshot covers). Damage lists, after
+// Open, what was set aside, each error naming the file (or key) and wrapping
+// the cause; that data is lost for good, and recovery can no longer fall
+// back to a snapshot that needs it. The store reports it (Store.Damage).
+type DamageReporter interface {
+	Damage() []error
+}
+
 // Pending is a group of appended records that may not be durable yet.
 type Pending interface {
 	// Seq returns the first record's sequence number.

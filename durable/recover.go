@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -21,54 +23,25 @@ func (s *Store) recover(ctx context.Context) (*View, error) {
 	if err != nil {
 		return nil, fmt.Errorf("durable: recover: list snapshots: %w", err)
 	}
-	var (
-		st      *loadState
-		base    uint64
-		used    *SnapshotInfo
-		damaged []error
-	)
-	for i := range snaps {
-		sn := snaps[i]
-		if sn.Seq+1 < first {
-			// The log no longer reaches back to this snapshot.
-			if len(damaged) > 0 {
-				return nil, fmt.Errorf("%w: %w; the previous snapshot %s (seq %d) cannot replace it: the log starts at %d",
-					ErrNoState, damaged[0], sn.Name, sn.Seq, first)
-			}
-			return nil, fmt.Errorf("%w: snapshot %s is at seq %d but the log starts at %d", ErrNoState, sn.Name, sn.Seq, first)
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		ls, err := s.loadSnapshot(sn)
-		if err != nil {
-			if errors.Is(err, ErrCorrupt) {
-				s.log.Error("durable: snapshot is damaged; trying the previous one", "snapshot", sn.Name, "err", err)
-				damaged = append(damaged, err)
-				continue
-			}
-			return nil, err
-		}
-		st, base, used = ls, sn.Seq, &snaps[i]
-		break
+	var logDamage []error
+	if dr, ok := s.p.(DamageReporter); ok {
+		logDamage = dr.Damage()
 	}
-	if st == nil {
-		if len(damaged) > 0 {
-			return nil, fmt.Errorf("durable: recover: no usable snapshot: %w", damaged[0])
-		}
-		if first > 1 {
-			return nil, fmt.Errorf("%w: no snapshot, and the log starts at %d", ErrNoState, first)
-		}
-		st = &loadState{}
-		for _, c := range s.colls {
-			st.trees = append(st.trees, c.newTree())
-		}
+	st, used, damaged, err := s.pickSnapshot(ctx, snaps, first, logDamage)
+	if err != nil {
+		return nil, err
+	}
+	base := uint64(0)
+	if used != nil {
+		base = used.Seq
 	}
 	if last < base {
 		return nil, fmt.Errorf("%w: snapshot %s is at seq %d but the log ends at %d", ErrNoState, used.Name, base, last)
 	}
-	if len(damaged) > 0 {
-		s.log.Warn("durable: recovering from an older snapshot", "snapshot", used.Name, "damaged", len(damaged))
+	s.damage = append(damaged, logDamage...)
+	if len(s.damage) > 0 {
+		s.log.Error("durable: recovering without damaged data; recovery can no longer fall back past it: "+
+			"run \"procyon verify\" and take a snapshot soon", "snapshot", snapNameOf(used), "damaged", errors.Join(s.damage...))
 	}
 	var replayed, bytes int64
 	seq := base
@@ -101,20 +74,103 @@ func (s *Store) recover(ctx context.Context) (*View, error) {
 	}
 	s.w.logBytes = bytes
 	v := &View{seq: seq, trees: st.trees, store: s}
-	snapName := ""
-	if used != nil {
-		snapName = used.Name
-	}
-	s.log.Info("durable: recovered", "snapshot", snapName, "snapshot_seq", base, "replayed", replayed,
+	s.log.Info("durable: recovered", "snapshot", snapNameOf(used), "snapshot_seq", base, "replayed", replayed,
 		"seq", seq, "took", time.Since(start))
 	return v, nil
+}
+
+// pickSnapshot loads the newest snapshot that reads back whole and that the
+// log covers (first <= seq+1), skipping damaged ones, and returns it with
+// the damage it skipped. Without a usable snapshot, a log that starts at 1
+// holds everything, unless the store was restored (it has a snapshot at
+// seq 0, which holds the state before its log: see prune): it returns
+// fresh trees and a nil snapshot. When recovery needs what is damaged, the
+// error names the damaged snapshots and the damaged log segments
+// (logDamage) that keep it from falling back.
+func (s *Store) pickSnapshot(ctx context.Context, snaps []SnapshotInfo, first uint64, logDamage []error) (*loadState, *SnapshotInfo, []error, error) {
+	var damaged []error
+	for i := range snaps {
+		sn := snaps[i]
+		if sn.Seq+1 < first {
+			// The log no longer reaches back to this snapshot.
+			return nil, nil, nil, cannotRecover(damaged, logDamage,
+				fmt.Errorf("%w: snapshot %s is at seq %d but the log starts at %d", ErrNoState, sn.Name, sn.Seq, first))
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, err
+		}
+		ls, err := s.loadSnapshot(sn)
+		if err != nil {
+			if errors.Is(err, ErrCorrupt) {
+				s.log.Error("durable: snapshot is damaged; trying the previous one", "snapshot", sn.Name, "err", err)
+				damaged = append(damaged, err)
+				continue
+			}
+			return nil, nil, nil, err
+		}
+		return ls, &snaps[i], damaged, nil
+	}
+	if len(damaged) > 0 && (first > 1 || restored(snaps)) {
+		return nil, nil, nil, cannotRecover(damaged, logDamage, fmt.Errorf("%w: no usable snapshot", ErrCorrupt))
+	}
+	if first > 1 {
+		return nil, nil, nil, cannotRecover(nil, logDamage,
+			fmt.Errorf("%w: no snapshot, and the log starts at %d", ErrNoState, first))
+	}
+	st := &loadState{}
+	for _, c := range s.colls {
+		st.trees = append(st.trees, c.newTree())
+	}
+	return st, nil, damaged, nil
+}
+
+// restored reports whether the snapshots include a restored store's first
+// one, at seq 0.
+func restored(snaps []SnapshotInfo) bool {
+	return len(snaps) > 0 && snaps[len(snaps)-1].Seq == 0
+}
+
+// cannotRecover is the error of a recovery that needs data that is damaged
+// or gone: why (ErrNoState), the damaged snapshots it could not use, and
+// the damaged log segments that would have let it fall back.
+func cannotRecover(damaged, logDamage []error, why error) error {
+	if len(damaged) == 0 && len(logDamage) == 0 {
+		return why
+	}
+	var b strings.Builder
+	b.WriteString("durable: recover: ")
+	for _, d := range damaged {
+		fmt.Fprintf(&b, "%v; ", d)
+	}
+	fmt.Fprintf(&b, "%v", why)
+	for _, d := range logDamage {
+		fmt.Fprintf(&b, "; the log before it is damaged: %v", d)
+	}
+	return &recoverError{msg: b.String(), causes: append(append([]error{why}, damaged...), logDamage...)}
+}
+
+// recoverError is a recovery failure with several causes (errors.Is and
+// errors.As see each).
+type recoverError struct {
+	msg    string
+	causes []error
+}
+
+func (e *recoverError) Error() string   { return e.msg }
+func (e *recoverError) Unwrap() []error { return e.causes }
+
+func snapNameOf(sn *SnapshotInfo) string {
+	if sn == nil {
+		return ""
+	}
+	return sn.Name
 }
 
 // loadSnapshot reads a snapshot into fresh trees.
 func (s *Store) loadSnapshot(sn SnapshotInfo) (*loadState, error) {
 	rc, err := s.p.ReadSnapshot(sn.Seq)
 	if err != nil {
-		return nil, fmt.Errorf("durable: open snapshot %s: %w", sn.Name, err)
+		return nil, snapshotErr(sn.Name, "open", err)
 	}
 	defer rc.Close()
 	hb := make([]byte, snapHeaderSize)
@@ -122,7 +178,7 @@ func (s *Store) loadSnapshot(sn SnapshotInfo) (*loadState, error) {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, &CorruptionError{File: sn.Name, Reason: "truncated header"}
 		}
-		return nil, fmt.Errorf("durable: read snapshot %s: %w", sn.Name, err)
+		return nil, snapshotErr(sn.Name, "read", err)
 	}
 	h, err := decodeSnapHeader(hb, sn.Name)
 	if err != nil {
@@ -141,7 +197,7 @@ func (s *Store) loadSnapshot(sn SnapshotInfo) (*loadState, error) {
 	sink := &storeSink{s: s, st: st, file: sn.Name}
 	if err := readSnapshotBody(newSnapReader(rc, sn.Name), sink); err != nil {
 		s.unadopt(ncolls)
-		return nil, err
+		return nil, snapshotErr(sn.Name, "read", err)
 	}
 	return st, nil
 }
@@ -153,4 +209,18 @@ func (s *Store) unadopt(n int) {
 		delete(s.raw, id)
 	}
 	s.colls = s.colls[:n]
+}
+
+// snapshotErr wraps an error opening or reading a snapshot file; a
+// directory where the file belongs is damage (a *CorruptionError), not an
+// I/O failure.
+func snapshotErr(name, op string, err error) error {
+	var ce *CorruptionError
+	if errors.As(err, &ce) || errors.Is(err, ErrVersion) || errors.Is(err, ErrUnknownCollection) {
+		return err
+	}
+	if errors.Is(err, syscall.EISDIR) {
+		return &CorruptionError{File: name, Reason: "a directory, not a snapshot file"}
+	}
+	return fmt.Errorf("durable: %s snapshot %s: %w", op, name, err)
 }

@@ -453,6 +453,9 @@ func (s *Store) Snapshot(ctx context.Context) (SnapshotResult, error) {
 	if s.state.Load() != stateOpen {
 		return SnapshotResult{}, ErrClosed
 	}
+	if s.opts.ReadOnly {
+		return SnapshotResult{}, ErrReadOnly
+	}
 	return s.snapshot(ctx)
 }
 

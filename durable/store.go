@@ -68,6 +68,15 @@ type Options struct {
 	// UnknownCollections says what recovery does with data of collections
 	// not registered. Default FailUnknown.
 	UnknownCollections UnknownPolicy
+	// ReadOnly opens an existing store without changing anything on disk:
+	// no directory, lock file or log segment is created, a torn log tail
+	// is read up to its last whole record but not truncated, unfinished
+	// snapshots are not removed, and no snapshot is written. Open fails
+	// with ErrNotStore if Dir holds no store; Write, WriteAsync and
+	// Snapshot fail with ErrReadOnly. No lock is taken: a store in use by
+	// another process may change under it. With Persistence set, only
+	// writes and snapshots are refused. Default false.
+	ReadOnly bool
 }
 
 func (o *Options) ensureDefaults() {
@@ -193,6 +202,9 @@ type Store struct {
 		seq  uint64 // seq of the newest durable snapshot
 		have bool   // whether there is one
 	}
+	// damage is what recovery found damaged and did without (set by
+	// Open, read-only after).
+	damage       []error
 	lastSnapSize atomic.Int64
 	snapRunning  atomic.Bool // an automatic snapshot is under way
 	bg           sync.WaitGroup
@@ -452,6 +464,9 @@ func (s *Store) write(ctx context.Context, fn func(tx *Tx) error, wait bool) (*C
 	}
 	if err := s.Err(); err != nil {
 		return nil, err
+	}
+	if s.opts.ReadOnly {
+		return nil, ErrReadOnly
 	}
 	r := &writeReq{ctx: ctx, fn: fn, wait: wait, wake: make(chan struct{}, 1)}
 	s.wq.Lock()
@@ -1124,6 +1139,9 @@ type Stats struct {
 	SnapshotErrs int64  // snapshots that failed
 	SnapshotSeq  uint64 // sequence number of the newest snapshot
 	SnapshotSize int64  // its size in bytes
+	// Damaged is the number of damaged files Open did without (see
+	// Store.Damage); 0 for a sound store.
+	Damaged int
 	// Groups is the number of group commits: batches of transactions'
 	// records appended to the persistence and made durable together (by
 	// one fsync, on the WAL); a group that failed is not counted (its
@@ -1144,6 +1162,7 @@ func (s *Store) Stats() Stats {
 		Snapshots:    s.stats.snapshots.Load(),
 		SnapshotErrs: s.stats.snapshotErrs.Load(),
 		SnapshotSize: s.lastSnapSize.Load(),
+		Damaged:      len(s.damage),
 	}
 	if s.snapMu.TryLock() {
 		st.SnapshotSeq = s.snap.seq
@@ -1151,6 +1170,16 @@ func (s *Store) Stats() Stats {
 	}
 	return st
 }
+
+// Damage lists the damaged data that Open found and did without: snapshots
+// that failed to load (recovery used an older one), and log segments
+// holding only records older than the newest snapshot. Each error names
+// the file and the damage. Recovery can no longer fall back past that
+// data: if the snapshot it used is damaged too, the store will not open.
+// Run "procyon verify" and "procyon repair", or take a new snapshot soon
+// (Snapshot), after which the damaged data is no longer needed. Nil for a
+// sound store.
+func (s *Store) Damage() []error { return slices.Clone(s.damage) }
 
 // queued returns the number of transactions waiting for a combiner (for
 // tests).

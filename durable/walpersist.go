@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/procyon-dev/procyon/vfs"
@@ -39,56 +38,103 @@ type walPersistence struct {
 	segSize   int64
 	syncBytes int64
 	maxRecord int
-	w         *wal.WAL
+	readOnly  bool
+	w         *wal.WAL    // nil when read-only without log segments
 	entries   []wal.Entry // reused by Append (one caller at a time)
 }
 
+var _ DamageReporter = (*walPersistence)(nil)
+
 func newWALPersistence(o Options) *walPersistence {
 	return &walPersistence{fs: o.FS, dir: o.Dir, log: o.Logger, segSize: o.SegmentSize, syncBytes: o.SnapshotSyncBytes,
-		maxRecord: walMaxRecord}
+		maxRecord: walMaxRecord, readOnly: o.ReadOnly}
 }
 
+// Open checks the directory before it creates anything (see
+// layout.checkOpen), then opens the log needing the records after the
+// newest snapshot, by name (wal.Options.NeedFrom): damage in segments
+// holding only older records does not fail it (see Damage).
 func (p *walPersistence) Open() error {
-	if err := p.fs.MkdirAll(p.dir); err != nil {
-		return fmt.Errorf("durable: create %s: %w", p.dir, err)
+	l, err := readLayout(p.fs, p.dir)
+	if err != nil {
+		return err
 	}
-	w, err := wal.Open(filepath.Join(p.dir, walSubdir), wal.Options{FS: p.fs, Logger: p.log, SegmentSize: p.segSize,
-		MaxRecordSize: p.maxRecord})
+	if err := l.checkOpen(p.readOnly); err != nil {
+		return err
+	}
+	if p.readOnly && len(l.segments) == 0 {
+		return nil // an empty log: first 1, last 0
+	}
+	if !p.readOnly {
+		if err := p.fs.MkdirAll(p.dir); err != nil {
+			return fmt.Errorf("durable: create %s: %w", p.dir, err)
+		}
+	}
+	w, err := wal.Open(p.walDir(), wal.Options{FS: p.fs, Logger: p.log, SegmentSize: p.segSize, MaxRecordSize: p.maxRecord,
+		NeedFrom: l.needFrom(), ReadOnly: p.readOnly})
 	if err != nil {
 		return fmt.Errorf("durable: open log: %w", err)
 	}
-	// The log's lock is ours now: clear snapshots a crash left half-written.
+	p.w = w
+	return nil
+}
+
+func (p *walPersistence) walDir() string { return filepath.Join(p.dir, walSubdir) }
+
+// Damage implements DamageReporter.
+func (p *walPersistence) Damage() []error {
+	if p.w == nil {
+		return nil
+	}
+	var out []error
+	for _, d := range p.w.Damage() {
+		out = append(out, &LogDamageError{Segment: filepath.Join(walSubdir, d.Segment), Err: d})
+	}
+	return out
+}
+
+// removeUnfinished deletes snapshot files a crash left half-written.
+func (p *walPersistence) removeUnfinished() error {
 	names, err := p.fs.List(p.dir)
 	if err != nil {
-		w.Close()
-		return fmt.Errorf("durable: list %s: %w", p.dir, err)
+		return fmt.Errorf("list %s: %w", p.dir, err)
 	}
 	removed := false
 	for _, n := range names {
 		if strings.HasSuffix(n, snapSuffix+tmpSuffix) {
 			p.log.Info("durable: removing unfinished snapshot", "file", n)
 			if err := p.fs.Remove(filepath.Join(p.dir, n)); err != nil {
-				w.Close()
-				return fmt.Errorf("durable: remove %s: %w", n, err)
+				return fmt.Errorf("remove %s: %w", n, err)
 			}
 			removed = true
 		}
 	}
 	if removed {
 		if err := p.fs.SyncDir(p.dir); err != nil {
-			w.Close()
-			return fmt.Errorf("durable: sync %s: %w", p.dir, err)
+			return fmt.Errorf("sync %s: %w", p.dir, err)
 		}
 	}
-	p.w = w
 	return nil
 }
 
 func (p *walPersistence) LogBounds() (uint64, uint64, error) {
+	if p.w == nil {
+		return 1, 0, nil
+	}
 	return p.w.FirstSeq(), p.w.LastSeq(), nil
 }
 
+// Replay reads the records from..LastSeq: the log holds no more during
+// recovery, and a reader is never asked past the end (a read-only log whose
+// last segment is sealed has no segment beyond it to wait in).
 func (p *walPersistence) Replay(from uint64, fn func(uint64, []byte) error) error {
+	if p.w == nil {
+		return nil
+	}
+	last := p.w.LastSeq()
+	if from > last {
+		return nil
+	}
 	r, err := p.w.NewReader(from)
 	if err != nil {
 		return err
@@ -105,6 +151,9 @@ func (p *walPersistence) Replay(from uint64, fn func(uint64, []byte) error) erro
 		if err := fn(rec.Seq, rec.Data); err != nil {
 			return err
 		}
+		if rec.Seq >= last {
+			return nil
+		}
 	}
 }
 
@@ -113,20 +162,7 @@ func (p *walPersistence) Snapshots() ([]SnapshotInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []SnapshotInfo
-	for _, n := range names {
-		seq, ok := parseSnapName(n)
-		if !ok {
-			continue
-		}
-		size, err := p.fs.Stat(filepath.Join(p.dir, n))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, SnapshotInfo{Seq: seq, Name: n, Size: size})
-	}
-	slices.SortFunc(out, func(a, b SnapshotInfo) int { return -cmpU64(a.Seq, b.Seq) })
-	return out, nil
+	return snapshotsIn(p.fs, p.dir, names)
 }
 
 func cmpU64(a, b uint64) int {
@@ -160,6 +196,9 @@ func (p *walPersistence) ReadSnapshot(seq uint64) (io.ReadCloser, error) {
 }
 
 func (p *walPersistence) Append(recs [][]byte) (Pending, error) {
+	if p.readOnly {
+		return nil, ErrReadOnly
+	}
 	p.entries = p.entries[:0]
 	for _, r := range recs {
 		p.entries = append(p.entries, wal.Entry{Data: r})
@@ -201,6 +240,12 @@ func (w *syncWriter) Write(b []byte) (int, error) {
 // it into place and syncs the directory; then it deletes snapshots older
 // than the previous one and the log up to the previous one.
 func (p *walPersistence) WriteSnapshot(seq uint64, write func(io.Writer) error) (int64, error) {
+	if p.readOnly {
+		return 0, ErrReadOnly
+	}
+	if err := p.removeUnfinished(); err != nil {
+		return 0, err
+	}
 	// Seal the active segment so that the records so far can be deleted
 	// once a later snapshot makes them obsolete.
 	if err := p.w.Roll(); err != nil {
@@ -259,6 +304,14 @@ func (p *walPersistence) prune(seq uint64) error {
 			doomed = append(doomed, snaps[i])
 		}
 	}
+	// The log first: a crash in between then leaves old snapshots the log
+	// no longer covers (the next snapshot deletes them), never a log from
+	// seq 1 without the snapshot a restored store's state starts from.
+	if prev != nil {
+		if err := p.w.TruncateFront(prev.Seq + 1); err != nil {
+			return fmt.Errorf("truncate log before %d: %w", prev.Seq+1, err)
+		}
+	}
 	for _, d := range doomed {
 		if err := p.fs.Remove(filepath.Join(p.dir, d.Name)); err != nil {
 			return fmt.Errorf("delete old snapshot %s: %w", d.Name, err)
@@ -267,11 +320,6 @@ func (p *walPersistence) prune(seq uint64) error {
 	if len(doomed) > 0 {
 		if err := p.fs.SyncDir(p.dir); err != nil {
 			return fmt.Errorf("delete old snapshots: sync dir: %w", err)
-		}
-	}
-	if prev != nil {
-		if err := p.w.TruncateFront(prev.Seq + 1); err != nil {
-			return fmt.Errorf("truncate log before %d: %w", prev.Seq+1, err)
 		}
 	}
 	return nil

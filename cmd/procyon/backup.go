@@ -12,8 +12,8 @@ import (
 )
 
 func init() {
-	register(command{path: "backup", usage: "DIR FILE",
-		summary: "write a consistent backup of the durable store in DIR to FILE (- for stdout); DIR must not be in use",
+	register(command{path: "backup", usage: "[-force] DIR FILE",
+		summary: "write a consistent backup of the durable store in DIR to FILE (- for stdout), opening DIR read-only; refuses an existing FILE unless -force, and a DIR that is not a store (exit 2)",
 		run:     backupCmd})
 	register(command{path: "restore", usage: "FILE DIR",
 		summary: "check a backup (FILE, - for stdin) and make it the state of a new durable store in DIR, which must be empty",
@@ -21,7 +21,8 @@ func init() {
 }
 
 func backupCmd(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "backup", "DIR FILE")
+	fs := newFlagSet(e, "backup", "[-force] DIR FILE")
+	force := fs.Bool("force", false, "overwrite FILE if it exists")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -29,12 +30,17 @@ func backupCmd(ctx context.Context, e *env, args []string) error {
 		return errUsage
 	}
 	dir, file := fs.Arg(0), fs.Arg(1)
+	if file != "-" && !*force {
+		if _, err := os.Lstat(file); err == nil {
+			return fmt.Errorf("%s exists; use -force to overwrite it", file)
+		}
+	}
 	// Collections are not known here: keep them all as opaque bytes; the
-	// backup carries them unchanged.
+	// backup carries them unchanged. Read-only: nothing in DIR changes.
 	s := durable.New(durable.Options{Dir: dir, Logger: slog.New(slog.DiscardHandler),
-		UnknownCollections: durable.KeepUnknown, SnapshotBytes: -1})
+		UnknownCollections: durable.KeepUnknown, ReadOnly: true})
 	if err := s.Open(ctx); err != nil {
-		return err
+		return notStore(err)
 	}
 	defer s.Close()
 	var w io.Writer = e.stdout

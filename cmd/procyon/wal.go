@@ -256,6 +256,9 @@ func walRepair(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := refuseStoreLog(dir); err != nil { // a store's log: see store.go
+		return err
+	}
 	opts := wal.CheckOptions{NeedFrom: *needFrom}
 	plan, err := wal.PlanRepair(vfs.OS, dir, opts)
 	if err != nil {
