@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/procyon-dev/procyon/vfs"
 )
@@ -277,4 +278,40 @@ func TestRefusedOpenLeavesNoLock(t *testing.T) {
 		t.Fatalf("Open: %v, want ErrCorrupt", err)
 	}
 	sameState(t, "a refused Open", before, memState(t, mem, crashDir))
+}
+
+// TestReadOnlySealedLast: a read-only reader of a log whose last segment is
+// sealed (a crash inside Close, after the seal and before the next
+// segment's create; a read-only Open creates no segment) stops at its end.
+// Next used to reopen that segment for ever.
+func TestReadOnlySealedLast(t *testing.T) {
+	mem := vfs.NewMem()
+	w := openT(t, mem, crashDir, Options{})
+	for i := 1; i <= 5; i++ {
+		if _, err := w.Append(rec(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next := filepath.Join(crashDir, segmentName(6)) // the empty segment Close created
+	if err := mem.Remove(next); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(crashDir, Options{FS: mem, ReadOnly: true, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	done := make(chan []Record, 1)
+	go func() { done <- readAll(t, ro, 1) }()
+	select {
+	case got := <-done:
+		if len(got) != 5 {
+			t.Fatalf("read %d records, want 5", len(got))
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Next does not return at the end of a sealed last segment")
+	}
 }

@@ -129,6 +129,11 @@ func (r *Reader) Follow(ctx context.Context) (Record, error) {
 // record is not durable yet.
 func (r *Reader) openSegment() (bool, error) {
 	w := r.w
+	if r.next > w.durableSeq.Load() {
+		// Nothing to read yet. (Past the end of a sealed last segment,
+		// which a read-only log may have, there is no next one to open.)
+		return false, nil
+	}
 	w.mu.Lock()
 	segs := w.mu.segments
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].firstSeq > r.next }) - 1
@@ -139,9 +144,6 @@ func (r *Reader) openSegment() (bool, error) {
 	}
 	seg := segs[i]
 	w.mu.Unlock()
-	if r.next > w.durableSeq.Load() && seg.durableSize.Load() <= headerSize {
-		return false, nil
-	}
 	f, err := w.fs.Open(filepath.Join(w.dir, seg.name))
 	if err != nil {
 		return false, fmt.Errorf("wal: open segment %s: %w", seg.name, err)
