@@ -427,8 +427,7 @@ func TestTakenStepDoesNotRunAfterOperator(t *testing.T) {
 			reached, release := make(chan struct{}), make(chan struct{})
 			var targetID atomic.Uint64
 			var once sync.Once
-			var fw *flowWorld
-			fw = newFlowWorld(t, Options{Hooks: Hooks{StepStart: func(info StepInfo) {
+			fw := newFlowWorld(t, Options{Hooks: Hooks{StepStart: func(info StepInfo) {
 				if uint64(info.ID) == targetID.Load() && info.State == 1 && !info.Rollback {
 					once.Do(func() { close(reached); <-release })
 				}
