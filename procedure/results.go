@@ -73,6 +73,7 @@ func (e *Engine) notifyLocked(id, root ID, res *Result) {
 		close(w.done)
 	}
 	delete(e.waiters, id)
+	e.changedLocked(id)
 }
 
 // resultOf reads id's durable record: its result if it finished (a
@@ -101,10 +102,16 @@ func resultOfRecord(id ID, r *record) Result {
 
 // Wait waits until procedure id has finished, and returns how. For a
 // root, that is when its tree completed; its Result says whether it
-// succeeded (and holds its data) or rolled back (and why). For a child,
-// it is when the child succeeded, or when its tree completed without
-// that (the result is then the root's rollback). Wait returns the
-// context's error if ctx ends first, and the engine's if it fails.
+// succeeded (and holds its data) or rolled back (and why: Result.Err).
+// For a child, it is when the child succeeded, or when its tree
+// completed without that (the result is then the root's rollback). Wait
+// returns the context's error if ctx ends first, and the engine's if it
+// fails. Type.Result decodes the result's data:
+//
+//	table, err := createTable.Result(e.Wait(ctx, id))
+//
+// To wait for something else than the end (a status, a lock wait), use
+// WaitFor.
 func (e *Engine) Wait(ctx context.Context, id ID) (Result, error) {
 	for {
 		// Register first, then read the durable state: a completion
