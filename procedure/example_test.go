@@ -215,6 +215,8 @@ func ExampleEngine_Wait() {
 // and waits, holding it, until an operator approves.
 type alterTable struct{}
 
+var _ procedure.Locker[int, string] = alterTable{}
+
 func (alterTable) Locks(s int, table *string) []procedure.Lock {
 	return []procedure.Lock{procedure.ExclusiveLock("table/" + *table)}
 }
@@ -233,6 +235,8 @@ func (alterTable) Rollback(ctx context.Context, env *procedure.Env, s int, table
 // readRegion needs a region of the table: a lock on the region implies a
 // shared lock on the table, so it waits while the table is altered.
 type readRegion struct{}
+
+var _ procedure.Locker[int, string] = readRegion{}
 
 func (readRegion) Locks(s int, region *string) []procedure.Lock {
 	return []procedure.Lock{procedure.SharedLock(*region)}

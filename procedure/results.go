@@ -18,8 +18,7 @@ type Result struct {
 	// Status is Succeeded, or RolledBack for a root whose tree failed.
 	Status Status
 	// Data is the procedure's final data, encoded by its type's codec:
-	// the result of a successful procedure. Decode it with Wait[D] or
-	// Type.Wait.
+	// the result of a successful procedure. Decode it with Type.Result.
 	Data      []byte
 	Error     *Error  // why the tree rolled back
 	Bypass    *Bypass // set if it was bypassed

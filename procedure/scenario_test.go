@@ -232,7 +232,16 @@ func TestChildrenCounting(t *testing.T) {
 	}
 	reach(t, w.gates, "exec:c3:1")
 	w.gates.open("exec:c3:1")
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, "four children done", func() bool {
+		in, _ := w.e.Get(id)
+		done := 0
+		for _, c := range in.Children {
+			if ci, _ := w.e.Get(c); ci.Status == Succeeded {
+				done++
+			}
+		}
+		return done == 4
+	})
 	if in, _ := w.e.Get(id); in.Status != Waiting {
 		t.Fatalf("root resumed with a child running: %+v", in)
 	}

@@ -230,6 +230,15 @@ func (p *createTable) Rollback(ctx context.Context, env *procedure.Env, s Create
 	return nil
 }
 
+// The optional capabilities of the catalog's types, checked at compile time.
+var (
+	_ procedure.Locker[CreateState, CreateTable]   = (*createTable)(nil)
+	_ procedure.NoReturner[CreateState]            = (*createTable)(nil)
+	_ procedure.Locker[RegionState, CreateRegion]  = (*createRegion)(nil)
+	_ procedure.Locker[SnapState, SnapshotTable]   = (*snapshotTable)(nil)
+	_ procedure.Locker[CompactState, CompactTable] = (*compactTable)(nil)
+)
+
 // Locks: an exclusive lock on the table, held from the first step to the
 // end (HoldLocks); its create-region children take their regions under it.
 func (p *createTable) Locks(s CreateState, d *CreateTable) []procedure.Lock {
