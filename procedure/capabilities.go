@@ -72,6 +72,9 @@ func checkCapabilities[S State, D any](name string, sm StateMachine[S, D]) {
 		{"OnTimeout", "TimeoutHandler[S, D]: OnTimeout(context.Context, *Env, S, *D) (Next, error)", implements[TimeoutHandler[S, D]](sm)},
 	}
 	t := reflect.TypeOf(sm)
+	if t == nil {
+		panic(fmt.Sprintf("procedure: Register %q: nil state machine", name))
+	}
 	for _, c := range caps {
 		if c.has {
 			continue

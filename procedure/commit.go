@@ -795,10 +795,8 @@ func (e *Engine) postCommitLocked(c *commit) {
 	for _, q := range c.finished {
 		e.notifyLocked(q.id, 0, nil)
 	}
-	if len(e.watchers) > 0 {
-		for _, q := range c.dirty {
-			e.changedLocked(q.id)
-		}
+	for _, q := range c.dirty {
+		e.changedLocked(q.id)
 	}
 }
 

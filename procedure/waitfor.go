@@ -58,6 +58,9 @@ func (e *Engine) WaitFor(ctx context.Context, id ID, cond func(Info) bool) (Info
 
 // changedLocked tells the WaitFor calls watching id to look again.
 func (e *Engine) changedLocked(id ID) {
+	if len(e.watchers) == 0 {
+		return
+	}
 	for _, ch := range e.watchers[id] {
 		select {
 		case ch <- struct{}{}:
