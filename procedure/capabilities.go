@@ -21,7 +21,9 @@ type Initialer[S State] interface {
 // NoReturner marks the states past the point of no return: once a
 // procedure of a tree is runnable at (or has executed) such a state, Abort
 // is refused and a failing step of the tree is retried instead of rolled
-// back.
+// back: nothing before that point is ever undone. A procedure that
+// spawned children and continues at a NoReturn state gets there only when
+// its children have all succeeded.
 type NoReturner[S State] interface {
 	NoReturn(state S) bool
 }

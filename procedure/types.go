@@ -57,18 +57,19 @@ type State interface {
 // runs: a long step should watch it. Rollback's ctx ends only when the
 // engine stops.
 //
-// Optional capabilities: a state machine may also implement any of
-// Initialer, NoReturner, AfterReplayer, Locker and TimeoutHandler (see
-// each). Assert them at compile time, as in
-// var _ procedure.Locker[S, D] = (*mine)(nil): Register panics if the
-// value has a method of one of their names with another signature, since
-// the engine would ignore it.
+// Optional capabilities: a state machine may also implement any of these
+// interfaces (see each), and should assert at compile time those it means
+// to, as in var _ procedure.Locker[S, D] = (*mine)(nil):
 //
-// Once a procedure of a tree is runnable at (or has executed) a NoReturn
-// state, Abort is refused and a failing step of the tree is retried
-// instead of rolled back: nothing before that point is ever undone. A
-// procedure that spawned children and continues at a NoReturn state gets
-// there only when its children have all succeeded.
+//	Initialer[S]          Initial() S                                 the first state
+//	NoReturner[S]         NoReturn(S) bool                            the point of no return
+//	AfterReplayer[S, D]   AfterReplay(ID, S, *D)                      rebuild transient state after a restart
+//	Locker[S, D]          Locks(S, *D) []Lock                         the locks a step needs
+//	TimeoutHandler[S, D]  OnTimeout(ctx, *Env, S, *D) (Next, error)   handles a timeout
+//
+// Register panics if the value has a method of one of their names with
+// another signature (or a pointer method, and a value was registered):
+// the engine would ignore it.
 type StateMachine[S State, D any] interface {
 	Execute(ctx context.Context, env *Env, state S, data *D) (Next, error)
 	Rollback(ctx context.Context, env *Env, state S, data *D) error
