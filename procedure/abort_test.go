@@ -65,7 +65,7 @@ func registerLong(w *world, x *external) *Type[int, longStep] {
 			x.undone[fmt.Sprintf("%s/%d", d.Name, s)]++
 			return nil
 		},
-	})
+	}, nil)
 }
 
 // TestAbortRunningStep: a step running when its tree is aborted sees its

@@ -218,6 +218,9 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 			q.stepCancel(ErrAborted)
 		}
 	}
+	for _, q := range c.dirty {
+		e.changedLocked(q.id)
+	}
 	e.maybeRollbackLocked(t)
 	e.mu.Unlock()
 	return nil

@@ -57,7 +57,7 @@ func BenchmarkProcedures(b *testing.B) {
 			s := durable.New(durable.Options{Dir: b.TempDir(), Logger: quiet})
 			e := New(s, Options{Logger: quiet, Workers: 8})
 			sm := &benchSM{steps: bc.steps, locks: bc.locks, meta: durable.NewCollection[uint64, []byte](s, "meta", nil)}
-			typ := Register[int, uint64](e, "bench", sm, TypeOptions[uint64]{HoldLocks: true, Codec: durable.CodecFunc(
+			typ := Register[int, uint64](e, "bench", sm, &TypeOptions[uint64]{HoldLocks: true, Codec: durable.CodecFunc(
 				func(v uint64) ([]byte, error) { return binary.AppendUvarint(nil, v), nil },
 				func(b []byte) (uint64, error) { v, _ := binary.Uvarint(b); return v, nil })})
 			if err := s.Open(ctx); err != nil {

@@ -342,7 +342,7 @@ func TestBypassWhileRollbackRetries(t *testing.T) {
 				return GoTo(s + 1), nil
 			},
 			Undo: func(ctx context.Context, env *Env, s int, d *script) error { return errors.New("cannot undo") },
-		})
+		}, nil)
 	}
 	w.open()
 	defer w.close()

@@ -795,6 +795,9 @@ func (e *Engine) postCommitLocked(c *commit) {
 	for _, q := range c.finished {
 		e.notifyLocked(q.id, 0, nil)
 	}
+	for _, q := range c.dirty {
+		e.changedLocked(q.id)
+	}
 }
 
 // applyStepLocked applies a forward step: its procedure's new state (and

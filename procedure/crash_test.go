@@ -351,8 +351,8 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 		w.extra = func(w *world) {
 			fsm.w, fsm.self = w, &flowT
 			fsm.checkSleep = true
-			flowT = Register[int, flow](w.e, "flow", fsm)
-			holdT = Register[int, flow](w.e, "flow-hold", &holdSM{fsm}, TypeOptions[flow]{HoldLocks: true})
+			flowT = Register[int, flow](w.e, "flow", fsm, nil)
+			holdT = Register[int, flow](w.e, "flow-hold", &holdSM{fsm}, &TypeOptions[flow]{HoldLocks: true})
 		}
 		w.open()
 		what := fmt.Sprintf("round %d (seed %d), restart %d", round, seed, inc)
@@ -618,8 +618,8 @@ func checkFinal(t *testing.T, w0 *world, fs *vfs.MemFS, m *crashModel, plans map
 	var flowT *Type[int, flow]
 	w.extra = func(w *world) {
 		fsm.w, fsm.self = w, &flowT
-		flowT = Register[int, flow](w.e, "flow", fsm)
-		Register[int, flow](w.e, "flow-hold", &holdSM{fsm}, TypeOptions[flow]{HoldLocks: true})
+		flowT = Register[int, flow](w.e, "flow", fsm, nil)
+		Register[int, flow](w.e, "flow-hold", &holdSM{fsm}, &TypeOptions[flow]{HoldLocks: true})
 	}
 	w.open()
 	defer w.close()

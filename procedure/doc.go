@@ -14,34 +14,53 @@
 //	s := durable.New(durable.Options{Dir: dir})
 //	tables := durable.NewCollection[string, Table](s, "tables", nil)
 //	e := procedure.New(s, procedure.Options{})        // registers its collections: before Open
-//	create := procedure.Register[State, Data](e, "create-table", &createTable{tables: tables})
+//	create := procedure.Register[State, Data](e, "create-table", &createTable{tables: tables}, nil)
 //	if err := s.Open(ctx); err != nil { ... }
 //	if err := e.Start(ctx); err != nil { ... }         // recovers, then runs
 //	defer e.Stop()
 //
 //	id, err := create.Submit(ctx, Data{Name: "users"}, procedure.SubmitOptions{Nonce: requestID})
-//	result, err := create.Wait(ctx, id)                // the final Data, or why it rolled back
+//	result, err := create.Result(e.Wait(ctx, id))     // the final Data, or why it rolled back
+//	in, err := e.WaitFor(ctx, id, func(in procedure.Info) bool { return in.Status == procedure.Suspended })
 //
 // A type is a StateMachine[S, D]: S an integer state type, D the user
-// data (persisted with a durable.Codec; JSON by default). Execute(ctx,
-// env, state, data) returns GoTo(s), Again(), Done(), Yield(),
-// Spawn(next, children...), WaitEvent(next, event), Sleep(next, d) or
-// SleepUntil(next, t), or an error, which fails the procedure and rolls
-// back its tree (Retryable(err) retries the step instead). Rollback(ctx,
-// env, state, data) undoes one executed state. Optional methods: Initial()
-// S, NoReturn(S) bool (the point of no return: abort refused, nothing
-// before it rolled back; a failure after it is retried), AfterReplay(id,
-// state, data) (rebuild transient state after a restart), Locks(state,
-// data) []Lock (the locks a step needs), OnTimeout(ctx, env, state, data)
-// (handles the procedure's timeout, or its step's: Env.SetTimeout).
-// Sequential wraps one function as a one-shot procedure.
+// data (persisted with a durable.Codec; JSON by default), registered with
+// its TypeOptions (nil: the defaults). Execute(ctx, env, state, data)
+// returns GoTo(s), Again(), Done(), Yield(), Spawn(next, children...),
+// WaitEvent(next, event), Sleep(next, d) or SleepUntil(next, t), or an
+// error, which fails the procedure and rolls back its tree (Retryable(err)
+// retries the step instead). Rollback(ctx, env, state, data) undoes one
+// executed state. A step's metadata writes go through env.Write, and the
+// reads they depend on go inside it (GetIn(tx, ...)), so that no other
+// step changes them before the commit (see Env.Write and the package
+// example).
+//
+// Optional capabilities are named interfaces; a type implements those it
+// needs, and asserts them at compile time
+// (var _ procedure.Locker[State, Data] = (*createTable)(nil)):
+//
+//	Initialer[S]          Initial() S: the first state (default: the zero S)
+//	NoReturner[S]         NoReturn(S) bool: the point of no return (abort refused,
+//	                      nothing before it rolled back; a failure after it is retried)
+//	AfterReplayer[S, D]   AfterReplay(id, state, data): rebuild transient state after a restart
+//	Locker[S, D]          Locks(state, data) []Lock: the locks a step needs
+//	TimeoutHandler[S, D]  OnTimeout(ctx, env, state, data) (Next, error): handles the
+//	                      procedure's timeout, or its step's (Env.SetTimeout)
+//
+// Register panics on a method named as one of them with another
+// signature: the engine would ignore it. Sequential wraps one function as
+// a one-shot procedure.
+//
+// Engine.Wait is the one way to wait for a result (Type.Result decodes
+// its data), and Engine.WaitFor the one way to wait for anything else
+// about a procedure (a condition on its Info), both until a context ends.
 //
 // # The one write path
 //
 // A step never runs inside a store transaction (that would hold the
-// store's write lock for as long as the step takes). It reads the latest
-// durable state through the collections (Get, Scan) and records its
-// metadata writes with Env.Write. When it returns, the worker hands the
+// store's write lock for as long as the step takes). It records its
+// metadata writes with Env.Write, whose functions read, inside the
+// transaction, what the writes depend on. When it returns, the worker hands the
 // step's commit to the committer and takes other work. The committer
 // gathers the commits waiting (steps, rollback steps, submissions; up to
 // Options.MaxBatch) into one durable.Store.WriteAsync whose function

@@ -200,12 +200,15 @@ type Engine struct {
 	procs   map[ID]*proc // live procedures (of unfinished trees)
 	trees   map[ID]*tree // live trees by root id
 	waiters map[ID][]*waiter
-	nonceIn map[string]*nonceWait // submissions with a nonce in flight
-	results resultHeap            // finished roots, by expiry
-	nextID  uint64                // next id to allocate
-	hwm     uint64                // ids below it may be in use; persisted in meta
-	timers  map[*engineTimer]struct{}
-	stats   engineStats
+	// watchers are WaitFor calls, by procedure: each is told (without
+	// blocking) when the procedure's record commits or it finishes.
+	watchers map[ID][]chan struct{}
+	nonceIn  map[string]*nonceWait // submissions with a nonce in flight
+	results  resultHeap            // finished roots, by expiry
+	nextID   uint64                // next id to allocate
+	hwm      uint64                // ids below it may be in use; persisted in meta
+	timers   map[*engineTimer]struct{}
+	stats    engineStats
 
 	locks     *lockTable
 	lockWaits map[*lockReq]lockWait         // requests waiting in locks: who to wake
@@ -406,6 +409,7 @@ func New(store *durable.Store, opts Options) *Engine {
 		procs:      map[ID]*proc{},
 		trees:      map[ID]*tree{},
 		waiters:    map[ID][]*waiter{},
+		watchers:   map[ID][]chan struct{}{},
 		nonceIn:    map[string]*nonceWait{},
 		timers:     map[*engineTimer]struct{}{},
 	}
@@ -567,8 +571,9 @@ func (e *Engine) stopTimerLocked(et *engineTimer) {
 	}
 }
 
-// Env is what a step gets besides its state and data: who it is, the
-// store to read, and Write to record the step's metadata writes.
+// Env is what a step gets besides its state and data: who it is, and
+// Write to record the step's metadata writes together with the reads they
+// depend on.
 type Env struct {
 	e        *Engine
 	id       ID
@@ -594,23 +599,35 @@ func (env *Env) Root() ID { return env.root }
 // RollingBack reports whether this is a Rollback step.
 func (env *Env) RollingBack() bool { return env.rollback }
 
-// Store returns the store: read the latest durable state with the
-// collections' Get and Scan. Do not call its Write from a step: record
-// writes with Env.Write, so that they commit with the step.
-func (env *Env) Store() *durable.Store { return env.e.store }
-
 // Logger returns the engine's logger.
 func (env *Env) Logger() *slog.Logger { return env.e.log }
 
 // Write records fn, one of the step's metadata writes. When the step
 // returns, the engine commits one transaction that runs every recorded fn
 // in order and then stores the procedure's new state: all of it is
-// durable, or none. If fn returns an error, nothing of the step is
-// committed and the step fails with that error. fn runs later, on another
-// goroutine, after Execute or Rollback returned: it must not use anything
-// the step changes afterwards. Read inside fn with GetIn(tx, ...) to see
-// the transaction's state. If the step fails or yields, its writes are
-// dropped.
+// durable, or none. Read what a write depends on inside fn, with the
+// collections' GetIn(tx, ...): fn sees the transaction's state, which no
+// other step can change before it commits, while a read made in the step
+// itself may be stale by then (two steps that both read a balance outside
+// and write it back inside lose one update):
+//
+//	env.Write(func(tx *durable.Tx) error {
+//		bal, _, err := accounts.GetIn(tx, from)
+//		if err != nil {
+//			return err
+//		}
+//		if bal < amount {
+//			return fmt.Errorf("%s has %d, needs %d", from, bal, amount)
+//		}
+//		return accounts.Put(tx, from, bal-amount)
+//	})
+//
+// If fn returns an error, nothing of the step is committed and the step
+// fails with that error (its Rollback runs, as for any failed step: it
+// must tolerate a state whose writes never committed). fn runs later, on
+// another goroutine, after Execute or Rollback returned: it must not use
+// anything the step changes afterwards. If the step fails or yields, its
+// writes are dropped.
 func (env *Env) Write(fn func(tx *durable.Tx) error) {
 	if env.closed.Load() {
 		panic("procedure: Env.Write after the step returned")

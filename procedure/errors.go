@@ -12,7 +12,8 @@ var (
 	// expired and was deleted).
 	ErrNotFound = errors.New("procedure: not found")
 	// ErrFinished: the procedure already finished (succeeded or rolled
-	// back); it can no longer be aborted or bypassed.
+	// back); it can no longer be aborted or bypassed, and a condition
+	// WaitFor waits for that its Info does not meet never will be.
 	ErrFinished = errors.New("procedure: already finished")
 	// ErrNotFinished: the procedure is still running (Ack needs a result).
 	ErrNotFinished = errors.New("procedure: not finished")
@@ -47,7 +48,7 @@ var (
 	ErrBypassed = errors.New("procedure: bypassed")
 	// ErrUnknownType: Submit of a type name that was not registered.
 	ErrUnknownType = errors.New("procedure: unknown type")
-	// ErrTypeMismatch: Wait[D] on a procedure whose data is not a D.
+	// ErrTypeMismatch: Type.Result of a procedure whose data is not the type's D.
 	ErrTypeMismatch = errors.New("procedure: data type mismatch")
 	// ErrNotStarted: the engine was not started, or was stopped.
 	ErrNotStarted = errors.New("procedure: engine not running")

@@ -29,52 +29,82 @@ type Transfer struct {
 
 type transfer struct {
 	accounts *durable.Collection[string, int]
+	// debits holds, by transfer, the amount debited and not yet
+	// credited: what a rollback has to give back.
+	debits *durable.Collection[procedure.ID, int]
 }
 
-// Each step reads the latest durable state and records its writes; the
-// engine commits them with the step.
+// Each step records its writes with env.Write, and reads what they depend
+// on inside, in the transaction (GetIn): the engine commits them with the
+// step, and no concurrent transfer can change a balance in between.
 func (p *transfer) Execute(ctx context.Context, env *procedure.Env, s TransferState, d *Transfer) (procedure.Next, error) {
+	id, from, to, amount := env.ID(), d.From, d.To, d.Amount
 	switch s {
 	case Debit:
-		bal, _, _ := p.accounts.Get(d.From)
-		if bal < d.Amount {
-			return procedure.Next{}, fmt.Errorf("%s has %d, needs %d", d.From, bal, d.Amount)
-		}
-		from, amount := d.From, d.Amount
-		env.Write(func(tx *durable.Tx) error { return p.accounts.Put(tx, from, bal-amount) })
-		return procedure.GoTo(Credit), nil
-	default: // Credit
-		bal, _, _ := p.accounts.Get(d.To)
-		to, amount := d.To, d.Amount
-		env.Write(func(tx *durable.Tx) error { return p.accounts.Put(tx, to, bal+amount) })
-		d.Receipt = fmt.Sprintf("%d from %s to %s", d.Amount, d.From, d.To)
-		return procedure.Done(), nil
-	}
-}
-
-// Rollback undoes one executed state.
-func (p *transfer) Rollback(ctx context.Context, env *procedure.Env, s TransferState, d *Transfer) error {
-	if s == Debit {
-		from, amount := d.From, d.Amount
 		env.Write(func(tx *durable.Tx) error {
 			bal, _, err := p.accounts.GetIn(tx, from)
 			if err != nil {
 				return err
 			}
-			return p.accounts.Put(tx, from, bal+amount)
+			if bal < amount {
+				return fmt.Errorf("%s has %d, needs %d", from, bal, amount)
+			}
+			if err := p.debits.Put(tx, id, amount); err != nil {
+				return err
+			}
+			return p.accounts.Put(tx, from, bal-amount)
 		})
+		return procedure.GoTo(Credit), nil
+	default: // Credit
+		env.Write(func(tx *durable.Tx) error {
+			bal, _, err := p.accounts.GetIn(tx, to)
+			if err != nil {
+				return err
+			}
+			if err := p.debits.Delete(tx, id); err != nil {
+				return err
+			}
+			return p.accounts.Put(tx, to, bal+amount)
+		})
+		d.Receipt = fmt.Sprintf("%d from %s to %s", amount, from, to)
+		return procedure.Done(), nil
 	}
+}
+
+// Rollback undoes one executed state. It runs for a state whose writes
+// failed too (not enough money): the debit is given back only if its
+// record says it committed.
+func (p *transfer) Rollback(ctx context.Context, env *procedure.Env, s TransferState, d *Transfer) error {
+	if s != Debit {
+		return nil // a Credit that rolls back never committed: the tree completes with it
+	}
+	id, from := env.ID(), d.From
+	env.Write(func(tx *durable.Tx) error {
+		amount, ok, err := p.debits.GetIn(tx, id)
+		if err != nil || !ok {
+			return err
+		}
+		bal, _, err := p.accounts.GetIn(tx, from)
+		if err != nil {
+			return err
+		}
+		if err := p.debits.Delete(tx, id); err != nil {
+			return err
+		}
+		return p.accounts.Put(tx, from, bal+amount)
+	})
 	return nil
 }
 
-// A state machine procedure whose steps write metadata, and Wait for its
-// typed result.
+// A state machine procedure whose steps read and write metadata in their
+// commit, and Wait for its typed result.
 func Example() {
 	ctx := context.Background()
 	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
 	accounts := durable.NewCollection[string, int](s, "accounts", nil)
+	debits := durable.NewCollection[procedure.ID, int](s, "debits", nil)
 	e := procedure.New(s, procedure.Options{Logger: slog.New(slog.DiscardHandler)})
-	transfers := procedure.Register[TransferState, Transfer](e, "transfer", &transfer{accounts})
+	transfers := procedure.Register[TransferState, Transfer](e, "transfer", &transfer{accounts, debits}, nil)
 	if err := s.Open(ctx); err != nil {
 		log.Fatal(err)
 	}
@@ -89,13 +119,18 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	result, err := transfers.Wait(ctx, id)
+	result, err := transfers.Result(e.Wait(ctx, id))
 	fmt.Println(result.Receipt, err)
+
+	id, _ = transfers.Submit(ctx, Transfer{From: "ann", To: "bob", Amount: 500}, procedure.SubmitOptions{})
+	_, err = transfers.Result(e.Wait(ctx, id))
+	fmt.Println(errors.Is(err, procedure.ErrRolledBack), err)
 	ann, _, _ := accounts.Get("ann")
 	bob, _, _ := accounts.Get("bob")
 	fmt.Println("ann", ann, "bob", bob)
 	// Output:
 	// 30 from ann to bob <nil>
+	// true transfer#2: procedure: recorded write: ann has 70, needs 500
 	// ann 70 bob 30
 }
 
@@ -117,7 +152,7 @@ func Example_children() {
 			key, r2 := fmt.Sprintf("%s/%d", r.Table, r.Index), *r
 			env.Write(func(tx *durable.Tx) error { return regions.Put(tx, key, r2) })
 			return nil, nil
-		}, nil))
+		}, nil), nil)
 	type Table struct {
 		Name    string
 		Regions int
@@ -136,7 +171,7 @@ func Example_children() {
 			t.Opened = regions.Len()
 			return procedure.Done(), nil
 		},
-	})
+	}, nil)
 	if err := s.Open(ctx); err != nil {
 		log.Fatal(err)
 	}
@@ -145,7 +180,7 @@ func Example_children() {
 	defer e.Stop()
 
 	id, _ := createTable.Submit(ctx, Table{Name: "users", Regions: 4}, procedure.SubmitOptions{})
-	t, err := createTable.Wait(ctx, id)
+	t, err := createTable.Result(e.Wait(ctx, id))
 	fmt.Println(t.Name, "opened", t.Opened, "regions;", err)
 	// Output: users opened 4 regions; <nil>
 }
@@ -159,7 +194,7 @@ func ExampleEngine_Wait() {
 	flaky := procedure.Register(e, "flaky", procedure.Sequential(
 		func(ctx context.Context, env *procedure.Env, server *string) ([]procedure.Child, error) {
 			return nil, &procedure.Error{Source: *server, Message: "disk full"}
-		}, nil))
+		}, nil), nil)
 	s.Open(ctx)
 	defer s.Close()
 	e.Start(ctx)
@@ -180,6 +215,8 @@ func ExampleEngine_Wait() {
 // and waits, holding it, until an operator approves.
 type alterTable struct{}
 
+var _ procedure.Locker[int, string] = alterTable{}
+
 func (alterTable) Locks(s int, table *string) []procedure.Lock {
 	return []procedure.Lock{procedure.ExclusiveLock("table/" + *table)}
 }
@@ -198,6 +235,8 @@ func (alterTable) Rollback(ctx context.Context, env *procedure.Env, s int, table
 // readRegion needs a region of the table: a lock on the region implies a
 // shared lock on the table, so it waits while the table is altered.
 type readRegion struct{}
+
+var _ procedure.Locker[int, string] = readRegion{}
 
 func (readRegion) Locks(s int, region *string) []procedure.Lock {
 	return []procedure.Lock{procedure.SharedLock(*region)}
@@ -218,27 +257,23 @@ func Example_locksAndEvents() {
 	ctx := context.Background()
 	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
 	e := procedure.New(s, procedure.Options{Workers: 1, Logger: slog.New(slog.DiscardHandler)})
-	alter := procedure.Register[int, string](e, "alter-table", alterTable{}, procedure.TypeOptions[string]{HoldLocks: true})
-	read := procedure.Register[int, string](e, "read-region", readRegion{})
+	alter := procedure.Register[int, string](e, "alter-table", alterTable{}, &procedure.TypeOptions[string]{HoldLocks: true})
+	read := procedure.Register[int, string](e, "read-region", readRegion{}, nil)
 	s.Open(ctx)
 	defer s.Close()
 	e.Start(ctx)
 	defer e.Stop()
 
 	a, _ := alter.Submit(ctx, "users", procedure.SubmitOptions{})
-	for in, _ := e.Get(a); in.Status != procedure.Suspended; in, _ = e.Get(a) {
-		time.Sleep(time.Millisecond)
-	}
+	e.WaitFor(ctx, a, func(in procedure.Info) bool { return in.Status == procedure.Suspended })
 	r, _ := read.Submit(ctx, "table/users/region/7", procedure.SubmitOptions{})
-	for in, _ := e.Get(r); !in.WaitingForLocks; in, _ = e.Get(r) {
-		time.Sleep(time.Millisecond)
-	}
+	e.WaitFor(ctx, r, func(in procedure.Info) bool { return in.WaitingForLocks })
 	for _, l := range e.Locks() {
 		fmt.Printf("%s: held by %v, waiting %v\n", l.Resource, ids(l.Holders), ids(l.Waiters))
 	}
 	e.Signal(ctx, "approved/users")
-	_, err1 := alter.Wait(ctx, a)
-	_, err2 := read.Wait(ctx, r)
+	_, err1 := alter.Result(e.Wait(ctx, a))
+	_, err2 := read.Result(e.Wait(ctx, r))
 	fmt.Println(err1, err2)
 	// Output:
 	// table/users: held by [1], waiting []
@@ -269,20 +304,17 @@ func ExampleSleep() {
 			*note += " (reminded)"
 			return procedure.Done(), nil
 		},
-	})
+	}, nil)
 	s.Open(ctx)
 	defer s.Close()
 	e.Start(ctx)
 	defer e.Stop()
 
 	id, _ := remind.Submit(ctx, "renew the certificate", procedure.SubmitOptions{})
-	for in, _ := e.Get(id); in.Status != procedure.Suspended; in, _ = e.Get(id) {
-		time.Sleep(time.Millisecond)
-	}
-	in, _ := e.Get(id)
+	in, _ := e.WaitFor(ctx, id, func(in procedure.Info) bool { return in.Status == procedure.Suspended })
 	fmt.Println(in.Status, "until", in.WakeAt.UTC().Format(time.Kitchen))
 	clock.Advance(time.Hour)
-	note, err := remind.Wait(ctx, id)
+	note, err := remind.Result(e.Wait(ctx, id))
 	fmt.Println(note, err)
 	// Output:
 	// suspended until 1:00PM
@@ -302,14 +334,14 @@ func ExampleRetryable() {
 				return nil, procedure.Retryable(fmt.Errorf("%s: connection refused", *server))
 			}
 			return nil, nil
-		}, nil), procedure.TypeOptions[string]{Retry: procedure.RetryPolicy{Initial: time.Millisecond, Attempts: 5}})
+		}, nil), &procedure.TypeOptions[string]{Retry: procedure.RetryPolicy{Initial: time.Millisecond, Attempts: 5}})
 	s.Open(ctx)
 	defer s.Close()
 	e.Start(ctx)
 	defer e.Stop()
 
 	id, _ := call.Submit(ctx, "rs-3", procedure.SubmitOptions{})
-	_, err := call.Wait(ctx, id)
+	_, err := call.Result(e.Wait(ctx, id))
 	fmt.Println(attempts, "attempts;", err, e.Stats().Types["call-server"].Retries, "retries")
 	// Output: 3 attempts; <nil> 2 retries
 }

@@ -211,6 +211,7 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 			switch {
 			case !ok:
 				p.sched().stepLocks, p.lockWaiting = req, true
+				e.changedLocked(p.id)
 			case p.typ.holdLocks:
 				p.sched().holdLocks = req
 			default:

@@ -46,7 +46,7 @@ func newFailureWorld(t *testing.T) *failureWorld {
 			env.Write(func(tx *durable.Tx) error { return w.kv.Delete(tx, key) })
 			return nil
 		},
-	})
+	}, nil)
 	if err := w.s.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}

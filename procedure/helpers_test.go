@@ -291,10 +291,10 @@ func (w *world) open() {
 	w.kv = durable.NewCollection[string, string](w.store, "kv", nil)
 	sm := &scriptSM{w: w}
 	sm.self = &w.script
-	w.script = Register[int, script](w.e, "script", sm)
+	w.script = Register[int, script](w.e, "script", sm, nil)
 	psm := &scriptSM{w: w, ponr: 3}
 	psm.self = &w.ponr
-	w.ponr = Register[int, script](w.e, "ponr", ponrSM{psm})
+	w.ponr = Register[int, script](w.e, "ponr", ponrSM{psm}, nil)
 	seqT := &w.seq
 	w.seq = Register(w.e, "seq", Sequential(func(ctx context.Context, env *Env, d *seqData) ([]Child, error) {
 		if d.Fail {
@@ -311,7 +311,7 @@ func (w *world) open() {
 		k := d.Key
 		env.Write(func(tx *durable.Tx) error { return w.kv.Delete(tx, k) })
 		return nil
-	}))
+	}), nil)
 	if w.extra != nil {
 		w.extra(w)
 	}

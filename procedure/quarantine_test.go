@@ -52,6 +52,7 @@ func TestQuarantineAndUpgrade(t *testing.T) {
 		})
 	stage := 0
 	var rsm *replaySM
+	var ver *Type[int, verV2]
 	ids := map[string]ID{}
 	w := &world{t: t, gates: &gates{}, running: map[ID]bool{}, fs: newMemFS()}
 	w.extra = func(w *world) {
@@ -60,10 +61,10 @@ func TestQuarantineAndUpgrade(t *testing.T) {
 		// from version 1 to 2 with an upgrade; "broken" has an upgrade that
 		// fails until stage 2.
 		if stage != 1 {
-			Register[int, verV1](w.e, "gone", StateMachineFuncs[int, verV1]{Exec: gated(w, "gone")})
+			Register[int, verV1](w.e, "gone", StateMachineFuncs[int, verV1]{Exec: gated(w, "gone")}, nil)
 		}
-		Register[int, verV1](w.e, "picky", StateMachineFuncs[int, verV1]{Exec: gated(w, "picky")}, TypeOptions[verV1]{Codec: picky})
-		Register[int, verV1](w.e, "future", StateMachineFuncs[int, verV1]{Exec: gated(w, "future")}, TypeOptions[verV1]{Version: uint32(3 - stage%2)})
+		Register[int, verV1](w.e, "picky", StateMachineFuncs[int, verV1]{Exec: gated(w, "picky")}, &TypeOptions[verV1]{Codec: picky})
+		Register[int, verV1](w.e, "future", StateMachineFuncs[int, verV1]{Exec: gated(w, "future")}, &TypeOptions[verV1]{Version: uint32(3 - stage%2)})
 		upgrade := func(from uint32, b []byte) ([]byte, error) {
 			var v1 verV1
 			if err := json.Unmarshal(b, &v1); err != nil {
@@ -72,8 +73,8 @@ func TestQuarantineAndUpgrade(t *testing.T) {
 			return json.Marshal(verV2{M: v1.N * 2})
 		}
 		if stage == 0 {
-			Register[int, verV1](w.e, "ver", StateMachineFuncs[int, verV1]{Exec: gated(w, "ver")})
-			Register[int, verV1](w.e, "broken", StateMachineFuncs[int, verV1]{Exec: gated(w, "broken")})
+			Register[int, verV1](w.e, "ver", StateMachineFuncs[int, verV1]{Exec: gated(w, "ver")}, nil)
+			Register[int, verV1](w.e, "broken", StateMachineFuncs[int, verV1]{Exec: gated(w, "broken")}, nil)
 			return
 		}
 		rsm = &replaySM{seen: map[ID]int{}, StateMachineFuncs: StateMachineFuncs[int, verV2]{
@@ -83,10 +84,10 @@ func TestQuarantineAndUpgrade(t *testing.T) {
 				}
 				return Done(), nil
 			}}}
-		Register[int, verV2](w.e, "ver", rsm, TypeOptions[verV2]{Version: 2, Upgrade: upgrade})
+		ver = Register[int, verV2](w.e, "ver", rsm, &TypeOptions[verV2]{Version: 2, Upgrade: upgrade})
 		Register[int, verV2](w.e, "broken", StateMachineFuncs[int, verV2]{Exec: func(ctx context.Context, env *Env, s int, d *verV2) (Next, error) {
 			return Done(), nil
-		}}, TypeOptions[verV2]{Version: 2, Upgrade: func(from uint32, b []byte) ([]byte, error) {
+		}}, &TypeOptions[verV2]{Version: 2, Upgrade: func(from uint32, b []byte) ([]byte, error) {
 			if stage < 2 {
 				return nil, errors.New("cannot upgrade yet")
 			}
@@ -126,7 +127,7 @@ func TestQuarantineAndUpgrade(t *testing.T) {
 		t.Fatalf("AfterReplay saw %d, want the upgraded data (42) at state 0", got)
 	}
 	w.gates.open("exec:ver:0")
-	d, err := Wait[verV2](context.Background(), w.e, ids["ver"])
+	d, err := ver.Result(w.e.Wait(context.Background(), ids["ver"]))
 	if err != nil || d.M != 42 {
 		t.Fatalf("upgraded: %+v %v", d, err)
 	}

@@ -18,8 +18,7 @@ type Result struct {
 	// Status is Succeeded, or RolledBack for a root whose tree failed.
 	Status Status
 	// Data is the procedure's final data, encoded by its type's codec:
-	// the result of a successful procedure. Decode it with Wait[D] or
-	// Type.Wait.
+	// the result of a successful procedure. Decode it with Type.Result.
 	Data      []byte
 	Error     *Error  // why the tree rolled back
 	Bypass    *Bypass // set if it was bypassed
@@ -73,6 +72,7 @@ func (e *Engine) notifyLocked(id, root ID, res *Result) {
 		close(w.done)
 	}
 	delete(e.waiters, id)
+	e.changedLocked(id)
 }
 
 // resultOf reads id's durable record: its result if it finished (a
@@ -101,10 +101,16 @@ func resultOfRecord(id ID, r *record) Result {
 
 // Wait waits until procedure id has finished, and returns how. For a
 // root, that is when its tree completed; its Result says whether it
-// succeeded (and holds its data) or rolled back (and why). For a child,
-// it is when the child succeeded, or when its tree completed without
-// that (the result is then the root's rollback). Wait returns the
-// context's error if ctx ends first, and the engine's if it fails.
+// succeeded (and holds its data) or rolled back (and why: Result.Err).
+// For a child, it is when the child succeeded, or when its tree
+// completed without that (the result is then the root's rollback). Wait
+// returns the context's error if ctx ends first, and the engine's if it
+// fails. Type.Result decodes the result's data:
+//
+//	table, err := createTable.Result(e.Wait(ctx, id))
+//
+// To wait for something else than the end (a status, a lock wait), use
+// WaitFor.
 func (e *Engine) Wait(ctx context.Context, id ID) (Result, error) {
 	for {
 		// Register first, then read the durable state: a completion

@@ -39,7 +39,7 @@ func TestStateListPersisted(t *testing.T) {
 	if r.Status != Succeeded || r.Err() != nil {
 		t.Fatalf("result %+v", r)
 	}
-	d, err := w.script.Wait(context.Background(), id)
+	d, err := w.script.Result(w.e.Wait(context.Background(), id))
 	if err != nil || d.Note != "a after 3" {
 		t.Fatalf("result data %+v, %v", d, err)
 	}
@@ -136,7 +136,7 @@ func TestRollbackOrder(t *testing.T) {
 	if fx := w.fx(id); len(fx) != 0 {
 		t.Fatalf("environment not restored: %v", fx)
 	}
-	if _, err := w.script.Wait(context.Background(), id); !errors.Is(err, ErrRolledBack) {
+	if _, err := w.script.Result(w.e.Wait(context.Background(), id)); !errors.Is(err, ErrRolledBack) {
 		t.Fatalf("typed wait: %v", err)
 	}
 	st := w.e.Stats().Types["script"]
@@ -171,7 +171,7 @@ func TestYield(t *testing.T) {
 				}
 				return GoTo(s + 1), nil
 			},
-		})
+		}, nil)
 	}
 	w.open()
 	defer w.close()
@@ -232,7 +232,16 @@ func TestChildrenCounting(t *testing.T) {
 	}
 	reach(t, w.gates, "exec:c3:1")
 	w.gates.open("exec:c3:1")
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, "four children done", func() bool {
+		in, _ := w.e.Get(id)
+		done := 0
+		for _, c := range in.Children {
+			if ci, _ := w.e.Get(c); ci.Status == Succeeded {
+				done++
+			}
+		}
+		return done == 4
+	})
 	if in, _ := w.e.Get(id); in.Status != Waiting {
 		t.Fatalf("root resumed with a child running: %+v", in)
 	}
@@ -499,7 +508,7 @@ func TestBypass(t *testing.T) {
 	if err != nil || in.Bypass == nil || in.Bypass.Who != "bob" || in.Bypass.Why != "unblock" || in.Status != Succeeded {
 		t.Fatalf("bypassed root after restart: %+v %v", in, err)
 	}
-	if _, err := w.script.Wait(context.Background(), solo); !errors.Is(err, ErrBypassed) {
+	if _, err := w.script.Result(w.e.Wait(context.Background(), solo)); !errors.Is(err, ErrBypassed) {
 		t.Fatalf("wait on bypassed: %v", err)
 	}
 }
@@ -526,7 +535,7 @@ func TestRollbackRetryAndBypass(t *testing.T) {
 				}
 				return nil
 			},
-		})
+		}, nil)
 	}
 	w.open()
 	defer w.close()
@@ -698,7 +707,7 @@ func TestStepFailures(t *testing.T) {
 				env.Write(func(tx *durable.Tx) error { return w.kv.Delete(tx, key) })
 				return nil
 			},
-		})
+		}, nil)
 	}
 	w.open()
 	defer w.close()
@@ -722,7 +731,7 @@ func TestSequential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := w.seq.Wait(context.Background(), id)
+	d, err := w.seq.Result(w.e.Wait(context.Background(), id))
 	if err != nil || d.Key != "k" {
 		t.Fatal(d, err)
 	}
@@ -736,7 +745,7 @@ func TestSequential(t *testing.T) {
 	if n != 4 {
 		t.Fatalf("%d keys", n)
 	}
-	if _, err := Wait[script](context.Background(), w.e, id); !errors.Is(err, ErrTypeMismatch) {
+	if _, err := w.script.Result(w.e.Wait(context.Background(), id)); !errors.Is(err, ErrTypeMismatch) {
 		t.Fatalf("Wait with the wrong type: %v", err)
 	}
 }

@@ -164,11 +164,11 @@ func newFlowWorld(t *testing.T, opts Options, typeOpts ...TypeOptions[flow]) *fl
 	w.extra = func(w *world) {
 		fw.sm.w = w
 		fw.sm.self = &fw.flow
-		fw.flow = Register[int, flow](w.e, "flow", fw.sm, to)
+		fw.flow = Register[int, flow](w.e, "flow", fw.sm, &to)
 		ho := to
 		ho.HoldLocks = true
-		fw.hold = Register[int, flow](w.e, "flow-hold", &holdSM{fw.sm}, ho)
-		fw.handler = Register[int, flow](w.e, "flow-handler", flowHandler{fw.sm}, to)
+		fw.hold = Register[int, flow](w.e, "flow-hold", &holdSM{fw.sm}, &ho)
+		fw.handler = Register[int, flow](w.e, "flow-handler", flowHandler{fw.sm}, &to)
 	}
 	fw.world = w
 	w.open()
@@ -383,7 +383,7 @@ func TestTimeout(t *testing.T) {
 	if r.Err() != nil {
 		t.Fatal(r.Err())
 	}
-	d, err := Wait[flow](context.Background(), fw.e, c)
+	d, err := fw.flow.Result(fw.e.Wait(context.Background(), c))
 	if err != nil || !d.Handled {
 		t.Fatalf("handled %v %v", d.Handled, err)
 	}
@@ -396,7 +396,7 @@ func TestTimeout(t *testing.T) {
 	reach(t, fw.gates, "flow:e:0")
 	clock.Advance(time.Minute)
 	fw.gates.open("flow:e:0")
-	if d, err := Wait[flow](context.Background(), fw.e, e); err != nil || !d.Handled {
+	if d, err := fw.flow.Result(fw.e.Wait(context.Background(), e)); err != nil || !d.Handled {
 		t.Fatalf("timeout during a step: handled %v, %v", d.Handled, err)
 	}
 

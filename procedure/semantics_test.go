@@ -199,9 +199,9 @@ func (sm semHandler) OnTimeout(ctx context.Context, env *procedure.Env, s int, d
 
 func registerSem(s *durable.Store, e *procedure.Engine, calls *semCalls) *semWorld {
 	w := &semWorld{kv: durable.NewCollection[string, string](s, "kv", nil), types: map[string]*procedure.Type[int, sem]{}, calls: calls}
-	w.types[""] = procedure.Register[int, sem](e, "sem", semHandler{semSM{w}})
-	w.types["plain"] = procedure.Register[int, sem](e, "sem-plain", semSM{w})
-	w.types["keep"] = procedure.Register[int, sem](e, "sem-keep", semHandler{semSM{w}}, procedure.TypeOptions[sem]{KeepSucceeded: true})
+	w.types[""] = procedure.Register[int, sem](e, "sem", semHandler{semSM{w}}, nil)
+	w.types["plain"] = procedure.Register[int, sem](e, "sem-plain", semSM{w}, nil)
+	w.types["keep"] = procedure.Register[int, sem](e, "sem-keep", semHandler{semSM{w}}, &procedure.TypeOptions[sem]{KeepSucceeded: true})
 	return w
 }
 
@@ -364,20 +364,16 @@ func (p *semProc) info(id procedure.ID) procedure.Info {
 	return in
 }
 
-// waitInfo polls id's Info until cond holds.
+// waitInfo waits until cond holds for id's Info.
 func (p *semProc) waitInfo(id procedure.ID, what string, cond func(procedure.Info) bool) procedure.Info {
 	p.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		in := p.info(id)
-		if cond(in) {
-			return in
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("procedure %d: timed out waiting for %s: %+v", id, what, in)
-		}
-		time.Sleep(time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	in, err := p.e.WaitFor(ctx, id, cond)
+	if err != nil {
+		p.t.Fatalf("procedure %d: waiting for %s: %v (%+v)", id, what, err, p.info(id))
 	}
+	return in
 }
 
 func (p *semProc) suspended(id procedure.ID) procedure.Info {
@@ -389,7 +385,7 @@ func (p *semProc) wait(id procedure.ID) (sem, error) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	d, err := procedure.Wait[sem](ctx, p.e, id)
+	d, err := p.w.types[""].Result(p.e.Wait(ctx, id))
 	if ctx.Err() != nil {
 		p.t.Fatalf("wait %d: %v", id, err)
 	}

@@ -29,8 +29,13 @@ type State interface {
 // which fails the procedure and rolls back its whole tree. The step's
 // metadata writes go through env.Write: they are committed together with
 // the procedure's new state and data, in one transaction, after Execute
-// returns. Reads go to the store directly and see the latest durable
-// state, which includes every earlier step of this procedure.
+// returns. A write that depends on what it reads (a balance to debit)
+// reads inside its env.Write function, with the collection's GetIn(tx,
+// ...): that read is the transaction's and cannot go stale, and an error
+// it returns fails the step. A read outside (Collection.Get) sees the
+// latest durable state, every earlier step of this procedure included,
+// but other procedures may change it before this step commits: use it
+// only for what no write depends on.
 //
 // Rollback undoes one executed state. When a tree rolls back, Rollback is
 // called for every state of every procedure of the tree that executed,
@@ -52,27 +57,19 @@ type State interface {
 // runs: a long step should watch it. Rollback's ctx ends only when the
 // engine stops.
 //
-// Optional methods, found by type assertion on the value registered:
+// Optional capabilities: a state machine may also implement any of these
+// interfaces (see each), and should assert at compile time those it means
+// to, as in var _ procedure.Locker[S, D] = (*mine)(nil):
 //
-//	Initial() S                  the first state (default: the zero S)
-//	NoReturn(state S) bool       true for states past the point of no return
-//	AfterReplay(id ID, state S, data *D)   rebuild transient state after a restart
-//	Locks(state S, data *D) []Lock          the locks the procedure needs to run state
-//	OnTimeout(ctx, env, state S, data *D) (Next, error)   handles the procedure's timeout
+//	Initialer[S]          Initial() S                                 the first state
+//	NoReturner[S]         NoReturn(S) bool                            the point of no return
+//	AfterReplayer[S, D]   AfterReplay(ID, S, *D)                      rebuild transient state after a restart
+//	Locker[S, D]          Locks(S, *D) []Lock                         the locks a step needs
+//	TimeoutHandler[S, D]  OnTimeout(ctx, *Env, S, *D) (Next, error)   handles a timeout
 //
-// Locks returns the resources a step needs (ExclusiveLock, SharedLock);
-// the engine takes them all before the step runs, or none and parks the
-// procedure without a worker until it can (see Lock). A Rollback step of
-// the state takes them too. OnTimeout runs, as a step in place of
-// Execute, when the procedure's timeout (TypeOptions.Timeout,
-// SubmitOptions.Timeout) or the one its last step set (Env.SetTimeout)
-// passes; without it a timeout fails the procedure.
-//
-// Once a procedure of a tree is runnable at (or has executed) a NoReturn
-// state, Abort is refused and a failing step of the tree is retried
-// instead of rolled back: nothing before that point is ever undone. A
-// procedure that spawned children and continues at a NoReturn state gets
-// there only when its children have all succeeded.
+// Register panics if the value has a method of one of their names with
+// another signature (or a pointer method, and a value was registered):
+// the engine would ignore it.
 type StateMachine[S State, D any] interface {
 	Execute(ctx context.Context, env *Env, state S, data *D) (Next, error)
 	Rollback(ctx context.Context, env *Env, state S, data *D) error
@@ -244,17 +241,17 @@ type typeInfo struct {
 }
 
 // Register registers a procedure type named name on e: the state machine
-// sm and how its data is stored. Register every type before Start:
-// recovery must know every type, and quarantines procedures of unknown
-// ones. It panics if e was started or name is taken or empty: types are
-// part of the program, like flags.
-func Register[S State, D any](e *Engine, name string, sm StateMachine[S, D], opts ...TypeOptions[D]) *Type[S, D] {
+// sm and how its data is stored (opts; nil takes every default). Register
+// every type before Start: recovery must know every type, and quarantines
+// procedures of unknown ones. It panics if e was started, if name is taken
+// or empty, or if sm has a method named as an optional capability
+// (Initialer, NoReturner, AfterReplayer, Locker, TimeoutHandler) whose
+// signature is not the capability's: types are part of the program, like
+// flags.
+func Register[S State, D any](e *Engine, name string, sm StateMachine[S, D], opts *TypeOptions[D]) *Type[S, D] {
 	var o TypeOptions[D]
-	if len(opts) > 1 {
-		panic("procedure: Register takes at most one TypeOptions")
-	}
-	if len(opts) == 1 {
-		o = opts[0]
+	if opts != nil {
+		o = *opts
 	}
 	if o.Version == 0 {
 		o.Version = 1
@@ -265,6 +262,7 @@ func Register[S State, D any](e *Engine, name string, sm StateMachine[S, D], opt
 	if name == "" || len(name) > 255 {
 		panic(fmt.Sprintf("procedure: bad type name %q", name))
 	}
+	checkCapabilities(name, sm)
 	codec := o.Codec
 	ti := &typeInfo{
 		name:     name,
@@ -292,21 +290,19 @@ func Register[S State, D any](e *Engine, name string, sm StateMachine[S, D], opt
 			return strconv.FormatInt(s, 10)
 		},
 	}
-	if i, ok := sm.(interface{ Initial() S }); ok {
+	if i, ok := sm.(Initialer[S]); ok {
 		ti.initial = int64(i.Initial())
 	}
-	if nr, ok := sm.(interface{ NoReturn(S) bool }); ok {
+	if nr, ok := sm.(NoReturner[S]); ok {
 		ti.noReturn = func(s int64) bool { return nr.NoReturn(S(s)) }
 	}
-	if ar, ok := sm.(interface{ AfterReplay(ID, S, *D) }); ok {
+	if ar, ok := sm.(AfterReplayer[S, D]); ok {
 		ti.afterReplay = func(id ID, s int64, d any) { ar.AfterReplay(id, S(s), d.(*D)) }
 	}
-	if l, ok := sm.(interface{ Locks(S, *D) []Lock }); ok {
+	if l, ok := sm.(Locker[S, D]); ok {
 		ti.locks = func(s int64, d any) []Lock { return l.Locks(S(s), d.(*D)) }
 	}
-	if ot, ok := sm.(interface {
-		OnTimeout(context.Context, *Env, S, *D) (Next, error)
-	}); ok {
+	if ot, ok := sm.(TimeoutHandler[S, D]); ok {
 		ti.onTimeout = func(ctx context.Context, env *Env, s int64, d any) (Next, error) {
 			return ot.OnTimeout(ctx, env, S(s), d.(*D))
 		}
@@ -342,33 +338,35 @@ func (t *Type[S, D]) Child(data D) Child {
 	return Child{t: t.info, enc: b, err: err}
 }
 
-// Wait waits until procedure id finished and returns its final data (the
-// result), or its error: an *Error (errors.Is ErrRolledBack) if its tree
-// rolled back, ErrBypassed if it was bypassed. See Engine.Wait.
-func (t *Type[S, D]) Wait(ctx context.Context, id ID) (D, error) { return Wait[D](ctx, t.e, id) }
-
-// Wait waits until procedure id finished and returns its final data
-// decoded as a D (ErrTypeMismatch if its type's data is not a D), or its
-// error as Type.Wait does.
-func Wait[D any](ctx context.Context, e *Engine, id ID) (D, error) {
+// Result returns the data of res, the result of a procedure of a type
+// whose data is a D, decoded: the procedure's final data. If err is not
+// nil, Result returns it; if the procedure did not succeed, it returns
+// res.Err() (an *Error matching ErrRolledBack if its tree rolled back,
+// ErrBypassed if it was bypassed). Its arguments are Engine.Wait's
+// results, so that waiting for a typed result is one line:
+//
+//	table, err := createTable.Result(e.Wait(ctx, id))
+//
+// A result whose type's data is not a D is ErrTypeMismatch.
+func (t *Type[S, D]) Result(res Result, err error) (D, error) {
 	var zero D
-	r, err := e.Wait(ctx, id)
 	if err != nil {
 		return zero, err
 	}
-	if err := r.Err(); err != nil {
+	if err := res.Err(); err != nil {
 		return zero, err
 	}
-	ti := e.types[r.Type]
+	e := t.e
+	ti := e.types[res.Type]
 	if ti == nil {
-		return zero, fmt.Errorf("%w %q (procedure %d)", ErrUnknownType, r.Type, id)
+		return zero, fmt.Errorf("%w %q (procedure %d)", ErrUnknownType, res.Type, res.ID)
 	}
 	if ti.dataType != reflect.TypeFor[D]() {
-		return zero, fmt.Errorf("%w: procedure %d of type %s holds %v, not %v", ErrTypeMismatch, id, r.Type, ti.dataType, reflect.TypeFor[D]())
+		return zero, fmt.Errorf("%w: procedure %d of type %s holds %v, not %v", ErrTypeMismatch, res.ID, res.Type, ti.dataType, reflect.TypeFor[D]())
 	}
-	d, err := e.decodeData(ti, r.Version, r.Data)
+	d, err := e.decodeData(ti, res.Version, res.Data)
 	if err != nil {
-		return zero, fmt.Errorf("procedure: result of %d: %w", id, err)
+		return zero, fmt.Errorf("procedure: result of %d: %w", res.ID, err)
 	}
 	return *d.(*D), nil
 }

@@ -154,7 +154,7 @@ func openProcBench(ctx context.Context, dir string, steps, workers, committers i
 	w.e = procedure.New(w.s, procedure.Options{Workers: workers, Committers: committers, Logger: quiet, SweepInterval: time.Second, ResultTTL: time.Second})
 	w.meta = durable.NewCollection[uint64, []byte](w.s, "bench.meta", durable.Bytes())
 	w.typ = procedure.Register[int, benchData](w.e, "bench", &benchSM{w: w, steps: steps, block: block},
-		procedure.TypeOptions[benchData]{Codec: benchCodec, HoldLocks: true})
+		&procedure.TypeOptions[benchData]{Codec: benchCodec, HoldLocks: true})
 	if err := w.s.Open(ctx); err != nil {
 		return nil, err
 	}

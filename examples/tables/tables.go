@@ -61,7 +61,10 @@ type Catalog struct {
 	Region      *procedure.Type[RegionState, CreateRegion]
 	Snap        *procedure.Type[SnapState, SnapshotTable]
 	Compact     *procedure.Type[CompactState, CompactTable]
-	opts        Options
+	// Engine runs the catalog's procedures: wait for them with
+	// Engine.Wait (and decode with the type's Result).
+	Engine *procedure.Engine
+	opts   Options
 }
 
 // Options configure a catalog.
@@ -81,18 +84,19 @@ func Register(s *durable.Store, e *procedure.Engine, opts Options) *Catalog {
 		opts.Servers = []string{"rs-1", "rs-2", "rs-3"}
 	}
 	c := &Catalog{
+		Engine:      e,
 		Tables:      durable.NewCollection[string, Table](s, "tables", nil),
 		Regions:     durable.NewCollection[string, Region](s, "regions", nil),
 		Snapshots:   durable.NewCollection[string, Manifest](s, "snapshots", nil),
 		Compactions: durable.NewCollection[string, Compaction](s, "compactions", nil),
 		opts:        opts,
 	}
-	c.Region = procedure.Register[RegionState, CreateRegion](e, "create-region", &createRegion{c})
+	c.Region = procedure.Register[RegionState, CreateRegion](e, "create-region", &createRegion{c}, nil)
 	c.Create = procedure.Register[CreateState, CreateTable](e, "create-table", &createTable{c},
-		procedure.TypeOptions[CreateTable]{HoldLocks: true})
+		&procedure.TypeOptions[CreateTable]{HoldLocks: true})
 	c.Snap = procedure.Register[SnapState, SnapshotTable](e, "snapshot-table", &snapshotTable{c},
-		procedure.TypeOptions[SnapshotTable]{HoldLocks: true})
-	c.Compact = procedure.Register[CompactState, CompactTable](e, "compact-table", &compactTable{c})
+		&procedure.TypeOptions[SnapshotTable]{HoldLocks: true})
+	c.Compact = procedure.Register[CompactState, CompactTable](e, "compact-table", &compactTable{c}, nil)
 	return c
 }
 
@@ -225,6 +229,15 @@ func (p *createTable) Rollback(ctx context.Context, env *procedure.Env, s Create
 	// past the point of no return.
 	return nil
 }
+
+// The optional capabilities of the catalog's types, checked at compile time.
+var (
+	_ procedure.Locker[CreateState, CreateTable]   = (*createTable)(nil)
+	_ procedure.NoReturner[CreateState]            = (*createTable)(nil)
+	_ procedure.Locker[RegionState, CreateRegion]  = (*createRegion)(nil)
+	_ procedure.Locker[SnapState, SnapshotTable]   = (*snapshotTable)(nil)
+	_ procedure.Locker[CompactState, CompactTable] = (*compactTable)(nil)
+)
 
 // Locks: an exclusive lock on the table, held from the first step to the
 // end (HoldLocks); its create-region children take their regions under it.

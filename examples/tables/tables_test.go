@@ -69,14 +69,14 @@ func TestCreateTableResult(t *testing.T) {
 	_, c := startCatalog(t, tables.Options{Servers: []string{"a", "b"}})
 	ctx := context.Background()
 	id, _ := c.Create.Submit(ctx, tables.CreateTable{Name: "t", Regions: 4}, procedure.SubmitOptions{})
-	res, err := c.Create.Wait(ctx, id)
+	res, err := c.Create.Result(c.Engine.Wait(ctx, id))
 	if err != nil || len(res.Servers) != 4 {
 		t.Fatalf("%+v %v", res, err)
 	}
 	// A second create of the same table fails in prepare and rolls back,
 	// leaving the first one alone.
 	id2, _ := c.Create.Submit(ctx, tables.CreateTable{Name: "t", Regions: 2}, procedure.SubmitOptions{})
-	if _, err := c.Create.Wait(ctx, id2); !errors.Is(err, procedure.ErrRolledBack) {
+	if _, err := c.Create.Result(c.Engine.Wait(ctx, id2)); !errors.Is(err, procedure.ErrRolledBack) {
 		t.Fatalf("duplicate create: %v", err)
 	}
 	if err := c.Snapshot().Verify(true); err != nil {
@@ -99,7 +99,7 @@ func TestSnapshotTableRecovery(t *testing.T) {
 		Submit: func(ctx context.Context, c *tables.Catalog) (procedure.ID, error) {
 			id, err := c.Create.Submit(ctx, tables.CreateTable{Name: "users", Regions: 2}, procedure.SubmitOptions{Nonce: "create"})
 			if err == nil {
-				_, err = c.Create.Wait(ctx, id)
+				_, err = c.Create.Result(c.Engine.Wait(ctx, id))
 			}
 			if err != nil {
 				return 0, err
@@ -128,33 +128,26 @@ func TestSnapshotAndCompaction(t *testing.T) {
 	e, c := startCatalog(t, tables.Options{StepDelay: 5 * time.Millisecond})
 	ctx := context.Background()
 	create, _ := c.Create.Submit(ctx, tables.CreateTable{Name: "t", Regions: 3}, procedure.SubmitOptions{})
-	for { // create-table holds the table's lock from its first step on
-		if in, _ := e.Get(create); in.Steps > 0 {
-			break
-		}
-		time.Sleep(time.Millisecond)
+	// create-table holds the table's lock from its first step on.
+	if _, err := e.WaitFor(ctx, create, func(in procedure.Info) bool { return in.Steps > 0 }); err != nil {
+		t.Fatal(err)
 	}
 	snap, _ := c.Snap.Submit(ctx, tables.SnapshotTable{Table: "t", Name: "t-1"}, procedure.SubmitOptions{})
 	due := time.Now().Add(50 * time.Millisecond)
 	comp, _ := c.Compact.Submit(ctx, tables.CompactTable{Table: "t", Due: due}, procedure.SubmitOptions{})
-	waited := false
-	for {
-		in, err := e.Get(snap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if in.WaitingForLocks {
-			waited = true
-		}
-		if in.Status == procedure.Suspended {
-			if in.Event != tables.FlushedEvent("t") {
-				t.Fatalf("suspended on %q", in.Event)
-			}
-			break
-		}
-		time.Sleep(time.Millisecond)
+	in, err := e.WaitFor(ctx, snap, func(in procedure.Info) bool { return in.WaitingForLocks || in.Status == procedure.Suspended })
+	if err != nil {
+		t.Fatal(err)
 	}
-	if r, err := c.Create.Wait(ctx, create); err != nil || len(r.Servers) != 3 {
+	waited := in.WaitingForLocks
+	in, err = e.WaitFor(ctx, snap, func(in procedure.Info) bool { return in.Status == procedure.Suspended })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Event != tables.FlushedEvent("t") {
+		t.Fatalf("suspended on %q", in.Event)
+	}
+	if r, err := c.Create.Result(c.Engine.Wait(ctx, create)); err != nil || len(r.Servers) != 3 {
 		t.Fatalf("create: %+v %v", r, err)
 	}
 	if !waited {
@@ -163,13 +156,13 @@ func TestSnapshotAndCompaction(t *testing.T) {
 	if err := e.Signal(ctx, tables.FlushedEvent("t")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Snap.Wait(ctx, snap); err != nil {
+	if _, err := c.Snap.Result(c.Engine.Wait(ctx, snap)); err != nil {
 		t.Fatal(err)
 	}
 	if m, ok, _ := c.Snapshots.Get("t-1"); !ok || m.Regions != 3 {
 		t.Fatalf("manifest %+v", m)
 	}
-	r, err := c.Compact.Wait(ctx, comp)
+	r, err := c.Compact.Result(c.Engine.Wait(ctx, comp))
 	if err != nil || r.Ran.Before(due) {
 		t.Fatalf("compaction ran at %v, due %v: %v", r.Ran, due, err)
 	}

@@ -131,7 +131,7 @@ func harness(sloppy, forgetful bool) proctest.Harness[*world] {
 					}
 					return nil
 				},
-			})
+			}, nil)
 			return w
 		},
 		Reset: func() {
