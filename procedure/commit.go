@@ -726,6 +726,7 @@ func (e *Engine) afterBatch(batch []*commit) {
 			e.releaseRollbackLocksLocked(t)
 			if c.outcome == nil {
 				t.retries, t.lastErr = 0, ""
+				e.changedLocked(t.root.id)
 				e.postCommitLocked(c)
 			} else {
 				e.maybeRollbackLocked(t)

@@ -72,6 +72,7 @@ func (e *Engine) dispatch(w *worker, it item) {
 	}
 	p.running = true
 	t.running++
+	e.changedLocked(p.id)
 	state, steps, timeout := p.ps.next, p.ps.steps, p.timeoutDue
 	p.runState, p.runSteps = state, steps
 	ctx, cancel := context.WithCancelCause(e.ctx)
@@ -336,6 +337,7 @@ func (e *Engine) endStep(p *proc, info StepInfo, how endHow, err error) {
 	t := p.t
 	p.running = false
 	t.running--
+	e.changedLocked(p.id)
 	if how == parkLocks {
 		// Granted between the request and now: run with them, or let
 		// them go if p can no longer run.
@@ -663,6 +665,8 @@ func (e *Engine) retryRollback(t *tree, p *proc, state int64, err error, info St
 	if e.running() {
 		t.retries++
 		t.lastErr = err.Error()
+		e.changedLocked(t.root.id)
+		e.changedLocked(p.id)
 		d := p.typ.retry.delay(t.retries)
 		e.log.Warn("procedure: rollback step failed; retrying", "root", t.root.id, "id", p.id, "type", p.typeName,
 			"state", p.typ.stateName(state), "retries", t.retries, "delay", d, "err", err)

@@ -570,6 +570,7 @@ func (e *Engine) failTimedOut(p *proc) {
 func (e *Engine) retryLaterLocked(p *proc, state int64, err error, msg string) {
 	p.retries++
 	p.lastErr = err.Error()
+	e.changedLocked(p.id)
 	d := p.typ.retry.delay(p.retries)
 	e.log.Warn(msg, "id", p.id, "type", p.typeName, "state", p.typ.stateName(state), "retries", p.retries, "delay", d, "err", err)
 	p.queued = true // parked until the timer

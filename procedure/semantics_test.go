@@ -597,7 +597,11 @@ func TestStepTimeoutFails(t *testing.T) {
 	plain := p.submit(sem{Name: "plain", Type: "plain", Wait: "never", StepTimeout: time.Minute}, procedure.SubmitOptions{})
 	child := p.submit(sem{Name: "parent", Kids: []sem{{Name: "kid", Type: "plain", Wait: "never", StepTimeout: 2 * time.Minute}}}, procedure.SubmitOptions{})
 	waiting := p.submit(sem{Name: "waiting", KidsTimeout: 3 * time.Minute, Kids: []sem{{Name: "kid2", Wait: "never"}}}, procedure.SubmitOptions{})
-	p.waitInfo(waiting, "all suspended", func(procedure.Info) bool { return p.e.Stats().Suspended == 3 })
+	p.suspended(plain)
+	for _, parent := range []procedure.ID{child, waiting} {
+		in := p.waitInfo(parent, "its child", func(in procedure.Info) bool { return len(in.Children) == 1 })
+		p.suspended(in.Children[0])
+	}
 	in := p.info(waiting)
 	if in.Status != procedure.Waiting || !in.StepDeadline.Equal(t0.Add(3*time.Minute)) {
 		t.Fatalf("step deadline of a parent %v", in.StepDeadline)

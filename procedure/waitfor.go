@@ -4,22 +4,17 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 )
-
-// waitForRecheck bounds how long WaitFor goes without looking at a
-// procedure whose record did not commit: some of what only memory knows
-// (Running, Retries) changes without telling the watchers.
-const waitForRecheck = 10 * time.Millisecond
 
 // WaitFor waits until cond holds for procedure id's Info (as Get returns
 // it) and returns that Info, for example until it is suspended:
 //
 //	in, err := e.WaitFor(ctx, id, func(in procedure.Info) bool { return in.Status == procedure.Suspended })
 //
-// cond is checked at once, each time the procedure's record commits, when
-// it starts waiting for locks, when it finishes, and at least every 10ms
-// in between, for what else changes without a commit (Running, Retries). It runs without
+// cond is checked at once and each time the procedure's Info may have
+// changed: its record commits, a step of it starts or ends, it starts
+// waiting for locks, a step or rollback fails and is retried, it
+// finishes. It runs without
 // the engine's lock and must not block. WaitFor returns the context's
 // error if ctx ends first, the engine's if it fails, ErrNotFound if the
 // procedure is unknown or gone (a child of a tree that completed), and
@@ -32,8 +27,6 @@ func (e *Engine) WaitFor(ctx context.Context, id ID, cond func(Info) bool) (Info
 	e.watchers[id] = append(e.watchers[id], ch)
 	e.mu.Unlock()
 	defer e.unwatch(id, ch)
-	tick := time.NewTicker(waitForRecheck)
-	defer tick.Stop()
 	for {
 		// Registered first, then read: a change after the read is told.
 		in, err := e.Get(id)
@@ -47,7 +40,6 @@ func (e *Engine) WaitFor(ctx context.Context, id ID, cond func(Info) bool) (Info
 		}
 		select {
 		case <-ch:
-		case <-tick.C:
 		case <-ctx.Done():
 			return Info{}, ctx.Err()
 		case <-e.failedCh:
