@@ -3,7 +3,6 @@ package vfs
 import (
 	"bytes"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"maps"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/procyon-dev/procyon/internal/crc32c"
 )
 
 // MemFS is an in-memory FS that simulates crashes. It is safe for
@@ -580,7 +581,7 @@ func (m *MemFS) String() string {
 				continue
 			}
 			fmt.Fprintf(&b, "%s size=%d synced=%d crc=%08x%s\n",
-				p, len(n.data), len(n.synced), crc32.Checksum(n.data, crcTable), mark)
+				p, len(n.data), len(n.synced), crc32c.Checksum(n.data), mark)
 		}
 		for _, name := range slices.Sorted(maps.Keys(d.durable)) {
 			if _, ok := d.entries[name]; !ok {
@@ -592,8 +593,6 @@ func (m *MemFS) String() string {
 	walk(string(filepath.Separator), m.mu.root.dir)
 	return b.String()
 }
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // CrashClone returns a new MemFS holding a state a power cut could leave
 // this one in, chosen by a random generator seeded with seed: the same
