@@ -206,7 +206,7 @@ func (p *walPersistence) Append(recs [][]byte) (Pending, error) {
 	for _, r := range recs {
 		p.entries = append(p.entries, wal.Entry{Data: r})
 	}
-	pd, err := p.w.AppendBatchAsync(p.entries)
+	pd, err := p.w.AppendAsync(p.entries...)
 	clear(p.entries)
 	if err != nil {
 		return nil, err

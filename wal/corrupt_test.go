@@ -85,7 +85,7 @@ func buildBaseFiles(t *testing.T, clean bool) *baseLog {
 				t.Fatal(err)
 			}
 		}
-		if _, err := w.Append(rec(i)); err != nil {
+		if _, err := w.Append(Entry{Data: rec(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -379,7 +379,7 @@ func checkDamage(t *testing.T, b *baseLog, d damage, o *damageOutcome) {
 		} else {
 			o.opened++
 		}
-		if _, err := w.Append([]byte("after")); err != nil {
+		if _, err := w.Append(Entry{Data: []byte("after")}); err != nil {
 			t.Fatalf("%s: append after Open: %v", d.name, err)
 		}
 		if err := w.Close(); err != nil {

@@ -217,9 +217,9 @@ func benchWALAppend(ctx context.Context, dir string, writers, size int, d time.D
 				t0 := time.Now()
 				var err error
 				if syncMode {
-					_, err = w.Append(rec)
+					_, err = w.Append(wal.Entry{Data: rec})
 				} else {
-					_, err = w.AppendAsync(rec)
+					_, err = w.AppendAsync(wal.Entry{Data: rec})
 					if err == nil && i%syncEvery == 0 {
 						err = w.Sync()
 					}
@@ -279,7 +279,7 @@ func benchWALReplay(dir string, size, n int) (walBenchResult, error) {
 		for j := 0; j < 1000 && i+j < n; j++ {
 			batch = append(batch, wal.Entry{Data: rec})
 		}
-		if _, err := w.AppendBatchAsync(batch); err != nil {
+		if _, err := w.AppendAsync(batch...); err != nil {
 			return res, err
 		}
 	}
