@@ -295,6 +295,18 @@ func (w *WAL) Append(entries ...Entry) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	w.addWaiterLocked(b)
+	w.mu.Unlock()
+	w.stats.noteAppend(len(entries), size)
+	if err := w.waitBatch(context.Background(), b); err != nil {
+		return 0, err
+	}
+	return first, nil
+}
+
+// addWaiterLocked counts an appender that will wait for b, and tells a
+// gathering flusher once b has the appenders it waits for.
+func (w *WAL) addWaiterLocked(b *batch) {
 	b.waiters++
 	if w.mu.gatherTarget > 0 && b.waiters >= w.mu.gatherTarget {
 		select {
@@ -302,12 +314,6 @@ func (w *WAL) Append(entries ...Entry) (uint64, error) {
 		default:
 		}
 	}
-	w.mu.Unlock()
-	w.stats.noteAppend(len(entries), size)
-	if err := w.waitBatch(context.Background(), b); err != nil {
-		return 0, err
-	}
-	return first, nil
 }
 
 // AppendAsync appends the entries as consecutive records in one write and
