@@ -6,6 +6,12 @@
 // member or coordinator aborts a procedure at once instead of at its
 // timeout.
 //
+// "Procedure" here keeps HBase's word for one such barriered run (and
+// Subprocedure for a member's part in it). It is unrelated to
+// procedure.Procedure, the durable multi-step operation of package
+// procedure: a barrier procedure is not persisted, is not replayed after a
+// crash, and vanishes with its coordinator (see Failure model).
+//
 // # Roles and phases
 //
 // A Coordinator starts a named procedure of some type on a list of members

@@ -62,7 +62,8 @@ func (k *restoreSink) collection(name string, count uint64) (bool, error) {
 
 func (k *restoreSink) entry(key, val []byte) error { return nil }
 
-// countingReader counts and copies what it reads to w.
+// teeCounter is a reader that counts the bytes it reads from r and copies
+// them to w; the first write error is kept in err and ends the reads.
 type teeCounter struct {
 	r   io.Reader
 	w   io.Writer

@@ -5,9 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"time"
+
+	"github.com/procyon-dev/procyon/internal/crc32c"
 )
 
 // Snapshot format constants: part of the on-disk format, never change them
@@ -22,8 +23,6 @@ const (
 	snapMaxKeyLen   = 1 << 20
 	snapMaxValueLen = 1 << 30
 )
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // snapHeader is the decoded snapshot header.
 type snapHeader struct {
@@ -41,7 +40,7 @@ func (h snapHeader) encode() []byte {
 	binary.LittleEndian.PutUint64(b[16:24], h.seq)
 	binary.LittleEndian.PutUint64(b[24:32], h.sourceSeq)
 	// b[32:36] reserved, zero.
-	binary.LittleEndian.PutUint32(b[36:40], crc32.Checksum(b[:36], crcTable))
+	binary.LittleEndian.PutUint32(b[36:40], crc32c.Checksum(b[:36]))
 	return b
 }
 
@@ -53,7 +52,7 @@ func decodeSnapHeader(b []byte, file string) (snapHeader, error) {
 	if string(b[0:8]) != snapMagic {
 		return snapHeader{}, bad(fmt.Sprintf("bad magic %q (not a procyon snapshot)", b[0:8]))
 	}
-	if crc32.Checksum(b[:36], crcTable) != binary.LittleEndian.Uint32(b[36:40]) {
+	if crc32c.Checksum(b[:36]) != binary.LittleEndian.Uint32(b[36:40]) {
 		return snapHeader{}, bad("header checksum mismatch")
 	}
 	h := snapHeader{
@@ -87,7 +86,7 @@ func (sw *snapWriter) flush() error {
 	if len(sw.buf) == 0 {
 		return nil
 	}
-	sw.crc = crc32.Update(sw.crc, crcTable, sw.buf)
+	sw.crc = crc32c.Update(sw.crc, sw.buf)
 	_, err := sw.w.Write(sw.buf)
 	sw.n += int64(len(sw.buf))
 	sw.buf = sw.buf[:0]
@@ -200,7 +199,7 @@ func (sr *snapReader) fill(n int) error {
 		return nil
 	}
 	// Account for consumed bytes, then move the rest to the front.
-	sr.crc = crc32.Update(sr.crc, crcTable, sr.buf[sr.done:sr.pos])
+	sr.crc = crc32c.Update(sr.crc, sr.buf[sr.done:sr.pos])
 	copy(sr.buf, sr.buf[sr.pos:sr.end])
 	sr.base += int64(sr.pos)
 	sr.end -= sr.pos
@@ -275,7 +274,7 @@ func (sr *snapReader) bytes(n int, keep bool) ([]byte, error) {
 
 // sum returns the CRC of everything read so far.
 func (sr *snapReader) sum() uint32 {
-	sr.crc = crc32.Update(sr.crc, crcTable, sr.buf[sr.done:sr.pos])
+	sr.crc = crc32c.Update(sr.crc, sr.buf[sr.done:sr.pos])
 	sr.done = sr.pos
 	return sr.crc
 }

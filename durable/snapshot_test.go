@@ -6,13 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	iofs "io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/procyon-dev/procyon/internal/crc32c"
 	"github.com/procyon-dev/procyon/vfs"
 )
 
@@ -254,7 +254,7 @@ func TestNewerFormatVersion(t *testing.T) {
 	b.ReadFrom(rc)
 	data := b.Bytes()
 	binary.LittleEndian.PutUint32(data[8:12], snapVersion+1)
-	binary.LittleEndian.PutUint32(data[36:40], crc32.Checksum(data[:36], crcTable))
+	binary.LittleEndian.PutUint32(data[36:40], crc32c.Checksum(data[:36]))
 	mp.SetSnapshotBytes(3, data)
 	err = newTestStore(Options{Persistence: mp}).Open(context.Background())
 	if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "mem-snapshot-3") {

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/procyon-dev/procyon/internal/gather"
 	"github.com/procyon-dev/procyon/vfs"
 )
 
@@ -181,11 +182,11 @@ type Store struct {
 	applierDone   chan struct{}
 	gathered      chan struct{} // see w.gatherTarget; capacity 1
 	committerDone chan struct{}
-	formingN      atomic.Int64  // records in w.group, for the committer's gather
-	flushLayers   atomic.Bool   // the committer is idle: the applier applies everything
-	commitEWMA    time.Duration // moving average of a group's append+sync time; committer only
-	gather        gatherState   // committer only
-	spare         []byte        // a group buffer to reuse; owned by the committer
+	formingN      atomic.Int64   // records in w.group, for the committer's gather
+	flushLayers   atomic.Bool    // the committer is idle: the applier applies everything
+	commitAvg     gather.Average // moving average of a group's append+sync time; committer only
+	gather        gatherState    // committer only
+	spare         []byte         // a group buffer to reuse; owned by the committer
 
 	// combining is set while a writer is the combiner (see write).
 	combining atomic.Bool
@@ -751,9 +752,6 @@ func (s *Store) committer() {
 	}
 }
 
-// maxGather bounds how long the committer waits for a group to fill.
-const maxGather = time.Millisecond
-
 // gatherState decides whether the committer waits for a group to fill:
 // after gatherMaxMisses gathers in a row that timed out, it waits only
 // once every gatherProbe groups, until a gather fills again.
@@ -793,13 +791,13 @@ func (g *gatherState) record(hit bool) {
 // writers just released are about to commit again, and without the
 // wait each group would catch only the writers that arrived during the
 // previous commit, alternating between halves of them, each waiting two
-// commits (the WAL's flusher gathers for the same reason). That holds for
-// writers that commit again at once; writers that batch themselves (the
-// procedure engine's committer, whose next batch comes only once the
-// procedures released have run their next steps) do not come back within
-// the wait, which then only delays every fsync. So once gathers keep
-// missing their target, the committer stops waiting, and tries a gather
-// again only now and then (gatherState).
+// commits (see package gather; the WAL's flusher gathers for the same
+// reason). That holds for writers that commit again at once; writers that
+// batch themselves (the procedure engine's committer, whose next batch
+// comes only once the procedures released have run their next steps) do
+// not come back within the wait, which then only delays every fsync. So
+// once gathers keep missing their target, the committer stops waiting, and
+// tries a gather again only now and then (gatherState).
 func (s *Store) commitOne(expect int) (n, next int) {
 	// Back-pressure: readers look at every layer not yet applied.
 	for v := s.current(); len(v.layers) >= maxLayers || s.layerKeys(v.layers) >= maxUnapplied; v = s.current() {
@@ -807,18 +805,11 @@ func (s *Store) commitOne(expect int) (n, next int) {
 		<-s.applied
 	}
 	s.sem <- struct{}{}
-	if d := min(s.commitEWMA/2, maxGather); expect > 1 && d > 0 && len(s.w.group.ends) < expect && s.state.Load() == stateOpen &&
+	if d := s.commitAvg.Wait(); expect > 1 && d > 0 && len(s.w.group.ends) < expect && s.state.Load() == stateOpen &&
 		s.gather.try() {
 		s.w.gatherTarget = expect
 		<-s.sem
-		t := time.NewTimer(d)
-		hit := false
-		select {
-		case <-s.gathered:
-			hit = true
-		case <-t.C:
-		}
-		t.Stop()
+		hit := gather.Await(d, s.gathered, nil)
 		s.sem <- struct{}{}
 		s.w.gatherTarget = 0
 		select {
@@ -874,11 +865,7 @@ func (s *Store) commitOne(expect int) (n, next int) {
 				s.stats.groups.Add(1)
 				s.stats.groupNs.Add(int64(took))
 			}
-			if s.commitEWMA == 0 {
-				s.commitEWMA = took
-			} else {
-				s.commitEWMA += (took - s.commitEWMA) / 8
-			}
+			s.commitAvg.Observe(took)
 		}
 		if err != nil {
 			err = s.setFailed(err)

@@ -12,17 +12,20 @@ import (
 	"github.com/procyon-dev/procyon/wal"
 )
 
-// snapSuffix ends a snapshot file's name; the rest is the snapshot's seq as
-// 20 decimal digits, so that names sort by seq. A snapshot being written
-// has tmpSuffix added. Part of the on-disk format.
 // walMaxRecord is the largest transaction record the WAL persistence
 // takes (the WAL's default).
 const walMaxRecord = 16 << 20
 
+// File names in a data directory. Part of the on-disk format.
 const (
+	// snapSuffix ends a snapshot file's name; the rest is the snapshot's
+	// seq as 20 decimal digits, so that names sort by seq.
 	snapSuffix = ".snap"
-	tmpSuffix  = ".tmp"
-	walSubdir  = "wal"
+	// tmpSuffix is added to the name of a file while it is written (a
+	// snapshot, a restored backup); Open removes unfinished snapshots.
+	tmpSuffix = ".tmp"
+	// walSubdir is the directory of the log's segments.
+	walSubdir = "wal"
 )
 
 func snapName(seq uint64) string { return seqname.Format(seq, snapSuffix) }
@@ -203,7 +206,7 @@ func (p *walPersistence) Append(recs [][]byte) (Pending, error) {
 	for _, r := range recs {
 		p.entries = append(p.entries, wal.Entry{Data: r})
 	}
-	pd, err := p.w.AppendBatchAsync(p.entries)
+	pd, err := p.w.AppendAsync(p.entries...)
 	clear(p.entries)
 	if err != nil {
 		return nil, err

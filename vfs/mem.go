@@ -3,7 +3,6 @@ package vfs
 import (
 	"bytes"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"maps"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/procyon-dev/procyon/internal/crc32c"
 )
 
 // MemFS is an in-memory FS that simulates crashes. It is safe for
@@ -180,6 +181,47 @@ func (m *MemFS) liveLocked(op, path string) error {
 	return nil
 }
 
+// gate says which gate an operation passes.
+type gate int
+
+const (
+	uncounted gate = iota // liveLocked: fails only after a crash
+	counted               // mutateLocked: counted; may be the crash point
+)
+
+func (m *MemFS) gateLocked(g gate, op, path string) error {
+	if g == counted {
+		return m.mutateLocked(op, path)
+	}
+	return m.liveLocked(op, path)
+}
+
+// nodeLocked opens an operation op on the existing node name: it passes
+// gate g, then looks name up; errors are *fs.PathError, as from package os.
+func (m *MemFS) nodeLocked(g gate, op, name string) (*memNode, error) {
+	if err := m.gateLocked(g, op, name); err != nil {
+		return nil, err
+	}
+	n, err := m.lookupLocked(cleanPath(name))
+	if err != nil {
+		return nil, pathErr(op, name, err)
+	}
+	return n, nil
+}
+
+// parentOfLocked is nodeLocked for the directory that holds name: it
+// returns that directory and name's last element.
+func (m *MemFS) parentOfLocked(g gate, op, name string) (*memDir, string, error) {
+	if err := m.gateLocked(g, op, name); err != nil {
+		return nil, "", err
+	}
+	d, base, err := m.parentLocked(cleanPath(name))
+	if err != nil {
+		return nil, "", pathErr(op, name, err)
+	}
+	return d, base, nil
+}
+
 func crashErr(op, path string) error {
 	return &fs.PathError{Op: op, Path: path, Err: ErrCrashed}
 }
@@ -274,12 +316,9 @@ func (m *MemFS) Create(name string) (File, error) {
 func (m *MemFS) Open(name string) (File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.liveLocked("open", name); err != nil {
-		return nil, err
-	}
-	n, err := m.lookupLocked(cleanPath(name))
+	n, err := m.nodeLocked(uncounted, "open", name)
 	if err != nil {
-		return nil, pathErr("open", name, err)
+		return nil, err
 	}
 	if n.dir != nil {
 		return nil, pathErr("open", name, syscall.EISDIR)
@@ -291,12 +330,9 @@ func (m *MemFS) Open(name string) (File, error) {
 func (m *MemFS) OpenReadWrite(name string) (File, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.mutateLocked("open", name); err != nil {
-		return nil, err
-	}
-	n, err := m.lookupLocked(cleanPath(name))
+	n, err := m.nodeLocked(counted, "open", name)
 	if err != nil {
-		return nil, pathErr("open", name, err)
+		return nil, err
 	}
 	if n.dir != nil {
 		return nil, pathErr("open", name, syscall.EISDIR)
@@ -309,12 +345,9 @@ func (m *MemFS) OpenReadWrite(name string) (File, error) {
 func (m *MemFS) Remove(name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.mutateLocked("remove", name); err != nil {
-		return err
-	}
-	d, base, err := m.parentLocked(cleanPath(name))
+	d, base, err := m.parentOfLocked(counted, "remove", name)
 	if err != nil {
-		return pathErr("remove", name, err)
+		return err
 	}
 	n, ok := d.entries[base]
 	if !ok {
@@ -423,12 +456,9 @@ func (m *MemFS) MkdirAll(dir string) error {
 func (m *MemFS) List(dir string) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.liveLocked("open", dir); err != nil {
-		return nil, err
-	}
-	n, err := m.lookupLocked(cleanPath(dir))
+	n, err := m.nodeLocked(uncounted, "open", dir)
 	if err != nil {
-		return nil, pathErr("open", dir, err)
+		return nil, err
 	}
 	if n.dir == nil {
 		return nil, pathErr("readdirent", dir, syscall.ENOTDIR)
@@ -440,12 +470,9 @@ func (m *MemFS) List(dir string) ([]string, error) {
 func (m *MemFS) Stat(name string) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.liveLocked("stat", name); err != nil {
-		return 0, err
-	}
-	n, err := m.lookupLocked(cleanPath(name))
+	n, err := m.nodeLocked(uncounted, "stat", name)
 	if err != nil {
-		return 0, pathErr("stat", name, err)
+		return 0, err
 	}
 	return int64(len(n.data)), nil
 }
@@ -476,12 +503,9 @@ func (m *MemFS) Lock(name string) (io.Closer, error) {
 func (m *MemFS) SyncDir(dir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.mutateLocked("sync", dir); err != nil {
-		return err
-	}
-	n, err := m.lookupLocked(cleanPath(dir))
+	n, err := m.nodeLocked(counted, "sync", dir)
 	if err != nil {
-		return pathErr("open", dir, err)
+		return err
 	}
 	if n.dir == nil {
 		return pathErr("sync", dir, syscall.ENOTDIR)
@@ -497,12 +521,9 @@ func (m *MemFS) SyncDir(dir string) error {
 func (m *MemFS) ReadFile(name string) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.liveLocked("open", name); err != nil {
-		return nil, err
-	}
-	n, err := m.lookupLocked(cleanPath(name))
+	n, err := m.nodeLocked(uncounted, "open", name)
 	if err != nil {
-		return nil, pathErr("open", name, err)
+		return nil, err
 	}
 	if n.dir != nil {
 		return nil, pathErr("read", name, syscall.EISDIR)
@@ -517,12 +538,9 @@ func (m *MemFS) ReadFile(name string) ([]byte, error) {
 func (m *MemFS) WriteFile(name string, data []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.liveLocked("open", name); err != nil {
-		return err
-	}
-	d, base, err := m.parentLocked(cleanPath(name))
+	d, base, err := m.parentOfLocked(uncounted, "open", name)
 	if err != nil {
-		return pathErr("open", name, err)
+		return err
 	}
 	n, ok := d.entries[base]
 	if ok && n.dir != nil {
@@ -580,7 +598,7 @@ func (m *MemFS) String() string {
 				continue
 			}
 			fmt.Fprintf(&b, "%s size=%d synced=%d crc=%08x%s\n",
-				p, len(n.data), len(n.synced), crc32.Checksum(n.data, crcTable), mark)
+				p, len(n.data), len(n.synced), crc32c.Checksum(n.data), mark)
 		}
 		for _, name := range slices.Sorted(maps.Keys(d.durable)) {
 			if _, ok := d.entries[name]; !ok {
@@ -592,8 +610,6 @@ func (m *MemFS) String() string {
 	walk(string(filepath.Separator), m.mu.root.dir)
 	return b.String()
 }
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // CrashClone returns a new MemFS holding a state a power cut could leave
 // this one in, chosen by a random generator seeded with seed: the same
@@ -768,16 +784,9 @@ type memFile struct {
 
 var _ File = (*memFile)(nil)
 
-// gateLocked checks that the FS is alive and the handle open; mutating
-// operations also pass the crash point.
-func (f *memFile) gateLocked(op string, mutating bool) error {
-	var err error
-	if mutating {
-		err = f.fs.mutateLocked(op, f.name)
-	} else {
-		err = f.fs.liveLocked(op, f.name)
-	}
-	if err != nil {
+// gateLocked passes the FS's gate g and checks that the handle is open.
+func (f *memFile) gateLocked(g gate, op string) error {
+	if err := f.fs.gateLocked(g, op, f.name); err != nil {
 		return err
 	}
 	if f.closed {
@@ -789,7 +798,7 @@ func (f *memFile) gateLocked(op string, mutating bool) error {
 func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	if err := f.gateLocked("read", false); err != nil {
+	if err := f.gateLocked(uncounted, "read"); err != nil {
 		return 0, err
 	}
 	if off < 0 {
@@ -808,7 +817,7 @@ func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 func (f *memFile) Write(p []byte) (int, error) {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	if err := f.gateLocked("write", true); err != nil {
+	if err := f.gateLocked(counted, "write"); err != nil {
 		return 0, err
 	}
 	if !f.writable {
@@ -834,7 +843,7 @@ func (f *memFile) Write(p []byte) (int, error) {
 func (f *memFile) Sync() error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	if err := f.gateLocked("sync", true); err != nil {
+	if err := f.gateLocked(counted, "sync"); err != nil {
 		return err
 	}
 	n := f.node
@@ -846,7 +855,7 @@ func (f *memFile) Sync() error {
 func (f *memFile) Truncate(size int64) error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	if err := f.gateLocked("truncate", true); err != nil {
+	if err := f.gateLocked(counted, "truncate"); err != nil {
 		return err
 	}
 	if !f.writable || size < 0 {
@@ -862,7 +871,7 @@ func (f *memFile) Truncate(size int64) error {
 func (f *memFile) Preallocate(size int64) error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	if err := f.gateLocked("preallocate", true); err != nil {
+	if err := f.gateLocked(counted, "preallocate"); err != nil {
 		return err
 	}
 	if !f.writable || size < 0 {
@@ -877,7 +886,7 @@ func (f *memFile) Preallocate(size int64) error {
 func (f *memFile) Size() (int64, error) {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	if err := f.gateLocked("stat", false); err != nil {
+	if err := f.gateLocked(uncounted, "stat"); err != nil {
 		return 0, err
 	}
 	return int64(len(f.node.data)), nil
@@ -888,7 +897,7 @@ func (f *memFile) Size() (int64, error) {
 func (f *memFile) Close() error {
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
-	if err := f.gateLocked("close", false); err != nil {
+	if err := f.gateLocked(uncounted, "close"); err != nil {
 		return err
 	}
 	f.closed = true

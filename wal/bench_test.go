@@ -45,9 +45,9 @@ func benchAppend(b *testing.B, size, writers, batch int) {
 			for n := 0; n < per; n += batch {
 				var err error
 				if batch == 1 {
-					_, err = w.Append(entries[0].Data)
+					_, err = w.Append(Entry{Data: entries[0].Data})
 				} else {
-					_, err = w.AppendBatch(entries)
+					_, err = w.Append(entries...)
 				}
 				if err != nil {
 					b.Error(err)
@@ -77,7 +77,7 @@ func BenchmarkAppendAsync(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ResetTimer()
 			for i := range b.N {
-				if _, err := w.AppendAsync(rec); err != nil {
+				if _, err := w.AppendAsync(Entry{Data: rec}); err != nil {
 					b.Fatal(err)
 				}
 				if i%4096 == 4095 {
@@ -109,7 +109,7 @@ func BenchmarkReplay(b *testing.B) {
 				entries[i].Data = make([]byte, size)
 			}
 			for i := 0; i < n; i += len(entries) {
-				if _, err := w.AppendBatchAsync(entries); err != nil {
+				if _, err := w.AppendAsync(entries...); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/procyon-dev/procyon/internal/crc32c"
 	"github.com/procyon-dev/procyon/vfs"
 )
 
@@ -84,7 +85,7 @@ func buildBaseFiles(t *testing.T, clean bool) *baseLog {
 				t.Fatal(err)
 			}
 		}
-		if _, err := w.Append(rec(i)); err != nil {
+		if _, err := w.Append(Entry{Data: rec(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -378,7 +379,7 @@ func checkDamage(t *testing.T, b *baseLog, d damage, o *damageOutcome) {
 		} else {
 			o.opened++
 		}
-		if _, err := w.Append([]byte("after")); err != nil {
+		if _, err := w.Append(Entry{Data: []byte("after")}); err != nil {
 			t.Fatalf("%s: append after Open: %v", d.name, err)
 		}
 		if err := w.Close(); err != nil {
@@ -555,7 +556,7 @@ func (p *RepairPlan) firstDropped() uint64 {
 func encodeHeaderVersion(firstSeq uint64, version uint32) []byte {
 	h := encodeHeader(firstSeq)
 	h[8], h[9], h[10], h[11] = byte(version), byte(version>>8), byte(version>>16), byte(version>>24)
-	c := crcOf(h[:28])
+	c := crc32c.Checksum(h[:28])
 	h[28], h[29], h[30], h[31] = byte(c), byte(c>>8), byte(c>>16), byte(c>>24)
 	return h
 }

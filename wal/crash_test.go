@@ -118,7 +118,7 @@ func runWorkload(t *testing.T, fs *vfs.MemFS, seed uint64, steps int) *crashMode
 		switch op := rng.IntN(100); {
 		case op < 35:
 			id := newID()
-			seq, err := w.Append(payload(id))
+			seq, err := w.Append(Entry{Data: payload(id)})
 			if err != nil {
 				if fail("Append", err) {
 					return m
@@ -133,9 +133,9 @@ func runWorkload(t *testing.T, fs *vfs.MemFS, seed uint64, steps int) *crashMode
 				ids[i] = newID()
 				entries[i] = Entry{Stream: uint32(rng.IntN(3)), Data: payload(ids[i])}
 			}
-			first, err := w.AppendBatch(entries)
+			first, err := w.Append(entries...)
 			if err != nil {
-				if fail("AppendBatch", err) {
+				if fail("Append batch", err) {
 					return m
 				}
 			}
@@ -147,7 +147,7 @@ func runWorkload(t *testing.T, fs *vfs.MemFS, seed uint64, steps int) *crashMode
 			var last *Pending
 			for range n {
 				id := newID()
-				p, err := w.AppendAsync(payload(id))
+				p, err := w.AppendAsync(Entry{Data: payload(id)})
 				if err != nil {
 					if fail("AppendAsync", err) {
 						return m
@@ -262,7 +262,7 @@ func checkRecovery(t *testing.T, fs *vfs.MemFS, m *crashModel, what string) {
 	if len(recs) == 0 {
 		next = w.LastSeq() + 1
 	}
-	seq, err := w.Append([]byte("after-crash"))
+	seq, err := w.Append(Entry{Data: []byte("after-crash")})
 	if err != nil || seq != next {
 		t.Fatalf("%s: append after recovery: seq %d (want %d), %v", what, seq, next, err)
 	}
@@ -381,13 +381,13 @@ func TestCrashConcurrent(t *testing.T) {
 					id := newID()
 					switch (g + i) % 3 {
 					case 0:
-						seq, err := w.Append(payload(id))
+						seq, err := w.Append(Entry{Data: payload(id)})
 						if err != nil {
 							return
 						}
 						m.learnt(seq, id, 0, true)
 					case 1:
-						p, err := w.AppendAsync(payload(id))
+						p, err := w.AppendAsync(Entry{Data: payload(id)})
 						if err != nil {
 							return
 						}
@@ -397,7 +397,7 @@ func TestCrashConcurrent(t *testing.T) {
 						}
 					case 2:
 						id2 := newID()
-						first, err := w.AppendBatch([]Entry{{Stream: 1, Data: payload(id)}, {Stream: 2, Data: payload(id2)}})
+						first, err := w.Append(Entry{Stream: 1, Data: payload(id)}, Entry{Stream: 2, Data: payload(id2)})
 						if err != nil {
 							return
 						}
@@ -475,7 +475,7 @@ func checkRecoveryConcurrent(t *testing.T, fs *vfs.MemFS, m *crashModel, what st
 			t.Fatalf("%s: acknowledged seq %d (stream %d) lost; truncate permission %d, log holds %d..%d; acked %d", what, seq, m.stream[seq], m.truncate, first, first+uint64(len(recs))-1, len(m.acked))
 		}
 	}
-	if _, err := w.Append([]byte("after")); err != nil {
+	if _, err := w.Append(Entry{Data: []byte("after")}); err != nil {
 		t.Fatalf("%s: append after recovery: %v", what, err)
 	}
 }

@@ -6,12 +6,12 @@
 // # Using it
 //
 //	w, err := wal.Open(dir, wal.Options{})
-//	seq, err := w.Append(rec)          // returns once rec is durable
-//	p, err := w.AppendAsync(rec)       // returns at once; p.Wait(ctx) or w.Sync()
-//	first, err := w.AppendBatch(recs)  // consecutive records, one write
-//	r, err := w.NewReader(from)        // r.Next() up to the durable end; r.Follow(ctx) waits
-//	err = w.TruncateFront(seq)         // records before seq are no longer needed
-//	err = w.Close()                    // seals the active segment
+//	seq, err := w.Append(wal.Entry{Data: rec})  // returns once rec is durable
+//	first, err := w.Append(entries...)          // consecutive records, one write
+//	p, err := w.AppendAsync(entries...)         // returns at once; p.Wait(ctx) or w.Sync()
+//	r, err := w.NewReader(from)                 // r.Next() up to the durable end; r.Follow(ctx) waits
+//	err = w.TruncateFront(seq)                  // records before seq are no longer needed
+//	err = w.Close()                             // seals the active segment
 //
 // Options.ReadOnly opens a log for reading only (tools, backups): nothing
 // on disk changes, no lock is taken, and what was durable at Open is read.

@@ -73,7 +73,7 @@ func TestFailureSemantics(t *testing.T) {
 			var acked []uint64
 			var failedAt int
 			for i := 1; i <= 50; i++ {
-				seq, err := w.Append(payload(i))
+				seq, err := w.Append(Entry{Data: payload(i)})
 				if err != nil {
 					if !errors.Is(err, ErrFailed) || !errors.Is(err, tc.cause) {
 						t.Fatalf("append %d: %v, want ErrFailed wrapping %v", i, err, tc.cause)
@@ -88,10 +88,10 @@ func TestFailureSemantics(t *testing.T) {
 			}
 			// Every later operation fails the same way, and nothing touches
 			// the files again: no retried fsync, no write.
-			if _, err := w.Append([]byte("later")); !errors.Is(err, ErrFailed) {
+			if _, err := w.Append(Entry{Data: []byte("later")}); !errors.Is(err, ErrFailed) {
 				t.Fatalf("append after failure: %v", err)
 			}
-			if _, err := w.AppendAsync([]byte("later")); !errors.Is(err, ErrFailed) {
+			if _, err := w.AppendAsync(Entry{Data: []byte("later")}); !errors.Is(err, ErrFailed) {
 				t.Fatalf("async append after failure: %v", err)
 			}
 			if err := w.Sync(); !errors.Is(err, ErrFailed) {
@@ -157,7 +157,7 @@ func TestFailureFailsPendingWaiters(t *testing.T) {
 	}
 	var ps []*Pending
 	for i := range 200 {
-		p, err := w.AppendAsync(payload(i))
+		p, err := w.AppendAsync(Entry{Data: payload(i)})
 		if err != nil {
 			if !errors.Is(err, ErrFailed) {
 				t.Fatalf("AppendAsync: %v", err)

@@ -2,8 +2,8 @@ package wal
 
 import (
 	"encoding/binary"
-	"hash/crc32"
 
+	"github.com/procyon-dev/procyon/internal/crc32c"
 	"github.com/procyon-dev/procyon/internal/seqname"
 )
 
@@ -33,8 +33,6 @@ const (
 // in sequence order.
 const segmentSuffix = ".wal"
 
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
 func segmentName(firstSeq uint64) string { return seqname.Format(firstSeq, segmentSuffix) }
 
 // parseSegmentName returns the first sequence number a segment's name
@@ -54,7 +52,7 @@ func encodeHeader(firstSeq uint64) []byte {
 	// b[12:16]: flags, zero in version 1.
 	binary.LittleEndian.PutUint64(b[16:24], firstSeq)
 	// b[24:28]: reserved, zero.
-	binary.LittleEndian.PutUint32(b[28:32], crc32.Checksum(b[:28], crcTable))
+	binary.LittleEndian.PutUint32(b[28:32], crc32c.Checksum(b[:28]))
 	return b
 }
 
@@ -81,7 +79,7 @@ func decodeHeader(b []byte) (segmentHeader, headerProblem) {
 	if string(b[0:8]) != segmentMagic {
 		return segmentHeader{}, headerMagic
 	}
-	if crc32.Checksum(b[:28], crcTable) != binary.LittleEndian.Uint32(b[28:32]) {
+	if crc32c.Checksum(b[:28]) != binary.LittleEndian.Uint32(b[28:32]) {
 		return segmentHeader{}, headerChecksum
 	}
 	h := segmentHeader{
@@ -114,7 +112,7 @@ func appendFrame(buf []byte, typ byte, seq uint64, stream uint32, payload []byte
 	h[20] = typ
 	// h[21:24]: reserved, zero.
 	buf = append(buf, payload...)
-	crc := crc32.Checksum(buf[off+4:], crcTable)
+	crc := crc32c.Checksum(buf[off+4:])
 	binary.LittleEndian.PutUint32(buf[off:off+4], crc)
 	return buf
 }
@@ -182,7 +180,7 @@ func decodeFrame(b []byte) (frame, int, frameProblem) {
 	if len(b) < n {
 		return frame{}, 0, frameShort
 	}
-	if crc32.Checksum(b[4:n], crcTable) != binary.LittleEndian.Uint32(h[0:4]) {
+	if crc32c.Checksum(b[4:n]) != binary.LittleEndian.Uint32(h[0:4]) {
 		return frame{}, 0, frameChecksum
 	}
 	return frame{
@@ -210,5 +208,3 @@ func decodeTrailer(p []byte) (lastSeq, count uint64, ok bool) {
 	}
 	return binary.LittleEndian.Uint64(p[0:8]), binary.LittleEndian.Uint64(p[8:16]), true
 }
-
-func crcOf(b []byte) uint32 { return crc32.Checksum(b, crcTable) }

@@ -18,7 +18,7 @@ func crashedLog(t *testing.T, n int) *vfs.MemFS {
 	mem := vfs.NewMem()
 	w := openT(t, mem, crashDir, Options{SegmentSize: 4 << 10, Preallocate: 1 << 10})
 	for i := 1; i <= n; i++ {
-		if _, err := w.Append(rec(i)); err != nil {
+		if _, err := w.Append(Entry{Data: rec(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -80,9 +80,9 @@ func TestReadOnly(t *testing.T) {
 		t.Fatalf("read-only: %d records, seq %d..%d", len(got), w.FirstSeq(), w.LastSeq())
 	}
 	for name, err := range map[string]error{
-		"Append":        func() error { _, err := w.Append([]byte("x")); return err }(),
-		"AppendAsync":   func() error { _, err := w.AppendAsync([]byte("x")); return err }(),
-		"AppendBatch":   func() error { _, err := w.AppendBatch([]Entry{{Data: []byte("x")}}); return err }(),
+		"Append":        func() error { _, err := w.Append(Entry{Data: []byte("x")}); return err }(),
+		"AppendAsync":   func() error { _, err := w.AppendAsync(Entry{Data: []byte("x")}); return err }(),
+		"Append batch":  func() error { _, err := w.Append(Entry{Data: []byte("x")}, Entry{Data: []byte("y")}); return err }(),
 		"Roll":          w.Roll(),
 		"TruncateFront": w.TruncateFront(5),
 		"MarkFlushed":   w.MarkFlushed(0, 5),
@@ -106,7 +106,7 @@ func TestReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read-only Open beside a writer: %v", err)
 	}
-	if _, err := live.Append([]byte("later")); err != nil {
+	if _, err := live.Append(Entry{Data: []byte("later")}); err != nil {
 		t.Fatal(err)
 	}
 	if got := readAll(t, ro, 1); len(got) != 10 {
@@ -167,7 +167,7 @@ func TestCloseSeals(t *testing.T) {
 	mem := vfs.NewMem()
 	w := openT(t, mem, crashDir, Options{})
 	for i := 1; i <= 5; i++ {
-		if _, err := w.Append(rec(i)); err != nil {
+		if _, err := w.Append(Entry{Data: rec(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -199,7 +199,7 @@ func TestBlameOnOS(t *testing.T) {
 			dir := t.TempDir()
 			w := openT(t, vfs.OS, dir, Options{SegmentSize: 300})
 			for i := 1; i <= 20; i++ {
-				if _, err := w.Append(rec(i)); err != nil {
+				if _, err := w.Append(Entry{Data: rec(i)}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -288,7 +288,7 @@ func TestReadOnlySealedLast(t *testing.T) {
 	mem := vfs.NewMem()
 	w := openT(t, mem, crashDir, Options{})
 	for i := 1; i <= 5; i++ {
-		if _, err := w.Append(rec(i)); err != nil {
+		if _, err := w.Append(Entry{Data: rec(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}

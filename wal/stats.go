@@ -20,6 +20,11 @@ type stats struct {
 	hist     [syncBuckets]atomic.Int64
 }
 
+func (s *stats) noteAppend(records, bytes int) {
+	s.appends.Add(int64(records))
+	s.bytes.Add(int64(bytes))
+}
+
 func (s *stats) observeSync(d time.Duration) {
 	s.syncs.Add(1)
 	s.syncNs.Add(int64(d))

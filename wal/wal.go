@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/procyon-dev/procyon/internal/gather"
 	"github.com/procyon-dev/procyon/vfs"
 )
 
@@ -160,11 +161,11 @@ type WAL struct {
 	// gathered tells a gathering flusher that the writers it waits for are
 	// back; capacity 1.
 	gathered chan struct{}
-	// syncEWMA is a moving average of fsync time in nanoseconds; it bounds
-	// how long the flusher gathers a batch.
-	syncEWMA atomic.Int64
-	quit     chan struct{} // closed by Close after the last flush
-	wg       sync.WaitGroup
+	// syncAvg is a moving average of fsync time; it bounds how long the
+	// flusher gathers a batch.
+	syncAvg gather.Average
+	quit    chan struct{} // closed by Close after the last flush
+	wg      sync.WaitGroup
 
 	// ioMu is held by whichever goroutine writes to the active segment
 	// (an appender leading a batch, or the flusher). The flushing flag
@@ -281,42 +282,71 @@ func (w *WAL) newBatchLocked() *batch {
 	return b
 }
 
-// Append appends one record and returns its sequence number once it is
-// durable.
-func (w *WAL) Append(data []byte) (uint64, error) {
-	b, first, err := w.append(nil, data, true, true)
+// Append appends the entries as consecutive records in one write and
+// returns the first one's sequence number once all are durable. A lone
+// appender writes its batch itself; concurrent ones share a write and an
+// fsync.
+func (w *WAL) Append(entries ...Entry) (uint64, error) {
+	size, err := w.checkAppend(entries)
 	if err != nil {
 		return 0, err
 	}
+	b, first, err := w.lockAndEncode(entries, size)
+	if err != nil {
+		return 0, err
+	}
+	w.addWaiterLocked(b)
+	w.mu.Unlock()
+	w.stats.noteAppend(len(entries), size)
 	if err := w.waitBatch(context.Background(), b); err != nil {
 		return 0, err
 	}
 	return first, nil
 }
 
-// AppendBatch appends the entries as consecutive records in one write and
-// returns the first one's sequence number once all are durable.
-func (w *WAL) AppendBatch(entries []Entry) (uint64, error) {
-	b, first, err := w.append(entries, nil, false, true)
-	if err != nil {
-		return 0, err
+// addWaiterLocked counts an appender that will wait for b, and tells a
+// gathering flusher once b has the appenders it waits for.
+func (w *WAL) addWaiterLocked(b *batch) {
+	b.waiters++
+	if w.mu.gatherTarget > 0 && b.waiters >= w.mu.gatherTarget {
+		select {
+		case w.gathered <- struct{}{}:
+		default:
+		}
 	}
-	if err := w.waitBatch(context.Background(), b); err != nil {
-		return 0, err
-	}
-	return first, nil
 }
 
-// Pending is an appended record (or batch) that may not be durable yet.
+// AppendAsync appends the entries as consecutive records in one write and
+// returns at once (HBase's ASYNC_WAL). The log writes and syncs them in the
+// background; Wait on the result or call Sync to know they are durable.
+func (w *WAL) AppendAsync(entries ...Entry) (*Pending, error) {
+	size, err := w.checkAppend(entries)
+	if err != nil {
+		return nil, err
+	}
+	b, first, err := w.lockAndEncode(entries, size)
+	if err != nil {
+		return nil, err
+	}
+	if w.mu.owner == ownerNone {
+		w.mu.owner = ownerFlusher
+		w.kickFlusher()
+	}
+	w.mu.Unlock()
+	w.stats.noteAppend(len(entries), size)
+	return &Pending{b: b, first: first, last: first + uint64(len(entries)) - 1}, nil
+}
+
+// Pending is an appended batch of records that may not be durable yet.
 type Pending struct {
 	b           *batch
 	first, last uint64
 }
 
-// Seq returns the sequence number of the (first) record.
+// Seq returns the sequence number of the first record.
 func (p *Pending) Seq() uint64 { return p.first }
 
-// LastSeq returns the sequence number of the last record of the batch.
+// LastSeq returns the sequence number of the last record.
 func (p *Pending) LastSeq() uint64 { return p.last }
 
 // Wait blocks until the records are durable, the log fails (ErrFailed), or
@@ -341,50 +371,30 @@ func (p *Pending) Durable() bool {
 	}
 }
 
-// AppendAsync appends one record and returns at once (HBase's ASYNC_WAL).
-// The log writes and syncs it in the background; Wait on the result or call
-// Sync to know it is durable.
-func (w *WAL) AppendAsync(data []byte) (*Pending, error) {
-	b, first, err := w.append(nil, data, true, false)
-	if err != nil {
-		return nil, err
-	}
-	return &Pending{b: b, first: first, last: first}, nil
-}
-
-// AppendBatchAsync is AppendBatch without the wait.
-func (w *WAL) AppendBatchAsync(entries []Entry) (*Pending, error) {
-	b, first, err := w.append(entries, nil, false, false)
-	if err != nil {
-		return nil, err
-	}
-	return &Pending{b: b, first: first, last: first + uint64(len(entries)) - 1}, nil
-}
-
-// append encodes the records into the pending batch. If wait is false it
-// makes sure the flusher will write the batch; if true the caller will
-// call waitBatch, which leads the write itself when nobody else is.
-func (w *WAL) append(entries []Entry, single []byte, isSingle, wait bool) (*batch, uint64, error) {
+// checkAppend returns the encoded size of the entries, or why they cannot
+// be appended.
+func (w *WAL) checkAppend(entries []Entry) (int, error) {
 	if w.opts.ReadOnly {
-		return nil, 0, ErrReadOnly
+		return 0, ErrReadOnly
+	}
+	if len(entries) == 0 {
+		return 0, errors.New("wal: empty batch")
 	}
 	size := 0
-	if isSingle {
-		if len(single) > w.opts.MaxRecordSize {
-			return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(single), w.opts.MaxRecordSize)
+	for _, e := range entries {
+		if len(e.Data) > w.opts.MaxRecordSize {
+			return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(e.Data), w.opts.MaxRecordSize)
 		}
-		size = frameHeaderSize + len(single)
-	} else {
-		if len(entries) == 0 {
-			return nil, 0, errors.New("wal: empty batch")
-		}
-		for _, e := range entries {
-			if len(e.Data) > w.opts.MaxRecordSize {
-				return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(e.Data), w.opts.MaxRecordSize)
-			}
-			size += frameHeaderSize + len(e.Data)
-		}
+		size += frameHeaderSize + len(e.Data)
 	}
+	return size, nil
+}
+
+// lockAndEncode encodes the entries, size bytes, into the pending batch,
+// once the log is below MaxPendingBytes, and returns that batch and the
+// first record's sequence number, with w.mu held. On error, w.mu is not
+// held.
+func (w *WAL) lockAndEncode(entries []Entry, size int) (*batch, uint64, error) {
 	w.mu.Lock()
 	for {
 		if w.mu.err != nil || w.mu.closed {
@@ -409,36 +419,13 @@ func (w *WAL) append(entries []Entry, single []byte, isSingle, wait bool) (*batc
 	if len(b.buf) == 0 {
 		b.first = first
 	}
-	if isSingle {
-		b.buf = appendFrame(b.buf, typeData, first, 0, single)
-		b.noteStream(0, first)
+	for _, e := range entries {
+		seq := w.mu.nextSeq
+		b.buf = appendFrame(b.buf, typeData, seq, e.Stream, e.Data)
+		b.noteStream(e.Stream, seq)
 		w.mu.nextSeq++
-	} else {
-		for _, e := range entries {
-			seq := w.mu.nextSeq
-			b.buf = appendFrame(b.buf, typeData, seq, e.Stream, e.Data)
-			b.noteStream(e.Stream, seq)
-			w.mu.nextSeq++
-		}
 	}
 	b.last = w.mu.nextSeq - 1
-	n := b.last - first + 1
-	if wait {
-		b.waiters++
-		if w.mu.gatherTarget > 0 && b.waiters >= w.mu.gatherTarget {
-			select {
-			case w.gathered <- struct{}{}:
-			default:
-			}
-		}
-	}
-	if !wait && w.mu.owner == ownerNone {
-		w.mu.owner = ownerFlusher
-		w.kickFlusher()
-	}
-	w.mu.Unlock()
-	w.stats.appends.Add(int64(n))
-	w.stats.bytes.Add(int64(size))
 	return b, first, nil
 }
 
@@ -592,36 +579,18 @@ func (w *WAL) flush(b *batch) (more bool) {
 	return false
 }
 
-// maxGather bounds how long the flusher waits for released appenders.
-const maxGather = time.Millisecond
-
 // gatherLocked waits, with mu held on entry and exit, until the pending
 // batch has w.mu.expect waiting appenders, or for half the average fsync
-// time (at most maxGather), whichever comes first.
-//
-// Why: with N appenders each waiting for its record, a flusher that starts
-// the next fsync the moment the last one ends catches only the appenders
-// that arrived during that fsync; the ones it just released are still
-// waking up. Batches then alternate between two halves of the appenders,
-// and each appender waits for two fsyncs. Waiting a fraction of an fsync for
-// the released appenders lets one fsync carry all of them. The wait ends as
-// soon as they are back, so it is no fixed delay, and a lone appender never
-// waits (it writes its own batch).
+// time (at most gather.Max), whichever comes first (see package gather). A
+// lone appender never waits: it writes its own batch.
 func (w *WAL) gatherLocked() {
-	d := time.Duration(w.syncEWMA.Load() / 2)
+	d := w.syncAvg.Wait()
 	if d <= 0 {
 		return
 	}
-	d = min(d, maxGather)
 	w.mu.gatherTarget = w.mu.expect
 	w.mu.Unlock()
-	t := time.NewTimer(d)
-	select {
-	case <-w.gathered:
-	case <-t.C:
-	case <-w.quit:
-	}
-	t.Stop()
+	gather.Await(d, w.gathered, w.quit)
 	w.mu.Lock()
 	w.mu.gatherTarget = 0
 	select {
@@ -647,11 +616,7 @@ func (w *WAL) writeAndSync(buf []byte, lastSeq uint64) error {
 	}
 	took := time.Since(start)
 	w.stats.observeSync(took)
-	if avg := w.syncEWMA.Load(); avg == 0 {
-		w.syncEWMA.Store(int64(took))
-	} else {
-		w.syncEWMA.Store(avg + (int64(took)-avg)/8)
-	}
+	w.syncAvg.Observe(took)
 	// Readers bound their reads by durableSize and may compare what they
 	// read with durableSeq: publish the seq first.
 	w.durableSeq.Store(lastSeq)

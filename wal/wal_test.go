@@ -60,7 +60,7 @@ func TestAppendReadReopen(t *testing.T) {
 	dir := t.TempDir()
 	w := openT(t, vfs.OS, dir, Options{SegmentSize: 4 << 10})
 	for i := 1; i <= 500; i++ {
-		seq, err := w.Append(rec(i))
+		seq, err := w.Append(Entry{Data: rec(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +94,7 @@ func TestAppendReadReopen(t *testing.T) {
 	}
 	w = openT(t, vfs.OS, dir, Options{SegmentSize: 4 << 10})
 	check(w, 500)
-	seq, err := w.Append(rec(501))
+	seq, err := w.Append(Entry{Data: rec(501)})
 	if err != nil || seq != 501 {
 		t.Fatalf("append after reopen: seq %d err %v", seq, err)
 	}
@@ -115,7 +115,7 @@ func TestConcurrentAppendsShareSyncs(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				seq, err := w.Append(fmt.Appendf(nil, "w%d-%d", g, i))
+				seq, err := w.Append(Entry{Data: fmt.Appendf(nil, "w%d-%d", g, i)})
 				if err != nil {
 					t.Error(err)
 					return
@@ -162,7 +162,7 @@ func TestAsyncAppendAndBatch(t *testing.T) {
 	defer w.Close()
 	var last *Pending
 	for i := range 1000 {
-		p, err := w.AppendAsync(rec(i))
+		p, err := w.AppendAsync(Entry{Data: rec(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +174,7 @@ func TestAsyncAppendAndBatch(t *testing.T) {
 	if !last.Durable() || w.DurableSeq() < last.Seq() {
 		t.Fatalf("after Sync: durable=%v durableSeq=%d last=%d", last.Durable(), w.DurableSeq(), last.Seq())
 	}
-	p, err := w.AppendBatchAsync([]Entry{{Data: []byte("a")}, {Stream: 7, Data: []byte("b")}, {Data: []byte("c")}})
+	p, err := w.AppendAsync(Entry{Data: []byte("a")}, Entry{Stream: 7, Data: []byte("b")}, Entry{Data: []byte("c")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,9 +184,9 @@ func TestAsyncAppendAndBatch(t *testing.T) {
 	if p.Seq() != 1001 || p.LastSeq() != 1003 {
 		t.Fatalf("batch seqs %d..%d", p.Seq(), p.LastSeq())
 	}
-	first, err := w.AppendBatch([]Entry{{Data: []byte("d")}, {Data: []byte("e")}})
+	first, err := w.Append(Entry{Data: []byte("d")}, Entry{Data: []byte("e")})
 	if err != nil || first != 1004 {
-		t.Fatalf("AppendBatch: %d %v", first, err)
+		t.Fatalf("Append batch: %d %v", first, err)
 	}
 	got := readAll(t, w, 1001)
 	want := []string{"a", "b", "c", "d", "e"}
@@ -201,7 +201,7 @@ func TestAsyncAppendAndBatch(t *testing.T) {
 	if got[1].Stream != 7 {
 		t.Fatalf("stream = %d", got[1].Stream)
 	}
-	if _, err := w.AppendBatch(nil); err == nil {
+	if _, err := w.Append(); err == nil {
 		t.Fatal("empty batch accepted")
 	}
 }
@@ -209,11 +209,16 @@ func TestAsyncAppendAndBatch(t *testing.T) {
 func TestRecordTooLarge(t *testing.T) {
 	w := openT(t, vfs.OS, t.TempDir(), Options{MaxRecordSize: 100})
 	defer w.Close()
-	if _, err := w.Append(make([]byte, 101)); !errors.Is(err, ErrTooLarge) {
+	if _, err := w.Append(Entry{Data: make([]byte, 101)}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("err = %v, want ErrTooLarge", err)
 	}
-	if _, err := w.Append(make([]byte, 100)); err != nil {
-		t.Fatal(err)
+	// A batch with one record too large is refused whole: nothing of it
+	// is written and no sequence number is used.
+	if _, err := w.AppendAsync(Entry{Data: []byte("ok")}, Entry{Data: make([]byte, 101)}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("batch: err = %v, want ErrTooLarge", err)
+	}
+	if seq, err := w.Append(Entry{Data: make([]byte, 100)}); err != nil || seq != 1 {
+		t.Fatalf("Append = %d, %v; want 1", seq, err)
 	}
 }
 
@@ -234,7 +239,7 @@ func TestClosedLog(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Append([]byte("x")); !errors.Is(err, ErrClosed) {
+	if _, err := w.Append(Entry{Data: []byte("x")}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("append after close: %v", err)
 	}
 	if err := w.Close(); !errors.Is(err, ErrClosed) {
@@ -280,10 +285,10 @@ func TestTailingReader(t *testing.T) {
 	}()
 	for i := 1; i <= n; i++ {
 		if i%2 == 0 {
-			if _, err := w.Append(rec(i)); err != nil {
+			if _, err := w.Append(Entry{Data: rec(i)}); err != nil {
 				t.Fatal(err)
 			}
-		} else if _, err := w.AppendAsync(rec(i)); err != nil {
+		} else if _, err := w.AppendAsync(Entry{Data: rec(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -314,7 +319,7 @@ func TestTruncateFrontAndStreams(t *testing.T) {
 		if i <= 20 {
 			stream = 1
 		}
-		if _, err := w.AppendBatch([]Entry{{Stream: stream, Data: rec(i)}}); err != nil {
+		if _, err := w.Append(Entry{Stream: stream, Data: rec(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -356,7 +361,7 @@ func TestTruncateFrontAndStreams(t *testing.T) {
 	if w.FirstSeq() != 201 {
 		t.Fatalf("first seq %d after Roll+TruncateFront(201)", w.FirstSeq())
 	}
-	if seq, err := w.Append([]byte("next")); err != nil || seq != 201 {
+	if seq, err := w.Append(Entry{Data: []byte("next")}); err != nil || seq != 201 {
 		t.Fatalf("append: %d %v", seq, err)
 	}
 }
@@ -371,7 +376,7 @@ func TestRollEmptySegment(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := w.Append([]byte("one")); err != nil {
+	if _, err := w.Append(Entry{Data: []byte("one")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Roll(); err != nil {
@@ -383,7 +388,7 @@ func TestRollEmptySegment(t *testing.T) {
 	if got := w.Stats().Segments; got != 2 {
 		t.Fatalf("%d segments, want 2", got)
 	}
-	if _, err := w.Append([]byte("two")); err != nil {
+	if _, err := w.Append(Entry{Data: []byte("two")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.TruncateFront(2); err != nil {
@@ -415,7 +420,7 @@ func TestPreallocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 10; i++ {
-		if _, err := w.Append(payload(i)); err != nil {
+		if _, err := w.Append(Entry{Data: payload(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -441,7 +446,7 @@ func TestPreallocation(t *testing.T) {
 		t.Fatalf("after recovery the records end at %d, want %d", w.activeSize, recordsEnd)
 	}
 	for i := 11; i <= 20; i++ {
-		if _, err := w.Append(payload(i)); err != nil {
+		if _, err := w.Append(Entry{Data: payload(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -52,19 +52,17 @@ func benchBarrier(ctx context.Context, e *env, args []string) error {
 	dir := fs.String("dir", "", "with the embedded etcd: parent of its temporary data directory (default: the system's)")
 	timeout := fs.Duration("timeout", 30*time.Second, "per-procedure timeout")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case fs.NArg() != 0:
-		return errUsage
-	case *n < 1 || *n > 1000:
-		return fmt.Errorf("-members must be between 1 and 1000, got %d", *n)
-	case *rounds < 1 || *rounds > 1_000_000:
-		return fmt.Errorf("-rounds must be between 1 and 1000000, got %d", *rounds)
-	case *warmup < 0:
-		return fmt.Errorf("-warmup must not be negative, got %d", *warmup)
-	case *transport != "inproc" && *transport != "etcd":
+	if err := firstErr(
+		intIn("members", *n, 1, 1000),
+		intIn("rounds", *rounds, 1, 1_000_000),
+		atLeast("warmup", *warmup, 0),
+	); err != nil {
+		return err
+	}
+	if *transport != "inproc" && *transport != "etcd" {
 		return fmt.Errorf(`-transport must be "inproc" or "etcd", got %q`, *transport)
 	}
 	res := barrierBenchResult{Transport: *transport, Members: *n, Rounds: *rounds}

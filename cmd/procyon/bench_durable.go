@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -86,21 +84,16 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case *writers < 1 || *writers > 100_000:
-		return fmt.Errorf("-writers must be between 1 and 100000, got %d", *writers)
-	case *keys < 1 || *keys > 100_000_000:
-		return fmt.Errorf("-keys must be between 1 and 100000000, got %d", *keys)
-	case *valueSize < 0 || *valueSize > 1<<20:
-		return fmt.Errorf("-value-size must be between 0 and 1 MiB, got %d", *valueSize)
-	case *duration <= 0:
-		return fmt.Errorf("-duration must be positive, got %v", *duration)
-	case *share <= 0 || *share > 1:
-		return fmt.Errorf("-snapshot-share must be in (0, 1], got %v", *share)
-	case *replay < 0:
-		return fmt.Errorf("-replay must not be negative, got %d", *replay)
-	case *rounds < 1 || *rounds > 1000:
-		return fmt.Errorf("-rounds must be between 1 and 1000, got %d", *rounds)
+	if err := firstErr(
+		intIn("writers", *writers, 1, 100_000),
+		intIn("keys", *keys, 1, 100_000_000),
+		sizeIn("value-size", *valueSize, 0, 1<<20),
+		positive("duration", *duration),
+		fraction("snapshot-share", *share),
+		atLeast("replay", *replay, 0),
+		intIn("rounds", *rounds, 1, 1000),
+	); err != nil {
+		return err
 	}
 	root, cleanup, err := benchDir(*dir, "durable-")
 	if err != nil {
@@ -288,10 +281,6 @@ func heapInUse() uint64 {
 	return ms.HeapAlloc
 }
 
-type timedLatency struct {
-	start, end time.Time
-}
-
 func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int, d time.Duration, share float64) (durableBenchResult, error) {
 	res := durableBenchResult{Mode: "write", Writers: writers, Keys: keys, ValueSize: size, SnapshotShare: share}
 	before := heapInUse()
@@ -314,7 +303,6 @@ func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int,
 		return res, err
 	}
 
-	var stop atomic.Bool
 	// The writers' keys, formatted once (up to a bound on memory): the
 	// WAL's benchmark formats nothing per append either.
 	var names []string
@@ -330,32 +318,17 @@ func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int,
 		}
 		return benchKey(i)
 	}
-	var wg sync.WaitGroup
 	st0 := s.Stats()
-	lats := make([][]timedLatency, writers)
-	errs := make([]error, writers)
-	start := time.Now()
-	for g := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(g), 7))
-			val := make([]byte, size)
-			l := make([]timedLatency, 0, 1<<14)
-			for !stop.Load() {
-				k := key(rng.IntN(keys))
-				binaryFill(val, int(rng.Uint32()))
-				t := time.Now()
-				err := s.Write(context.Background(), func(tx *durable.Tx) error { return kv.Put(tx, k, val) })
-				l = append(l, timedLatency{t, time.Now()})
-				if err != nil {
-					errs[g] = err
-					return
-				}
-			}
-			lats[g] = l
-		}()
-	}
+	run := startWorkers(ctx, writers, func(g int) worker {
+		rng := rand.New(rand.NewPCG(uint64(g), 7))
+		val := make([]byte, size)
+		return func(uint64) error {
+			k := key(rng.IntN(keys))
+			binaryFill(val, int(rng.Uint32()))
+			return s.Write(context.Background(), func(tx *durable.Tx) error { return kv.Put(tx, k, val) })
+		}
+	})
+	start := run.start
 	var snapStart, snapEnd time.Time
 	var snapRes durable.SnapshotResult
 	var snapErr error
@@ -373,22 +346,22 @@ func benchDurableWrite(ctx context.Context, dir string, writers, keys, size int,
 		case <-ctx.Done():
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
+	errs := run.stop()
 	elapsed := time.Since(start)
 	if st := s.Stats(); st.Groups > st0.Groups {
 		groups := st.Groups - st0.Groups
 		res.TxnsPerCommit = float64(st.Commits-st0.Commits) / float64(groups)
 		res.CommitUs = us((st.GroupTime - st0.GroupTime) / time.Duration(groups))
 	}
-	if err := errors.Join(append(errs, snapErr)...); err != nil {
+	if err := errors.Join(errs, snapErr); err != nil {
 		return res, err
 	}
 	var normal, during latencies
-	for _, l := range lats {
+	snapFrom, snapTo := snapStart.Sub(start), snapEnd.Sub(start)
+	for _, l := range run.spans {
 		for _, x := range l {
-			lat := x.end.Sub(x.start)
-			if !snapStart.IsZero() && x.end.After(snapStart) && x.start.Before(snapEnd) {
+			lat := x.end - x.start
+			if !snapStart.IsZero() && x.end > snapFrom && x.start < snapTo {
 				during = append(during, lat)
 			} else {
 				normal = append(normal, lat)
@@ -428,26 +401,16 @@ func benchDurableRecover(ctx context.Context, dir string, keys, size, replay int
 	res.SnapshotBytes = snap.Size
 	// Log replay transactions after the snapshot, from 64 writers so that
 	// it goes at group-commit speed.
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	errs := make([]error, 64)
-	for g := range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			val := make([]byte, size)
-			for i := next.Add(1); i <= int64(replay); i = next.Add(1) {
-				binaryFill(val, int(i))
-				k := benchKey(int(i*7919) % keys)
-				if err := s.Write(ctx, func(tx *durable.Tx) error { return kv.Put(tx, k, val) }); err != nil {
-					errs[g] = err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = runEach(ctx, 64, int64(replay), func(int) func(int64) error {
+		val := make([]byte, size)
+		return func(i int64) error {
+			i++ // transactions 1 .. replay
+			binaryFill(val, int(i))
+			k := benchKey(int(i*7919) % keys)
+			return s.Write(ctx, func(tx *durable.Tx) error { return kv.Put(tx, k, val) })
+		}
+	})
+	if err != nil {
 		s.Close()
 		return res, err
 	}

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -189,19 +187,15 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case *concurrency < 1 || *concurrency > 100_000:
-		return fmt.Errorf("-concurrency must be between 1 and 100000, got %d", *concurrency)
-	case *steps < 1 || *steps > 1000:
-		return fmt.Errorf("-steps must be between 1 and 1000, got %d", *steps)
-	case *duration <= 0:
-		return fmt.Errorf("-duration must be positive, got %v", *duration)
-	case *workers < 1 || *workers > 10_000:
-		return fmt.Errorf("-workers must be between 1 and 10000, got %d", *workers)
-	case *live < 1 || *live > 20_000_000:
-		return fmt.Errorf("-live must be between 1 and 20000000, got %d", *live)
-	case *rounds < 1 || *rounds > 1000:
-		return fmt.Errorf("-rounds must be between 1 and 1000, got %d", *rounds)
+	if err := firstErr(
+		intIn("concurrency", *concurrency, 1, 100_000),
+		intIn("steps", *steps, 1, 1000),
+		positive("duration", *duration),
+		intIn("workers", *workers, 1, 10_000),
+		intIn("live", *live, 1, 20_000_000),
+		intIn("rounds", *rounds, 1, 1000),
+	); err != nil {
+		return err
 	}
 	modes, err := parseLockModes(*locks)
 	if err != nil {
@@ -419,41 +413,24 @@ func benchProcRun(ctx context.Context, dir, locks string, steps, workers, commit
 		return res, err
 	}
 	defer w.close()
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	lats := make([]latencies, concurrency)
-	errs := make([]error, concurrency)
 	commits0 := w.s.Stats().Commits
 	cpu0 := processCPU()
-	start := time.Now()
-	for c := range concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l := make(latencies, 0, 1<<12)
-			for i := uint64(0); !stop.Load() && ctx.Err() == nil; i++ {
-				t0 := time.Now()
-				id, err := w.typ.Submit(ctx, benchLockData(locks, c, i), procedure.SubmitOptions{})
-				if err == nil {
-					_, err = w.e.Wait(ctx, id)
-				}
-				if err != nil {
-					errs[c] = err
-					return
-				}
-				l = append(l, time.Since(t0))
+	run := startWorkers(ctx, concurrency, func(c int) worker {
+		return func(i uint64) error {
+			id, err := w.typ.Submit(ctx, benchLockData(locks, c, i), procedure.SubmitOptions{})
+			if err == nil {
+				_, err = w.e.Wait(ctx, id)
 			}
-			lats[c] = l
-		}()
-	}
+			return err
+		}
+	})
 	sleepCtx(ctx, d)
-	stop.Store(true)
-	wg.Wait()
-	el := time.Since(start)
-	if err := errors.Join(errs...); err != nil {
+	err = run.stop()
+	el := time.Since(run.start)
+	if err != nil {
 		return res, err
 	}
-	all := mergeSorted(lats)
+	all := run.latencies()
 	res.DurationSec = el.Seconds()
 	res.Procedures = int64(len(all))
 	res.ProcsPerSec = float64(len(all)) / el.Seconds()
@@ -488,27 +465,13 @@ func benchProcRecover(ctx context.Context, dir string, steps, workers, committer
 	if err != nil {
 		return res, err
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make([]error, concurrency)
-	for c := range concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(live) || ctx.Err() != nil {
-					return
-				}
-				if _, err := w.typ.Submit(ctx, benchData{Slot: uint32(i), Seq: uint64(i)}, procedure.SubmitOptions{}); err != nil {
-					errs[c] = err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err = runEach(ctx, concurrency, int64(live), func(int) func(int64) error {
+		return func(i int64) error {
+			_, err := w.typ.Submit(ctx, benchData{Slot: uint32(i), Seq: uint64(i)}, procedure.SubmitOptions{})
+			return err
+		}
+	})
+	if err != nil {
 		w.close()
 		return res, err
 	}

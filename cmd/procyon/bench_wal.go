@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -61,17 +59,14 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case *writers < 1 || *writers > 100_000:
-		return fmt.Errorf("-writers must be between 1 and 100000, got %d", *writers)
-	case *size < 1 || *size > 16<<20:
-		return fmt.Errorf("-size must be between 1 and 16 MiB, got %d", *size)
-	case *duration <= 0:
-		return fmt.Errorf("-duration must be positive, got %v", *duration)
-	case *syncEvery < 1:
-		return fmt.Errorf("-sync-every must be at least 1, got %d", *syncEvery)
-	case *records < 1:
-		return fmt.Errorf("-records must be at least 1, got %d", *records)
+	if err := firstErr(
+		intIn("writers", *writers, 1, 100_000),
+		sizeIn("size", *size, 1, 16<<20),
+		positive("duration", *duration),
+		atLeast("sync-every", *syncEvery, 1),
+		atLeast("records", *records, 1),
+	); err != nil {
+		return err
 	}
 	root, cleanup, err := benchDir(*dir, "wal-")
 	if err != nil {
@@ -133,18 +128,6 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 	return tw.Flush()
 }
 
-// sleepCtx waits for d, or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // rawPrealloc is how far ahead the raw loop writes zeros: the log's
 // default (wal.Options.Preallocate).
 const rawPrealloc = 1 << 20
@@ -203,51 +186,33 @@ func benchWALAppend(ctx context.Context, dir string, writers, size int, d time.D
 	for i := range rec {
 		rec[i] = byte(i)
 	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	lats := make([]latencies, writers)
-	errs := make([]error, writers)
-	start := time.Now()
-	for g := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l := make(latencies, 0, 1<<14)
-			for i := 1; !stop.Load(); i++ {
-				t0 := time.Now()
-				var err error
-				if syncMode {
-					_, err = w.Append(rec)
-				} else {
-					_, err = w.AppendAsync(rec)
-					if err == nil && i%syncEvery == 0 {
-						err = w.Sync()
-					}
-				}
-				l = append(l, time.Since(t0))
-				if err != nil {
-					errs[g] = err
-					return
-				}
+	run := startWorkers(ctx, writers, func(int) worker {
+		return func(i uint64) error {
+			if syncMode {
+				_, err := w.Append(wal.Entry{Data: rec})
+				return err
 			}
-			lats[g] = l
-		}()
-	}
+			_, err := w.AppendAsync(wal.Entry{Data: rec})
+			if err == nil && (i+1)%uint64(syncEvery) == 0 {
+				err = w.Sync()
+			}
+			return err
+		}
+	})
 	sleepCtx(ctx, d)
-	stop.Store(true)
-	wg.Wait()
+	errs := run.stop()
 	if err := w.Sync(); err != nil {
 		return res, err
 	}
-	elapsed := time.Since(start)
+	elapsed := time.Since(run.start)
 	st := w.Stats()
 	if err := w.Close(); err != nil {
 		return res, err
 	}
-	if err := errors.Join(errs...); err != nil {
-		return res, err
+	if errs != nil {
+		return res, errs
 	}
-	all := mergeSorted(lats)
+	all := run.latencies()
 	secs := elapsed.Seconds()
 	res.DurationSec = secs
 	res.Appends = st.Appends
@@ -279,7 +244,7 @@ func benchWALReplay(dir string, size, n int) (walBenchResult, error) {
 		for j := 0; j < 1000 && i+j < n; j++ {
 			batch = append(batch, wal.Entry{Data: rec})
 		}
-		if _, err := w.AppendBatchAsync(batch); err != nil {
+		if _, err := w.AppendAsync(batch...); err != nil {
 			return res, err
 		}
 	}

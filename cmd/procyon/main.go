@@ -118,8 +118,6 @@ func printHelp(w io.Writer) {
 	fmt.Fprintln(w, "\nRun \"procyon help <command>\" or \"procyon <command> -h\" for a command's flags.")
 }
 
-// newFlagSet returns a flag set that reports errors instead of exiting and
-// prints its usage to the command's stderr.
 // parseFlags parses args for a command that takes flags only: any
 // argument left over is a usage error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
@@ -132,6 +130,8 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// newFlagSet returns a flag set that reports errors instead of exiting and
+// prints its usage to the command's stderr.
 func newFlagSet(e *env, path, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("procyon "+path, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)

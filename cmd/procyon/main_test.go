@@ -84,7 +84,7 @@ func TestWALVerifyDumpRepair(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 40 {
-		if _, err := w.Append([]byte(strings.Repeat("x", 20+i))); err != nil {
+		if _, err := w.Append(wal.Entry{Data: []byte(strings.Repeat("x", 20+i))}); err != nil {
 			t.Fatal(err)
 		}
 	}
