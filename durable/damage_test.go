@@ -254,6 +254,9 @@ func (c *dmgCase) run() (string, error) {
 	if d := diffState(before, diskState(c.fs)); d != "" {
 		return "", fmt.Errorf("read-only Open and Backup changed the disk: %s", d)
 	}
+	if err := c.wrongProgram(before, rep); err != nil {
+		return "", err
+	}
 	s := newDmgStore(c.fs, false)
 	err := s.Open(context.Background())
 	if (err == nil) != (rep.Err == nil) {
@@ -297,6 +300,25 @@ func (c *dmgCase) run() (string, error) {
 		return out, c.goOn(s, n)
 	}
 	return out, nil
+}
+
+// wrongProgram opens the store with a program that does not register a
+// collection the store holds: recovery refuses it (late: the log is open
+// by then), and the disk must be as it was.
+func (c *dmgCase) wrongProgram(before map[string]string, rep *VerifyReport) error {
+	s := newKVOnlyStore(c.fs)
+	err := s.Open(context.Background())
+	if err == nil {
+		s.Close()
+		return errors.New("Open by a program without the meta collection succeeded")
+	}
+	if rep.Err == nil && !errors.Is(err, ErrUnknownCollection) {
+		return fmt.Errorf("Open by a program without the meta collection: %v, want ErrUnknownCollection", err)
+	}
+	if d := diffState(before, diskState(c.fs)); d != "" {
+		return fmt.Errorf("Open refused for an unregistered collection changed the disk: %s (%v)", d, err)
+	}
+	return nil
 }
 
 // readOnly opens the store read-only and backs it up; the state must be as
@@ -352,8 +374,10 @@ func (c *dmgCase) goOn(s *dmgStore, n int) error {
 // its second snapshot) per case, at random: byte flips, truncations at
 // random offsets and at record boundaries, zeroed ranges, garbage,
 // directories where files belong, missing files, and foreign files named
-// like segments or snapshots. For every case, Verify and a read-only Open
-// with a backup must not change the disk; Open must succeed, with every
+// like segments or snapshots. For every case, Verify, a read-only Open
+// with a backup, and an Open by a program that does not register one of
+// the store's collections (refused by recovery) must not change the disk
+// (the LOCK file included); Open must succeed, with every
 // acknowledged transaction, unless the damage is in what recovery needs,
 // and then leave the disk as it was and name the damaged file; Verify must
 // agree on whether it opens; and after writing on and two snapshots the

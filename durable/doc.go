@@ -137,11 +137,14 @@
 // DIR/wal is refused with ErrNotStore, naming what it expected), and a
 // store whose snapshots are all past seq 0 but whose DIR/wal holds no
 // segment is refused with ErrNoState (a log that is missing, or not
-// mounted). An Open refused for what the directory holds, or for damage in
-// the log, leaves the disk as it found it. One refused later, by recovery
-// (no usable snapshot, a collection not registered, a newer format), has
-// let the log finish a crash's repair first (cut a torn tail, create the
-// segment after a sealed last one), which drops nothing acknowledged.
+// mounted). An Open that is refused leaves the disk as it found it, also
+// when recovery refuses it (no usable snapshot, a collection not
+// registered, a newer format, a cancelled context): the log is opened
+// under its lock but changing nothing (wal.Options.DeferWrites; a LOCK
+// file it had to create is removed again), recovery only reads, and only
+// once it succeeded does Open let the log finish a crash's repair (cut a
+// torn tail, remove *.tmp files, create the segment after a sealed last
+// one) and create the directory and log of a new store.
 //
 // Recovery needs the newest snapshot and the log after it. Open reads the
 // newest snapshot's seq N from its name, before it opens the log, and opens
