@@ -190,7 +190,13 @@
 // (RemoveDamagedSnapshots); the plan states every dropped transaction by
 // sequence number before anything changes. Damage in the log recovery
 // needs is refused with ErrNeedBackup, naming the intact segments after it
-// that a truncation would lose: the way back is a backup.
+// that a truncation would lose: the way back is a backup. If no intact
+// segment holding records follows it, the log can be cut at the damage,
+// but only with RepairOptions.AcceptLoss ("-accept-loss"): the plan's Loss
+// says which transactions go (from seq From on; up to To when the segment
+// after the cut one tells where it ended, else at least those recognised
+// after the damage), and the store then opens with every one before From.
+// A cut that would leave the log ending before a snapshot's seq is refused.
 //
 // # Backup and restore
 //
