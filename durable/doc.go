@@ -216,8 +216,9 @@
 // prepare / recover / persist): the WAL-backed implementation in
 // Options.Dir is the default, MemPersistence serves tests, and an etcd
 // one will come for HA. Its documentation is the contract: durability in
-// sequence order, failure is final, snapshots atomic, and nothing deleted
-// that recovery may still need. A persistence that can open in spite of
+// sequence order, failure is final, snapshots atomic, nothing deleted
+// that recovery may still need, and nothing changed before Recovered (so
+// that a refused Open changes nothing). A persistence that can open in spite of
 // damage in data recovery does not need says so through the optional
 // DamageReporter interface.
 //
