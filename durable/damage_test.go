@@ -57,14 +57,15 @@ func (r role) mustOpen(how string) bool {
 
 // dmgCase is one damaged disk.
 type dmgCase struct {
-	fs     *vfs.MemFS
-	file   string // the damaged or added path
-	role   role
-	how    string
-	acked  int // transactions acknowledged
-	minN   int // the fewest transactions a successful Open may hold
-	maxN   int
-	needed uint64 // first record the newest snapshot leaves needed
+	fs      *vfs.MemFS
+	crashed bool   // the base store crashed (else it was closed)
+	file    string // the damaged or added path
+	role    role
+	how     string
+	acked   int // transactions acknowledged
+	minN    int // the fewest transactions a successful Open may hold
+	maxN    int
+	needed  uint64 // first record the newest snapshot leaves needed
 	// goOnToo: after a successful Open, write on, snapshot and reopen.
 	goOnToo bool
 }
@@ -104,7 +105,7 @@ func classify(fs *vfs.MemFS, path string) (role, uint64) {
 // damage applies one random damage to a copy of the base disk.
 func (b *dmgBase) damage(rng *rand.Rand, seed int64) *dmgCase {
 	fs := b.fs.CrashClone(seed)
-	c := &dmgCase{fs: fs, acked: b.acked, minN: b.acked, maxN: b.tried, goOnToo: rng.IntN(4) == 0}
+	c := &dmgCase{fs: fs, crashed: b.crashed, acked: b.acked, minN: b.acked, maxN: b.tried, goOnToo: rng.IntN(4) == 0}
 	files := dmgFiles(fs, func(string) bool { return true })
 	switch rng.IntN(40) {
 	case 0, 1, 2, 3:
@@ -235,6 +236,11 @@ const (
 	outLost      = "opened, crash tail dropped"
 	outRefused   = "refused, naming the file"
 	outUntouched = "opened, damage not on recovery's path"
+	// Refused, with damage in the log recovery needs (a needed or the
+	// last segment): repaired by cutting the log, the loss accepted; or
+	// the repair refused, as an intact segment follows the damage.
+	outCut          = "refused; repaired, loss accepted"
+	outRepairRefuse = "refused; repair refused, intact segment after"
 )
 
 // run checks one case and returns its outcome, or an error for a
@@ -254,6 +260,9 @@ func (c *dmgCase) run() (string, error) {
 	if d := diffState(before, diskState(c.fs)); d != "" {
 		return "", fmt.Errorf("read-only Open and Backup changed the disk: %s", d)
 	}
+	if err := c.wrongProgram(before, rep); err != nil {
+		return "", err
+	}
 	s := newDmgStore(c.fs, false)
 	err := s.Open(context.Background())
 	if (err == nil) != (rep.Err == nil) {
@@ -270,6 +279,9 @@ func (c *dmgCase) run() (string, error) {
 		named := strings.Contains(err.Error(), filepath.Base(c.file)) || c.how == "missing" && strings.Contains(err.Error(), "missing")
 		if !named {
 			return "", fmt.Errorf("refusal does not name %s: %v", filepath.Base(c.file), err)
+		}
+		if c.role == roleNeededSeg || c.role == roleLastSeg {
+			return c.repairWithLoss(rep)
 		}
 		return outRefused, nil
 	}
@@ -297,6 +309,83 @@ func (c *dmgCase) run() (string, error) {
 		return out, c.goOn(s, n)
 	}
 	return out, nil
+}
+
+// repairWithLoss repairs damage in the log recovery needs, accepting the
+// loss: refused if an intact segment holding records follows the damage,
+// else the store must open afterwards with exactly the transactions before
+// the cut, and the plan must not claim to keep more than the log held.
+func (c *dmgCase) repairWithLoss(rep *VerifyReport) (string, error) {
+	before := diskState(c.fs)
+	plan, err := PlanRepair(dmgDir, RepairOptions{FS: c.fs, AcceptLoss: true})
+	if err != nil {
+		return "", fmt.Errorf("PlanRepair: %v", err)
+	}
+	intact := ""
+	for _, sg := range rep.Log.Segments {
+		if sg.Name > filepath.Base(c.file) && sg.Records > 0 {
+			intact = sg.Name
+		}
+	}
+	if plan.Refusal != nil {
+		if intact == "" {
+			return "", fmt.Errorf("repair refused although no intact segment follows the damage:\n%s", plan)
+		}
+		if err := Repair(plan); err == nil {
+			return "", errors.New("Repair of a refused plan succeeded")
+		}
+		if d := diffState(before, diskState(c.fs)); d != "" {
+			return "", fmt.Errorf("refused repair changed the disk: %s", d)
+		}
+		return outRepairRefuse, nil
+	}
+	if intact != "" {
+		return "", fmt.Errorf("repair cuts the log before the intact segment %s:\n%s", intact, plan)
+	}
+	l := plan.Loss
+	if l == nil {
+		return "", fmt.Errorf("repair of the needed log states no loss:\n%s", plan)
+	}
+	keep := int(l.From) - 1
+	switch {
+	case keep > c.maxN:
+		return "", fmt.Errorf("repair claims to keep the transactions up to %d, only %d were written:\n%s", keep, c.maxN, plan)
+	case l.Known && !c.crashed && l.To != uint64(c.acked):
+		return "", fmt.Errorf("repair says the log ended at %d, it ended at %d:\n%s", l.To, c.acked, plan)
+	case l.Known && int(l.To) > c.maxN || int(l.Last) > c.maxN:
+		return "", fmt.Errorf("repair says it drops transactions up to %d, only %d were written:\n%s", max(l.To, l.Last), c.maxN, plan)
+	}
+	if err := Repair(plan); err != nil {
+		return "", fmt.Errorf("Repair:\n%s: %v", plan, err)
+	}
+	s := newDmgStore(c.fs, false)
+	if err := s.Open(context.Background()); err != nil {
+		return "", fmt.Errorf("Open after the repair:\n%s: %v", plan, err)
+	}
+	defer s.Close()
+	if _, err := s.check(keep, keep); err != nil {
+		return "", fmt.Errorf("after the repair:\n%s: %v", plan, err)
+	}
+	return outCut, nil
+}
+
+// wrongProgram opens the store with a program that does not register a
+// collection the store holds: recovery refuses it (late: the log is open
+// by then), and the disk must be as it was.
+func (c *dmgCase) wrongProgram(before map[string]string, rep *VerifyReport) error {
+	s := newKVOnlyStore(c.fs)
+	err := s.Open(context.Background())
+	if err == nil {
+		s.Close()
+		return errors.New("Open by a program without the meta collection succeeded")
+	}
+	if rep.Err == nil && !errors.Is(err, ErrUnknownCollection) {
+		return fmt.Errorf("Open by a program without the meta collection: %v, want ErrUnknownCollection", err)
+	}
+	if d := diffState(before, diskState(c.fs)); d != "" {
+		return fmt.Errorf("Open refused for an unregistered collection changed the disk: %s (%v)", d, err)
+	}
+	return nil
 }
 
 // readOnly opens the store read-only and backs it up; the state must be as
@@ -352,10 +441,16 @@ func (c *dmgCase) goOn(s *dmgStore, n int) error {
 // its second snapshot) per case, at random: byte flips, truncations at
 // random offsets and at record boundaries, zeroed ranges, garbage,
 // directories where files belong, missing files, and foreign files named
-// like segments or snapshots. For every case, Verify and a read-only Open
-// with a backup must not change the disk; Open must succeed, with every
+// like segments or snapshots. For every case, Verify, a read-only Open
+// with a backup, and an Open by a program that does not register one of
+// the store's collections (refused by recovery) must not change the disk
+// (the LOCK file included); Open must succeed, with every
 // acknowledged transaction, unless the damage is in what recovery needs,
-// and then leave the disk as it was and name the damaged file; Verify must
+// and then leave the disk as it was and name the damaged file (and if the
+// damage is in a needed or the last log segment, a repair accepting the
+// loss must be refused if an intact segment follows it, else cut the log
+// so that the store opens with exactly the transactions before the cut
+// the plan states); Verify must
 // agree on whether it opens; and after writing on and two snapshots the
 // store must reopen with nothing lost. It fails on a panic, and on a case
 // that takes more than a minute (a hang).

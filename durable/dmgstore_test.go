@@ -34,6 +34,14 @@ func newDmgStore(fs vfs.FS, readOnly bool) *dmgStore {
 	return &dmgStore{Store: s, kv: NewCollection[string, string](s, "kv", nil), meta: NewCollection[string, string](s, "meta", nil)}
 }
 
+// newKVOnlyStore is a program that does not register the damage store's
+// "meta" collection: recovery refuses it (ErrUnknownCollection).
+func newKVOnlyStore(fs vfs.FS) *Store {
+	s := New(Options{Dir: dmgDir, FS: fs, Logger: quiet(), SegmentSize: 4096, SnapshotBytes: -1})
+	NewCollection[string, string](s, "kv", nil)
+	return s
+}
+
 func dmgValue(i int) string { return fmt.Sprintf("v%d-%s", i, strings.Repeat("x", i%37)) }
 
 func (s *dmgStore) txn(i int) error {
@@ -178,8 +186,7 @@ func dmgFiles(fs *vfs.MemFS, match func(base string) bool) []string {
 }
 
 // diskState is every path under dmgDir with its content ("/" for a
-// directory). The lock file's existence is left out: taking a lock may
-// create it.
+// directory), the LOCK file included.
 func diskState(fs *vfs.MemFS) map[string]string {
 	st := map[string]string{}
 	var walk func(dir string)
@@ -193,9 +200,6 @@ func diskState(fs *vfs.MemFS) map[string]string {
 				continue
 			}
 			data, _ := fs.ReadFile(p)
-			if n == "LOCK" && len(data) == 0 {
-				continue
-			}
 			st[p] = string(data)
 		}
 	}

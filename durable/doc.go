@@ -137,11 +137,14 @@
 // DIR/wal is refused with ErrNotStore, naming what it expected), and a
 // store whose snapshots are all past seq 0 but whose DIR/wal holds no
 // segment is refused with ErrNoState (a log that is missing, or not
-// mounted). An Open refused for what the directory holds, or for damage in
-// the log, leaves the disk as it found it. One refused later, by recovery
-// (no usable snapshot, a collection not registered, a newer format), has
-// let the log finish a crash's repair first (cut a torn tail, create the
-// segment after a sealed last one), which drops nothing acknowledged.
+// mounted). An Open that is refused leaves the disk as it found it, also
+// when recovery refuses it (no usable snapshot, a collection not
+// registered, a newer format, a cancelled context): the log is opened
+// under its lock but changing nothing (wal.Options.DeferWrites; a LOCK
+// file it had to create is removed again), recovery only reads, and only
+// once it succeeded does Open let the log finish a crash's repair (cut a
+// torn tail, remove *.tmp files, create the segment after a sealed last
+// one) and create the directory and log of a new store.
 //
 // Recovery needs the newest snapshot and the log after it. Open reads the
 // newest snapshot's seq N from its name, before it opens the log, and opens
@@ -187,7 +190,13 @@
 // (RemoveDamagedSnapshots); the plan states every dropped transaction by
 // sequence number before anything changes. Damage in the log recovery
 // needs is refused with ErrNeedBackup, naming the intact segments after it
-// that a truncation would lose: the way back is a backup.
+// that a truncation would lose: the way back is a backup. If no intact
+// segment holding records follows it, the log can be cut at the damage,
+// but only with RepairOptions.AcceptLoss ("-accept-loss"): the plan's Loss
+// says which transactions go (from seq From on; up to To when the segment
+// after the cut one tells where it ended, else at least those recognised
+// after the damage), and the store then opens with every one before From.
+// A cut that would leave the log ending before a snapshot's seq is refused.
 //
 // # Backup and restore
 //
@@ -207,8 +216,9 @@
 // prepare / recover / persist): the WAL-backed implementation in
 // Options.Dir is the default, MemPersistence serves tests, and an etcd
 // one will come for HA. Its documentation is the contract: durability in
-// sequence order, failure is final, snapshots atomic, and nothing deleted
-// that recovery may still need. A persistence that can open in spite of
+// sequence order, failure is final, snapshots atomic, nothing deleted
+// that recovery may still need, and nothing changed before Recovered (so
+// that a refused Open changes nothing). A persistence that can open in spite of
 // damage in data recovery does not need says so through the optional
 // DamageReporter interface.
 //

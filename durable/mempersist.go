@@ -65,6 +65,9 @@ func (m *MemPersistence) Open() error {
 	return nil
 }
 
+// Recovered implements Persistence: there is nothing to repair.
+func (m *MemPersistence) Recovered() error { return nil }
+
 // Close implements Persistence.
 func (m *MemPersistence) Close() error {
 	m.mu.Lock()

@@ -128,6 +128,15 @@ func TestRefusedOpenWritesNothing(t *testing.T) {
 			t.Fatalf("refused Open changed the disk: %s", d)
 		}
 	})
+	for _, c := range lateRefusals() {
+		for _, sealed := range []bool{false, true} {
+			name := c.name + ", torn tail"
+			if sealed {
+				name = c.name + ", sealed last segment"
+			}
+			t.Run(name, func(t *testing.T) { c.check(t, sealed) })
+		}
+	}
 	t.Run("new store", func(t *testing.T) {
 		fs := vfs.NewMem()
 		s := newDmgStore(fs, false)
@@ -351,4 +360,115 @@ func TestDamagedRestoredSnapshotRefuses(t *testing.T) {
 	if rep, err := Verify(dst, dmgDir); err != nil || rep.Err == nil {
 		t.Fatalf("Verify: %v, %+v: want would not open", err, rep)
 	}
+}
+
+// lateRefusal is an Open that recovery refuses, after the log was opened.
+type lateRefusal struct {
+	name string
+	want error
+	// spoil makes Open refuse and returns what undoes it (nil: nothing
+	// to undo).
+	spoil func(t *testing.T, fs *vfs.MemFS, snaps []string) (open func() *Store, undo func())
+}
+
+func lateRefusals() []lateRefusal {
+	rightProgram := func(fs *vfs.MemFS) func() *Store {
+		return func() *Store { return newDmgStore(fs, false).Store }
+	}
+	restore := func(fs *vfs.MemFS, paths ...string) func() {
+		saved := map[string][]byte{}
+		for _, p := range paths {
+			saved[p], _ = fs.ReadFile(p)
+		}
+		return func() {
+			for p, data := range saved {
+				fs.WriteFile(p, data)
+			}
+		}
+	}
+	return []lateRefusal{
+		{name: "unregistered collection", want: ErrUnknownCollection,
+			spoil: func(t *testing.T, fs *vfs.MemFS, snaps []string) (func() *Store, func()) {
+				return func() *Store { return newKVOnlyStore(fs) }, nil
+			}},
+		{name: "newer format", want: ErrVersion,
+			spoil: func(t *testing.T, fs *vfs.MemFS, snaps []string) (func() *Store, func()) {
+				newest := snaps[len(snaps)-1]
+				undo := restore(fs, newest)
+				data, _ := fs.ReadFile(newest)
+				h, err := decodeSnapHeader(data, newest)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.version = snapVersion + 1
+				copy(data, h.encode())
+				fs.WriteFile(newest, data)
+				return rightProgram(fs), undo
+			}},
+		{name: "every snapshot damaged", want: ErrCorrupt,
+			spoil: func(t *testing.T, fs *vfs.MemFS, snaps []string) (func() *Store, func()) {
+				undo := restore(fs, snaps...)
+				for _, sn := range snaps {
+					flipByte(t, fs, sn, snapHeaderSize+3)
+				}
+				return rightProgram(fs), undo
+			}},
+	}
+}
+
+// check refuses an Open of a store left as a crash leaves it (sealed: in
+// Close, after the last segment's trailer; else with a torn tail) and
+// checks that nothing on disk changed; then undoes the cause and opens it.
+func (c lateRefusal) check(t *testing.T, sealed bool) {
+	fs, snaps, segs := cleanDmgStore(t)
+	crashLeftovers(t, fs, segs, sealed)
+	open, undo := c.spoil(t, fs, snaps)
+	before := diskState(fs)
+	s := open()
+	err := s.Open(context.Background())
+	if !errors.Is(err, c.want) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("Open: %v, want %v", err, c.want)
+	}
+	if d := diffState(before, diskState(fs)); d != "" {
+		t.Fatalf("refused Open changed the disk: %s (%v)", d, err)
+	}
+	if undo != nil {
+		undo()
+	}
+	ds := newDmgStore(fs, false)
+	if err := ds.Open(context.Background()); err != nil {
+		t.Fatalf("Open with the cause undone: %v", err)
+	}
+	defer ds.Close()
+	if _, err := ds.check(dmgTxns, dmgTxns); err != nil {
+		t.Fatal(err)
+	}
+	if err := ds.txn(dmgTxns + 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// crashLeftovers makes a cleanly closed damage store look as a crash
+// leaves it: no LOCK file, an unfinished segment creation, and either a
+// torn frame after the last segment's records or (sealed) a last segment
+// sealed with no segment after it (a crash inside Close).
+func crashLeftovers(t *testing.T, fs *vfs.MemFS, segs []string, sealed bool) {
+	t.Helper()
+	last := segs[len(segs)-1]
+	if first, _ := parseSegName(filepath.Base(last)); first != dmgTxns+1 {
+		t.Fatalf("the last segment is %s, want the empty one after a clean Close", last)
+	}
+	if err := fs.Remove(filepath.Join(dmgDir, walSubdir, "LOCK")); err != nil {
+		t.Fatal(err)
+	}
+	if sealed {
+		fs.Remove(last)
+	} else {
+		data, _ := fs.ReadFile(last)
+		fs.WriteFile(last, append(data, 1, 2, 3, 4, 5, 6, 7))
+	}
+	fs.WriteFile(last+tmpSuffix, []byte("PRCYNWAL"))
 }

@@ -46,10 +46,16 @@ import (
 //
 // Open (Aurora's prepare) takes what keeps other processes from writing the
 // same state (a lock file; on etcd, a lease and fencing revision) and
-// repairs a torn log tail. Close releases it; a closed persistence may be
-// opened again.
+// changes nothing else: the store then recovers, reading only. If recovery
+// succeeds, the store calls Recovered, before any Append or WriteSnapshot:
+// the persistence then makes the changes it needs to take writes (repairs
+// a torn log tail, creates the log of a new store). If it fails, the store
+// calls Close instead, which must leave the storage as Open found it: a
+// refused Open changes nothing. Close releases what Open took; a closed
+// persistence may be opened again.
 type Persistence interface {
 	Open() error
+	Recovered() error
 	LogBounds() (first, last uint64, err error)
 	Replay(from uint64, fn func(seq uint64, rec []byte) error) error
 	Snapshots() ([]SnapshotInfo, error)

@@ -23,6 +23,44 @@ type RepairOptions struct {
 	// never uses them). Default false: they are reported and kept, for a
 	// closer look.
 	RemoveDamagedSnapshots bool
+	// AcceptLoss lets Repair cut the log recovery needs at its damage when
+	// no intact segment holding records follows it, dropping the
+	// transactions from the damage on (RepairPlan.Loss says which).
+	// Default false: such a plan is a refusal (ErrNeedBackup) that says
+	// what the cut would drop.
+	AcceptLoss bool
+}
+
+// LogLoss is what cutting the log at its damage drops: the transactions
+// from seq From on, up to To if that is known.
+type LogLoss struct {
+	From uint64 // the first transaction dropped; the log keeps all before it
+	// To is the last transaction dropped, when Known (To < From: none):
+	// the segment after the cut one says where the cut one ended.
+	To    uint64
+	Known bool
+	How   string // how To is known
+	// Recognised counts the whole records recognised after the damage,
+	// and Last is the highest seq they (or a trailer) name, 0 if none:
+	// when To is not known, the loss is at least From..Last.
+	Recognised, Last uint64
+}
+
+// None reports whether the cut is known to drop no transaction.
+func (l *LogLoss) None() bool { return l.Known && l.To < l.From }
+
+func (l *LogLoss) String() string {
+	switch {
+	case l.None():
+		return fmt.Sprintf("no transaction (%s)", l.How)
+	case l.Known:
+		return fmt.Sprintf("the transactions seq %d..%d (%d of them; %s)", l.From, l.To, l.To-l.From+1, l.How)
+	case l.Last >= l.From:
+		return fmt.Sprintf("every transaction from seq %d on: at least seq %d..%d (%d whole records, or a trailer, recognised "+
+			"after the damage); how many more is unknown", l.From, l.From, l.Last, l.Recognised)
+	}
+	return fmt.Sprintf("every transaction from seq %d on, if there were any: nothing is recognised after the damage, "+
+		"so how many is unknown", l.From)
 }
 
 // RepairAction is one change Repair makes.
@@ -34,6 +72,10 @@ type RepairAction struct {
 	FirstSeq, LastSeq uint64
 	Bytes             int64 // bytes dropped
 	Why               string
+	// Cut marks the cut at damage in the log recovery needs (truncating
+	// or removing the damaged segment): RepairPlan.Loss says what it
+	// drops, with what the removals after it drop.
+	Cut bool
 }
 
 // RepairPlan says what Repair would change in a store's directory, every
@@ -44,12 +86,17 @@ type RepairPlan struct {
 	// Kept lists damage Repair leaves alone (damaged snapshots, unless
 	// RemoveDamagedSnapshots).
 	Kept []string
+	// Loss, if not nil, is what the plan drops of the log recovery needs:
+	// it cuts the log at damage that no intact segment follows. Without
+	// RepairOptions.AcceptLoss the plan is then a refusal.
+	Loss *LogLoss
 	// Refusal, if not nil, wraps ErrNeedBackup (or says why the store
 	// would not open in another way) and says what is lost: Repair will not
 	// apply the plan.
 	Refusal error
 	opts    RepairOptions
 	verify  *VerifyReport
+	cut     *wal.RepairPlan // the log's repair, when it cuts the log
 }
 
 // String describes the plan for an operator.
@@ -58,6 +105,8 @@ func (p *RepairPlan) String() string {
 	for _, a := range p.Actions {
 		fmt.Fprintf(&b, "%s %s (%d bytes): ", a.Op, a.File, a.Bytes)
 		switch {
+		case a.Cut && p.Loss != nil:
+			fmt.Fprintf(&b, "drops %v; ", p.Loss)
 		case a.LastSeq >= a.FirstSeq:
 			fmt.Fprintf(&b, "drops %d transactions, seq %d..%d; ", a.LastSeq-a.FirstSeq+1, a.FirstSeq, a.LastSeq)
 		default:
@@ -67,6 +116,9 @@ func (p *RepairPlan) String() string {
 	}
 	for _, k := range p.Kept {
 		b.WriteString("kept: " + k + "\n")
+	}
+	if p.Loss != nil {
+		fmt.Fprintf(&b, "LOSS: in all, the repair drops %v\n", p.Loss)
 	}
 	if p.Refusal != nil {
 		fmt.Fprintf(&b, "REFUSED: %v\n", p.Refusal)
@@ -78,9 +130,12 @@ func (p *RepairPlan) String() string {
 // would do, changing nothing. Damaged log segments holding only records
 // the newest snapshot covers are removed; a torn log tail (unsynced writes
 // of a crash) is truncated; damaged snapshots are reported, and removed only
-// with RemoveDamagedSnapshots. Damage in the log that recovery needs makes
-// a refusal (ErrNeedBackup): Repair never drops an intact later segment,
-// nor a transaction that no snapshot holds.
+// with RemoveDamagedSnapshots. Damage in the log that recovery needs is
+// refused (ErrNeedBackup) if an intact segment holding records follows it:
+// Repair never drops an intact later segment. Otherwise the log can be
+// cut at the damage, dropping the transactions from it on (Loss says
+// which), but only with AcceptLoss; and not before a snapshot's seq, which
+// the log must reach.
 func PlanRepair(dir string, opts RepairOptions) (*RepairPlan, error) {
 	if opts.FS == nil {
 		opts.FS = vfs.OS
@@ -90,15 +145,17 @@ func PlanRepair(dir string, opts RepairOptions) (*RepairPlan, error) {
 		return nil, err
 	}
 	p := &RepairPlan{Dir: dir, opts: opts, verify: rep}
-	if rep.Log != nil && rep.Log.Corruption != nil {
-		p.Refusal = needBackup(opts.FS, dir, rep)
-		return p, nil
-	}
-	if rep.Err != nil {
+	switch {
+	case rep.Log != nil && rep.Log.Corruption != nil:
+		if p.planCut(rep); p.Refusal != nil {
+			return p, nil
+		}
+	case rep.Err != nil:
 		p.Refusal = fmt.Errorf("%w: %w", ErrNeedBackup, rep.Err)
 		return p, nil
+	default:
+		p.planSegments(rep)
 	}
-	p.planSegments(rep)
 	if t := rep.Log; t != nil && t.TornTail != nil {
 		tt := t.TornTail
 		p.Actions = append(p.Actions, RepairAction{Op: "truncate torn tail", File: filepath.Join(walSubdir, tt.Segment),
@@ -111,7 +168,7 @@ func PlanRepair(dir string, opts RepairOptions) (*RepairPlan, error) {
 		}
 		if opts.RemoveDamagedSnapshots {
 			p.Actions = append(p.Actions, RepairAction{Op: "remove snapshot", File: sc.Name, FirstSeq: 1, LastSeq: 0, Bytes: sc.Size,
-				Why: fmt.Sprintf("damaged (%v); recovery uses %s", sc.Err, rep.Uses)})
+				Why: fmt.Sprintf("damaged (%v); recovery never uses it", sc.Err)})
 		} else {
 			p.Kept = append(p.Kept, fmt.Sprintf("damaged snapshot %s: %v (remove it with -remove-damaged-snapshots)", sc.Name, sc.Err))
 		}
@@ -140,6 +197,117 @@ func (p *RepairPlan) planSegments(rep *VerifyReport) {
 		p.Actions = append(p.Actions, RepairAction{Op: "remove segment", File: filepath.Join(walSubdir, name),
 			FirstSeq: first, LastSeq: last, Bytes: size, Why: why})
 	}
+}
+
+// planCut plans the repair of damage in the log recovery needs: the log's
+// own repair (package wal), which cuts the log at the damage and removes
+// what follows, if no intact segment holding records follows it; else a
+// refusal. Without AcceptLoss the plan is a refusal too, saying what the
+// cut would drop.
+func (p *RepairPlan) planCut(rep *VerifyReport) {
+	fs := p.opts.FS
+	needFrom := uint64(1)
+	if len(rep.Snapshots) > 0 {
+		needFrom = rep.Snapshots[0].Seq + 1
+	}
+	wp, err := wal.PlanRepair(fs, filepath.Join(p.Dir, walSubdir), wal.CheckOptions{NeedFrom: needFrom})
+	if err != nil || wp == nil || (wp.Cut == nil && wp.Gap == nil) {
+		p.Refusal = needBackup(fs, p.Dir, rep)
+		return
+	}
+	loss := lossOf(rep.Log.Segments, wp)
+	for _, sc := range rep.Snapshots {
+		if sc.Seq >= loss.From {
+			p.Refusal = fmt.Errorf("%w: the log recovery needs is damaged: %v; cutting it there would leave it ending at seq %d, "+
+				"before snapshot %s (seq %d), which the log must reach. Restore from a backup (procyon restore)",
+				ErrNeedBackup, rep.Log.Corruption, loss.From-1, sc.Name, sc.Seq)
+			return
+		}
+	}
+	p.cut, p.Loss = wp, loss
+	p.Actions = append(p.Actions, cutActions(rep, wp)...)
+	if !p.opts.AcceptLoss && !loss.None() {
+		p.Refusal = fmt.Errorf("%w: the log recovery needs is damaged: %v; no intact segment holding records follows the damage, "+
+			"so the log can be cut there, but that drops %v. Accept that loss with -accept-loss (RepairOptions.AcceptLoss), "+
+			"or restore from a backup (procyon restore)", ErrNeedBackup, rep.Log.Corruption, loss)
+	}
+}
+
+// lossOf says what the log's repair wp drops, given the log's segments:
+// every transaction after the last one a kept segment holds.
+func lossOf(segs []wal.SegmentInfo, wp *wal.RepairPlan) *LogLoss {
+	removed := map[string]bool{}
+	for _, d := range wp.Delete {
+		removed[d.Name] = true
+	}
+	if c := wp.Cut; c != nil && c.Offset == 0 {
+		removed[c.Segment] = true
+	}
+	kept := uint64(0)
+	for _, s := range segs {
+		if !removed[s.Name] {
+			kept = max(kept, s.LastSeq)
+		}
+	}
+	l := &LogLoss{From: kept + 1}
+	if g := wp.Gap; g != nil {
+		l.To, l.Known, l.How = g.LastSeq, true, fmt.Sprintf("no segment holds them: the next one starts at seq %d", g.LastSeq+1)
+		return l
+	}
+	c := wp.Cut
+	l.Recognised = c.Records
+	if c.LastSeq >= c.FirstSeq {
+		l.Last = c.LastSeq
+	}
+	// A segment after the cut one says where the cut one ended (it was
+	// sealed, then the next one created).
+	after := false
+	for _, s := range segs {
+		if after && s.Damage == nil {
+			if end := s.FirstSeq - 1; end >= l.Last {
+				l.To, l.Known = end, true
+				l.How = fmt.Sprintf("the next segment, %s, starts at seq %d", s.Name, s.FirstSeq)
+			}
+			break
+		}
+		after = after || s.Name == c.Segment
+	}
+	return l
+}
+
+// cutActions describes the log's repair wp as actions on the store.
+func cutActions(rep *VerifyReport, wp *wal.RepairPlan) []RepairAction {
+	var out []RepairAction
+	before := map[string]bool{}
+	for _, s := range rep.Log.Segments {
+		before[s.Name] = s.Skipped
+	}
+	for _, d := range wp.Delete {
+		a := RepairAction{Op: "remove segment", File: filepath.Join(walSubdir, d.Name), FirstSeq: d.FirstSeq, LastSeq: d.LastSeq, Bytes: d.Size}
+		switch {
+		case before[d.Name]:
+			a.Why = "all older than the newest snapshot; the damage after it keeps recovery from using it"
+		default:
+			a.Why = "after the cut; it holds no readable record"
+		}
+		if d.Damage != nil {
+			a.Why = fmt.Sprintf("damaged (%v); %s", d.Damage, a.Why)
+		}
+		out = append(out, a)
+	}
+	if c := wp.Cut; c != nil {
+		a := RepairAction{Op: "cut segment", File: filepath.Join(walSubdir, c.Segment), FirstSeq: c.FirstSeq, LastSeq: c.LastSeq, Bytes: c.Bytes,
+			Why: fmt.Sprintf("at offset %d, the damage: %v", c.Offset, wp.Damage), Cut: true}
+		if c.Offset == 0 {
+			a.Op, a.Why = "remove segment", fmt.Sprintf("damaged from its header on: %v", wp.Damage)
+		}
+		out = append(out, a)
+	}
+	if g := wp.Gap; g != nil {
+		out = append(out, RepairAction{Op: "end the log before a gap", File: walSubdir, FirstSeq: g.FirstSeq, LastSeq: g.LastSeq,
+			Why: "no segment holds these records (one is missing)", Cut: true})
+	}
+	return out
 }
 
 // needBackup explains damage in the log recovery needs: which records are
@@ -200,6 +368,9 @@ func Repair(plan *RepairPlan) error {
 			torn = true
 			continue
 		}
+		if plan.cut != nil && a.Op != "remove snapshot" {
+			continue // the log's repair does it, below
+		}
 		path := filepath.Join(plan.Dir, a.File)
 		if err := fs.Remove(path); err != nil {
 			lock.Close()
@@ -212,6 +383,11 @@ func Repair(plan *RepairPlan) error {
 	}
 	if err := lock.Close(); err != nil {
 		return fmt.Errorf("durable: repair: unlock: %w", err)
+	}
+	if plan.cut != nil {
+		if err := wal.Repair(fs, walDir, plan.cut); err != nil {
+			return fmt.Errorf("durable: repair: %w", err)
+		}
 	}
 	if torn {
 		w, err := wal.Open(walDir, wal.Options{FS: fs})

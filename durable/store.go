@@ -306,6 +306,10 @@ func (s *Store) Open(ctx context.Context) error {
 		return err
 	}
 	v, err := s.recover(ctx)
+	if err == nil {
+		// Only now may the persistence change the disk.
+		err = s.p.Recovered()
+	}
 	if err != nil {
 		s.p.Close()
 		s.state.Store(stateClosed)

@@ -1,9 +1,11 @@
 package durable
 
 import (
+	"errors"
 	"fmt"
 	"github.com/procyon-dev/procyon/internal/seqname"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -53,10 +55,12 @@ func newWALPersistence(o Options) *walPersistence {
 		maxRecord: walMaxRecord, readOnly: o.ReadOnly}
 }
 
-// Open checks the directory before it creates anything (see
-// layout.checkOpen), then opens the log needing the records after the
-// newest snapshot, by name (wal.Options.NeedFrom): damage in segments
-// holding only older records does not fail it (see Damage).
+// Open checks the directory (see layout.checkOpen), then opens the log
+// under its lock but changing nothing (wal.Options.DeferWrites), needing
+// the records after the newest snapshot, by name (wal.Options.NeedFrom):
+// damage in segments holding only older records does not fail it (see
+// Damage). A store with no log segment yet (new, or restored) gets its log
+// from Recovered.
 func (p *walPersistence) Open() error {
 	l, err := readLayout(p.fs, p.dir)
 	if err != nil {
@@ -65,18 +69,47 @@ func (p *walPersistence) Open() error {
 	if err := l.checkOpen(p.readOnly); err != nil {
 		return err
 	}
-	if p.readOnly && len(l.segments) == 0 {
+	if len(l.segments) == 0 {
 		return nil // an empty log: first 1, last 0
 	}
-	if !p.readOnly {
-		if err := p.fs.MkdirAll(p.dir); err != nil {
-			return fmt.Errorf("durable: create %s: %w", p.dir, err)
-		}
-	}
-	w, err := wal.Open(p.walDir(), wal.Options{FS: p.fs, Logger: p.log, SegmentSize: p.segSize, MaxRecordSize: p.maxRecord,
-		NeedFrom: l.needFrom(), ReadOnly: p.readOnly})
+	w, err := wal.Open(p.walDir(), p.walOptions(l.needFrom()))
 	if err != nil {
 		return fmt.Errorf("durable: open log: %w", err)
+	}
+	p.w = w
+	return nil
+}
+
+func (p *walPersistence) walOptions(needFrom uint64) wal.Options {
+	return wal.Options{FS: p.fs, Logger: p.log, SegmentSize: p.segSize, MaxRecordSize: p.maxRecord,
+		NeedFrom: needFrom, ReadOnly: p.readOnly, DeferWrites: !p.readOnly}
+}
+
+// Recovered makes the log writable: the changes a read-write wal.Open
+// makes (cut a torn tail, remove *.tmp files, create the next segment), or
+// the directory and log of a store that had none.
+func (p *walPersistence) Recovered() error {
+	if p.readOnly {
+		return nil
+	}
+	if p.w != nil {
+		if err := p.w.OpenForWrites(); err != nil {
+			return fmt.Errorf("durable: open log: %w", err)
+		}
+		return nil
+	}
+	if err := p.fs.MkdirAll(p.dir); err != nil {
+		return fmt.Errorf("durable: create %s: %w", p.dir, err)
+	}
+	opts := p.walOptions(1)
+	opts.DeferWrites = false
+	w, err := wal.Open(p.walDir(), opts)
+	if err != nil {
+		return fmt.Errorf("durable: open log: %w", err)
+	}
+	if w.LastSeq() != 0 {
+		w.Close()
+		return fmt.Errorf("durable: open log: %s gained records during recovery (another process?); open the store again", p.walDir())
 	}
 	p.w = w
 	return nil
@@ -162,6 +195,9 @@ func (p *walPersistence) Replay(from uint64, fn func(uint64, []byte) error) erro
 
 func (p *walPersistence) Snapshots() ([]SnapshotInfo, error) {
 	names, err := p.fs.List(p.dir)
+	if errors.Is(err, iofs.ErrNotExist) {
+		return nil, nil // a new store, before Recovered creates its directory
+	}
 	if err != nil {
 		return nil, err
 	}

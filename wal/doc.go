@@ -15,6 +15,10 @@
 //
 // Options.ReadOnly opens a log for reading only (tools, backups): nothing
 // on disk changes, no lock is taken, and what was durable at Open is read.
+// Options.DeferWrites opens it likewise, but under the lock, for a caller
+// that reads it before it commits to it (a store's recovery):
+// OpenForWrites then makes Open's repairs and the log writable, and a
+// Close before that leaves the directory as Open found it.
 //
 // Sequence numbers start at 1 and increase by one per record, across
 // segments and restarts.

@@ -27,11 +27,12 @@ var (
 	ErrTooLarge = errors.New("wal: record too large")
 	// ErrNotLog: the path is not a log: it is missing, is a file, or is a
 	// directory with no segment file and no LOCK file. Returned by Verify,
-	// Dump, PlanRepair, and by Open with Options.ReadOnly or
-	// Options.MustExist; they change nothing then.
+	// Dump, PlanRepair, and by Open with Options.ReadOnly,
+	// Options.MustExist or Options.DeferWrites; they change nothing then.
 	ErrNotLog = errors.New("wal: not a procyon log")
 	// ErrReadOnly: a write (append, Sync of appends, Roll, TruncateFront,
-	// MarkFlushed) on a log opened with Options.ReadOnly.
+	// MarkFlushed) on a log opened with Options.ReadOnly, or with
+	// Options.DeferWrites before OpenForWrites.
 	ErrReadOnly = errors.New("wal: log opened read-only")
 	// ErrRepairRefused: the only repair at the damage would drop an intact
 	// later segment holding records. The error names those segments and

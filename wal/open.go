@@ -34,19 +34,19 @@ type skippedFile struct {
 // *CorruptionError naming the file and offset), or ErrVersion, and leaves
 // the directory as it found it; Options.NeedFrom lets it skip damage in
 // records the caller does not need. With Options.ReadOnly it changes
-// nothing on disk.
+// nothing on disk; with Options.DeferWrites it changes nothing until
+// OpenForWrites.
 func Open(dir string, opts Options) (*WAL, error) {
 	opts.ensureDefaults()
 	if opts.ReadOnly {
 		return openReadOnly(dir, opts)
 	}
 	fs := opts.FS
-	if opts.MustExist {
+	if opts.MustExist || opts.DeferWrites {
 		if err := checkIsLog(fs, dir); err != nil {
 			return nil, err
 		}
-	}
-	if err := fs.MkdirAll(dir); err != nil {
+	} else if err := fs.MkdirAll(dir); err != nil {
 		return nil, fmt.Errorf("wal: create %s: %w", dir, err)
 	}
 	lockPath := filepath.Join(dir, lockName)
@@ -55,16 +55,30 @@ func Open(dir string, opts Options) (*WAL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
 	}
-	w, err := open(fs, dir, opts, lock)
+	created := errors.Is(statErr, iofs.ErrNotExist)
+	w, err := open(fs, dir, opts, lock, created)
 	if err != nil {
-		lock.Close()
-		if errors.Is(statErr, iofs.ErrNotExist) {
-			// A refused Open leaves the directory as it found it.
-			fs.Remove(lockPath)
-		}
+		// A refused Open leaves the directory as it found it.
+		unlockDir(fs, dir, lock, created)
 		return nil, err
 	}
 	return w, nil
+}
+
+// unlockDir releases a log directory's lock, first removing the LOCK file
+// if the caller created it.
+func unlockDir(fs vfs.FS, dir string, lock io.Closer, created bool) error {
+	var rerr error
+	if created {
+		rerr = fs.Remove(filepath.Join(dir, lockName))
+	}
+	if err := lock.Close(); err != nil {
+		return fmt.Errorf("wal: unlock %s: %w", dir, err)
+	}
+	if rerr != nil {
+		return fmt.Errorf("wal: remove %s: %w", filepath.Join(dir, lockName), rerr)
+	}
+	return nil
 }
 
 // checkIsLog fails with ErrNotLog if dir holds no segment file and no LOCK
@@ -91,7 +105,7 @@ func newWAL(fs vfs.FS, dir string, opts Options, lock io.Closer) *WAL {
 	return w
 }
 
-func open(fs vfs.FS, dir string, opts Options, lock io.Closer) (*WAL, error) {
+func open(fs vfs.FS, dir string, opts Options, lock io.Closer, lockCreated bool) (*WAL, error) {
 	res, err := scanDir(fs, dir, opts.NeedFrom, nil)
 	if err != nil {
 		return nil, err
@@ -99,19 +113,45 @@ func open(fs vfs.FS, dir string, opts Options, lock io.Closer) (*WAL, error) {
 	if res.fatal != nil {
 		return nil, res.fatal
 	}
+	if opts.DeferWrites && len(res.files) == 0 {
+		return nil, fmt.Errorf("%w: %s has a LOCK file but no segment file: no record was ever written there", ErrNotLog, dir)
+	}
 	w := newWAL(fs, dir, opts, lock)
 	w.adopt(res)
-	if err := w.removeTemps(); err != nil {
+	w.mu.pending = w.newBatchLocked()
+	w.stats.segments.Store(int64(len(w.mu.segments)))
+	w.deferred, w.lockCreated = res, lockCreated
+	if opts.DeferWrites {
+		return w, nil
+	}
+	if err := w.OpenForWrites(); err != nil {
 		return nil, err
+	}
+	return w, nil
+}
+
+// OpenForWrites makes a log opened with Options.DeferWrites writable,
+// making the changes a read-write Open makes: it removes leftover *.tmp
+// files, cuts the torn tail off the unsealed last segment (or creates the
+// segment after a sealed last one), and starts taking writes. The LOCK
+// file stays from now on. Call it once, while no other call on the log (a
+// Reader's included) is in progress. If it fails, Close the log.
+func (w *WAL) OpenForWrites() error {
+	res := w.deferred
+	if res == nil {
+		return errors.New("wal: OpenForWrites: the log is not waiting for it (opened without Options.DeferWrites, or already writable)")
+	}
+	if err := w.removeTemps(); err != nil {
+		return err
 	}
 	if err := w.openActive(res); err != nil {
-		return nil, err
+		return err
 	}
-	w.mu.pending = w.newBatchLocked()
+	w.deferred, w.lockCreated = nil, false
 	w.stats.segments.Store(int64(len(w.mu.segments)))
 	w.wg.Add(1)
 	go w.flusher()
-	return w, nil
+	return nil
 }
 
 // openReadOnly opens the log for Options.ReadOnly.

@@ -12,7 +12,7 @@ import (
 // too: the log stays a contiguous run of segments. Marks live in memory;
 // after a restart a stream must be marked again before its segments go.
 func (w *WAL) MarkFlushed(stream uint32, seq uint64) error {
-	if w.opts.ReadOnly {
+	if w.readOnly() {
 		return ErrReadOnly
 	}
 	w.mu.Lock()
@@ -29,7 +29,7 @@ func (w *WAL) MarkFlushed(stream uint32, seq uint64) error {
 // The active segment is never deleted (Roll first to make its records
 // deletable), so records before seq may still be read afterwards.
 func (w *WAL) TruncateFront(seq uint64) error {
-	if w.opts.ReadOnly {
+	if w.readOnly() {
 		return ErrReadOnly
 	}
 	w.mu.Lock()

@@ -62,6 +62,19 @@ type Options struct {
 	// Roll, TruncateFront and MarkFlushed return ErrReadOnly. Default
 	// false: read-write, under the directory's lock.
 	ReadOnly bool
+	// DeferWrites makes a read-write Open hold back every change on disk
+	// until OpenForWrites, for a caller that must check what it reads
+	// before it commits to the log (a store recovering from it). Open
+	// then takes the directory's lock (creating the LOCK file only if
+	// there is none) and checks the log, and the log reads as a ReadOnly
+	// one does (a torn tail is not read); but no torn tail is cut, no
+	// *.tmp file removed and no segment created, and writes return
+	// ErrReadOnly. OpenForWrites does those changes and starts taking
+	// writes; a Close before it releases the lock and removes the LOCK
+	// file if Open created it, so the directory is left as Open found it.
+	// Open fails with ErrNotLog if dir holds no segment file. Default
+	// false: Open makes those changes itself.
+	DeferWrites bool
 	// MustExist makes a read-write Open fail with ErrNotLog, changing
 	// nothing, when dir is not a log (missing, a file, or a directory with
 	// no segment file and no LOCK file). Default false: Open creates the
@@ -183,6 +196,12 @@ type WAL struct {
 	// damage is what Open skipped (Options.NeedFrom); set before the log
 	// is shared, read-only after.
 	damage []*CorruptionError
+	// deferred is Open's scan while writes wait for OpenForWrites
+	// (Options.DeferWrites), nil otherwise; lockCreated says that Open
+	// created the LOCK file, which a Close before OpenForWrites removes.
+	// Changed only by OpenForWrites, which runs alone.
+	deferred    *scanResult
+	lockCreated bool
 
 	durableSeq atomic.Uint64
 
@@ -374,7 +393,7 @@ func (p *Pending) Durable() bool {
 // checkAppend returns the encoded size of the entries, or why they cannot
 // be appended.
 func (w *WAL) checkAppend(entries []Entry) (int, error) {
-	if w.opts.ReadOnly {
+	if w.readOnly() {
 		return 0, ErrReadOnly
 	}
 	if len(entries) == 0 {
@@ -727,7 +746,7 @@ func (w *WAL) Sync() error {
 // Roll seals the active segment and starts a new one, after writing what is
 // pending. Callers use it to make the records so far deletable.
 func (w *WAL) Roll() error {
-	if w.opts.ReadOnly {
+	if w.readOnly() {
 		return ErrReadOnly
 	}
 	w.mu.Lock()
@@ -794,6 +813,10 @@ func (w *WAL) Err() error {
 	return w.mu.err
 }
 
+// readOnly reports whether the log takes no writes: opened ReadOnly, or
+// DeferWrites before OpenForWrites.
+func (w *WAL) readOnly() bool { return w.opts.ReadOnly || w.deferred != nil }
+
 // Close writes and syncs what is pending, seals the active segment if it
 // holds records (a trailer, synced, then an empty next segment), stops the
 // log and releases the directory lock. It returns the log's failure, if
@@ -807,13 +830,17 @@ func (w *WAL) Close() error {
 	}
 	w.mu.closed = true
 	w.mu.Unlock()
-	if w.opts.ReadOnly {
+	if w.readOnly() {
 		w.mu.Lock()
 		w.mu.err = ErrClosed
 		close(w.mu.notify)
 		w.mu.notify = make(chan struct{})
 		w.mu.Unlock()
-		return nil
+		if w.lock == nil {
+			return nil
+		}
+		// Opened with DeferWrites, never written.
+		return unlockDir(w.fs, w.dir, w.lock, w.lockCreated)
 	}
 	syncErr := w.Sync()
 

@@ -25,12 +25,14 @@ const (
 		"3 the store would not open, 2 usage or not a store"
 	repairHelp = "say what repairing the durable store in DIR drops, in transactions and sequence numbers (damaged log " +
 		"segments no snapshot needs, a torn tail; damaged snapshots with -remove-damaged-snapshots); with -yes, do it; " +
-		"exit 3, changing nothing, if it would lose acknowledged transactions"
+		"exit 3, changing nothing, if it would lose acknowledged transactions: damage in the log recovery needs is cut " +
+		"off only with -accept-loss too (which drops the transactions from the damage on, as the plan states), and " +
+		"never if an intact segment follows it"
 )
 
 func init() {
 	register(command{path: "verify", usage: "[-json] DIR", summary: verifyHelp, run: verifyCmd})
-	register(command{path: "repair", usage: "[-yes] [-remove-damaged-snapshots] DIR", summary: repairHelp, run: repairCmd})
+	register(command{path: "repair", usage: "[-yes] [-accept-loss] [-remove-damaged-snapshots] DIR", summary: repairHelp, run: repairCmd})
 }
 
 // notStore turns durable.ErrNotStore into a usage exit.
@@ -210,8 +212,10 @@ func printVerify(e *env, r *durable.VerifyReport) {
 }
 
 func repairCmd(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "repair", "[-yes] [-remove-damaged-snapshots] DIR")
+	fs := newFlagSet(e, "repair", "[-yes] [-accept-loss] [-remove-damaged-snapshots] DIR")
 	yes := fs.Bool("yes", false, "apply the repair (without it, only say what it would drop)")
+	acceptLoss := fs.Bool("accept-loss", false, "cut the log recovery needs at its damage when no intact segment follows it, "+
+		"dropping the acknowledged transactions from the damage on (the plan says which)")
 	rmSnaps := fs.Bool("remove-damaged-snapshots", false, "also remove damaged snapshots (kept by default)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -219,13 +223,17 @@ func repairCmd(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 1 {
 		return errUsage
 	}
-	plan, err := durable.PlanRepair(fs.Arg(0), durable.RepairOptions{RemoveDamagedSnapshots: *rmSnaps})
+	plan, err := durable.PlanRepair(fs.Arg(0), durable.RepairOptions{RemoveDamagedSnapshots: *rmSnaps, AcceptLoss: *acceptLoss})
 	if err != nil {
 		return notStore(err)
 	}
 	fmt.Fprint(e.stdout, plan.String())
 	if plan.Refusal != nil {
-		return &exitError{code: exitNoOpen, err: errors.New("repair refused: nothing changed")}
+		msg := "repair refused: nothing changed"
+		if plan.Loss != nil {
+			msg += "; to cut the log there, dropping what LOSS says, run again with -accept-loss -yes"
+		}
+		return &exitError{code: exitNoOpen, err: errors.New(msg)}
 	}
 	if len(plan.Actions) == 0 {
 		fmt.Fprintln(e.stdout, "nothing to repair")

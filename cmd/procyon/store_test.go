@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/procyon-dev/procyon/durable"
+	"github.com/procyon-dev/procyon/vfs"
+	"github.com/procyon-dev/procyon/wal"
 )
 
 // makeStore writes a store in dir with snapshots after transactions 80
@@ -164,6 +166,50 @@ func TestRepairVerb(t *testing.T) {
 		t.Fatalf("repair of damage in the needed log: exit %d\n%s", code, out)
 	}
 	sameTree(t, "refused repair", before, tree(t, dir))
+}
+
+// repair of damage in the log recovery needs with no intact segment after
+// it: refused, saying what would be lost, unless -accept-loss; then the
+// store opens with every transaction before the damage.
+func TestRepairAcceptLossVerb(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	segs := makeStore(t, dir)
+	// The last segment with records (sealed; an empty one follows it):
+	// flip a byte in its last record.
+	sealed := segs[len(segs)-2]
+	var lastSeq uint64
+	var lastOff int64
+	_, err := wal.Dump(vfs.OS, filepath.Dir(sealed), wal.CheckOptions{}, func(d wal.DumpFrame) {
+		if d.Segment == filepath.Base(sealed) && d.Type == "data" {
+			lastSeq, lastOff = d.Seq, d.Offset
+		}
+	})
+	if err != nil || lastSeq != 240 {
+		t.Fatalf("the last record of %s: seq %d, %v; want 240", sealed, lastSeq, err)
+	}
+	flip(t, sealed, int(lastOff)+24+2)
+	before := tree(t, dir)
+	code, out, errOut := runCLI(t, "repair", "-yes", dir)
+	if code != exitNoOpen || !strings.Contains(out, "LOSS") || !strings.Contains(out, "seq 240..240") ||
+		!strings.Contains(errOut, "-accept-loss") {
+		t.Fatalf("repair -yes: exit %d\n%s%s", code, out, errOut)
+	}
+	sameTree(t, "repair -yes without -accept-loss", before, tree(t, dir))
+	if code, out, _ := runCLI(t, "repair", "-accept-loss", dir); code != exitDamaged || !strings.Contains(out, "nothing changed") {
+		t.Fatalf("repair -accept-loss without -yes: exit %d\n%s", code, out)
+	}
+	sameTree(t, "repair -accept-loss without -yes", before, tree(t, dir))
+
+	if code, out, errOut := runCLI(t, "repair", "-accept-loss", "-yes", dir); code != 0 || !strings.Contains(out, "repaired") {
+		t.Fatalf("repair -accept-loss -yes: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := runCLI(t, "verify", dir); code != 0 {
+		t.Fatalf("verify after repair: exit %d\n%s", code, out)
+	}
+	rep, err := durable.Verify(vfs.OS, dir)
+	if err != nil || rep.ReplayTo != 239 {
+		t.Fatalf("after repair the log ends at %d (%v), want 239", rep.ReplayTo, err)
+	}
 }
 
 func TestBackupChecksPaths(t *testing.T) {
