@@ -560,3 +560,42 @@ func encodeHeaderVersion(firstSeq uint64, version uint32) []byte {
 	h[28], h[29], h[30], h[31] = byte(c), byte(c>>8), byte(c>>16), byte(c>>24)
 	return h
 }
+
+// TestRepairPlanCountsEveryLaterRecord: a repair's cut at a damaged
+// record recognises every whole record after it, however far into the
+// segment (the bound on the sequence numbers a frame may carry moves
+// with each frame found; it used to shrink with the bytes left, and
+// records near the segment's end were not counted).
+func TestRepairPlanCountsEveryLaterRecord(t *testing.T) {
+	const n, bad = 240, 230
+	for _, at := range []int{1, 100, bad, n - 1} {
+		mem := vfs.NewMem()
+		w := openT(t, mem, crashDir, Options{})
+		off := int64(headerSize)
+		for i := 1; i <= n; i++ {
+			if i == at {
+				off += frameHeaderSize / 2 // inside record at's header
+			} else if i < at {
+				off += int64(frameHeaderSize + len(rec(i)))
+			}
+			if _, err := w.Append(Entry{Data: rec(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		editFile(t, mem, filepath.Join(crashDir, segmentName(1)), func(b []byte) []byte {
+			b[off] ^= 0xff
+			return b
+		})
+		plan, err := PlanRepair(mem, crashDir, CheckOptions{})
+		if err != nil {
+			t.Fatalf("record %d damaged: %v", at, err)
+		}
+		c := plan.Cut
+		if c == nil || c.FirstSeq != uint64(at) || c.LastSeq != n || c.Records != uint64(n-at) {
+			t.Fatalf("record %d of %d damaged: cut %+v, want seq %d..%d dropped, %d records after the damage recognised", at, n, c, at, n, n-at)
+		}
+	}
+}

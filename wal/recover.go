@@ -360,12 +360,16 @@ func salvage(f vfs.File, from, size int64, expected uint64) (salvaged, error) {
 	if _, err := f.ReadAt(rest, from+1); err != nil && !errors.Is(err, io.EOF) {
 		return s, err
 	}
+	// A frame at p names at most next plus one sequence number per frame
+	// header that fits between the end of the last frame found (or the
+	// start of the damaged one, at -1 in rest) and p.
+	next, nextAt := expected, -1
 	for p := 0; p+frameHeaderSize <= len(rest); {
 		h := rest[p:]
 		typ := h[20]
 		seq := le64(h[8:])
 		if (typ != typeData && typ != typeTrailer) || h[21]|h[22]|h[23] != 0 ||
-			seq+1 < expected || seq > expected+uint64(len(rest)-p)/frameHeaderSize {
+			seq+1 < expected || seq > next+uint64(p-nextAt)/frameHeaderSize {
 			p++
 			continue
 		}
@@ -382,6 +386,7 @@ func salvage(f vfs.File, from, size int64, expected uint64) (salvaged, error) {
 		}
 		s.last = max(s.last, fr.seq)
 		p += n
+		next, nextAt = max(next, fr.seq+1), p
 	}
 	return s, nil
 }
