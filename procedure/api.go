@@ -214,8 +214,8 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 	e.log.Info("procedure: aborted", "id", id, "root", t.root.id)
 	e.mu.Lock()
 	for _, q := range t.procs {
-		if q.running && q.stepCancel != nil {
-			q.stepCancel(ErrAborted)
+		if q.running && q.run != nil {
+			q.run.cancel(ErrAborted)
 		}
 	}
 	for _, q := range c.dirty {
@@ -233,9 +233,9 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 // none (pushEntryLocked).
 func (e *Engine) stackRunningLocked(c *commit, t *tree) {
 	for _, q := range t.procs {
-		if q.running && q.ps.steps == q.runSteps && q.ps.bypass == nil {
+		if q.running && q.run != nil && q.ps.steps == q.run.steps && q.ps.bypass == nil {
 			c.markDirty(q)
-			e.pushEntryLocked(q, q.runState, false)
+			e.pushEntryLocked(q, q.run.state, false)
 		}
 	}
 }
@@ -353,8 +353,8 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 		if q.ps.bypass == nil {
 			continue
 		}
-		if q.running && q.stepCancel != nil && q.ps.bypass.Role != BypassAncestor {
-			q.stepCancel(ErrBypassed)
+		if q.running && q.run != nil && q.ps.bypass.Role != BypassAncestor {
+			q.run.cancel(ErrBypassed)
 		}
 		if !c.completed && q.ps.bypass.Role == BypassAncestor {
 			e.stopTimerLocked(q.rd().timeoutTimer) // it runs no further state

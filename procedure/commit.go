@@ -694,7 +694,7 @@ func (e *Engine) afterBatch(batch []*commit) {
 		switch c.kind {
 		case kindStep:
 			p, t := c.p, c.t
-			p.running = false
+			p.running, p.run = false, nil
 			t.running--
 			e.releaseStepLocksLocked(p)
 			switch {

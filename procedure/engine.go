@@ -249,16 +249,23 @@ type proc struct {
 	lastErr    string
 	quarantine string // why this procedure cannot be loaded ("" if it can)
 
-	// While running: the state and step count its step started at, and
-	// the cancel of the step's context (called with ErrAborted or
-	// ErrBypassed by an operator; once the step returned, a no-op).
-	runState   int64
-	runSteps   uint32
-	stepCancel context.CancelCauseFunc
+	run *stepRun // while running (nil otherwise): what its step started with
 
 	lockWaiting bool        // parked until its step's lock request (rt.stepLocks) is granted
 	timeoutDue  timeoutKind // a timeout passed: its next step is OnTimeout (0: none)
 	rt          *procRT     // scheduling state; nil for the many procedures that never use it
+}
+
+// stepRun is what a running procedure's step started with. It is set
+// when the step is dispatched and cleared when the procedure stops
+// running (kept out of proc, which every live procedure has, because few
+// run at any moment).
+type stepRun struct {
+	state int64  // the state the step runs
+	steps uint32 // the procedure's step count when it started
+	// cancel cancels the step's context (with ErrAborted or ErrBypassed,
+	// by an operator; a no-op once the step returned).
+	cancel context.CancelCauseFunc
 }
 
 // procRT is the part of a live procedure's runtime state that only the

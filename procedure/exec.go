@@ -74,9 +74,8 @@ func (e *Engine) dispatch(w *worker, it item) {
 	t.running++
 	e.changedLocked(p.id)
 	state, steps, timeout := p.ps.next, p.ps.steps, p.timeoutDue
-	p.runState, p.runSteps = state, steps
 	ctx, cancel := context.WithCancelCause(e.ctx)
-	p.stepCancel = cancel
+	p.run = &stepRun{state: state, steps: steps, cancel: cancel}
 	needLocks := p.typ.locks != nil && p.rd().stepLocks == nil && p.rd().holdLocks == nil
 	e.mu.Unlock()
 	e.forwardStep(ctx, w, p, state, steps, timeout, needLocks)
@@ -335,7 +334,7 @@ func (e *Engine) endStep(p *proc, info StepInfo, how endHow, err error) {
 	}
 	e.mu.Lock()
 	t := p.t
-	p.running = false
+	p.running, p.run = false, nil
 	t.running--
 	e.changedLocked(p.id)
 	if how == parkLocks {
