@@ -62,18 +62,7 @@ func TestDeferWrites(t *testing.T) {
 		if _, err := Open(crashDir, Options{FS: mem, Logger: quiet()}); err == nil {
 			t.Fatal("a second Open succeeded while a deferred one holds the lock")
 		}
-		for name, err := range map[string]error{
-			"Append":        func() error { _, err := w.Append(Entry{Data: []byte("x")}); return err }(),
-			"Append batch":  func() error { _, err := w.Append(Entry{Data: []byte("x")}, Entry{Data: []byte("y")}); return err }(),
-			"AppendAsync":   func() error { _, err := w.AppendAsync(Entry{Data: []byte("x")}); return err }(),
-			"Roll":          w.Roll(),
-			"TruncateFront": w.TruncateFront(5),
-			"MarkFlushed":   w.MarkFlushed(0, 5),
-		} {
-			if !errors.Is(err, ErrReadOnly) {
-				t.Errorf("%s before OpenForWrites: %v, want ErrReadOnly", name, err)
-			}
-		}
+		refusesWrites(t, w, "before OpenForWrites")
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}

@@ -79,18 +79,7 @@ func TestReadOnly(t *testing.T) {
 	if got := readAll(t, w, 1); len(got) != 10 || w.LastSeq() != 10 || w.FirstSeq() != 1 {
 		t.Fatalf("read-only: %d records, seq %d..%d", len(got), w.FirstSeq(), w.LastSeq())
 	}
-	for name, err := range map[string]error{
-		"Append":        func() error { _, err := w.Append(Entry{Data: []byte("x")}); return err }(),
-		"AppendAsync":   func() error { _, err := w.AppendAsync(Entry{Data: []byte("x")}); return err }(),
-		"Append batch":  func() error { _, err := w.Append(Entry{Data: []byte("x")}, Entry{Data: []byte("y")}); return err }(),
-		"Roll":          w.Roll(),
-		"TruncateFront": w.TruncateFront(5),
-		"MarkFlushed":   w.MarkFlushed(0, 5),
-	} {
-		if !errors.Is(err, ErrReadOnly) {
-			t.Errorf("%s on a read-only log: %v, want ErrReadOnly", name, err)
-		}
-	}
+	refusesWrites(t, w, "on a read-only log")
 	if err := w.Sync(); err != nil {
 		t.Errorf("Sync with nothing appended: %v", err)
 	}
@@ -164,16 +153,7 @@ func TestOpenRemovesUnfinishedCreate(t *testing.T) {
 // TestCloseSeals: Close seals a segment holding records and starts an
 // empty one; opening and closing an idle log adds no file.
 func TestCloseSeals(t *testing.T) {
-	mem := vfs.NewMem()
-	w := openT(t, mem, crashDir, Options{})
-	for i := 1; i <= 5; i++ {
-		if _, err := w.Append(Entry{Data: rec(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	mem := closedLog(t, 5)
 	want := []string{segmentName(1), segmentName(6), lockName}
 	for range 3 {
 		if names, _ := mem.List(crashDir); !slices.Equal(names, want) {
@@ -183,7 +163,7 @@ func TestCloseSeals(t *testing.T) {
 		if err != nil || rep.Verdict() != Clean || !rep.Segments[0].Sealed || rep.Segments[1].Records != 0 || rep.Records != 5 {
 			t.Fatalf("after Close: %v %+v", err, rep)
 		}
-		w = openT(t, mem, crashDir, Options{})
+		w := openT(t, mem, crashDir, Options{})
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -280,14 +260,30 @@ func TestRefusedOpenLeavesNoLock(t *testing.T) {
 	sameState(t, "a refused Open", before, memState(t, mem, crashDir))
 }
 
-// TestReadOnlySealedLast: a read-only reader of a log whose last segment is
-// sealed (a crash inside Close, after the seal and before the next
-// segment's create; a read-only Open creates no segment) stops at its end.
-// Next used to reopen that segment for ever.
-func TestReadOnlySealedLast(t *testing.T) {
+// refusesWrites checks that every call that would change the log fails
+// with ErrReadOnly.
+func refusesWrites(t *testing.T, w *WAL, when string) {
+	t.Helper()
+	for name, err := range map[string]error{
+		"Append":        func() error { _, err := w.Append(Entry{Data: []byte("x")}); return err }(),
+		"Append batch":  func() error { _, err := w.Append(Entry{Data: []byte("x")}, Entry{Data: []byte("y")}); return err }(),
+		"AppendAsync":   func() error { _, err := w.AppendAsync(Entry{Data: []byte("x")}); return err }(),
+		"Roll":          w.Roll(),
+		"TruncateFront": w.TruncateFront(5),
+		"MarkFlushed":   w.MarkFlushed(0, 5),
+	} {
+		if !errors.Is(err, ErrReadOnly) {
+			t.Errorf("%s %s: %v, want ErrReadOnly", name, when, err)
+		}
+	}
+}
+
+// closedLog writes n records to a log on a MemFS and closes it.
+func closedLog(t *testing.T, n int) *vfs.MemFS {
+	t.Helper()
 	mem := vfs.NewMem()
 	w := openT(t, mem, crashDir, Options{})
-	for i := 1; i <= 5; i++ {
+	for i := 1; i <= n; i++ {
 		if _, err := w.Append(Entry{Data: rec(i)}); err != nil {
 			t.Fatal(err)
 		}
@@ -295,6 +291,15 @@ func TestReadOnlySealedLast(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return mem
+}
+
+// TestReadOnlySealedLast: a read-only reader of a log whose last segment is
+// sealed (a crash inside Close, after the seal and before the next
+// segment's create; a read-only Open creates no segment) stops at its end.
+// Next used to reopen that segment for ever.
+func TestReadOnlySealedLast(t *testing.T) {
+	mem := closedLog(t, 5)
 	next := filepath.Join(crashDir, segmentName(6)) // the empty segment Close created
 	if err := mem.Remove(next); err != nil {
 		t.Fatal(err)
