@@ -133,13 +133,14 @@ func (r BypassRole) String() string {
 
 // record is a procedure as stored in the procedures collection.
 type record struct {
+	// (Fields ordered to pack: one is decoded per live procedure at load.)
 	status           Status
 	aborted          bool
+	version          uint32
+	steps            uint32
 	parent, root     ID
 	typ              string
-	version          uint32
 	next             int64
-	steps            uint32
 	entries          []entry
 	created, updated int64
 	submitter, nonce string
