@@ -166,22 +166,32 @@ func fs2ops(t *testing.T) int {
 	return fs.Ops()
 }
 
-// dmgFiles lists the files (not directories) under dmgDir that match.
-func dmgFiles(fs *vfs.MemFS, match func(base string) bool) []string {
-	var out []string
+// walkDmg calls fn for every path under dmgDir, directories first and
+// then what they hold.
+func walkDmg(fs *vfs.MemFS, fn func(path string, dir bool)) {
 	var walk func(dir string)
 	walk = func(dir string) {
 		names, _ := fs.List(dir)
 		for _, n := range names {
 			p := filepath.Join(dir, n)
-			if _, err := fs.List(p); err == nil {
+			_, err := fs.List(p)
+			fn(p, err == nil)
+			if err == nil {
 				walk(p)
-			} else if match(n) {
-				out = append(out, p)
 			}
 		}
 	}
 	walk(dmgDir)
+}
+
+// dmgFiles lists the files (not directories) under dmgDir that match.
+func dmgFiles(fs *vfs.MemFS, match func(base string) bool) []string {
+	var out []string
+	walkDmg(fs, func(p string, dir bool) {
+		if !dir && match(filepath.Base(p)) {
+			out = append(out, p)
+		}
+	})
 	return out
 }
 
@@ -189,21 +199,14 @@ func dmgFiles(fs *vfs.MemFS, match func(base string) bool) []string {
 // directory), the LOCK file included.
 func diskState(fs *vfs.MemFS) map[string]string {
 	st := map[string]string{}
-	var walk func(dir string)
-	walk = func(dir string) {
-		names, _ := fs.List(dir)
-		for _, n := range names {
-			p := filepath.Join(dir, n)
-			if _, err := fs.List(p); err == nil {
-				st[p] = "/"
-				walk(p)
-				continue
-			}
-			data, _ := fs.ReadFile(p)
-			st[p] = string(data)
+	walkDmg(fs, func(p string, dir bool) {
+		if dir {
+			st[p] = "/"
+			return
 		}
-	}
-	walk(dmgDir)
+		data, _ := fs.ReadFile(p)
+		st[p] = string(data)
+	})
 	return st
 }
 
