@@ -176,8 +176,11 @@ func printVerify(e *env, r *durable.VerifyReport) {
 				status = "set aside with the damage after it"
 			}
 			span := fmt.Sprintf("seq %d..%d, %d records", s.FirstSeq, s.LastSeq, s.Records)
-			if s.Damage != nil {
+			switch {
+			case s.Damage != nil:
 				span = fmt.Sprintf("seq %d.., %d records readable before the damage", s.FirstSeq, s.Records)
+			case s.Records == 0:
+				span = fmt.Sprintf("empty, the next record is seq %d", s.FirstSeq)
 			}
 			fmt.Fprintf(w, "log segment %s: %s, %d bytes: %s\n", s.Name, span, s.Size, status)
 		}

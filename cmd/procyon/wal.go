@@ -120,7 +120,11 @@ func printReport(e *env, rep *wal.Report) {
 		if s.Sealed {
 			state = "sealed"
 		}
-		fmt.Fprintf(e.stdout, "segment %s: seq %d..%d, %d records, %d bytes, %s", s.Name, s.FirstSeq, s.LastSeq, s.Records, s.Size, state)
+		span := fmt.Sprintf("seq %d..%d, %d records", s.FirstSeq, s.LastSeq, s.Records)
+		if s.Records == 0 && s.Damage == nil {
+			span = fmt.Sprintf("empty, the next record is seq %d", s.FirstSeq)
+		}
+		fmt.Fprintf(e.stdout, "segment %s: %s, %d bytes, %s", s.Name, span, s.Size, state)
 		if s.Skipped {
 			fmt.Fprint(e.stdout, ", before the log's start (skipped)")
 		}
