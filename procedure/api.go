@@ -117,16 +117,16 @@ func (e *Engine) claimNonce(ctx context.Context, nonce string) (*nonceWait, ID, 
 }
 
 func (e *Engine) submitOnce(ctx context.Context, ti *typeInfo, data []byte, opts SubmitOptions) (ID, error) {
-	// The commit is not cancelled halfway: once handed to the committers,
+	// The commit is not cancelled halfway: once handed to the committer,
 	// it is waited for, so that Submit never returns an unknown outcome.
-	c := e.newCommit()
+	c := e.pipeline.newCommit()
 	c.kind, c.ti, c.sdata, c.sopts, c.done = kindSubmit, ti, data, opts, make(chan struct{})
-	if !e.send(c) {
+	if !e.pipeline.send(c) {
 		return 0, e.notRunning()
 	}
 	<-c.done
 	id, err := c.id, c.err
-	e.freeCommit(c) // afterBatch is done with it once done is closed
+	e.pipeline.freeCommit(c) // afterBatch is done with it once done is closed
 	return id, err
 }
 

@@ -176,14 +176,7 @@ type Engine struct {
 	workersWG sync.WaitGroup // workers
 	bgWG      sync.WaitGroup // monitor and sweeper
 
-	// commitCh feeds the committers. commitMu orders sends before its
-	// close: senders hold it shared and check commitClosed.
-	commitCh     chan *commit
-	commitMu     sync.RWMutex
-	recPool      sync.Pool // *recWrites, one per batch being applied
-	commitPool   sync.Pool // *commit
-	commitClosed bool
-	committersWG sync.WaitGroup
+	pipeline *commitPipeline // makes steps, rollback steps and submissions durable
 
 	workers struct {
 		sync.Mutex
@@ -397,30 +390,28 @@ func New(store *durable.Store, opts Options) *Engine {
 	opts.ensureDefaults()
 	u64 := durable.CodecFunc(encodeU64, decodeU64)
 	e := &Engine{
-		store:      store,
-		recPool:    sync.Pool{New: func() any { return new(recWrites) }},
-		commitPool: sync.Pool{New: func() any { return new(commit) }},
-		opts:       opts,
-		log:        opts.Logger,
-		procsC:     durable.NewCollection[uint64, []byte](store, opts.Name+".procs", durable.Bytes()),
-		nonces:     durable.NewCollection[string, uint64](store, opts.Name+".nonces", u64),
-		meta:       durable.NewCollection[string, uint64](store, opts.Name+".meta", u64),
-		events:     durable.NewCollection[string, uint64](store, opts.Name+".events", u64),
-		locks:      newLockTable(),
-		lockWaits:  map[*lockReq]lockWait{},
-		eventWait:  map[string]map[*proc]struct{}{},
-		woken:      map[string]map[*proc]struct{}{},
-		types:      map[string]*typeInfo{},
-		q:          newRunQueue(),
-		failedCh:   make(chan struct{}),
-		procs:      map[ID]*proc{},
-		trees:      map[ID]*tree{},
-		waiters:    map[ID][]*waiter{},
-		watchers:   map[ID][]chan struct{}{},
-		nonceIn:    map[string]*nonceWait{},
-		timers:     map[*engineTimer]struct{}{},
+		store:     store,
+		opts:      opts,
+		log:       opts.Logger,
+		procsC:    durable.NewCollection[uint64, []byte](store, opts.Name+".procs", durable.Bytes()),
+		nonces:    durable.NewCollection[string, uint64](store, opts.Name+".nonces", u64),
+		meta:      durable.NewCollection[string, uint64](store, opts.Name+".meta", u64),
+		events:    durable.NewCollection[string, uint64](store, opts.Name+".events", u64),
+		locks:     newLockTable(),
+		lockWaits: map[*lockReq]lockWait{},
+		eventWait: map[string]map[*proc]struct{}{},
+		woken:     map[string]map[*proc]struct{}{},
+		types:     map[string]*typeInfo{},
+		q:         newRunQueue(),
+		failedCh:  make(chan struct{}),
+		procs:     map[ID]*proc{},
+		trees:     map[ID]*tree{},
+		waiters:   map[ID][]*waiter{},
+		watchers:  map[ID][]chan struct{}{},
+		nonceIn:   map[string]*nonceWait{},
+		timers:    map[*engineTimer]struct{}{},
 	}
-	e.commitCh = make(chan *commit, opts.MaxCommits)
+	e.pipeline = newCommitPipeline(e)
 	e.workers.all = map[*worker]struct{}{}
 	return e
 }
@@ -459,8 +450,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.mu.Unlock()
 		return err
 	}
-	e.committersWG.Add(1)
-	go e.committer()
+	e.pipeline.start()
 	for range e.opts.Workers {
 		e.startWorker(false)
 	}
@@ -497,14 +487,8 @@ func (e *Engine) Stop() {
 	e.mu.Unlock()
 	e.workersWG.Wait()
 	// The workers are gone: no more steps. The commits queued are made
-	// (or failed, if the store failed), then the committers exit.
-	e.commitMu.Lock()
-	if !e.commitClosed {
-		e.commitClosed = true
-		close(e.commitCh)
-	}
-	e.commitMu.Unlock()
-	e.committersWG.Wait()
+	// (or failed, if the store failed), then the committer exits.
+	e.pipeline.close()
 	e.bgWG.Wait()
 	e.state.Store(engStopped)
 }

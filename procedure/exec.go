@@ -185,7 +185,7 @@ func (e *Engine) callRollback(env *Env, p *proc, state int64) (err error) {
 
 // forwardStep runs one Execute of p (held by this worker), or its
 // OnTimeout if its timeout passed, and hands its commit to the
-// committers, so that the worker is free while the commit waits for the
+// committer, so that the worker is free while the commit waits for the
 // disk. p stays held until the commit is durable: its next step never
 // starts before. First it takes the locks the step needs (needLocks: it
 // holds none yet), all or none; if it cannot, p is parked without a
@@ -297,7 +297,7 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 			return
 		}
 	}
-	c := e.newCommit()
+	c := e.pipeline.newCommit()
 	c.kind, c.p, c.t, c.info, c.state = kindStep, p, t, info, state
 	c.next, c.stepErr, c.timeoutKind, c.notRun = next, err, timeout, lockErr != nil
 	if err == nil {
@@ -314,7 +314,7 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 	} else {
 		c.data = b
 	}
-	e.send(c)
+	e.pipeline.send(c)
 }
 
 type endHow int
@@ -561,7 +561,7 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 	if h.StepStart != nil {
 		h.StepStart(info)
 	}
-	c := e.newCommit()
+	c := e.pipeline.newCommit()
 	c.kind, c.p, c.t, c.info, c.state = kindRollback, top, t, info, state
 	if !skip {
 		if !e.ensureData(top) {
@@ -598,7 +598,7 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 			return
 		}
 	}
-	e.send(c)
+	e.pipeline.send(c)
 }
 
 // keptLocked reports whether p's states are left unrolled when its tree
