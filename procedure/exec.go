@@ -203,25 +203,10 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 	}
 	var lockErr error
 	if needLocks {
-		ls, err := e.lockSet(p, state)
-		lockErr = err
-		if err == nil && len(ls) > 0 {
-			e.mu.Lock()
-			req, ok := e.acquireLocked(p, ls, lockWait{p: p})
-			switch {
-			case !ok:
-				p.sched().stepLocks, p.lockWaiting = req, true
-				e.changedLocked(p.id)
-			case p.typ.holdLocks:
-				p.sched().holdLocks = req
-			default:
-				p.sched().stepLocks = req
-			}
-			e.mu.Unlock()
-			if !ok {
-				e.endStep(p, info, parkLocks, nil)
-				return
-			}
+		var parked bool
+		if lockErr, parked = e.takeStepLocks(p, state); parked {
+			e.endStep(p, info, parkLocks, nil)
+			return
 		}
 	}
 	if cause := context.Cause(ctx); errors.Is(cause, ErrBypassed) || errors.Is(cause, ErrAborted) {
@@ -231,6 +216,59 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 		return
 	}
 	env := &Env{e: e, id: p.id, parent: p.parent, root: t.root.id, timedOut: timeout}
+	nx, err := e.runStep(ctx, w, env, p, state, timeout, lockErr)
+	if !e.running() {
+		// Stopping: drop the step; it runs again after a restart.
+		e.endStep(p, info, endPlain, nil)
+		return
+	}
+	if err == nil {
+		nx, err = e.checkNext(p, state, nx)
+	}
+	if err == nil && h.FailStep != nil {
+		err = h.FailStep(info)
+	}
+	if err == nil && nx.kind == nextYield {
+		e.reloadData(p)
+		e.endStep(p, info, yieldBack, nil)
+		return
+	}
+	if err != nil && IsRetryable(err) && e.retryAttempt(p) {
+		// Nothing of the attempt commits: no store write per retry.
+		e.reloadData(p)
+		e.endStep(p, info, retryLater, err)
+		return
+	}
+	e.pipeline.send(e.stepCommit(p, info, nx, err, timeout, lockErr != nil, env))
+}
+
+// takeStepLocks takes the locks p's step of state needs, all or none. If
+// it cannot, p's request waits in the lock table and parked is true. An
+// error computing them (the type's Locks) fails the step.
+func (e *Engine) takeStepLocks(p *proc, state int64) (lockErr error, parked bool) {
+	ls, err := e.lockSet(p, state)
+	if err != nil || len(ls) == 0 {
+		return err, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	req, ok := e.acquireLocked(p, ls, lockWait{p: p})
+	switch {
+	case !ok:
+		p.sched().stepLocks, p.lockWaiting = req, true
+		e.changedLocked(p.id)
+	case p.typ.holdLocks:
+		p.sched().holdLocks = req
+	default:
+		p.sched().stepLocks = req
+	}
+	return nil, !ok
+}
+
+// runStep calls p's Execute, or its OnTimeout for a passed timeout, with
+// the worker marked busy for the stuck-worker monitor. A step whose locks
+// could not be computed (lockErr) fails with that error without running.
+func (e *Engine) runStep(ctx context.Context, w *worker, env *Env, p *proc, state int64, timeout timeoutKind, lockErr error) (Next, error) {
 	start := time.Now()
 	w.busy.Store(start.UnixNano())
 	var next Next
@@ -247,59 +285,54 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 	w.busy.Store(0)
 	env.closed.Store(true)
 	p.typ.stats.latency.observe(took)
-	if !e.running() {
-		// Stopping: drop the step; it runs again after a restart.
-		e.endStep(p, info, endPlain, nil)
-		return
-	}
-	if err == nil {
-		switch next.kind {
-		case nextGoTo, nextAgain, nextDone, nextYield:
-		case nextEvent:
-			err = checkEventName(next.event)
-		case nextSleep:
-			if next.until.IsZero() {
-				next.until = e.opts.Clock.Now().Add(next.sleep)
-			}
-		case nextSpawn:
-			for _, ch := range next.children {
-				if ch.t == nil {
-					err = errors.New("procedure: Spawn with a zero Child")
-				} else if ch.err != nil {
-					err = ch.err
-				} else if e.types[ch.t.name] != ch.t {
-					err = fmt.Errorf("procedure: child type %s is not registered on this engine", ch.t.name)
-				}
-				if err != nil {
-					break
-				}
-			}
-		default:
-			err = fmt.Errorf("procedure: %s state %s returned a zero Next", p.typeName, p.typ.stateName(state))
+	return next, err
+}
+
+// checkNext checks the Next a step returned (an event's name, a Spawn's
+// children), and resolves a Sleep's duration to a time on the engine's
+// clock.
+func (e *Engine) checkNext(p *proc, state int64, next Next) (Next, error) {
+	switch next.kind {
+	case nextGoTo, nextAgain, nextDone, nextYield:
+	case nextEvent:
+		return next, checkEventName(next.event)
+	case nextSleep:
+		if next.until.IsZero() {
+			next.until = e.opts.Clock.Now().Add(next.sleep)
 		}
-	}
-	if err == nil && h.FailStep != nil {
-		err = h.FailStep(info)
-	}
-	if err == nil && next.kind == nextYield {
-		e.reloadData(p)
-		e.endStep(p, info, yieldBack, nil)
-		return
-	}
-	if err != nil && IsRetryable(err) {
-		e.mu.Lock()
-		retry := !t.ts.pastPONR && (p.typ.retry.Attempts == 0 || p.retries < p.typ.retry.Attempts)
-		e.mu.Unlock()
-		if retry {
-			// Nothing of the attempt commits: no store write per retry.
-			e.reloadData(p)
-			e.endStep(p, info, retryLater, err)
-			return
+	case nextSpawn:
+		for _, ch := range next.children {
+			switch {
+			case ch.t == nil:
+				return next, errors.New("procedure: Spawn with a zero Child")
+			case ch.err != nil:
+				return next, ch.err
+			case e.types[ch.t.name] != ch.t:
+				return next, fmt.Errorf("procedure: child type %s is not registered on this engine", ch.t.name)
+			}
 		}
+	default:
+		return next, fmt.Errorf("procedure: %s state %s returned a zero Next", p.typeName, p.typ.stateName(state))
 	}
+	return next, nil
+}
+
+// retryAttempt reports whether a step of p that returned a Retryable
+// error is retried later (not past the point of no return, attempts
+// left) rather than failed.
+func (e *Engine) retryAttempt(p *proc) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !p.t.ts.pastPONR && (p.typ.retry.Attempts == 0 || p.retries < p.typ.retry.Attempts)
+}
+
+// stepCommit returns the commit of p's step: its outcome (next, or its
+// failure err; notRun: it failed before Execute ran), its recorded
+// writes and signals if it succeeded, and p's encoded data.
+func (e *Engine) stepCommit(p *proc, info StepInfo, next Next, err error, timeout timeoutKind, notRun bool, env *Env) *commit {
 	c := e.pipeline.newCommit()
-	c.kind, c.p, c.t, c.info, c.state = kindStep, p, t, info, state
-	c.next, c.stepErr, c.timeoutKind, c.notRun = next, err, timeout, lockErr != nil
+	c.kind, c.p, c.t, c.info, c.state = kindStep, p, p.t, info, info.State
+	c.next, c.stepErr, c.timeoutKind, c.notRun = next, err, timeout, notRun
 	if err == nil {
 		c.writes, c.signals = env.writes, env.signals
 		if env.timeout > 0 {
@@ -314,7 +347,7 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 	} else {
 		c.data = b
 	}
-	e.pipeline.send(c)
+	return c
 }
 
 type endHow int

@@ -13,84 +13,125 @@ import (
 // hooks run, and the runnable work queued. Finished roots are only noted
 // for the sweeper. A tree that cannot be loaded whole is quarantined,
 // visibly and alone: the others load and run.
+//
+// It scans the procedures collection once, in id order; the durable
+// store's snapshots bound the log, so start-up reads only the live
+// procedures and kept results.
 func (e *Engine) load(ctx context.Context) error {
 	start := time.Now()
 	hwm, _, err := e.meta.Get(metaNextID)
 	if err != nil {
 		return fmt.Errorf("procedure: load: %w", err)
 	}
-	var maxID uint64
-	var order []*tree // trees in root id order (the scan's)
-	results := 0
+	var l loaded
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	err = e.procsC.Scan(func(k uint64, b []byte) bool {
-		maxID = max(maxID, k)
-		id := ID(k)
-		r, derr := decodeRecord(b)
-		if derr != nil {
-			// The record itself is unreadable: it stays as it is, alone.
-			p := &proc{id: id, committed: true, quarantine: fmt.Sprintf("undecodable record: %v", derr)}
-			t := &tree{root: p, procs: []*proc{p}, quarantine: fmt.Sprintf("procedure %d: %s", id, p.quarantine)}
-			p.t = t
-			e.procs[id], e.trees[id] = p, t
-			order = append(order, t)
-			return true
-		}
-		if r.parent == 0 && r.completed != 0 {
-			e.results.add(id, e.expiry(r.completed, r.acked))
-			results++
-			return true
-		}
-		p := &proc{id: id, parent: r.parent, typ: e.types[r.typ], typeName: r.typ, version: r.version,
-			created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
-			ps: pstate{status: r.status, aborted: r.aborted, next: r.next, steps: r.steps, entries: r.entries,
-				updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked}}
-		if r.wait.kind != 0 || r.timeout != 0 || len(r.locks) > 0 || r.stepTimeout != 0 {
-			p.ps.ext = &pext{wait: r.wait, timeout: r.timeout, locks: r.locks, stepTimeout: r.stepTimeout}
-		}
-		switch {
-		case p.typ == nil:
-			p.quarantine = fmt.Sprintf("unknown type %q", r.typ)
-			p.raw = slices.Clone(r.data)
-		default:
-			d, err := e.decodeData(p.typ, r.version, r.data)
-			if err != nil {
-				p.quarantine = err.Error()
-				p.raw = slices.Clone(r.data)
-			} else {
-				p.data, p.version = d, p.typ.version
-			}
-		}
-		e.procs[id] = p
-		if r.parent == 0 {
-			if r.root != id {
-				p.quarantine = fmt.Sprintf("root procedure names root %d", r.root)
-			}
-			t := &tree{root: p, procs: []*proc{p}}
-			p.t = t
-			e.trees[id] = t
-			order = append(order, t)
-			return true
-		}
-		t := e.trees[r.root]
-		if t == nil {
-			// Ids grow, so a root is always scanned before its
-			// descendants: this one's root is gone.
-			t = &tree{quarantine: fmt.Sprintf("root %d missing", r.root)}
-			e.trees[r.root] = t
-			order = append(order, t)
-		}
-		p.t = t
-		t.procs = append(t.procs, p)
+		e.loadRecordLocked(&l, k, b)
 		return true
 	})
 	if err != nil {
 		return fmt.Errorf("procedure: load: %w", err)
 	}
-	e.nextID = max(hwm, maxID+1)
+	e.nextID = max(hwm, l.maxID+1)
 	e.hwm = hwm
-	live, quarantined := 0, 0
+	live, quarantined := e.checkLoadedLocked(l.order)
+	now := e.opts.Clock.Now()
+	quarantined += e.restoreLocksLocked(l.order, now)
+	if err := e.queueLoadedLocked(l.order, now.UnixNano()); err != nil {
+		return fmt.Errorf("procedure: load: %w", err)
+	}
+	e.stats.recovered.Store(int64(live))
+	e.stats.recoverTime.Store(int64(time.Since(start)))
+	e.log.Info("procedure: recovered", "live", live, "trees", len(l.order), "quarantined", quarantined,
+		"results", l.results, "took", time.Since(start))
+	_ = ctx
+	return nil
+}
+
+// loaded is what load's scan has found so far.
+type loaded struct {
+	order   []*tree // trees in root id order (the scan's)
+	maxID   uint64  // the largest id of a record
+	results int     // finished roots (kept results)
+}
+
+// loadRecordLocked loads the record of procedure k: a kept result is
+// only noted for the sweeper, a live procedure joins its tree (a root
+// starts one). A record that does not decode, or whose data does not,
+// quarantines its tree.
+func (e *Engine) loadRecordLocked(l *loaded, k uint64, b []byte) {
+	l.maxID = max(l.maxID, k)
+	id := ID(k)
+	r, derr := decodeRecord(b)
+	if derr != nil {
+		// The record itself is unreadable: it stays as it is, alone.
+		p := &proc{id: id, committed: true, quarantine: fmt.Sprintf("undecodable record: %v", derr)}
+		t := &tree{root: p, procs: []*proc{p}, quarantine: fmt.Sprintf("procedure %d: %s", id, p.quarantine)}
+		p.t = t
+		e.procs[id], e.trees[id] = p, t
+		l.order = append(l.order, t)
+		return
+	}
+	if r.parent == 0 && r.completed != 0 {
+		e.results.add(id, e.expiry(r.completed, r.acked))
+		l.results++
+		return
+	}
+	p := e.procOfRecord(id, r)
+	e.procs[id] = p
+	if r.parent == 0 {
+		if r.root != id {
+			p.quarantine = fmt.Sprintf("root procedure names root %d", r.root)
+		}
+		t := &tree{root: p, procs: []*proc{p}}
+		p.t = t
+		e.trees[id] = t
+		l.order = append(l.order, t)
+		return
+	}
+	t := e.trees[r.root]
+	if t == nil {
+		// Ids grow, so a root is always scanned before its
+		// descendants: this one's root is gone.
+		t = &tree{quarantine: fmt.Sprintf("root %d missing", r.root)}
+		e.trees[r.root] = t
+		l.order = append(l.order, t)
+	}
+	p.t = t
+	t.procs = append(t.procs, p)
+}
+
+// procOfRecord returns the live procedure r stores, with its data decoded
+// (through its type's upgrade if it is older), or quarantined with its
+// raw data if its type is unknown or its data does not decode.
+func (e *Engine) procOfRecord(id ID, r *record) *proc {
+	p := &proc{id: id, parent: r.parent, typ: e.types[r.typ], typeName: r.typ, version: r.version,
+		created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
+		ps: pstate{status: r.status, aborted: r.aborted, next: r.next, steps: r.steps, entries: r.entries,
+			updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked}}
+	if r.wait.kind != 0 || r.timeout != 0 || len(r.locks) > 0 || r.stepTimeout != 0 {
+		p.ps.ext = &pext{wait: r.wait, timeout: r.timeout, locks: r.locks, stepTimeout: r.stepTimeout}
+	}
+	if p.typ == nil {
+		p.quarantine = fmt.Sprintf("unknown type %q", r.typ)
+		p.raw = slices.Clone(r.data)
+		return p
+	}
+	d, err := e.decodeData(p.typ, r.version, r.data)
+	if err != nil {
+		p.quarantine = err.Error()
+		p.raw = slices.Clone(r.data)
+	} else {
+		p.data, p.version = d, p.typ.version
+	}
+	return p
+}
+
+// checkLoadedLocked checks every loaded tree (checkTreeLocked) and runs
+// the AfterReplay hooks of those that pass. It returns the live
+// procedures and the trees quarantined.
+func (e *Engine) checkLoadedLocked(order []*tree) (live, quarantined int) {
 	for _, t := range order {
 		live += len(t.procs)
 		if t.quarantine == "" {
@@ -110,9 +151,14 @@ func (e *Engine) load(ctx context.Context) error {
 			e.log.Error("procedure: tree quarantined on load; it will not run", "root", id, "procedures", len(t.procs), "reason", t.quarantine)
 		}
 	}
-	// Locks held across steps are held again before anything runs, by
-	// every tree (a quarantined one keeps what it held).
-	now := e.opts.Clock.Now()
+	return live, quarantined
+}
+
+// restoreLocksLocked holds again the locks held across steps, before
+// anything runs, by every tree (a quarantined one keeps what it held). A
+// tree whose locks cannot be restored is quarantined; it returns how many
+// were.
+func (e *Engine) restoreLocksLocked(order []*tree, now time.Time) (quarantined int) {
 	for _, t := range order {
 		for _, p := range t.procs {
 			if len(p.ps.locks()) == 0 {
@@ -130,14 +176,20 @@ func (e *Engine) load(ctx context.Context) error {
 			p.sched().holdLocks = req
 		}
 	}
-	// Queue work only once everything is loaded: ids of procedures created
-	// from now on must not collide, and the hooks have run.
+	return quarantined
+}
+
+// queueLoadedLocked resumes the waits of the trees that can run and
+// queues their work: a failed tree's rollback, the others' runnable
+// procedures. It runs only once everything is loaded: ids of procedures
+// created from then on must not collide, and the hooks have run.
+func (e *Engine) queueLoadedLocked(order []*tree, now int64) error {
 	for _, t := range order {
 		if t.quarantine != "" {
 			continue
 		}
-		if err := e.resumeWaitsLocked(t, now.UnixNano()); err != nil {
-			return fmt.Errorf("procedure: load: %w", err)
+		if err := e.resumeWaitsLocked(t, now); err != nil {
+			return err
 		}
 		if t.ts.failed {
 			t.rbQueued = true
@@ -151,11 +203,6 @@ func (e *Engine) load(ctx context.Context) error {
 			}
 		}
 	}
-	e.stats.recovered.Store(int64(live))
-	e.stats.recoverTime.Store(int64(time.Since(start)))
-	e.log.Info("procedure: recovered", "live", live, "trees", len(order), "quarantined", quarantined,
-		"results", results, "took", time.Since(start))
-	_ = ctx
 	return nil
 }
 
