@@ -295,7 +295,7 @@ func (s *Store) Open(ctx context.Context) error {
 		return err
 	}
 	if !s.state.CompareAndSwap(stateNew, stateOpen) {
-		return errors.New("durable: store already opened")
+		return ErrAlreadyOpen
 	}
 	s.p = s.opts.Persistence
 	if s.p == nil {

@@ -159,7 +159,9 @@ const (
 // package documentation.
 type Engine struct {
 	store  *durable.Store
-	opts   Options
+	// ownsStore: Start opened the store, so Stop closes it.
+	ownsStore bool
+	opts      Options
 	log    *slog.Logger
 	procsC *durable.Collection[uint64, []byte]
 	nonces *durable.Collection[string, uint64]
@@ -431,13 +433,23 @@ func (e *Engine) Store() *durable.Store { return e.store }
 
 func (e *Engine) now() int64 { return e.opts.Clock.Now().UnixNano() }
 
-// Start recovers the procedures in the store (which must be open): it
-// loads them, rebuilds their trees' rollback stacks, quarantines what
-// cannot be loaded, runs the AfterReplay hooks, and then starts the
-// workers, the stuck-worker monitor and the result sweeper.
+// Start opens the engine's store if the program has not opened it yet
+// (then the engine owns it, and Stop closes it), and recovers the
+// procedures in it: it loads them, rebuilds their trees' rollback stacks,
+// quarantines what cannot be loaded, runs the AfterReplay hooks, and then
+// starts the workers, the stuck-worker monitor and the result sweeper.
+// Register the types, and every collection of the store, before. If
+// Start fails, nothing runs and a store it opened is closed again.
+//
+// With several engines on one store (Options.Name), the program opens
+// the store before their Starts and closes it after their Stops.
 func (e *Engine) Start(ctx context.Context) error {
 	if !e.state.CompareAndSwap(engNew, engRunning) {
 		return errors.New("procedure: engine already started")
+	}
+	if err := e.openStore(ctx); err != nil {
+		e.state.Store(engStopped)
+		return err
 	}
 	// Before load: timers armed by load (a deadline that passed while the
 	// engine was down) may fire as soon as it lets go of the lock.
@@ -448,6 +460,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.mu.Lock()
 		e.stopTimersLocked()
 		e.mu.Unlock()
+		if e.ownsStore {
+			e.store.Close()
+		}
 		return err
 	}
 	e.pipeline.start()
@@ -463,19 +478,35 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
+// openStore opens the store unless the program has opened it
+// (durable.ErrAlreadyOpen), and notes whether the engine owns it.
+func (e *Engine) openStore(ctx context.Context) error {
+	err := e.store.Open(ctx)
+	switch {
+	case err == nil:
+		e.ownsStore = true
+		return nil
+	case errors.Is(err, durable.ErrAlreadyOpen):
+		return nil
+	}
+	return fmt.Errorf("procedure: open store: %w", err)
+}
+
 // Stop stops the engine: workers take no more work, the context of the
 // steps running is cancelled, and Stop waits for them and for their
 // commits. A step that returns an error (or yields) while the engine
-// stops is dropped, not failed: it runs again after a restart. Stop does
-// not close the store.
-func (e *Engine) Stop() {
+// stops is dropped, not failed: it runs again after a restart. Then, if
+// Start opened the store, Stop closes it and returns the error of its
+// Close; a store the program opened stays open. Stop on an engine
+// stopped already returns nil.
+func (e *Engine) Stop() error {
 	if !e.state.CompareAndSwap(engRunning, engStopping) {
 		if e.state.CompareAndSwap(engNew, engStopped) {
-			return
+			return nil
 		}
 		// Stopping already, or failed: still wait for the workers.
 		if e.state.Load() == engStopped {
-			return
+			return nil
 		}
 	}
 	if e.cancel != nil {
@@ -490,7 +521,13 @@ func (e *Engine) Stop() {
 	// (or failed, if the store failed), then the committer exits.
 	e.pipeline.close()
 	e.bgWG.Wait()
-	e.state.Store(engStopped)
+	if !e.state.CompareAndSwap(engStopping, engStopped) {
+		return nil // another Stop got here first
+	}
+	if e.ownsStore {
+		return e.store.Close()
+	}
+	return nil
 }
 
 func (e *Engine) running() bool { return e.state.Load() == engRunning }

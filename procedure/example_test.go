@@ -105,14 +105,10 @@ func Example() {
 	debits := durable.NewCollection[procedure.ID, int](s, "debits", nil)
 	e := procedure.New(s, procedure.Options{Logger: slog.New(slog.DiscardHandler)})
 	transfers := procedure.Register[TransferState, Transfer](e, "transfer", &transfer{accounts, debits}, nil)
-	if err := s.Open(ctx); err != nil {
+	if err := e.Start(ctx); err != nil { // opens the store, recovers, runs
 		log.Fatal(err)
 	}
-	defer s.Close()
-	if err := e.Start(ctx); err != nil {
-		log.Fatal(err)
-	}
-	defer e.Stop()
+	defer e.Stop() // stops, then closes the store
 	s.Write(ctx, func(tx *durable.Tx) error { return accounts.Put(tx, "ann", 100) })
 
 	id, err := transfers.Submit(ctx, Transfer{From: "ann", To: "bob", Amount: 30}, procedure.SubmitOptions{Nonce: "req-1"})
@@ -172,10 +168,6 @@ func Example_children() {
 			return procedure.Done(), nil
 		},
 	}, nil)
-	if err := s.Open(ctx); err != nil {
-		log.Fatal(err)
-	}
-	defer s.Close()
 	e.Start(ctx)
 	defer e.Stop()
 
@@ -195,8 +187,6 @@ func ExampleEngine_Wait() {
 		func(ctx context.Context, env *procedure.Env, server *string) ([]procedure.Child, error) {
 			return nil, &procedure.Error{Source: *server, Message: "disk full"}
 		}, nil), nil)
-	s.Open(ctx)
-	defer s.Close()
 	e.Start(ctx)
 	defer e.Stop()
 
@@ -259,8 +249,6 @@ func Example_locksAndEvents() {
 	e := procedure.New(s, procedure.Options{Workers: 1, Logger: slog.New(slog.DiscardHandler)})
 	alter := procedure.Register[int, string](e, "alter-table", alterTable{}, &procedure.TypeOptions[string]{HoldLocks: true})
 	read := procedure.Register[int, string](e, "read-region", readRegion{}, nil)
-	s.Open(ctx)
-	defer s.Close()
 	e.Start(ctx)
 	defer e.Stop()
 
@@ -305,8 +293,6 @@ func ExampleSleep() {
 			return procedure.Done(), nil
 		},
 	}, nil)
-	s.Open(ctx)
-	defer s.Close()
 	e.Start(ctx)
 	defer e.Stop()
 
@@ -335,8 +321,6 @@ func ExampleRetryable() {
 			}
 			return nil, nil
 		}, nil), &procedure.TypeOptions[string]{Retry: procedure.RetryPolicy{Initial: time.Millisecond, Attempts: 5}})
-	s.Open(ctx)
-	defer s.Close()
 	e.Start(ctx)
 	defer e.Stop()
 

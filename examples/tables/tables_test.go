@@ -47,21 +47,21 @@ func TestCreateTableRollback(t *testing.T) {
 	proctest.RollbackAndDoubleExecution(t, harness(tables.CreateTable{Name: "users", Regions: 3}))
 }
 
-// startCatalog opens an in-memory store with a catalog and starts its
-// engine; both are closed when the test ends.
+// startCatalog starts an engine with a catalog on an in-memory store
+// (Start opens it); both are closed when the test ends.
 func startCatalog(t *testing.T, opts tables.Options) (*procedure.Engine, *tables.Catalog) {
 	t.Helper()
 	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence()})
 	e := procedure.New(s, procedure.Options{})
 	c := tables.Register(s, e, opts)
-	if err := s.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Stop)
+	t.Cleanup(func() {
+		if err := e.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
 	return e, c
 }
 
