@@ -159,9 +159,7 @@ const (
 // package documentation.
 type Engine struct {
 	store  *durable.Store
-	// ownsStore: Start opened the store, so Stop closes it.
-	ownsStore bool
-	opts      Options
+	opts   Options
 	log    *slog.Logger
 	procsC *durable.Collection[uint64, []byte]
 	nonces *durable.Collection[string, uint64]
@@ -171,6 +169,7 @@ type Engine struct {
 
 	q         *runQueue
 	state     atomic.Int32
+	ownsStore bool // Start opened the store, so Stop closes it
 	failErr   atomic.Pointer[error]
 	failedCh  chan struct{} // closed when the engine failed
 	ctx       context.Context
