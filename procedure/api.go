@@ -291,8 +291,13 @@ func (e *Engine) afterFailedAdmin(c *commit, err error) error {
 // In a running tree, id and its unfinished descendants finish at once,
 // as succeeded (a step of theirs still running is discarded when it
 // returns; its context is cancelled with cause ErrBypassed), and every
-// ancestor of id is bypassed too: it runs no further state, and finishes
-// once its other children have (the root then completes the tree). So
+// ancestor of id is bypassed too: it runs no further state, its timeout
+// is cleared, and it finishes once its other children have (the root then
+// completes the tree, as succeeded but bypassed; its result keeps its own
+// Bypass). Bypassing the root completes the tree at once, whatever its
+// procedures were doing (running a step, waiting for locks, an event, a
+// timer or children), and lets go of their locks, lock requests, timers
+// and event waits. So
 // nothing builds on work that never happened, and siblings still running
 // finish their work. Wait on any of them returns a Result whose Err
 // matches ErrBypassed. In a tree that is rolling back, the rollback of

@@ -296,6 +296,20 @@ func checkDurable(t *testing.T, w *world, m *crashModel, what string) {
 // checks the durable state (checkDurable), and at the end that every
 // tree finished as it had to. The world's hooks check that no procedure
 // runs on two workers at once.
+//
+// In detail: random procedures of the trees are aborted and bypassed at
+// random moments. After every restart it checks that no acknowledged step
+// was lost, that every procedure's executed states and its metadata
+// agree (exactly, but for the states an abort stacked and the rollbacks a
+// bypass skipped), that finished trees left all their metadata
+// (succeeded) or none (rolled back, unless bypassed) and no record, and
+// that no procedure a bypass reached started a step after Bypass
+// returned. Its trees also wait for events (signalled later, across
+// crashes), sleep, retry, time out, and take table and region locks,
+// exclusive and shared, some held across steps: after every restart and
+// stop it checks that no two conflicting owners hold a lock and that
+// every holder is a live procedure, every step after a sleep checks that
+// it did not wake early, and no tree times out before its deadline.
 func TestRandomCrash(t *testing.T) {
 	seed := testSeed(t)
 	rounds := 8

@@ -238,7 +238,7 @@ type proc struct {
 	// Runtime state, guarded by Engine.mu.
 	committed  bool // the record that created it is durable
 	queued     bool // in the run queue, or parked for a retry (retryTimer)
-	running    bool
+	running    bool // held by a worker, or by its step's commit: at most one at a time
 	retries    int
 	lastErr    string
 	quarantine string // why this procedure cannot be loaded ("" if it can)

@@ -406,7 +406,12 @@ func (e *Engine) endStep(p *proc, info StepInfo, how endHow, err error) {
 // pushEntryLocked adds state to p's executed states, at the top of the
 // tree's rollback stack, unless p's last executed state is the same one
 // and did not spawn children: a state run again (Again, or a GoTo to
-// itself) is one entry, rolled back once.
+// itself) is one entry, rolled back once. It runs inside the commit
+// function, and the store runs commit functions one at a time, so the
+// stack's index order is the commit order of the tree's steps (whichever
+// of its procedures made them). The state whose Execute failed gets an
+// entry too (it may have done part of its work), unless the step failed
+// before Execute ran (commit.notRun).
 func (e *Engine) pushEntryLocked(p *proc, state int64, spawn bool) {
 	es := p.ps.entries
 	if n := len(es); n > 0 && es[n-1].state == state && !es[n-1].spawn {
@@ -605,7 +610,8 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 		need := top.typ.locks != nil && top.rd().holdLocks == nil && t.rbLocks == nil
 		e.mu.Unlock()
 		if need {
-			// The rollback of a state takes the locks its Execute took.
+			// The rollback of a state takes the locks its Execute took
+			// (a procedure that holds its locks has them already).
 			ls, err := e.lockSet(top, state)
 			if err != nil {
 				e.retryRollback(t, top, state, err, info)

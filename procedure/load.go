@@ -209,8 +209,9 @@ func (e *Engine) queueLoadedLocked(order []*tree, now int64) error {
 // resumeWaitsLocked picks up where t's procedures were waiting: a
 // procedure suspended on an event that is signalled, or on a time that
 // has passed, is runnable; the others wait again (their timers armed at
-// the stored wall-clock times); timeouts are armed, and one that passed
-// fires at once.
+// the stored wall-clock times, so a restart neither restarts nor
+// shortens a wait: nothing fires before its time); timeouts are armed,
+// and one that passed while the engine was down fires at once.
 func (e *Engine) resumeWaitsLocked(t *tree, now int64) error {
 	for _, p := range t.procs {
 		if p.ps.status == Suspended {
