@@ -146,27 +146,6 @@ func (e *Engine) afterRollbackLocked(c *commit) {
 	}
 }
 
-// finishBatch ends the commits of a batch afterBatch is done with: step
-// and rollback commits go back to the pool, submitters learn their id.
-func (e *Engine) finishBatch(batch []*commit) {
-	for _, c := range batch {
-		if c.kind != kindSubmit {
-			e.pipeline.freeCommit(c)
-			continue
-		}
-		// After finishSubmit, c belongs to its submitter: not touched again.
-		switch {
-		case c.outcome == nil:
-			c.ti.stats.submitted.Add(1)
-			c.finishSubmit(c.p.id, nil)
-		case errors.Is(c.outcome, errDup):
-			c.finishSubmit(c.dupID, nil)
-		default:
-			c.finishSubmit(0, c.outcome)
-		}
-	}
-}
-
 // retryStepLocked parks a procedure whose step failed past the point of
 // no return, and queues it again after a delay.
 func (e *Engine) retryStepLocked(c *commit) {

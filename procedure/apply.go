@@ -117,21 +117,6 @@ func (e *Engine) applyCommitsLocked(tx *durable.Tx, batch []*commit, recs *recWr
 	return nil
 }
 
-// beforeCommitHooks calls Hooks.BeforeCommit for the steps of batch.
-func (e *Engine) beforeCommitHooks(batch []*commit) {
-	h := &e.opts.Hooks
-	if h.BeforeCommit == nil {
-		return
-	}
-	for _, c := range batch {
-		if c.kind != kindSubmit {
-			info := c.info
-			info.Err = c.stepErr
-			h.BeforeCommit(info)
-		}
-	}
-}
-
 // precheckLocked says whether c is to be applied (nil), or dropped with
 // nothing written.
 func (e *Engine) precheckLocked(tx *durable.Tx, c *commit) error {

@@ -23,11 +23,11 @@ func (e *Engine) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("procedure: load: %w", err)
 	}
-	var l loaded
+	l := &loader{e: e}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	err = e.procsC.Scan(func(k uint64, b []byte) bool {
-		e.loadRecordLocked(&l, k, b)
+		l.record(k, b)
 		return true
 	})
 	if err != nil {
@@ -35,10 +35,10 @@ func (e *Engine) load(ctx context.Context) error {
 	}
 	e.nextID = max(hwm, l.maxID+1)
 	e.hwm = hwm
-	live, quarantined := e.checkLoadedLocked(l.order)
+	live, quarantined := l.check()
 	now := e.opts.Clock.Now()
-	quarantined += e.restoreLocksLocked(l.order, now)
-	if err := e.queueLoadedLocked(l.order, now.UnixNano()); err != nil {
+	quarantined += l.restoreLocks(now)
+	if err := l.queue(now.UnixNano()); err != nil {
 		return fmt.Errorf("procedure: load: %w", err)
 	}
 	e.stats.recovered.Store(int64(live))
@@ -49,18 +49,21 @@ func (e *Engine) load(ctx context.Context) error {
 	return nil
 }
 
-// loaded is what load's scan has found so far.
-type loaded struct {
+// loader is one run of load: the trees found by its scan, and the steps
+// that follow it. Its methods run under the engine's lock.
+type loader struct {
+	e       *Engine
 	order   []*tree // trees in root id order (the scan's)
 	maxID   uint64  // the largest id of a record
 	results int     // finished roots (kept results)
 }
 
-// loadRecordLocked loads the record of procedure k: a kept result is
-// only noted for the sweeper, a live procedure joins its tree (a root
-// starts one). A record that does not decode, or whose data does not,
-// quarantines its tree.
-func (e *Engine) loadRecordLocked(l *loaded, k uint64, b []byte) {
+// record loads the record of procedure k: a kept result is only noted
+// for the sweeper, a live procedure joins its tree (a root starts one). A
+// record that does not decode, or whose data does not, quarantines its
+// tree.
+func (l *loader) record(k uint64, b []byte) {
+	e := l.e
 	l.maxID = max(l.maxID, k)
 	id := ID(k)
 	r, derr := decodeRecord(b)
@@ -78,7 +81,7 @@ func (e *Engine) loadRecordLocked(l *loaded, k uint64, b []byte) {
 		l.results++
 		return
 	}
-	p := e.procOfRecord(id, r)
+	p := l.proc(id, r)
 	e.procs[id] = p
 	if r.parent == 0 {
 		if r.root != id {
@@ -102,10 +105,11 @@ func (e *Engine) loadRecordLocked(l *loaded, k uint64, b []byte) {
 	t.procs = append(t.procs, p)
 }
 
-// procOfRecord returns the live procedure r stores, with its data decoded
+// proc returns the live procedure r stores, with its data decoded
 // (through its type's upgrade if it is older), or quarantined with its
 // raw data if its type is unknown or its data does not decode.
-func (e *Engine) procOfRecord(id ID, r *record) *proc {
+func (l *loader) proc(id ID, r *record) *proc {
+	e := l.e
 	p := &proc{id: id, parent: r.parent, typ: e.types[r.typ], typeName: r.typ, version: r.version,
 		created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
 		ps: pstate{status: r.status, aborted: r.aborted, next: r.next, steps: r.steps, entries: r.entries,
@@ -128,19 +132,20 @@ func (e *Engine) procOfRecord(id ID, r *record) *proc {
 	return p
 }
 
-// checkLoadedLocked checks every loaded tree (checkTreeLocked) and runs
-// the AfterReplay hooks of those that pass. It returns the live
-// procedures and the trees quarantined.
-func (e *Engine) checkLoadedLocked(order []*tree) (live, quarantined int) {
-	for _, t := range order {
+// check checks every loaded tree (checkTree) and runs the
+// AfterReplay hooks of those that pass. It returns the live procedures
+// and the trees quarantined.
+func (l *loader) check() (live, quarantined int) {
+	e := l.e
+	for _, t := range l.order {
 		live += len(t.procs)
 		if t.quarantine == "" {
-			if reason := e.checkTreeLocked(t); reason != "" {
+			if reason := l.checkTree(t); reason != "" {
 				t.quarantine = reason
 			}
 		}
 		if t.quarantine == "" {
-			e.replayLocked(t)
+			l.replay(t)
 		}
 		if t.quarantine != "" {
 			quarantined++
@@ -154,12 +159,13 @@ func (e *Engine) checkLoadedLocked(order []*tree) (live, quarantined int) {
 	return live, quarantined
 }
 
-// restoreLocksLocked holds again the locks held across steps, before
-// anything runs, by every tree (a quarantined one keeps what it held). A
-// tree whose locks cannot be restored is quarantined; it returns how many
+// restoreLocks holds again the locks held across steps, before anything
+// runs, by every tree (a quarantined one keeps what it held). A tree
+// whose locks cannot be restored is quarantined; it returns how many
 // were.
-func (e *Engine) restoreLocksLocked(order []*tree, now time.Time) (quarantined int) {
-	for _, t := range order {
+func (l *loader) restoreLocks(now time.Time) (quarantined int) {
+	e := l.e
+	for _, t := range l.order {
 		for _, p := range t.procs {
 			if len(p.ps.locks()) == 0 {
 				continue
@@ -179,16 +185,17 @@ func (e *Engine) restoreLocksLocked(order []*tree, now time.Time) (quarantined i
 	return quarantined
 }
 
-// queueLoadedLocked resumes the waits of the trees that can run and
-// queues their work: a failed tree's rollback, the others' runnable
-// procedures. It runs only once everything is loaded: ids of procedures
-// created from then on must not collide, and the hooks have run.
-func (e *Engine) queueLoadedLocked(order []*tree, now int64) error {
-	for _, t := range order {
+// queue resumes the waits of the trees that can run and queues their
+// work: a failed tree's rollback, the others' runnable procedures. It
+// runs only once everything is loaded: ids of procedures created from
+// then on must not collide, and the hooks have run.
+func (l *loader) queue(now int64) error {
+	e := l.e
+	for _, t := range l.order {
 		if t.quarantine != "" {
 			continue
 		}
-		if err := e.resumeWaitsLocked(t, now); err != nil {
+		if err := l.resumeWaits(t, now); err != nil {
 			return err
 		}
 		if t.ts.failed {
@@ -206,13 +213,14 @@ func (e *Engine) queueLoadedLocked(order []*tree, now int64) error {
 	return nil
 }
 
-// resumeWaitsLocked picks up where t's procedures were waiting: a
+// resumeWaits picks up where t's procedures were waiting: a
 // procedure suspended on an event that is signalled, or on a time that
 // has passed, is runnable; the others wait again (their timers armed at
 // the stored wall-clock times, so a restart neither restarts nor
 // shortens a wait: nothing fires before its time); timeouts are armed,
 // and one that passed while the engine was down fires at once.
-func (e *Engine) resumeWaitsLocked(t *tree, now int64) error {
+func (l *loader) resumeWaits(t *tree, now int64) error {
+	e := l.e
 	for _, p := range t.procs {
 		if p.ps.status == Suspended {
 			switch w := p.ps.wait(); w.kind {
@@ -242,12 +250,13 @@ func (e *Engine) resumeWaitsLocked(t *tree, now int64) error {
 	return nil
 }
 
-// checkTreeLocked checks a loaded tree and derives its state: parents,
+// checkTree checks a loaded tree and derives its state: parents,
 // types, the rollback stack (every index from 0 to its size exactly once,
 // in each procedure's order of execution), which procedures wait for
 // children, whether it is failed or past its point of no return. It
 // returns why the tree cannot run, or "".
-func (e *Engine) checkTreeLocked(t *tree) string {
+func (l *loader) checkTree(t *tree) string {
+	e := l.e
 	n := 0
 	for _, p := range t.procs {
 		if p.quarantine != "" {
@@ -319,9 +328,10 @@ func (e *Engine) checkTreeLocked(t *tree) string {
 	return ""
 }
 
-// replayLocked runs the AfterReplay hooks of a loaded tree. A panicking
+// replay runs the AfterReplay hooks of a loaded tree. A panicking
 // hook quarantines the tree.
-func (e *Engine) replayLocked(t *tree) {
+func (l *loader) replay(t *tree) {
+	e := l.e
 	for _, p := range t.procs {
 		if p.typ.afterReplay == nil || p.data == nil {
 			continue

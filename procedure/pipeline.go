@@ -177,7 +177,7 @@ func (cp *commitPipeline) completer(applied <-chan appliedBatch, done chan<- str
 			}
 		}
 		e.afterBatch(a.batch)
-		e.finishBatch(a.batch)
+		cp.finishBatch(a.batch)
 	}
 }
 
@@ -186,7 +186,7 @@ func (cp *commitPipeline) completer(applied <-chan appliedBatch, done chan<- str
 // next.
 func (cp *commitPipeline) applyBatch(batch []*commit, applied chan<- appliedBatch) {
 	e := cp.e
-	e.beforeCommitHooks(batch)
+	cp.beforeCommitHooks(batch)
 	recs := cp.recs.Get().(*recWrites)
 	defer cp.recs.Put(recs)
 	for round := 0; len(batch) > 0; round++ {
@@ -254,5 +254,41 @@ func (cp *commitPipeline) refused(batch []*commit, bad badWrite, err error, roun
 		e.fail(err)
 		e.finishFailed(batch, e.Err())
 		return nil
+	}
+}
+
+// beforeCommitHooks calls Hooks.BeforeCommit for the steps of batch.
+func (cp *commitPipeline) beforeCommitHooks(batch []*commit) {
+	h := &cp.e.opts.Hooks
+	if h.BeforeCommit == nil {
+		return
+	}
+	for _, c := range batch {
+		if c.kind != kindSubmit {
+			info := c.info
+			info.Err = c.stepErr
+			h.BeforeCommit(info)
+		}
+	}
+}
+
+// finishBatch ends the commits of a batch afterBatch is done with: step
+// and rollback commits go back to the pool, submitters learn their id.
+func (cp *commitPipeline) finishBatch(batch []*commit) {
+	for _, c := range batch {
+		if c.kind != kindSubmit {
+			cp.freeCommit(c)
+			continue
+		}
+		// After finishSubmit, c belongs to its submitter: not touched again.
+		switch {
+		case c.outcome == nil:
+			c.ti.stats.submitted.Add(1)
+			c.finishSubmit(c.p.id, nil)
+		case errors.Is(c.outcome, errDup):
+			c.finishSubmit(c.dupID, nil)
+		default:
+			c.finishSubmit(0, c.outcome)
+		}
 	}
 }
