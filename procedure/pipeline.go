@@ -36,9 +36,9 @@ import (
 //     and sync the group: see package durable).
 //  3. The completer waits for each batch's Commit, in commit order (at
 //     most Options.Committers batches wait), and afterBatch lets its
-//     procedures go: their next steps go to the front of the run queue,
-//     where workers take them (hand-off 3), and a submitter is woken
-//     through its commit's done channel.
+//     procedures go: their next steps go to the front of the run queue
+//     (a new root to the back), where workers take them (hand-off 3),
+//     and a submitter is woken through its commit's done channel.
 //
 // A commit is whole in its batch: a step's metadata writes never commit
 // without its new state, nor the reverse, and a batch holds several whole
