@@ -260,12 +260,12 @@ func (c *Collection[K, V]) layered(st readState) bool {
 	return false
 }
 
-// overlay returns the keys that what st has above its tree touches within
-// [from, to) (nil bounds: open), each with its newest state, in key order.
-func (c *Collection[K, V]) overlay(st readState, from, to *K) []opEnt[K] {
+// overlay returns the keys >= from (nil: all) that what st has above its
+// tree touches, each with its newest state, in key order.
+func (c *Collection[K, V]) overlay(st readState, from *K) []opEnt[K] {
 	seen := map[K]bool{}
 	var out []opEnt[K]
-	in := func(k K) bool { return (from == nil || k >= *from) && (to == nil || k < *to) }
+	in := func(k K) bool { return from == nil || k >= *from }
 	add := func(k K, e layerEnt) {
 		if in(k) && !seen[k] {
 			seen[k] = true
@@ -294,9 +294,6 @@ func (c *Collection[K, V]) overlay(st readState, from, to *K) []opEnt[K] {
 				i, _ = slices.BinarySearch(l.keys, *from)
 			}
 			for _, k := range l.keys[i:] {
-				if to != nil && k >= *to {
-					break
-				}
 				add(k, l.m[k])
 			}
 		}

@@ -30,43 +30,37 @@ func checkReads(t *testing.T, kv *Collection[string, string], r Reader, want map
 	t.Helper()
 	for range 8 {
 		k := fmt.Sprintf("k%03d", rng.IntN(keys+10))
-		v, ok, err := kv.GetIn(r, k)
+		v, ok, err := kv.Get(r, k)
 		if err != nil {
 			return err
 		}
 		if wv, wok := want[k]; ok != wok || v != wv {
 			return fmt.Errorf("Get(%s) = %q, %v; want %q, %v", k, v, ok, wv, wok)
 		}
-		if has, err := kv.HasIn(r, k); err != nil || has != ok {
-			return fmt.Errorf("Has(%s) = %v, %v; want %v", k, has, err, ok)
-		}
 	}
-	if n, err := kv.LenIn(r); err != nil || n != len(want) {
-		return fmt.Errorf("Len = %d, %v; want %d", n, err, len(want))
+	if n := kv.Len(r); n != len(want) {
+		return fmt.Errorf("Len = %d; want %d", n, len(want))
 	}
 	sorted := slices.Sorted(maps.Keys(want))
 	var got []string
-	if err := kv.ScanIn(r, func(k, v string) bool {
+	for k, v := range kv.All(r) {
 		got = append(got, k+"="+v)
-		return true
-	}); err != nil {
-		return err
 	}
 	var all []string
 	for _, k := range sorted {
 		all = append(all, k+"="+want[k])
 	}
 	if !slices.Equal(got, all) {
-		return fmt.Errorf("Scan = %v\nwant %v", got, all)
+		return fmt.Errorf("All = %v\nwant %v", got, all)
 	}
 	from := fmt.Sprintf("k%03d", rng.IntN(keys))
 	to := fmt.Sprintf("k%03d", rng.IntN(keys))
 	got = got[:0]
-	if err := kv.ScanRangeIn(r, from, to, func(k, v string) bool {
+	for k, v := range kv.From(r, from) {
+		if k >= to {
+			break
+		}
 		got = append(got, k+"="+v)
-		return true
-	}); err != nil {
-		return err
 	}
 	var rng2 []string
 	for _, k := range sorted {
@@ -75,15 +69,15 @@ func checkReads(t *testing.T, kv *Collection[string, string], r Reader, want map
 		}
 	}
 	if !slices.Equal(got, rng2) {
-		return fmt.Errorf("ScanRange[%s, %s) = %v\nwant %v", from, to, got, rng2)
+		return fmt.Errorf("From(%s) up to %s = %v\nwant %v", from, to, got, rng2)
 	}
-	// ScanFrom, stopped after a few entries.
+	// From, stopped after a few entries.
 	got = got[:0]
-	if err := kv.ScanFromIn(r, from, func(k, v string) bool {
+	for k, v := range kv.From(r, from) {
 		got = append(got, k+"="+v)
-		return len(got) < 5
-	}); err != nil {
-		return err
+		if len(got) == 5 {
+			break
+		}
 	}
 	var fr []string
 	for _, k := range sorted {
@@ -92,7 +86,7 @@ func checkReads(t *testing.T, kv *Collection[string, string], r Reader, want map
 		}
 	}
 	if !slices.Equal(got, fr) {
-		return fmt.Errorf("ScanFrom(%s) = %v\nwant %v", from, got, fr)
+		return fmt.Errorf("From(%s), 5 entries = %v\nwant %v", from, got, fr)
 	}
 	return nil
 }
@@ -151,9 +145,10 @@ func TestLayeredReads(t *testing.T) {
 	model := &layerModel{states: []map[string]string{{}}}
 	ctx := context.Background()
 
-	note := func(v *View) {
+	note := func(view *View) {
 		kinds.Lock()
 		defer kinds.Unlock()
+		v := view.ver
 		switch {
 		case len(v.layers) == 0:
 			kinds.bare++
@@ -291,17 +286,17 @@ func TestLayeredReads(t *testing.T) {
 	// Idle: the applier applies what is left; the trees alone then hold
 	// the final state.
 	deadline := time.Now().Add(10 * time.Second)
-	for len(s.Latest().layers) > 0 && time.Now().Before(deadline) {
+	for len(s.current().layers) > 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	v := s.Latest()
-	if len(v.layers) != 0 {
-		t.Fatalf("idle store still has %d layers", len(v.layers))
+	if len(v.ver.layers) != 0 {
+		t.Fatalf("idle store still has %d layers", len(v.ver.layers))
 	}
 	if err := checkReads(t, kv, v, state, rng, keys); err != nil {
 		t.Fatalf("seed %d: final version: %v", seed, err)
 	}
-	if n := other.Len(); n != 50 {
+	if n := other.Len(v); n != 50 {
 		t.Fatalf("other has %d keys, want 50", n)
 	}
 	t.Logf("versions read: %d with group layers only, %d with a merged layer first, %d without layers; %d with a merged layer above another (%d applies, %d of them paused for readers to read that)",

@@ -253,7 +253,7 @@ func (e *Engine) putDirtyLocked(tx *durable.Tx, c *commit) error {
 			b, ok := c.recs.lookup(uint64(q.id))
 			if !ok {
 				var err error
-				if b, ok, err = e.procsC.GetIn(tx, uint64(q.id)); err != nil {
+				if b, ok, err = e.procsC.Get(tx, uint64(q.id)); err != nil {
 					return err
 				}
 			}
@@ -598,7 +598,7 @@ func (e *Engine) precheckLocked(tx *durable.Tx, c *commit) error {
 		}
 	case kindSubmit:
 		if c.sopts.Nonce != "" {
-			id, ok, err := e.nonces.GetIn(tx, c.sopts.Nonce)
+			id, ok, err := e.nonces.Get(tx, c.sopts.Nonce)
 			if err != nil {
 				return err
 			}
@@ -880,7 +880,7 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 		e.pushEntryLocked(p, c.state, false)
 		ps.next = c.next.state
 		e.checkPONRLocked(t, p, ps.next)
-		_, set, err := e.events.GetIn(tx, c.next.event)
+		_, set, err := e.events.Get(tx, c.next.event)
 		if err != nil {
 			return err
 		}

@@ -31,7 +31,7 @@
 // error, which fails the procedure and rolls back its tree (Retryable(err)
 // retries the step instead). Rollback(ctx, env, state, data) undoes one
 // executed state. A step's metadata writes go through env.Write, and the
-// reads they depend on go inside it (GetIn(tx, ...)), so that no other
+// reads they depend on go inside it (Get(tx, ...)), so that no other
 // step changes them before the commit (see Env.Write and the package
 // example).
 //

@@ -15,7 +15,8 @@ import (
 // visibly and alone: the others load and run.
 func (e *Engine) load(ctx context.Context) error {
 	start := time.Now()
-	hwm, _, err := e.meta.Get(metaNextID)
+	v := e.store.Latest()
+	hwm, _, err := e.meta.Get(v, metaNextID)
 	if err != nil {
 		return fmt.Errorf("procedure: load: %w", err)
 	}
@@ -24,7 +25,7 @@ func (e *Engine) load(ctx context.Context) error {
 	results := 0
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err = e.procsC.Scan(func(k uint64, b []byte) bool {
+	for k, b := range e.procsC.All(v) { // Bytes values: no decoding error
 		maxID = max(maxID, k)
 		id := ID(k)
 		r, derr := decodeRecord(b)
@@ -35,12 +36,12 @@ func (e *Engine) load(ctx context.Context) error {
 			p.t = t
 			e.procs[id], e.trees[id] = p, t
 			order = append(order, t)
-			return true
+			continue
 		}
 		if r.parent == 0 && r.completed != 0 {
 			e.results.add(id, e.expiry(r.completed, r.acked))
 			results++
-			return true
+			continue
 		}
 		p := &proc{id: id, parent: r.parent, typ: e.types[r.typ], typeName: r.typ, version: r.version,
 			created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
@@ -71,7 +72,7 @@ func (e *Engine) load(ctx context.Context) error {
 			p.t = t
 			e.trees[id] = t
 			order = append(order, t)
-			return true
+			continue
 		}
 		t := e.trees[r.root]
 		if t == nil {
@@ -83,10 +84,6 @@ func (e *Engine) load(ctx context.Context) error {
 		}
 		p.t = t
 		t.procs = append(t.procs, p)
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("procedure: load: %w", err)
 	}
 	e.nextID = max(hwm, maxID+1)
 	e.hwm = hwm
@@ -169,7 +166,7 @@ func (e *Engine) resumeWaitsLocked(t *tree, now int64) error {
 		if p.ps.status == Suspended {
 			switch w := p.ps.wait(); w.kind {
 			case waitEvent:
-				_, set, err := e.events.Get(w.event)
+				_, set, err := e.events.Get(e.store.Latest(), w.event)
 				if err != nil {
 					return err
 				}
