@@ -209,16 +209,16 @@ func (c *Collection[K, V]) entries(r Reader, from *K) iter.Seq2[K, V] {
 // it (a Tx's ops, layers not yet applied to the tree).
 func (c *Collection[K, V]) ascend(st readState, from *K, fn func(k K, val []byte) bool) {
 	t := st.tree.(*tree[K])
-	var over []opEnt[K]
-	if c.layered(st) {
-		over = c.overlay(st, from)
+	if !c.layered(st) {
+		t.Ascend(from, nil, fn)
+		return
 	}
+	over := c.overlay(st, from)
 	// emit passes the overlay's entries before key k (all of them if k is
 	// nil); it returns false once fn did.
 	emit := func(k *K) bool {
-		for len(over) > 0 && (k == nil || over[0].key < *k) {
-			e := over[0]
-			over = over[1:]
+		for e, ok := over.peek(); ok && (k == nil || e.key < *k); e, ok = over.peek() {
+			over.drop()
 			if !e.del && !fn(e.key, e.val) {
 				return false
 			}
@@ -231,9 +231,8 @@ func (c *Collection[K, V]) ascend(st readState, from *K, fn func(k K, val []byte
 			stopped = true
 			return false
 		}
-		if len(over) > 0 && over[0].key == k {
-			e := over[0]
-			over = over[1:]
+		if e, ok := over.peek(); ok && e.key == k {
+			over.drop()
 			if e.del {
 				return true
 			}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/procyon-dev/procyon/internal/cowbtree"
 )
 
 // layerModel is the state after each transaction of a run: states[i] is
@@ -315,4 +317,106 @@ func isMergedLayer(ls []any) bool {
 		}
 	}
 	return false
+}
+
+// TestOverlayModel checks reads over random stacks of what stands above a
+// tree (a transaction's ops, the forming layer, group and merged layers in
+// any order) against a model: All and From from random keys, stopped at
+// random points; and that a merged layer is read in place, not copied.
+func TestOverlayModel(t *testing.T) {
+	seed := testSeed(t)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	s := New(Options{Persistence: NewMemPersistence(), Logger: quiet()})
+	c := NewCollection[int64, string](s, "kv", nil)
+	const keys = 200
+	for round := range 300 {
+		model := map[int64]string{}
+		tr := cowbtree.New[int64, []byte]()
+		for range rng.IntN(keys) {
+			k := rng.Int64N(keys)
+			tr.Set(k, []byte(fmt.Sprint("t", k)))
+			model[k] = fmt.Sprint("t", k)
+		}
+		// apply writes n random keys of source src into m and the model.
+		apply := func(src string, n int, set func(k int64, e layerEnt)) {
+			for range n {
+				k := rng.Int64N(keys)
+				e := layerEnt{del: rng.IntN(3) == 0}
+				if e.del {
+					delete(model, k)
+				} else {
+					e.val = []byte(fmt.Sprint(src, k))
+					model[k] = string(e.val)
+				}
+				set(k, e)
+			}
+		}
+		st := readState{tree: tr}
+		for i := range rng.IntN(5) { // oldest first
+			if rng.IntN(2) == 0 {
+				l := layer[int64]{}
+				apply(fmt.Sprint("g", i), rng.IntN(30), func(k int64, e layerEnt) { l[k] = e })
+				st.layers = append(st.layers, []any{l})
+				continue
+			}
+			m := &merged[int64]{m: map[int64]layerEnt{}}
+			apply(fmt.Sprint("m", i), rng.IntN(60), func(k int64, e layerEnt) { m.m[k] = e })
+			m.keys = slices.Sorted(maps.Keys(m.m))
+			st.layers = append(st.layers, []any{m})
+		}
+		if rng.IntN(2) == 0 {
+			top := layer[int64]{}
+			apply("top", rng.IntN(20), func(k int64, e layerEnt) { top[k] = e })
+			st.top = top
+		}
+		if rng.IntN(2) == 0 {
+			ops := &txOps[int64]{}
+			apply("op", rng.IntN(20), func(k int64, e layerEnt) {
+				if i := ops.find(k); i >= 0 {
+					ops.ents[i] = opEnt[int64]{key: k, val: e.val, del: e.del}
+				} else {
+					ops.add(opEnt[int64]{key: k, val: e.val, del: e.del})
+				}
+			})
+			st.ops = ops
+		}
+
+		from := rng.Int64N(keys+20) - 10
+		stop := 1 + rng.IntN(len(model)+1) // fn returns false on entry stop
+		var want []string
+		for _, k := range slices.Sorted(maps.Keys(model)) {
+			if k >= from && len(want) < stop {
+				want = append(want, fmt.Sprintf("%d=%s", k, model[k]))
+			}
+		}
+		var got []string
+		c.ascend(st, &from, func(k int64, val []byte) bool {
+			got = append(got, fmt.Sprintf("%d=%s", k, val))
+			return len(got) < stop
+		})
+		if !slices.Equal(got, want) {
+			t.Fatalf("seed %d round %d: from %d, stop %d:\ngot  %v\nwant %v", seed, round, from, stop, got, want)
+		}
+		if n := len(model); c.length(tr)+c.layerDelta(st) != n {
+			t.Fatalf("seed %d round %d: Len %d, want %d", seed, round, c.length(tr)+c.layerDelta(st), n)
+		}
+		for _, ls := range st.layers {
+			m, ok := ls[0].(*merged[int64])
+			if !ok {
+				continue
+			}
+			i, _ := slices.BinarySearch(m.keys, from)
+			if i == len(m.keys) {
+				continue
+			}
+			for _, src := range c.overlay(st, &from).srcs {
+				if len(src.keys) > 0 && &src.keys[0] == &m.keys[i] {
+					ok = false
+				}
+			}
+			if ok {
+				t.Fatalf("seed %d round %d: a merged layer's keys were copied, not read in place", seed, round)
+			}
+		}
+	}
 }
