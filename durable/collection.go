@@ -8,13 +8,6 @@ import (
 	"github.com/procyon-dev/procyon/internal/cowbtree"
 )
 
-// item is one entry of a collection. The value stays encoded: Get decodes
-// a fresh copy, and snapshots stream the bytes as they are.
-type item[K cmp.Ordered] struct {
-	key K
-	val []byte // never changed after the item is made
-}
-
 // tree is a collection's copy-on-write B+tree (values encoded, never
 // changed once stored). A published tree is never changed: the applier
 // changes clones.
@@ -58,8 +51,8 @@ type coll interface {
 //
 // Every read (Get, Len, All, From) takes a Reader: a View from
 // Store.Latest (a durable version; several reads at one version) or the
-// Tx of a Store.Write (it sees the transaction's own writes). Put and
-// Delete take the Tx.
+// Tx of a Store.Write (it sees the transaction's own writes); a wrong
+// Reader panics (see Reader). Put and Delete take the Tx.
 type Collection[K cmp.Ordered, V any] struct {
 	s     *Store
 	name  string

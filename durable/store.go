@@ -366,7 +366,9 @@ func (s *Store) setFailed(cause error) error {
 //
 //   - If fn returns an error, nothing is applied or written and Write
 //     returns that error. If fn panics, nothing is applied or written, and
-//     the panic goes on up through Write unchanged.
+//     the panic goes on up through Write unchanged. If an iterator in fn
+//     (Collection.All, From) stopped at a value it could not decode, Write
+//     returns that error, and nothing is applied or written.
 //   - A transaction with no Put or Delete writes nothing.
 //   - Writers are serialized while fn runs and its record is queued; the
 //     lock is not held while waiting for the disk: the records of the
@@ -706,8 +708,9 @@ func (s *Store) writeLocked(r *writeReq) (*Commit, error) {
 }
 
 // run calls r's fn; the transaction fails with fn's error, else with the
-// error a read in it recorded (see Tx.fail). If fn panics, it undoes the transaction and records
-// the panic in r, for its writer to raise again.
+// error an iterator in it recorded (see Tx.fail). If fn panics, it undoes
+// the transaction and records the panic in r, for its writer to raise
+// again.
 func (s *Store) run(tx *Tx, r *writeReq) error {
 	defer func() {
 		if p := recover(); p != nil {
