@@ -86,9 +86,9 @@ func checkIter(t *testing.T, c *Collection[int64, int64], r Reader, m map[int64]
 // applied to it (the applier is held back), and a transaction's own puts
 // and deletes on top.
 func TestIterators(t *testing.T) {
-	fs := NewMemPersistence()
+	mp := NewMemPersistence()
 	ctx := context.Background()
-	s := openTestStore(t, Options{Persistence: fs})
+	s := openTestStore(t, Options{Persistence: mp})
 	model := map[int64]int64{}
 	mustWrite(t, s.Store, func(tx *Tx) error {
 		for k := int64(0); k < 100; k += 10 {
@@ -105,7 +105,7 @@ func TestIterators(t *testing.T) {
 
 	// Reopened, the keys are in the trees; the applier then holds every
 	// later write in layers until the test ends.
-	s = newTestStore(Options{Persistence: fs})
+	s = newTestStore(Options{Persistence: mp})
 	release := make(chan struct{})
 	s.applyPause = func() { <-release }
 	if err := s.Open(ctx); err != nil {
