@@ -20,16 +20,22 @@
 //	defer s.Close()
 //
 //	err := s.Write(ctx, func(tx *durable.Tx) error {
-//		u, ok, err := users.GetIn(tx, "ann") // sees the transaction's writes
+//		u, ok, err := users.Get(tx, "ann") // sees the transaction's writes
 //		...
 //		return users.Put(tx, "ann", u)
 //	})
 //
-//	u, ok, err := users.Get("ann")   // latest durable version, never waits
-//	s.View(func(v *durable.View) error { // several reads at one version
-//		n, _ := users.LenIn(v)
-//		return regions.ScanIn(v, func(id uint64, r []byte) bool { ...; return true })
-//	})
+//	v := s.Latest() // the latest durable version: reads at one version, never wait
+//	u, ok, err := users.Get(v, "ann")
+//	n := users.Len(v)
+//	for id, r := range regions.From(v, 100) { ... } // key order; break to end a range
+//	err = v.Err() // a value an iterator could not decode (never with Bytes, String)
+//
+// Every read takes a Reader: a View or the Tx of a Write. Reading with a
+// nil Reader, a View of another store or a Tx whose Write has returned
+// panics. If an iterator (All, From) meets a value its codec cannot
+// decode, it stops: in a Tx, the Write fails with the error and nothing
+// commits; a View keeps the first such error for View.Err.
 //
 // Write returns once the transaction's record is durable. If the function
 // returns an error, nothing is applied or written; if it panics, nothing

@@ -49,13 +49,54 @@ func Example() {
 	}
 
 	// Read both at one version.
-	s.View(func(v *durable.View) error {
-		t, _, _ := tables.GetIn(v, "users")
-		n, _ := regions.LenIn(v)
-		fmt.Printf("table %s has %d regions; %d in the regions collection\n", t.Name, t.Regions, n)
+	v := s.Latest()
+	t, _, err := tables.Get(v, "users")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("table %s has %d regions; %d in the regions collection\n", t.Name, t.Regions, regions.Len(v))
+	for id, table := range regions.All(v) {
+		fmt.Printf("region %d of %s\n", id, table)
+	}
+	// Output:
+	// table users has 2 regions; 2 in the regions collection
+	// region 1 of users
+	// region 2 of users
+}
+
+// A range of keys: From, and a break at the range's end. Iterators over
+// values a codec can fail to decode (JSON here) stop at such a value and
+// keep its error on the View, for Err (in a Tx, the Write fails with it).
+func ExampleCollection_From() {
+	ctx := context.Background()
+	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
+	regions := durable.NewCollection[string, Table](s, "regions", nil)
+	if err := s.Open(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	s.Write(ctx, func(tx *durable.Tx) error {
+		for _, k := range []string{"orders/1", "users/1", "users/2", "zones/1"} {
+			if err := regions.Put(tx, k, Table{Name: k}); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
-	// Output: table users has 2 regions; 2 in the regions collection
+
+	v := s.Latest()
+	for k := range regions.From(v, "users/") {
+		if k >= "users0" { // '0' follows '/': past every "users/..."
+			break
+		}
+		fmt.Println(k)
+	}
+	if err := v.Err(); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// users/1
+	// users/2
 }
 
 // A transaction that fails leaves nothing behind.
@@ -72,7 +113,7 @@ func ExampleStore_Write() {
 		counters.Put(tx, "a", 1)
 		return fmt.Errorf("changed my mind")
 	})
-	fmt.Println("error:", err, "- entries:", counters.Len())
+	fmt.Println("error:", err, "- entries:", counters.Len(s.Latest()))
 	// Output: error: changed my mind - entries: 0
 }
 
@@ -128,7 +169,7 @@ func ExampleRestore() {
 		log.Fatal(err)
 	}
 	defer dst.Close()
-	v, _, _ := kv2.Get("hello")
+	v, _, _ := kv2.Get(dst.Latest(), "hello")
 	fmt.Println(res.Collections, res.Entries, v)
 	// Output: [kv] 1 world
 }

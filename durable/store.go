@@ -134,7 +134,7 @@ type Store struct {
 	// see. The committer publishes each durable group as a new layer; the
 	// applier replaces layers by one merged layer, or by trees with them
 	// applied. Both swap it holding pubMu.
-	durable atomic.Pointer[View]
+	durable atomic.Pointer[version]
 	pubMu   sync.Mutex
 	// applying is the number of leading layers of the published version
 	// the apply worker is applying (see applier); guarded by pubMu.
@@ -229,7 +229,7 @@ func New(opts Options) *Store {
 	s := &Store{opts: opts, log: opts.Logger, byName: map[string]int{}, raw: map[int]bool{}, sem: make(chan struct{}, 1),
 		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1), committerDone: make(chan struct{}),
 		applyKick: make(chan struct{}, 1), applyQuit: make(chan struct{}), applied: make(chan struct{}, 1), applierDone: make(chan struct{})}
-	s.durable.Store(&View{store: s})
+	s.durable.Store(&version{store: s})
 	return s
 }
 
@@ -329,16 +329,13 @@ func (s *Store) Open(ctx context.Context) error {
 }
 
 // current returns the latest durable version.
-func (s *Store) current() *View { return s.durable.Load() }
+func (s *Store) current() *version { return s.durable.Load() }
 
-// View calls fn with the latest durable version: every read through v
-// (GetIn, ScanIn, ...) sees the same committed state. It never waits for
-// a writer or the disk.
-func (s *Store) View(fn func(v *View) error) error { return fn(s.current()) }
-
-// Latest returns the latest durable version. Reads through it are
-// consistent with each other for as long as it is held.
-func (s *Store) Latest() *View { return s.current() }
+// Latest returns a View of the latest durable version: the reads through
+// it (Collection.Get, All, ...) see one committed state, however long it
+// is held. It never waits for a writer or the disk, and costs one small
+// allocation (the version is shared, not copied).
+func (s *Store) Latest() *View { return &View{ver: s.current()} }
 
 // Seq returns the sequence number of the latest durable version.
 func (s *Store) Seq() uint64 { return s.current().seq }
@@ -369,7 +366,9 @@ func (s *Store) setFailed(cause error) error {
 //
 //   - If fn returns an error, nothing is applied or written and Write
 //     returns that error. If fn panics, nothing is applied or written, and
-//     the panic goes on up through Write unchanged.
+//     the panic goes on up through Write unchanged. If an iterator in fn
+//     (Collection.All, From) stopped at a value it could not decode, Write
+//     returns that error, and nothing is applied or written.
 //   - A transaction with no Put or Delete writes nothing.
 //   - Writers are serialized while fn runs and its record is queued; the
 //     lock is not held while waiting for the disk: the records of the
@@ -708,8 +707,10 @@ func (s *Store) writeLocked(r *writeReq) (*Commit, error) {
 	return &Commit{g: g}, nil
 }
 
-// run calls r's fn. If fn panics, it undoes the transaction and records
-// the panic in r, for its writer to raise again.
+// run calls r's fn; the transaction fails with fn's error, else with the
+// error an iterator in it recorded (see Tx.fail). If fn panics, it undoes
+// the transaction and records the panic in r, for its writer to raise
+// again.
 func (s *Store) run(tx *Tx, r *writeReq) error {
 	defer func() {
 		if p := recover(); p != nil {
@@ -719,7 +720,10 @@ func (s *Store) run(tx *Tx, r *writeReq) error {
 			r.panicked, r.panicVal = true, p
 		}
 	}()
-	return r.fn(tx)
+	if err := r.fn(tx); err != nil {
+		return err
+	}
+	return tx.err
 }
 
 // group is the records of the transactions committed since the last
@@ -904,7 +908,7 @@ const (
 func (s *Store) publish(seq uint64, layers []any) {
 	s.pubMu.Lock()
 	cur := s.durable.Load()
-	s.durable.Store(&View{seq: seq, trees: cur.trees, layers: append(cur.layers[:len(cur.layers):len(cur.layers)], layers), store: s})
+	s.durable.Store(&version{seq: seq, trees: cur.trees, layers: append(cur.layers[:len(cur.layers):len(cur.layers)], layers), store: s})
 	s.pubMu.Unlock()
 }
 
@@ -1025,7 +1029,7 @@ func (s *Store) swapLayers(trees []any, n int, m []any) {
 		trees = cur.trees
 	}
 	s.w.pending = replaceLayers(s.w.pending, at, at+n, m)
-	s.durable.Store(&View{seq: cur.seq, trees: trees, layers: replaceLayers(cur.layers, at, at+n, m), store: s})
+	s.durable.Store(&version{seq: cur.seq, trees: trees, layers: replaceLayers(cur.layers, at, at+n, m), store: s})
 	s.pubMu.Unlock()
 	<-s.sem
 	s.signalApplied()
@@ -1083,7 +1087,7 @@ func (s *Store) applyTo(trees []any, layers [][]any) []any {
 }
 
 // flatTrees returns v's trees with its layers applied, for a snapshot.
-func (s *Store) flatTrees(v *View) []any {
+func (s *Store) flatTrees(v *version) []any {
 	if len(v.layers) == 0 {
 		return v.trees
 	}

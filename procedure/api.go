@@ -100,7 +100,7 @@ func (e *Engine) claimNonce(ctx context.Context, nonce string) (*nonceWait, ID, 
 			continue
 		}
 		// Not in flight: committed (durable) or never seen.
-		id, ok, err := e.nonces.Get(nonce)
+		id, ok, err := e.nonces.Get(e.store.Latest(), nonce)
 		if err != nil {
 			e.mu.Unlock()
 			return nil, 0, fmt.Errorf("procedure: nonce %q: %w", nonce, err)
@@ -145,7 +145,7 @@ func (e *Engine) liveLocked(r durable.Reader, id ID) (*proc, error) {
 // notLiveLocked explains why id is not a live procedure: finished, or
 // unknown.
 func (e *Engine) notLiveLocked(r durable.Reader, id ID) error {
-	b, ok, err := e.procsC.GetIn(r, uint64(id))
+	b, ok, err := e.procsC.Get(r, uint64(id))
 	if err != nil {
 		return err
 	}
@@ -447,7 +447,7 @@ func (e *Engine) Ack(ctx context.Context, id ID) error {
 	}
 	var expiry int64
 	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
-		b, ok, err := e.procsC.GetIn(tx, uint64(id))
+		b, ok, err := e.procsC.Get(tx, uint64(id))
 		if err != nil {
 			return err
 		}
@@ -586,10 +586,7 @@ func (e *Engine) overlayLocked(in *Info) {
 // retries, quarantine, children). Children of a finished tree are gone
 // (ErrNotFound); so is a root whose result expired.
 func (e *Engine) Get(id ID) (Info, error) {
-	b, ok, err := e.procsC.Get(uint64(id))
-	if err != nil {
-		return Info{}, err
-	}
+	b, ok, _ := e.procsC.Get(e.store.Latest(), uint64(id)) // Bytes values: no decoding error
 	if !ok {
 		return Info{}, fmt.Errorf("%w: procedure %d", ErrNotFound, id)
 	}
@@ -604,14 +601,13 @@ func (e *Engine) Get(id ID) (Info, error) {
 // and finished roots whose results are kept), by id.
 func (e *Engine) List() ([]Info, error) {
 	var out []Info
-	err := e.procsC.Scan(func(k uint64, b []byte) bool {
+	for k, b := range e.procsC.All(e.store.Latest()) { // Bytes values: no decoding error
 		out = append(out, e.infoOf(ID(k), b))
-		return true
-	})
+	}
 	e.mu.Lock()
 	for i := range out {
 		e.overlayLocked(&out[i])
 	}
 	e.mu.Unlock()
-	return out, err
+	return out, nil
 }

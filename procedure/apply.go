@@ -131,7 +131,7 @@ func (e *Engine) precheckLocked(tx *durable.Tx, c *commit) error {
 		}
 	case kindSubmit:
 		if c.sopts.Nonce != "" {
-			id, ok, err := e.nonces.GetIn(tx, c.sopts.Nonce)
+			id, ok, err := e.nonces.Get(tx, c.sopts.Nonce)
 			if err != nil {
 				return err
 			}
@@ -287,7 +287,7 @@ func (e *Engine) waitEventLocked(tx *durable.Tx, c *commit) error {
 	e.pushEntryLocked(p, c.state, false)
 	ps.next = c.next.state
 	e.checkPONRLocked(c.t, p, ps.next)
-	_, set, err := e.events.GetIn(tx, c.next.event)
+	_, set, err := e.events.Get(tx, c.next.event)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@
 // executed state. Sequential wraps one function as a one-shot procedure.
 //
 // A step's metadata writes go through env.Write, and the reads they
-// depend on go inside it (GetIn(tx, ...)), so that no other step changes
+// depend on go inside it (Get(tx, ...)), so that no other step changes
 // them before the commit (see Env.Write and the package example).
 //
 // Optional capabilities are named interfaces; a type implements those it

@@ -633,13 +633,13 @@ func (env *Env) Logger() *slog.Logger { return env.e.log }
 // returns, the engine commits one transaction that runs every recorded fn
 // in order and then stores the procedure's new state: all of it is
 // durable, or none. Read what a write depends on inside fn, with the
-// collections' GetIn(tx, ...): fn sees the transaction's state, which no
+// collections' Get(tx, ...): fn sees the transaction's state, which no
 // other step can change before it commits, while a read made in the step
 // itself may be stale by then (two steps that both read a balance outside
 // and write it back inside lose one update):
 //
 //	env.Write(func(tx *durable.Tx) error {
-//		bal, _, err := accounts.GetIn(tx, from)
+//		bal, _, err := accounts.Get(tx, from)
 //		if err != nil {
 //			return err
 //		}

@@ -35,14 +35,14 @@ type transfer struct {
 }
 
 // Each step records its writes with env.Write, and reads what they depend
-// on inside, in the transaction (GetIn): the engine commits them with the
+// on inside, in the transaction (Get(tx, ...)): the engine commits them with the
 // step, and no concurrent transfer can change a balance in between.
 func (p *transfer) Execute(ctx context.Context, env *procedure.Env, s TransferState, d *Transfer) (procedure.Next, error) {
 	id, from, to, amount := env.ID(), d.From, d.To, d.Amount
 	switch s {
 	case Debit:
 		env.Write(func(tx *durable.Tx) error {
-			bal, _, err := p.accounts.GetIn(tx, from)
+			bal, _, err := p.accounts.Get(tx, from)
 			if err != nil {
 				return err
 			}
@@ -57,7 +57,7 @@ func (p *transfer) Execute(ctx context.Context, env *procedure.Env, s TransferSt
 		return procedure.GoTo(Credit), nil
 	default: // Credit
 		env.Write(func(tx *durable.Tx) error {
-			bal, _, err := p.accounts.GetIn(tx, to)
+			bal, _, err := p.accounts.Get(tx, to)
 			if err != nil {
 				return err
 			}
@@ -80,11 +80,11 @@ func (p *transfer) Rollback(ctx context.Context, env *procedure.Env, s TransferS
 	}
 	id, from := env.ID(), d.From
 	env.Write(func(tx *durable.Tx) error {
-		amount, ok, err := p.debits.GetIn(tx, id)
+		amount, ok, err := p.debits.Get(tx, id)
 		if err != nil || !ok {
 			return err
 		}
-		bal, _, err := p.accounts.GetIn(tx, from)
+		bal, _, err := p.accounts.Get(tx, from)
 		if err != nil {
 			return err
 		}
@@ -121,8 +121,9 @@ func Example() {
 	id, _ = transfers.Submit(ctx, Transfer{From: "ann", To: "bob", Amount: 500}, procedure.SubmitOptions{})
 	_, err = transfers.Result(e.Wait(ctx, id))
 	fmt.Println(errors.Is(err, procedure.ErrRolledBack), err)
-	ann, _, _ := accounts.Get("ann")
-	bob, _, _ := accounts.Get("bob")
+	v := s.Latest()
+	ann, _, _ := accounts.Get(v, "ann")
+	bob, _, _ := accounts.Get(v, "bob")
 	fmt.Println("ann", ann, "bob", bob)
 	// Output:
 	// 30 from ann to bob <nil>
@@ -164,7 +165,7 @@ func Example_children() {
 				return procedure.Spawn(1, children...), nil
 			}
 			// State 1 runs once every region is open.
-			t.Opened = regions.Len()
+			t.Opened = regions.Len(s.Latest())
 			return procedure.Done(), nil
 		},
 	}, nil)

@@ -133,7 +133,7 @@ func (e *Engine) ensureData(p *proc) bool {
 // reloadData replaces p's data by the stored one, dropping what a step
 // that persisted nothing changed. The caller holds p.
 func (e *Engine) reloadData(p *proc) {
-	b, ok, err := e.procsC.Get(uint64(p.id))
+	b, ok, err := e.procsC.Get(e.store.Latest(), uint64(p.id))
 	var r *record
 	if err == nil && ok {
 		r, err = decodeRecord(b)

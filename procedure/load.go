@@ -19,19 +19,16 @@ import (
 // procedures and kept results.
 func (e *Engine) load(ctx context.Context) error {
 	start := time.Now()
-	hwm, _, err := e.meta.Get(metaNextID)
+	v := e.store.Latest()
+	hwm, _, err := e.meta.Get(v, metaNextID)
 	if err != nil {
 		return fmt.Errorf("procedure: load: %w", err)
 	}
 	l := &loader{e: e}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err = e.procsC.Scan(func(k uint64, b []byte) bool {
+	for k, b := range e.procsC.All(v) { // Bytes values: no decoding error
 		l.record(k, b)
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("procedure: load: %w", err)
 	}
 	e.nextID = max(hwm, l.maxID+1)
 	e.hwm = hwm
@@ -225,7 +222,7 @@ func (l *loader) resumeWaits(t *tree, now int64) error {
 		if p.ps.status == Suspended {
 			switch w := p.ps.wait(); w.kind {
 			case waitEvent:
-				_, set, err := e.events.Get(w.event)
+				_, set, err := e.events.Get(e.store.Latest(), w.event)
 				if err != nil {
 					return err
 				}

@@ -48,7 +48,7 @@ func (e *Engine) putDirtyLocked(tx *durable.Tx, c *commit) error {
 			b, ok := c.recs.lookup(uint64(q.id))
 			if !ok {
 				var err error
-				if b, ok, err = e.procsC.GetIn(tx, uint64(q.id)); err != nil {
+				if b, ok, err = e.procsC.Get(tx, uint64(q.id)); err != nil {
 					return err
 				}
 			}

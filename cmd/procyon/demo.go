@@ -434,7 +434,7 @@ func (d *demoRun) verify(ctx context.Context) error {
 	if in, err := e.Get(d.snapID); err != nil {
 		check(false, "snapshot-table #%d: %v", d.snapID, err)
 	} else {
-		m, ok, _ := c.Snapshots.Get("demo/" + demoSnapTable)
+		m, ok, _ := c.Snapshots.Get(e.Store().Latest(), "demo/"+demoSnapTable)
 		check(in.Status == procedure.Succeeded && ok && m.Regions == demoTableNamed(demoSnapTable).regions,
 			"snapshot #%-3d of %s succeeded; manifest lists its %d regions", d.snapID, demoSnapTable, m.Regions)
 		check(d.contended, "snapshot #%d waited for table/%s while create-table #%d held it exclusively (exclusive vs shared)", d.snapID, demoSnapTable, d.ids[demoSnapTable])
@@ -445,7 +445,7 @@ func (d *demoRun) verify(ctx context.Context) error {
 	if in, err := e.Get(d.compID); err != nil {
 		check(false, "compact-table #%d: %v", d.compID, err)
 	} else {
-		rec, ok, _ := c.Compactions.Get(demoCompactTable)
+		rec, ok, _ := c.Compactions.Get(e.Store().Latest(), demoCompactTable)
 		check(in.Status == procedure.Succeeded && ok && !rec.Ran.Before(rec.Due) && rec.Due.Equal(d.compDue) && d.compDue.After(d.killAt),
 			"compaction #%-3d of %s slept across the crash: due %s (after the kill at %s), ran at %s, not before",
 			d.compID, demoCompactTable, d.since(rec.Due.UnixNano()), d.since(d.killAt.UnixNano()), d.since(rec.Ran.UnixNano()))
