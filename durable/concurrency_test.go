@@ -164,7 +164,10 @@ func TestReadersSeeDurableConsistentStates(t *testing.T) {
 	lp := &lazyPersistence{MemPersistence: NewMemPersistence()}
 	b := openBank(t, Options{Persistence: lp, SnapshotBytes: 4 << 10})
 	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	// The run ends after a number of transfers, not after a time: on a
+	// loaded machine it takes longer, it never checks less.
+	const transfers = 500
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	seed := testSeed(t)
 	var wg sync.WaitGroup
@@ -179,7 +182,9 @@ func TestReadersSeeDurableConsistentStates(t *testing.T) {
 					t.Errorf("transfer: %v", err)
 					return
 				}
-				commits.Add(1)
+				if commits.Add(1) >= transfers {
+					cancel()
+				}
 			}
 		}()
 	}
@@ -221,9 +226,6 @@ func TestReadersSeeDurableConsistentStates(t *testing.T) {
 		}
 	}()
 	wg.Wait()
-	if commits.Load() < 100 {
-		t.Fatalf("only %d commits", commits.Load())
-	}
 	if err := b.check(b.Latest()); err != nil {
 		t.Fatal(err)
 	}
