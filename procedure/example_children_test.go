@@ -49,12 +49,13 @@ func Example_children() {
 			if err != nil {
 				return procedure.Next{}, err
 			}
+			t.Servers = make([]string, t.Regions)
 			for _, child := range in.Children {
 				r, err := openRegion.Result(e.Wait(ctx, child))
 				if err != nil {
 					return procedure.Next{}, err
 				}
-				t.Servers = append(t.Servers, fmt.Sprintf("%d:%s", r.Index, r.Server))
+				t.Servers[r.Index] = r.Server
 			}
 			return procedure.Done(), nil
 		},
@@ -71,5 +72,5 @@ func Example_children() {
 	id, _ := createTable.Submit(ctx, Table{Name: "users", Regions: 4}, procedure.SubmitOptions{})
 	t, err := createTable.Result(e.Wait(ctx, id))
 	fmt.Println(t.Name, "regions on", t.Servers, err)
-	// Output: users regions on [0:rs-0 1:rs-1 2:rs-0 3:rs-1] <nil>
+	// Output: users regions on [rs-0 rs-1 rs-0 rs-1] <nil>
 }
