@@ -31,9 +31,10 @@ func (compactTable) Rollback(ctx context.Context, env *procedure.Env, s int, tab
 }
 
 // A type that implements Locker gets the locks its step needs before the
-// step runs. A second compaction of the same table waits, without a
-// worker, until the first one's step committed and let the table go:
-// WaitFor shows it waiting, and Locks who holds and who waits.
+// step runs. Once the first compaction holds the table, a second one
+// waits, without a worker, until the first one's step committed and let
+// the table go: WaitFor shows each in turn (Info.Locks, WaitingForLocks),
+// and Engine.Locks who holds and who waits.
 func Example_locks() {
 	ctx := context.Background()
 	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
@@ -50,7 +51,7 @@ func Example_locks() {
 	defer e.Stop()
 
 	first, _ := compact.Submit(ctx, "users", procedure.SubmitOptions{})
-	e.WaitFor(ctx, first, func(in procedure.Info) bool { return in.Running })
+	e.WaitFor(ctx, first, func(in procedure.Info) bool { return len(in.Locks) > 0 })
 	second, _ := compact.Submit(ctx, "users", procedure.SubmitOptions{})
 	e.WaitFor(ctx, second, func(in procedure.Info) bool { return in.WaitingForLocks })
 	for _, l := range e.Locks() {

@@ -211,12 +211,12 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 			switch {
 			case !ok:
 				p.sched().stepLocks, p.lockWaiting = req, true
-				e.changedLocked(p.id)
 			case p.typ.holdLocks:
 				p.sched().holdLocks = req
 			default:
 				p.sched().stepLocks = req
 			}
+			e.changedLocked(p.id) // Info.Locks or WaitingForLocks changed
 			e.mu.Unlock()
 			if !ok {
 				e.endStep(p, info, parkLocks, nil)
