@@ -118,9 +118,13 @@ func Example_holdLocks() {
 	e := procedure.New(s, procedure.Options{Workers: 1, Logger: slog.New(slog.DiscardHandler)})
 	alter := procedure.Register[int, string](e, "alter-table", alterTable{}, &procedure.TypeOptions[string]{HoldLocks: true})
 	read := procedure.Register[int, string](e, "read-region", readRegion{}, nil)
-	s.Open(ctx)
+	if err := s.Open(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer s.Close()
-	e.Start(ctx)
+	if err := e.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer e.Stop()
 
 	a, _ := alter.Submit(ctx, "users", procedure.SubmitOptions{})

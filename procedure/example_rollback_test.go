@@ -74,8 +74,10 @@ func Example_rollback() {
 	// true true create-table#1: schema of users: no space left
 }
 
-// Wait returns why a procedure rolled back, with its source, also after
-// a restart.
+// Wait returns how a procedure finished; for one that rolled back,
+// Result.Err says why, as an *Error kept with the result: a step that
+// returns an *Error itself names where the failure came from (Source),
+// here the server a call failed on.
 func ExampleEngine_Wait() {
 	ctx := context.Background()
 	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
@@ -84,9 +86,13 @@ func ExampleEngine_Wait() {
 		func(ctx context.Context, env *procedure.Env, server *string) ([]procedure.Child, error) {
 			return nil, &procedure.Error{Source: *server, Message: "disk full"}
 		}, nil), nil)
-	s.Open(ctx)
+	if err := s.Open(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer s.Close()
-	e.Start(ctx)
+	if err := e.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
 	defer e.Stop()
 
 	id, _ := flaky.Submit(ctx, "rs-7", procedure.SubmitOptions{})
