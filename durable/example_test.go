@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/procyon-dev/procyon/durable"
+	"github.com/procyon-dev/procyon/vfs"
 )
 
 type Table struct {
@@ -141,8 +142,11 @@ func ExampleStore_Snapshot() {
 	// Output: snapshot at seq 10: 00000000000000000010.snap
 }
 
-// A backup taken while the store serves writes, restored into a new
-// directory.
+// Backup streams the latest durable version (to a file, a socket, or
+// here a buffer) while the store goes on serving writes: a write made
+// after the backup is not in it. Restore turns the stream into a new data
+// directory (here on an in-memory file system; a real one by default),
+// which a store then opens like any other.
 func ExampleRestore() {
 	ctx := context.Background()
 	src := durable.New(durable.Options{Persistence: durable.NewMemPersistence()})
@@ -150,26 +154,32 @@ func ExampleRestore() {
 	if err := src.Open(ctx); err != nil {
 		log.Fatal(err)
 	}
+	defer src.Close()
 	src.Write(ctx, func(tx *durable.Tx) error { return kv.Put(tx, "hello", "world") })
 	var backup bytes.Buffer
-	if _, err := src.Backup(ctx, &backup); err != nil {
-		log.Fatal(err)
-	}
-	src.Close()
-
-	dir, _ := os.MkdirTemp("", "durable-example")
-	defer os.RemoveAll(dir)
-	res, err := durable.Restore(ctx, &backup, filepath.Join(dir, "restored"), durable.RestoreOptions{})
+	b, err := src.Backup(ctx, &backup)
 	if err != nil {
 		log.Fatal(err)
 	}
-	dst := durable.New(durable.Options{Dir: filepath.Join(dir, "restored"), Logger: slog.New(slog.DiscardHandler)})
+	src.Write(ctx, func(tx *durable.Tx) error { return kv.Put(tx, "later", "not in the backup") })
+
+	fs := vfs.NewMem()
+	r, err := durable.Restore(ctx, &backup, "/restored", durable.RestoreOptions{FS: fs})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("backup of seq", b.Seq, "restored:", r.Collections, r.Entries, "entries")
+	dst := durable.New(durable.Options{Dir: "/restored", FS: fs, Logger: slog.New(slog.DiscardHandler)})
 	kv2 := durable.NewCollection[string, string](dst, "kv", nil)
 	if err := dst.Open(ctx); err != nil {
 		log.Fatal(err)
 	}
 	defer dst.Close()
-	v, _, _ := kv2.Get(dst.Latest(), "hello")
-	fmt.Println(res.Collections, res.Entries, v)
-	// Output: [kv] 1 world
+	v := dst.Latest()
+	hello, _, _ := kv2.Get(v, "hello")
+	_, later, _ := kv2.Get(v, "later")
+	fmt.Println("hello:", hello, "later:", later)
+	// Output:
+	// backup of seq 1 restored: [kv] 1 entries
+	// hello: world later: false
 }

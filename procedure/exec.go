@@ -256,12 +256,12 @@ func (e *Engine) takeStepLocks(p *proc, state int64) (lockErr error, parked bool
 	switch {
 	case !ok:
 		p.sched().stepLocks, p.lockWaiting = req, true
-		e.changedLocked(p.id)
 	case p.typ.holdLocks:
 		p.sched().holdLocks = req
 	default:
 		p.sched().stepLocks = req
 	}
+	e.changedLocked(p.id) // Info.Locks or WaitingForLocks changed
 	return nil, !ok
 }
 
