@@ -216,7 +216,7 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 	} else {
 		var raw float64
 		if *baseline {
-			if raw, err = rawLoop(ctx, filepath.Join(root, "raw"), 64, 1, time.Second); err != nil {
+			if raw, err = rawLoop(ctx, filepath.Join(root, "raw"), 64, time.Second); err != nil {
 				return fmt.Errorf("raw fsync baseline: %w", err)
 			}
 		}
@@ -308,7 +308,7 @@ func benchLockModes(ctx context.Context, e *env, parent string, modes []string, 
 	defer cleanup()
 	var raw float64
 	if baseline {
-		if raw, err = rawLoop(ctx, filepath.Join(root, "raw"), 64, 1, time.Second); err != nil {
+		if raw, err = rawLoop(ctx, filepath.Join(root, "raw"), 64, time.Second); err != nil {
 			return fmt.Errorf("raw fsync baseline: %w", err)
 		}
 	}
