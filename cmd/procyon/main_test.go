@@ -58,7 +58,8 @@ func TestBenchWALJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &m); err != nil {
 			t.Fatalf("%v: not one JSON object: %v\n%s", args, err, out)
 		}
-		keys := []string{"appends_per_sec", "mb_per_sec", "syncs_per_sec", "records_per_sync", "p50_us", "p99_us", "raw_appends_per_sec"}
+		keys := []string{"appends_per_sec", "mb_per_sec", "syncs_per_sec", "records_per_sync", "p50_us", "p99_us",
+			"raw_appends_per_sec", "raw_sync_us", "sync_busy", "raw_sync_busy", "ratio_to_raw"}
 		if m["mode"] == "replay" {
 			keys = []string{"records_per_sec", "records"}
 			if m["records"].(float64) != 5000 {
