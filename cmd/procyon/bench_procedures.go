@@ -211,8 +211,8 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 	} else {
 		var raw float64
 		if *baseline {
-			if raw, err = rawLoop(ctx, filepath.Join(root, "raw"), 64, 1, time.Second); err != nil {
-				return fmt.Errorf("raw fsync baseline: %w", err)
+			if raw, err = rawFsyncsPerSec(ctx, filepath.Join(root, "raw")); err != nil {
+				return err
 			}
 		}
 		res, err = benchProcRun(ctx, data, modes[0], *steps, *workers, *committers, *concurrency, *duration)
@@ -303,8 +303,8 @@ func benchLockModes(ctx context.Context, e *env, parent string, modes []string, 
 	defer cleanup()
 	var raw float64
 	if baseline {
-		if raw, err = rawLoop(ctx, filepath.Join(root, "raw"), 64, 1, time.Second); err != nil {
-			return fmt.Errorf("raw fsync baseline: %w", err)
+		if raw, err = rawFsyncsPerSec(ctx, filepath.Join(root, "raw")); err != nil {
+			return err
 		}
 	}
 	runs := map[string][]procBenchResult{}
