@@ -493,3 +493,7 @@ func (s *Store) autoSnapshot() {
 		s.log.Warn("durable: automatic snapshot failed", "err", err)
 	}
 }
+
+func (s *Store) snapshotThreshold() int64 {
+	return max(s.opts.SnapshotBytes, s.lastSnapSize.Load())
+}
