@@ -108,7 +108,7 @@ func (s *Store) applyWorker(work <-chan [][]any, done chan<- struct{}) {
 // (where they are now: the worker may have dropped its own meanwhile) are
 // replaced by m.
 func (s *Store) swapLayers(trees []any, n int, m []any) {
-	s.sem <- struct{}{}
+	s.sem.Lock()
 	s.pubMu.Lock()
 	cur := s.durable.Load()
 	at := s.applying
@@ -121,7 +121,7 @@ func (s *Store) swapLayers(trees []any, n int, m []any) {
 	s.w.pending = replaceLayers(s.w.pending, at, at+n, m)
 	s.durable.Store(&View{seq: cur.seq, trees: trees, layers: replaceLayers(cur.layers, at, at+n, m), store: s})
 	s.pubMu.Unlock()
-	<-s.sem
+	s.sem.Unlock()
 	s.signalApplied()
 }
 

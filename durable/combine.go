@@ -128,9 +128,9 @@ func (s *Store) combine(own *writeReq) {
 		if rounds > 0 && own.state.Load() >= reqRan && s.handOff() {
 			return
 		}
-		s.sem <- struct{}{}
+		s.sem.Lock()
 		n := s.runQueued()
-		<-s.sem
+		s.sem.Unlock()
 		if n > 0 {
 			continue
 		}

@@ -13,6 +13,13 @@ import (
 	"github.com/procyon-dev/procyon/internal/gather"
 )
 
+// writeLock is a lock held by one goroutine at a time: a one-slot
+// channel, holding a token while locked.
+type writeLock chan struct{}
+
+func (l writeLock) Lock()   { l <- struct{}{} }
+func (l writeLock) Unlock() { <-l }
+
 const (
 	stateNew int32 = iota
 	stateOpen
@@ -50,9 +57,8 @@ type Store struct {
 	// failed holds the error that made the store refuse writes.
 	failed atomic.Pointer[error]
 
-	// sem is the write lock (a channel so that waiting for it honours a
-	// context). Its holder owns the fields of w.
-	sem chan struct{}
+	// sem is the write lock. Its holder owns the fields of w.
+	sem writeLock
 	w   struct {
 		// The head, what transactions read, is layered: the writes of
 		// the forming group (forming), over those of the groups frozen but
@@ -74,25 +80,28 @@ type Store struct {
 		// committing says the committer has work or is at it; a writer
 		// that finds it false kicks the committer.
 		committing bool
-		// gatherTarget, while the committer gathers a group, is the group
-		// size it waits for; the writer that reaches it signals gathered.
-		gatherTarget int
-		logBytes     int64 // record bytes committed since the last snapshot began
-		maxRecord    int
+		// gate is where the committer waits for the writers it expects
+		// in the forming group (see groupGather).
+		gate      gather.Gate
+		logBytes  int64 // record bytes committed since the last snapshot began
+		maxRecord int
 	}
-	kick          chan struct{} // wakes the committer; capacity 1
-	applyKick     chan struct{} // wakes the applier; capacity 1
-	applyQuit     chan struct{} // closed by Close
-	applied       chan struct{} // the applier applied layers; capacity 1
-	applierDone   chan struct{}
-	gathered      chan struct{} // see w.gatherTarget; capacity 1
-	committerDone chan struct{}
-	formingN      atomic.Int64   // records in w.group, for the committer's gather
-	flushLayers   atomic.Bool    // the committer is idle: the applier applies everything
-	commitAvg     gather.Average // moving average of a group's append+sync time; committer only
-	gather        gatherState    // committer only
-	spare         []byte         // a group buffer to reuse; owned by the committer
 
+	// The committer's (commit.go).
+	kick          chan struct{} // wakes the committer; capacity 1
+	committerDone chan struct{}
+	formingN      atomic.Int64 // records in w.group, for the committer's gather
+	gather        groupGather  // committer only
+	spare         []byte       // a group buffer to reuse; committer only
+
+	// The applier's (apply.go).
+	applyKick   chan struct{} // wakes the applier; capacity 1
+	applyQuit   chan struct{} // closed by Close
+	applied     chan struct{} // the applier applied layers; capacity 1
+	applierDone chan struct{}
+	flushLayers atomic.Bool // the committer is idle: the applier applies everything
+
+	// The combiner's (combine.go).
 	// combining is set while a writer is the combiner (see write).
 	combining atomic.Bool
 	// wq is the queue of transactions waiting for the write lock (see
@@ -132,7 +141,7 @@ type storeStats struct {
 func New(opts Options) *Store {
 	opts.ensureDefaults()
 	s := &Store{opts: opts, log: opts.Logger, byName: map[string]int{}, raw: map[int]bool{}, sem: make(chan struct{}, 1),
-		kick: make(chan struct{}, 1), gathered: make(chan struct{}, 1), committerDone: make(chan struct{}),
+		kick: make(chan struct{}, 1), committerDone: make(chan struct{}),
 		applyKick: make(chan struct{}, 1), applyQuit: make(chan struct{}), applied: make(chan struct{}, 1), applierDone: make(chan struct{})}
 	s.durable.Store(&View{store: s})
 	return s
@@ -276,8 +285,8 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	// Writers that got the lock before are done queueing after this.
-	s.sem <- struct{}{}
-	<-s.sem
+	s.sem.Lock()
+	s.sem.Unlock()
 	select {
 	case s.kick <- struct{}{}:
 	default:

@@ -115,6 +115,14 @@ func (s *Store) writeLocked(r *writeReq) (*Commit, error) {
 	if tx.nOps == 0 {
 		return nil, nil
 	}
+	return s.queueLocked(tx)
+}
+
+// queueLocked, holding the write lock, adds tx's record to the forming
+// group and its ops to the group's layer (no B-tree work on the writers'
+// path: that is the applier's), then tells the committer (and its gather)
+// and starts a snapshot if the log has grown enough.
+func (s *Store) queueLocked(tx *Tx) (*Commit, error) {
 	g := s.w.group
 	start := len(g.buf)
 	g.buf = tx.encode(g.buf)
@@ -134,13 +142,7 @@ func (s *Store) writeLocked(r *writeReq) (*Commit, error) {
 		}
 	}
 	tx.ops = nil
-	if t := s.w.gatherTarget; t > 0 && len(g.ends) >= t {
-		s.w.gatherTarget = 0
-		select {
-		case s.gathered <- struct{}{}:
-		default:
-		}
-	}
+	s.w.gate.Joined(len(g.ends))
 	if !s.w.committing {
 		s.w.committing = true
 		select {
