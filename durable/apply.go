@@ -176,7 +176,9 @@ func (s *Store) applyTo(trees []any, layers [][]any) []any {
 	return out
 }
 
-// flatTrees returns v's trees with its layers applied, for a snapshot.
+// flatTrees returns v's trees with its layers applied, for a snapshot: a
+// published version is immutable, so a snapshot locks nothing; its layers,
+// if any, are applied to O(1) clones of the trees.
 func (s *Store) flatTrees(v *View) []any {
 	if len(v.layers) == 0 {
 		return v.trees

@@ -30,8 +30,13 @@ func (g *group) records() [][]byte {
 }
 
 // committer appends groups and publishes their versions, one group at a
-// time: while one group's records are on their way to the disk, the next
-// group forms. It exits once the store is closed and nothing is left.
+// time: under the write lock it freezes the forming group (its layer is
+// never changed again), then, without the lock, appends the group's
+// records as one batch and waits for the fsync; then it publishes the
+// version with the group's layer on top and releases the group's writers.
+// While one group's records are on their way to the disk, the next group
+// forms, so concurrent transactions share fsyncs. It exits once the store
+// is closed and nothing is left.
 func (s *Store) committer() {
 	defer close(s.committerDone)
 	for range s.kick {
@@ -216,7 +221,8 @@ func (s *Store) appendGroup(g *group) (uint64, error) {
 
 // maxLayers and maxUnapplied bound what readers look at before the
 // trees (layers, and keys in them): past either, the committer waits for
-// the applier.
+// the applier. maxUnapplied also bounds Len on a version with layers,
+// which looks up, below each layer, whether each of its keys existed.
 const (
 	maxLayers    = 32
 	maxUnapplied = 1 << 17

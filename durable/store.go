@@ -29,6 +29,18 @@ const (
 // Store is a set of collections kept in memory and made durable through a
 // Persistence: transactions are logged as records, and snapshots bound the
 // log. It is safe for concurrent use. See the package documentation.
+//
+// It follows Aurora's DurableStorage (ops recorded in a transaction,
+// coalesced, persisted through a Persistence) and fixes what its users
+// suffered: a failed transaction is rolled back in memory, snapshots never
+// hold the write lock, and they stream the state without copying it.
+//
+// A write goes through four jobs, each in its own file: the transaction
+// runs under the write lock, run by the combiner (combine.go, write.go),
+// which adds its record to the forming group and its writes to the
+// group's layer; the committer (commit.go) appends each group as one
+// batch and publishes its layer once durable; the applier (apply.go)
+// folds the layers into the trees in the background.
 type Store struct {
 	opts Options
 	p    Persistence
@@ -67,7 +79,9 @@ type Store struct {
 		// state, per collection (nil: untouched). Committing a transaction
 		// only merges its ops into forming: the B-tree work (and its
 		// copy-on-write) is the applier's, on another core, off the
-		// writers' path.
+		// writers' path. A transaction's own writes stay in its ops
+		// until it commits (its reads see them first, then the head); if
+		// it fails, they are dropped.
 		trees   []any
 		forming []any
 		pending [][]any
