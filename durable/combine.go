@@ -8,8 +8,9 @@ import (
 
 // write runs fn in a new transaction and queues its record: the part of
 // Write before the wait for the disk. A nil Commit and error: nothing was
-// written. With wait (Write), it returns once the record is durable or
-// failed (or ctx ended), so that the caller's Wait does not wait again.
+// written. With untilDurable (Write), it returns once the record is
+// durable or failed (or ctx ended), so that the caller's Wait does not
+// wait again.
 //
 // Transactions run one at a time under the write lock, and one writer at
 // a time, the combiner, runs the transactions queued by all (flat
@@ -19,7 +20,7 @@ import (
 // goroutine; its panic is raised again in the caller's. A writer whose
 // transaction another ran is woken once: when its outcome is known, which
 // for Write means once its record is durable.
-func (s *Store) write(ctx context.Context, fn func(tx *Tx) error, wait bool) (*Commit, error) {
+func (s *Store) write(ctx context.Context, fn func(tx *Tx) error, until writeUntil) (*Commit, error) {
 	if s.state.Load() != stateOpen {
 		return nil, ErrClosed
 	}
@@ -29,7 +30,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *Tx) error, wait bool) (*C
 	if s.opts.ReadOnly {
 		return nil, ErrReadOnly
 	}
-	r := &writeReq{ctx: ctx, fn: fn, wait: wait, wake: make(chan struct{}, 1)}
+	r := &writeReq{ctx: ctx, fn: fn, until: until, wake: make(chan struct{}, 1)}
 	s.wq.Lock()
 	s.wq.reqs = append(s.wq.reqs, r)
 	s.wq.Unlock()
@@ -78,11 +79,19 @@ func (s *Store) write(ctx context.Context, fn func(tx *Tx) error, wait bool) (*C
 	}
 }
 
+// writeUntil says when a writer whose transaction committed is done.
+type writeUntil int
+
+const (
+	untilQueued  writeUntil = iota // WriteAsync: once its record is queued
+	untilDurable                   // Write: once its record is durable (or failed)
+)
+
 // writeReq is a transaction waiting for the write lock.
 type writeReq struct {
-	ctx  context.Context
-	fn   func(tx *Tx) error
-	wait bool // Write: done once the record is durable
+	ctx   context.Context
+	fn    func(tx *Tx) error
+	until writeUntil
 	// state moves queued (or lead) -> taken -> ran -> done, or queued
 	// (or lead) -> cancelled; wake is signalled (capacity 1) after it
 	// moves to done or lead.
@@ -183,7 +192,7 @@ func (s *Store) runQueued() int {
 		}
 		c, err := s.writeLocked(r)
 		r.c, r.err = c, err
-		if r.wait && c != nil {
+		if r.until == untilDurable && c != nil {
 			// Its writer is woken with the group's.
 			r.state.Store(reqRan)
 			c.g.waiters = append(c.g.waiters, r)

@@ -35,7 +35,7 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) error {
 		}
 		return tx.nested(fn)
 	}
-	c, err := s.write(ctx, fn, true)
+	c, err := s.write(ctx, fn, untilDurable)
 	if err != nil || c == nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func (s *Store) WriteAsync(ctx context.Context, fn func(tx *Tx) error) (*Commit,
 	if tx := txFrom(ctx); tx != nil && tx.s == s {
 		return nil, ErrNestedAsync
 	}
-	return s.write(ctx, fn, false)
+	return s.write(ctx, fn, untilQueued)
 }
 
 // Commit is a transaction queued by WriteAsync, on its way to the disk.
