@@ -56,27 +56,32 @@ func (s *Store) write(ctx context.Context, fn func(tx *Tx) error, until writeUnt
 		select {
 		case <-r.wake:
 		case <-ctx.Done():
-			if r.state.CompareAndSwap(reqQueued, reqCancelled) {
-				return nil, ctx.Err() // nothing happened
-			}
-			if r.state.CompareAndSwap(reqLead, reqCancelled) {
-				// Nothing happened to this transaction, but the
-				// combining was handed over to this writer: do it.
-				s.combine(r)
-				return nil, ctx.Err()
-			}
-			// A combiner took it: its outcome is known soon (for Write,
-			// whether it was queued; the caller's Wait then reports an
-			// unknown outcome).
-			for st := r.state.Load(); st != reqRan && st != reqDone; st = r.state.Load() {
-				runtime.Gosched()
-			}
-			if r.panicked {
-				panic(r.panicVal)
-			}
-			return r.c, r.err
+			return s.cancel(r)
 		}
 	}
+}
+
+// cancel is write once r's context ended: r is dropped if no combiner
+// took it yet, else its outcome is awaited.
+func (s *Store) cancel(r *writeReq) (*Commit, error) {
+	if r.state.CompareAndSwap(reqQueued, reqCancelled) {
+		return nil, r.ctx.Err() // nothing happened
+	}
+	if r.state.CompareAndSwap(reqLead, reqCancelled) {
+		// Nothing happened to this transaction, but the combining was
+		// handed over to this writer: do it.
+		s.combine(r)
+		return nil, r.ctx.Err()
+	}
+	// A combiner took it: its outcome is known soon (for Write, whether
+	// it was queued; the caller's Wait then reports an unknown outcome).
+	for st := r.state.Load(); st != reqRan && st != reqDone; st = r.state.Load() {
+		runtime.Gosched()
+	}
+	if r.panicked {
+		panic(r.panicVal)
+	}
+	return r.c, r.err
 }
 
 // writeUntil says when a writer whose transaction committed is done.
