@@ -300,6 +300,7 @@ func (s *Store) Close() error {
 	}
 	// Writers that got the lock before are done queueing after this.
 	s.sem.Lock()
+	//lint:ignore SA2001 the wait for the holder is the point
 	s.sem.Unlock()
 	select {
 	case s.kick <- struct{}{}:
