@@ -119,7 +119,7 @@ func (s *Store) swapLayers(trees []any, n int, m []any) {
 		trees = cur.trees
 	}
 	s.w.pending = replaceLayers(s.w.pending, at, at+n, m)
-	s.durable.Store(&View{seq: cur.seq, trees: trees, layers: replaceLayers(cur.layers, at, at+n, m), store: s})
+	s.durable.Store(&version{seq: cur.seq, trees: trees, layers: replaceLayers(cur.layers, at, at+n, m), store: s})
 	s.pubMu.Unlock()
 	s.sem.Unlock()
 	s.signalApplied()
@@ -179,7 +179,7 @@ func (s *Store) applyTo(trees []any, layers [][]any) []any {
 // flatTrees returns v's trees with its layers applied, for a snapshot: a
 // published version is immutable, so a snapshot locks nothing; its layers,
 // if any, are applied to O(1) clones of the trees.
-func (s *Store) flatTrees(v *View) []any {
+func (s *Store) flatTrees(v *version) []any {
 	if len(v.layers) == 0 {
 		return v.trees
 	}

@@ -147,7 +147,7 @@ func BenchmarkGet(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			if _, ok, _ := kv.Get(benchKey(i * 7919 % 100_000)); !ok {
+			if _, ok, _ := kv.Get(s.Latest(), benchKey(i*7919%100_000)); !ok {
 				b.Error("missing")
 				return
 			}

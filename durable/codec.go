@@ -38,7 +38,8 @@ func (jsonCodec[V]) Decode(data []byte) (V, error) {
 }
 
 // Bytes returns the codec for []byte values: the bytes themselves, copied
-// both ways. It is the default for []byte.
+// both ways. It is the default for []byte. It never fails: reads of its
+// collections have no decoding error to check.
 func Bytes() Codec[[]byte] { return bytesCodec{} }
 
 type bytesCodec struct{}
@@ -48,7 +49,9 @@ func (bytesCodec) Decode(data []byte) ([]byte, error) {
 	return append(make([]byte, 0, len(data)), data...), nil
 }
 
-// String returns the codec for string values. It is the default for string.
+// String returns the codec for string values. It is the default for
+// string. It never fails: reads of its collections have no decoding error
+// to check.
 func String() Codec[string] { return stringCodec{} }
 
 type stringCodec struct{}

@@ -3,16 +3,10 @@ package durable
 import (
 	"cmp"
 	"fmt"
+	"iter"
 
 	"github.com/procyon-dev/procyon/internal/cowbtree"
 )
-
-// item is one entry of a collection. The value stays encoded: Get decodes
-// a fresh copy, and snapshots stream the bytes as they are.
-type item[K cmp.Ordered] struct {
-	key K
-	val []byte // never changed after the item is made
-}
 
 // tree is a collection's copy-on-write B+tree (values encoded, never
 // changed once stored). A published tree is never changed: the applier
@@ -55,10 +49,10 @@ type coll interface {
 // encoded with the collection's codec; keys of every cmp.Ordered type are
 // supported.
 //
-// Reads without a Reader (Get, Len, Scan, ...) see the latest durable
-// version; the ...In forms read in a View (several reads at one version)
-// or in a Tx (they see the transaction's own writes). Put and Delete take
-// the Tx of a Store.Write.
+// Every read (Get, Len, All, From) takes a Reader: a View from
+// Store.Latest (a durable version; several reads at one version) or the
+// Tx of a Store.Write (it sees the transaction's own writes); a wrong
+// Reader panics (see Reader). Put and Delete take the Tx.
 type Collection[K cmp.Ordered, V any] struct {
 	s     *Store
 	name  string
@@ -122,13 +116,17 @@ func (c *Collection[K, V]) each(t any, fn func(key, val []byte) error) error {
 	return err
 }
 
-// stateIn returns what reads of the collection in r look at (nil: the
-// latest durable version).
-func (c *Collection[K, V]) stateIn(r Reader) (readState, error) {
+// stateIn returns what reads of the collection in r look at. It panics if
+// r cannot be read here (see Reader).
+func (c *Collection[K, V]) stateIn(r Reader) readState {
 	if r == nil {
-		r = c.s.current()
+		panic(fmt.Errorf("durable: collection %q: %w: nil Reader (use Store.Latest, or the Tx of a Write)", c.name, errMisuse))
 	}
-	return r.readState(c.s, c.id)
+	st, err := r.readState(c.s, c.id)
+	if err != nil {
+		panic(fmt.Errorf("durable: collection %q: %w", c.name, err))
+	}
+	return st
 }
 
 func (c *Collection[K, V]) decode(k K, b []byte) (V, error) {
@@ -139,161 +137,109 @@ func (c *Collection[K, V]) decode(k K, b []byte) (V, error) {
 	return v, nil
 }
 
-// Get returns the value of k in the latest durable version.
-func (c *Collection[K, V]) Get(k K) (v V, ok bool, err error) { return c.GetIn(nil, k) }
-
-// GetIn returns the value of k in r (a *View or a *Tx; nil: the latest
-// durable version). Every call returns a freshly decoded value.
-func (c *Collection[K, V]) GetIn(r Reader, k K) (v V, ok bool, err error) {
-	val, found, err := c.lookup(r, k)
-	if err != nil || !found {
-		return v, false, err
+// Get returns the value of k in r (a *View or a *Tx), freshly decoded.
+// err is set only if the stored value cannot be decoded (never with the
+// Bytes and String codecs); it names the collection and the key.
+func (c *Collection[K, V]) Get(r Reader, k K) (v V, ok bool, err error) {
+	st := c.stateIn(r)
+	val, found := c.lookup(st, k)
+	if !found {
+		return v, false, nil
 	}
 	v, err = c.decode(k, val)
 	return v, err == nil, err
 }
 
-// lookup returns the stored value of k in r.
-func (c *Collection[K, V]) lookup(r Reader, k K) ([]byte, bool, error) {
-	st, err := c.stateIn(r)
-	if err != nil {
-		return nil, false, err
-	}
+// lookup returns the stored value of k in st.
+func (c *Collection[K, V]) lookup(st readState, k K) ([]byte, bool) {
 	if e, ok := c.layerLookup(st, k); ok {
-		return e.val, !e.del, nil
+		return e.val, !e.del
 	}
-	val, found := st.tree.(*tree[K]).Get(k)
-	return val, found, nil
+	return st.tree.(*tree[K]).Get(k)
 }
 
-// ascend calls fn with the entries of r in [from, to) (nil bounds: open)
-// in key order, until fn returns false: the tree merged with what is
-// above it (a Tx's ops, layers not yet applied to the tree).
-func (c *Collection[K, V]) ascend(r Reader, from, to *K, fn func(it item[K]) bool) error {
-	st, err := c.stateIn(r)
-	if err != nil {
-		return err
-	}
-	t := st.tree.(*tree[K])
-	var over []opEnt[K]
+// Len returns the number of entries in r.
+func (c *Collection[K, V]) Len(r Reader) int {
+	st := c.stateIn(r)
+	n := st.tree.(*tree[K]).Len()
 	if c.layered(st) {
-		over = c.overlay(st, from, to)
+		n += c.layerDelta(st)
 	}
+	return n
+}
+
+// All returns an iterator over the entries of r in key order, each value
+// freshly decoded:
+//
+//	for k, v := range users.All(tx) { ... }
+//
+// It reads r when the loop starts: in a Tx, the transaction's writes made
+// by the loop's body are not seen by the loop. If a value cannot be
+// decoded, the iteration stops and the error is kept on r: a Tx fails with
+// it (its Write returns it and nothing commits), a View keeps it for
+// View.Err. The Bytes and String codecs never fail.
+func (c *Collection[K, V]) All(r Reader) iter.Seq2[K, V] { return c.entries(r, nil) }
+
+// From is All from key from on: the entries of r with key >= from, in
+// key order. For a range, break out of the loop at its end.
+func (c *Collection[K, V]) From(r Reader, from K) iter.Seq2[K, V] { return c.entries(r, &from) }
+
+func (c *Collection[K, V]) entries(r Reader, from *K) iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		c.ascend(c.stateIn(r), from, func(k K, val []byte) bool {
+			v, err := c.decode(k, val)
+			if err != nil {
+				r.fail(err)
+				return false
+			}
+			return yield(k, v)
+		})
+	}
+}
+
+// ascend calls fn with the entries of st with key >= from (nil: all) in
+// key order, until fn returns false: the tree merged with what is above
+// it (a Tx's ops, layers not yet applied to the tree).
+func (c *Collection[K, V]) ascend(st readState, from *K, fn func(k K, val []byte) bool) {
+	t := st.tree.(*tree[K])
+	if !c.layered(st) {
+		t.Ascend(from, nil, fn)
+		return
+	}
+	over := c.overlay(st, from)
 	// emit passes the overlay's entries before key k (all of them if k is
 	// nil); it returns false once fn did.
 	emit := func(k *K) bool {
-		for len(over) > 0 && (k == nil || over[0].key < *k) {
-			e := over[0]
-			over = over[1:]
-			if !e.del && !fn(item[K]{key: e.key, val: e.val}) {
+		for e, ok := over.peek(); ok && (k == nil || e.key < *k); e, ok = over.peek() {
+			over.drop()
+			if !e.del && !fn(e.key, e.val) {
 				return false
 			}
 		}
 		return true
 	}
 	stopped := false
-	visit := func(k K, val []byte) bool {
-		it := item[K]{key: k, val: val}
-		if !emit(&it.key) {
+	t.Ascend(from, nil, func(k K, val []byte) bool {
+		if !emit(&k) {
 			stopped = true
 			return false
 		}
-		if len(over) > 0 && over[0].key == it.key {
-			e := over[0]
-			over = over[1:]
+		if e, ok := over.peek(); ok && e.key == k {
+			over.drop()
 			if e.del {
 				return true
 			}
-			it.val = e.val
+			val = e.val
 		}
-		if !fn(it) {
+		if !fn(k, val) {
 			stopped = true
 			return false
 		}
 		return true
-	}
-	t.Ascend(from, to, visit)
+	})
 	if !stopped {
 		emit(nil)
 	}
-	return nil
-}
-
-// Has reports whether k is in the latest durable version.
-func (c *Collection[K, V]) Has(k K) bool { ok, _ := c.HasIn(nil, k); return ok }
-
-// HasIn reports whether k is in r.
-func (c *Collection[K, V]) HasIn(r Reader, k K) (bool, error) {
-	_, ok, err := c.lookup(r, k)
-	return ok, err
-}
-
-// Len returns the number of entries in the latest durable version.
-func (c *Collection[K, V]) Len() int { n, _ := c.LenIn(nil); return n }
-
-// LenIn returns the number of entries in r.
-func (c *Collection[K, V]) LenIn(r Reader) (int, error) {
-	st, err := c.stateIn(r)
-	if err != nil {
-		return 0, err
-	}
-	n := st.tree.(*tree[K]).Len()
-	if c.layered(st) {
-		n += c.layerDelta(st)
-	}
-	return n, nil
-}
-
-// Scan calls fn for every entry of the latest durable version in key
-// order, until fn returns false. It returns the first decoding error.
-func (c *Collection[K, V]) Scan(fn func(k K, v V) bool) error { return c.ScanIn(nil, fn) }
-
-// ScanIn is Scan in r.
-func (c *Collection[K, V]) ScanIn(r Reader, fn func(k K, v V) bool) error {
-	var err error
-	if aerr := c.ascend(r, nil, nil, func(it item[K]) bool { return c.visit(it, fn, &err) }); aerr != nil {
-		return aerr
-	}
-	return err
-}
-
-// ScanRange calls fn for the entries with from <= key < to of the latest
-// durable version, in key order, until fn returns false.
-func (c *Collection[K, V]) ScanRange(from, to K, fn func(k K, v V) bool) error {
-	return c.ScanRangeIn(nil, from, to, fn)
-}
-
-// ScanRangeIn is ScanRange in r.
-func (c *Collection[K, V]) ScanRangeIn(r Reader, from, to K, fn func(k K, v V) bool) error {
-	var err error
-	if aerr := c.ascend(r, &from, &to, func(it item[K]) bool { return c.visit(it, fn, &err) }); aerr != nil {
-		return aerr
-	}
-	return err
-}
-
-// ScanFrom calls fn for the entries with key >= from of the latest durable
-// version, in key order, until fn returns false.
-func (c *Collection[K, V]) ScanFrom(from K, fn func(k K, v V) bool) error {
-	return c.ScanFromIn(nil, from, fn)
-}
-
-// ScanFromIn is ScanFrom in r.
-func (c *Collection[K, V]) ScanFromIn(r Reader, from K, fn func(k K, v V) bool) error {
-	var err error
-	if aerr := c.ascend(r, &from, nil, func(it item[K]) bool { return c.visit(it, fn, &err) }); aerr != nil {
-		return aerr
-	}
-	return err
-}
-
-func (c *Collection[K, V]) visit(it item[K], fn func(K, V) bool, errp *error) bool {
-	v, err := c.decode(it.key, it.val)
-	if err != nil {
-		*errp = err
-		return false
-	}
-	return fn(it.key, v)
 }
 
 // Put sets k to v in tx. v is encoded at once: later changes to it are not

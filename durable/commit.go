@@ -234,6 +234,6 @@ const (
 func (s *Store) publish(seq uint64, layers []any) {
 	s.pubMu.Lock()
 	cur := s.durable.Load()
-	s.durable.Store(&View{seq: seq, trees: cur.trees, layers: append(cur.layers[:len(cur.layers):len(cur.layers)], layers), store: s})
+	s.durable.Store(&version{seq: seq, trees: cur.trees, layers: append(cur.layers[:len(cur.layers):len(cur.layers)], layers), store: s})
 	s.pubMu.Unlock()
 }

@@ -152,9 +152,11 @@ func checkRecovered(t *testing.T, fs vfs.FS, models []*writerModel, opts Options
 	}
 	defer s.Close()
 	got := map[string]string{}
-	s.kv.Scan(func(k, v string) bool { got[k] = v; return true })
+	for k, v := range s.kv.All(s.Latest()) {
+		got[k] = v
+	}
 	for w, m := range models {
-		c, _, err := s.txns.Get(int64(w))
+		c, _, err := s.txns.Get(s.Latest(), int64(w))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -57,10 +57,11 @@ func (s *dmgStore) txn(i int) error {
 // transactions for some n in [minN, maxN], and returns n.
 func (s *dmgStore) check(minN, maxN int) (int, error) {
 	n := 0
-	if v, ok, err := s.meta.Get("n"); err != nil {
+	v := s.Latest()
+	if val, ok, err := s.meta.Get(v, "n"); err != nil {
 		return 0, err
 	} else if ok {
-		fmt.Sscan(v, &n)
+		fmt.Sscan(val, &n)
 	}
 	if n < minN || n > maxN {
 		return n, fmt.Errorf("state after %d transactions, want %d..%d", n, minN, maxN)
@@ -70,10 +71,8 @@ func (s *dmgStore) check(minN, maxN int) (int, error) {
 		want[fmt.Sprintf("k%d", i%dmgKeys)] = dmgValue(i)
 	}
 	got := map[string]string{}
-	if err := s.View(func(v *View) error {
-		return s.kv.ScanIn(v, func(k, val string) bool { got[k] = val; return true })
-	}); err != nil {
-		return n, err
+	for k, val := range s.kv.All(v) {
+		got[k] = val
 	}
 	for k, v := range want {
 		if got[k] != v {

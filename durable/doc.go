@@ -11,8 +11,8 @@
 // only the final state of each key it touched is recorded (a put then a
 // delete is one delete). Concurrent transactions share an fsync.
 //
-// Readers see durable versions only: a version (View) is the state after
-// some transaction, identified by that transaction's sequence number, and
+// Readers see durable versions only: a version (read through a View) is
+// the state after some transaction, identified by that transaction's sequence number, and
 // is published once its record is durable. A version never changes;
 // holding one keeps it readable, and reading never waits for a writer or
 // the disk.
@@ -28,6 +28,7 @@
 //
 //	s := durable.New(durable.Options{Dir: dir})
 //	users := durable.NewCollection[string, User](s, "users", nil) // JSON values
+//	regions := durable.NewCollection[uint64, []byte](s, "regions", nil)
 //	if err := s.Open(ctx); err != nil { ... }
 //	defer s.Close()
 //
@@ -57,11 +58,22 @@
 //
 // Reads take a Reader: a *View from Store.Latest() (the latest durable
 // version; reads through one View agree with each other) or the *Tx of a
-// Write (its own writes over the latest version). Read what a transaction
-// changes inside it, through its Tx, as above: a value read from a View
-// and written back in a transaction can be stale by then. Values are
-// stored encoded, so every read decodes a fresh copy that the caller may
-// change.
+// Write (its own writes over the latest version):
+//
+//	v := s.Latest() // the latest durable version: reads at one version, never wait
+//	u, ok, err := users.Get(v, "ann")
+//	n := users.Len(v)
+//	for id, r := range regions.From(v, 100) { ... } // key order; break to end a range
+//	err = v.Err() // a value an iterator could not decode (never with Bytes, String)
+//
+// Read what a transaction changes inside it, through its Tx, as above: a
+// value read from a View and written back in a transaction can be stale
+// by then. Reading with a nil Reader, a View of another store or a Tx
+// whose Write has returned panics. If an iterator (All, From) meets a
+// value its codec cannot decode, it stops: in a Tx, the Write fails with
+// the error and nothing commits; a View keeps the first such error for
+// View.Err. Values are stored encoded, so every read decodes a fresh copy
+// that the caller may change.
 //
 // # Failures
 //

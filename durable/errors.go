@@ -15,6 +15,9 @@ var (
 	ErrFailed = errors.New("durable: store failed")
 	// ErrClosed: the store was closed (or never opened).
 	ErrClosed = errors.New("durable: store closed")
+	// ErrAlreadyOpen: Open was called on a store that was opened before
+	// (a Store opens once, even after Close).
+	ErrAlreadyOpen = errors.New("durable: store already opened")
 	// ErrCorrupt: a snapshot or log record is damaged. Recovery fails with
 	// it unless an older snapshot that the log still covers can be used.
 	ErrCorrupt = errors.New("durable: corrupt data")

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/procyon-dev/procyon/durable"
+	"github.com/procyon-dev/procyon/vfs"
 )
 
 type Table struct {
@@ -49,13 +50,54 @@ func Example() {
 	}
 
 	// Read both at one version.
-	s.View(func(v *durable.View) error {
-		t, _, _ := tables.GetIn(v, "users")
-		n, _ := regions.LenIn(v)
-		fmt.Printf("table %s has %d regions; %d in the regions collection\n", t.Name, t.Regions, n)
+	v := s.Latest()
+	t, _, err := tables.Get(v, "users")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("table %s has %d regions; %d in the regions collection\n", t.Name, t.Regions, regions.Len(v))
+	for id, table := range regions.All(v) {
+		fmt.Printf("region %d of %s\n", id, table)
+	}
+	// Output:
+	// table users has 2 regions; 2 in the regions collection
+	// region 1 of users
+	// region 2 of users
+}
+
+// A range of keys: From, and a break at the range's end. Iterators over
+// values a codec can fail to decode (JSON here) stop at such a value and
+// keep its error on the View, for Err (in a Tx, the Write fails with it).
+func ExampleCollection_From() {
+	ctx := context.Background()
+	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
+	regions := durable.NewCollection[string, Table](s, "regions", nil)
+	if err := s.Open(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	s.Write(ctx, func(tx *durable.Tx) error {
+		for _, k := range []string{"orders/1", "users/1", "users/2", "zones/1"} {
+			if err := regions.Put(tx, k, Table{Name: k}); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
-	// Output: table users has 2 regions; 2 in the regions collection
+
+	v := s.Latest()
+	for k := range regions.From(v, "users/") {
+		if k >= "users0" { // '0' follows '/': past every "users/..."
+			break
+		}
+		fmt.Println(k)
+	}
+	if err := v.Err(); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// users/1
+	// users/2
 }
 
 // A transaction that fails leaves nothing behind.
@@ -72,7 +114,7 @@ func ExampleStore_Write() {
 		counters.Put(tx, "a", 1)
 		return fmt.Errorf("changed my mind")
 	})
-	fmt.Println("error:", err, "- entries:", counters.Len())
+	fmt.Println("error:", err, "- entries:", counters.Len(s.Latest()))
 	// Output: error: changed my mind - entries: 0
 }
 
@@ -100,8 +142,11 @@ func ExampleStore_Snapshot() {
 	// Output: snapshot at seq 10: 00000000000000000010.snap
 }
 
-// A backup taken while the store serves writes, restored into a new
-// directory.
+// Backup streams the latest durable version (to a file, a socket, or
+// here a buffer) while the store goes on serving writes: a write made
+// after the backup is not in it. Restore turns the stream into a new data
+// directory (here on an in-memory file system; a real one by default),
+// which a store then opens like any other.
 func ExampleRestore() {
 	ctx := context.Background()
 	src := durable.New(durable.Options{Persistence: durable.NewMemPersistence()})
@@ -109,26 +154,32 @@ func ExampleRestore() {
 	if err := src.Open(ctx); err != nil {
 		log.Fatal(err)
 	}
+	defer src.Close()
 	src.Write(ctx, func(tx *durable.Tx) error { return kv.Put(tx, "hello", "world") })
 	var backup bytes.Buffer
-	if _, err := src.Backup(ctx, &backup); err != nil {
-		log.Fatal(err)
-	}
-	src.Close()
-
-	dir, _ := os.MkdirTemp("", "durable-example")
-	defer os.RemoveAll(dir)
-	res, err := durable.Restore(ctx, &backup, filepath.Join(dir, "restored"), durable.RestoreOptions{})
+	b, err := src.Backup(ctx, &backup)
 	if err != nil {
 		log.Fatal(err)
 	}
-	dst := durable.New(durable.Options{Dir: filepath.Join(dir, "restored"), Logger: slog.New(slog.DiscardHandler)})
+	src.Write(ctx, func(tx *durable.Tx) error { return kv.Put(tx, "later", "not in the backup") })
+
+	fs := vfs.NewMem()
+	r, err := durable.Restore(ctx, &backup, "/restored", durable.RestoreOptions{FS: fs})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("backup of seq", b.Seq, "restored:", r.Collections, r.Entries, "entries")
+	dst := durable.New(durable.Options{Dir: "/restored", FS: fs, Logger: slog.New(slog.DiscardHandler)})
 	kv2 := durable.NewCollection[string, string](dst, "kv", nil)
 	if err := dst.Open(ctx); err != nil {
 		log.Fatal(err)
 	}
 	defer dst.Close()
-	v, _, _ := kv2.Get("hello")
-	fmt.Println(res.Collections, res.Entries, v)
-	// Output: [kv] 1 world
+	v := dst.Latest()
+	hello, _, _ := kv2.Get(v, "hello")
+	_, later, _ := kv2.Get(v, "later")
+	fmt.Println("hello:", hello, "later:", later)
+	// Output:
+	// backup of seq 1 restored: [kv] 1 entries
+	// hello: world later: false
 }

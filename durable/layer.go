@@ -8,10 +8,11 @@ import (
 	"github.com/procyon-dev/procyon/internal/cowbtree"
 )
 
-// A version (View) is one B+tree per collection (internal/cowbtree: Clone
-// is O(1) and copy-on-write, and a sorted batch of updates is applied in
-// one walk of the tree), a few layers on top of them, and the sequence
-// number of the last transaction it reflects; a read looks at the layers,
+// A version (what a View reads) is one B+tree per collection
+// (internal/cowbtree: Clone is O(1) and copy-on-write, and a sorted batch
+// of updates is applied in one walk of the tree), a few layers on top of
+// them, and the sequence number of the last transaction it reflects; a
+// read looks at the layers,
 // newest first, then at the tree. Values are stored encoded: every read
 // decodes a fresh copy, snapshots stream the bytes as they are, and memory
 // stays near the raw size.
@@ -270,22 +271,68 @@ func (c *Collection[K, V]) layered(st readState) bool {
 	return false
 }
 
-// overlay returns the keys that what st has above its tree touches within
-// [from, to) (nil bounds: open), each with its newest state, in key order.
-func (c *Collection[K, V]) overlay(st readState, from, to *K) []opEnt[K] {
-	seen := map[K]bool{}
-	var out []opEnt[K]
-	in := func(k K) bool { return (from == nil || k >= *from) && (to == nil || k < *to) }
-	add := func(k K, e layerEnt) {
-		if in(k) && !seen[k] {
-			seen[k] = true
-			out = append(out, opEnt[K]{key: k, val: e.val, del: e.del})
+// overlay reads what st has above its tree, from a bound on, in key order
+// and lazily: a loop that stops early pays for what it read. A
+// transaction's ops and the group layers (small) are sorted when it is
+// made; a merged layer (possibly large) is read in place, from the bound
+// on, through its sorted keys.
+type overlay[K cmp.Ordered] struct {
+	srcs []overlaySrc[K] // newest first; the exhausted ones are dropped
+	head opEnt[K]        // the next entry, if ok
+	ok   bool
+}
+
+// overlaySrc is one layer of an overlay, what is left of it in key order:
+// entries (a transaction's ops, a group's layer), or a merged layer's keys
+// and states.
+type overlaySrc[K cmp.Ordered] struct {
+	ents []opEnt[K]
+	keys []K
+	m    map[K]layerEnt
+}
+
+func (s *overlaySrc[K]) empty() bool { return len(s.ents) == 0 && len(s.keys) == 0 }
+
+func (s *overlaySrc[K]) first() K {
+	if len(s.ents) > 0 {
+		return s.ents[0].key
+	}
+	return s.keys[0]
+}
+
+func (s *overlaySrc[K]) pop() opEnt[K] {
+	if len(s.ents) > 0 {
+		e := s.ents[0]
+		s.ents = s.ents[1:]
+		return e
+	}
+	k := s.keys[0]
+	s.keys = s.keys[1:]
+	e := s.m[k]
+	return opEnt[K]{key: k, val: e.val, del: e.del}
+}
+
+// overlay returns the overlay of st from key from on (nil: all of it).
+func (c *Collection[K, V]) overlay(st readState, from *K) *overlay[K] {
+	o := &overlay[K]{}
+	in := func(k K) bool { return from == nil || k >= *from }
+	add := func(src overlaySrc[K]) {
+		if !src.empty() {
+			o.srcs = append(o.srcs, src)
 		}
 	}
-	if o, _ := st.ops.(*txOps[K]); o != nil {
-		for _, e := range o.ents {
-			add(e.key, layerEnt{val: e.val, del: e.del})
+	addSorted := func(ents []opEnt[K]) {
+		slices.SortFunc(ents, func(a, b opEnt[K]) int { return cmp.Compare(a.key, b.key) })
+		add(overlaySrc[K]{ents: ents})
+	}
+	if ops, _ := st.ops.(*txOps[K]); ops != nil {
+		var ents []opEnt[K]
+		for _, e := range ops.ents {
+			if in(e.key) {
+				ents = append(ents, e)
+			}
 		}
+		addSorted(ents)
 	}
 	layers := []any{st.top}
 	for i := len(st.layers) - 1; i >= 0; i-- {
@@ -294,23 +341,57 @@ func (c *Collection[K, V]) overlay(st readState, from, to *K) []opEnt[K] {
 	for _, l := range layers {
 		switch l := l.(type) {
 		case layer[K]:
+			var ents []opEnt[K]
 			for k, e := range l {
-				add(k, e)
+				if in(k) {
+					ents = append(ents, opEnt[K]{key: k, val: e.val, del: e.del})
+				}
 			}
+			addSorted(ents)
 		case *merged[K]:
-			// Only the keys in range: a merged layer can be large.
 			i := 0
 			if from != nil {
 				i, _ = slices.BinarySearch(l.keys, *from)
 			}
-			for _, k := range l.keys[i:] {
-				if to != nil && k >= *to {
-					break
-				}
-				add(k, l.m[k])
-			}
+			add(overlaySrc[K]{keys: l.keys[i:], m: l.m})
 		}
 	}
-	slices.SortFunc(out, func(a, b opEnt[K]) int { return cmp.Compare(a.key, b.key) })
+	return o
+}
+
+// peek returns the overlay's next entry (false: none left) without
+// taking it.
+func (o *overlay[K]) peek() (opEnt[K], bool) {
+	if !o.ok && len(o.srcs) > 0 {
+		o.head, o.ok = o.next(), true
+	}
+	return o.head, o.ok
+}
+
+// drop takes the entry peek returned.
+func (o *overlay[K]) drop() { o.ok = false }
+
+// next takes the smallest key left out of every source that has it, and
+// returns it in the newest source's state.
+func (o *overlay[K]) next() opEnt[K] {
+	k := o.srcs[0].first()
+	for i := 1; i < len(o.srcs); i++ {
+		k = min(k, o.srcs[i].first())
+	}
+	var out opEnt[K]
+	found := false
+	live := o.srcs[:0]
+	for _, s := range o.srcs {
+		if s.first() == k {
+			if e := s.pop(); !found {
+				out, found = e, true
+			}
+		}
+		if !s.empty() {
+			live = append(live, s)
+		}
+	}
+	clear(o.srcs[len(live):])
+	o.srcs = live
 	return out
 }

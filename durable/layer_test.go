@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/procyon-dev/procyon/internal/cowbtree"
 )
 
 // layerModel is the state after each transaction of a run: states[i] is
@@ -30,43 +32,37 @@ func checkReads(t *testing.T, kv *Collection[string, string], r Reader, want map
 	t.Helper()
 	for range 8 {
 		k := fmt.Sprintf("k%03d", rng.IntN(keys+10))
-		v, ok, err := kv.GetIn(r, k)
+		v, ok, err := kv.Get(r, k)
 		if err != nil {
 			return err
 		}
 		if wv, wok := want[k]; ok != wok || v != wv {
 			return fmt.Errorf("Get(%s) = %q, %v; want %q, %v", k, v, ok, wv, wok)
 		}
-		if has, err := kv.HasIn(r, k); err != nil || has != ok {
-			return fmt.Errorf("Has(%s) = %v, %v; want %v", k, has, err, ok)
-		}
 	}
-	if n, err := kv.LenIn(r); err != nil || n != len(want) {
-		return fmt.Errorf("Len = %d, %v; want %d", n, err, len(want))
+	if n := kv.Len(r); n != len(want) {
+		return fmt.Errorf("Len = %d; want %d", n, len(want))
 	}
 	sorted := slices.Sorted(maps.Keys(want))
 	var got []string
-	if err := kv.ScanIn(r, func(k, v string) bool {
+	for k, v := range kv.All(r) {
 		got = append(got, k+"="+v)
-		return true
-	}); err != nil {
-		return err
 	}
 	var all []string
 	for _, k := range sorted {
 		all = append(all, k+"="+want[k])
 	}
 	if !slices.Equal(got, all) {
-		return fmt.Errorf("Scan = %v\nwant %v", got, all)
+		return fmt.Errorf("All = %v\nwant %v", got, all)
 	}
 	from := fmt.Sprintf("k%03d", rng.IntN(keys))
 	to := fmt.Sprintf("k%03d", rng.IntN(keys))
 	got = got[:0]
-	if err := kv.ScanRangeIn(r, from, to, func(k, v string) bool {
+	for k, v := range kv.From(r, from) {
+		if k >= to {
+			break
+		}
 		got = append(got, k+"="+v)
-		return true
-	}); err != nil {
-		return err
 	}
 	var rng2 []string
 	for _, k := range sorted {
@@ -75,15 +71,15 @@ func checkReads(t *testing.T, kv *Collection[string, string], r Reader, want map
 		}
 	}
 	if !slices.Equal(got, rng2) {
-		return fmt.Errorf("ScanRange[%s, %s) = %v\nwant %v", from, to, got, rng2)
+		return fmt.Errorf("From(%s) up to %s = %v\nwant %v", from, to, got, rng2)
 	}
-	// ScanFrom, stopped after a few entries.
+	// From, stopped after a few entries.
 	got = got[:0]
-	if err := kv.ScanFromIn(r, from, func(k, v string) bool {
+	for k, v := range kv.From(r, from) {
 		got = append(got, k+"="+v)
-		return len(got) < 5
-	}); err != nil {
-		return err
+		if len(got) == 5 {
+			break
+		}
 	}
 	var fr []string
 	for _, k := range sorted {
@@ -92,7 +88,7 @@ func checkReads(t *testing.T, kv *Collection[string, string], r Reader, want map
 		}
 	}
 	if !slices.Equal(got, fr) {
-		return fmt.Errorf("ScanFrom(%s) = %v\nwant %v", from, got, fr)
+		return fmt.Errorf("From(%s), 5 entries = %v\nwant %v", from, got, fr)
 	}
 	return nil
 }
@@ -151,9 +147,10 @@ func TestLayeredReads(t *testing.T) {
 	model := &layerModel{states: []map[string]string{{}}}
 	ctx := context.Background()
 
-	note := func(v *View) {
+	note := func(view *View) {
 		kinds.Lock()
 		defer kinds.Unlock()
+		v := view.ver
 		switch {
 		case len(v.layers) == 0:
 			kinds.bare++
@@ -291,17 +288,17 @@ func TestLayeredReads(t *testing.T) {
 	// Idle: the applier applies what is left; the trees alone then hold
 	// the final state.
 	deadline := time.Now().Add(10 * time.Second)
-	for len(s.Latest().layers) > 0 && time.Now().Before(deadline) {
+	for len(s.current().layers) > 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	v := s.Latest()
-	if len(v.layers) != 0 {
-		t.Fatalf("idle store still has %d layers", len(v.layers))
+	if len(v.ver.layers) != 0 {
+		t.Fatalf("idle store still has %d layers", len(v.ver.layers))
 	}
 	if err := checkReads(t, kv, v, state, rng, keys); err != nil {
 		t.Fatalf("seed %d: final version: %v", seed, err)
 	}
-	if n := other.Len(); n != 50 {
+	if n := other.Len(v); n != 50 {
 		t.Fatalf("other has %d keys, want 50", n)
 	}
 	t.Logf("versions read: %d with group layers only, %d with a merged layer first, %d without layers; %d with a merged layer above another (%d applies, %d of them paused for readers to read that)",
@@ -320,4 +317,106 @@ func isMergedLayer(ls []any) bool {
 		}
 	}
 	return false
+}
+
+// TestOverlayModel checks reads over random stacks of what stands above a
+// tree (a transaction's ops, the forming layer, group and merged layers in
+// any order) against a model: All and From from random keys, stopped at
+// random points; and that a merged layer is read in place, not copied.
+func TestOverlayModel(t *testing.T) {
+	seed := testSeed(t)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	s := New(Options{Persistence: NewMemPersistence(), Logger: quiet()})
+	c := NewCollection[int64, string](s, "kv", nil)
+	const keys = 200
+	for round := range 300 {
+		model := map[int64]string{}
+		tr := cowbtree.New[int64, []byte]()
+		for range rng.IntN(keys) {
+			k := rng.Int64N(keys)
+			tr.Set(k, []byte(fmt.Sprint("t", k)))
+			model[k] = fmt.Sprint("t", k)
+		}
+		// apply writes n random keys of source src into m and the model.
+		apply := func(src string, n int, set func(k int64, e layerEnt)) {
+			for range n {
+				k := rng.Int64N(keys)
+				e := layerEnt{del: rng.IntN(3) == 0}
+				if e.del {
+					delete(model, k)
+				} else {
+					e.val = []byte(fmt.Sprint(src, k))
+					model[k] = string(e.val)
+				}
+				set(k, e)
+			}
+		}
+		st := readState{tree: tr}
+		for i := range rng.IntN(5) { // oldest first
+			if rng.IntN(2) == 0 {
+				l := layer[int64]{}
+				apply(fmt.Sprint("g", i), rng.IntN(30), func(k int64, e layerEnt) { l[k] = e })
+				st.layers = append(st.layers, []any{l})
+				continue
+			}
+			m := &merged[int64]{m: map[int64]layerEnt{}}
+			apply(fmt.Sprint("m", i), rng.IntN(60), func(k int64, e layerEnt) { m.m[k] = e })
+			m.keys = slices.Sorted(maps.Keys(m.m))
+			st.layers = append(st.layers, []any{m})
+		}
+		if rng.IntN(2) == 0 {
+			top := layer[int64]{}
+			apply("top", rng.IntN(20), func(k int64, e layerEnt) { top[k] = e })
+			st.top = top
+		}
+		if rng.IntN(2) == 0 {
+			ops := &txOps[int64]{}
+			apply("op", rng.IntN(20), func(k int64, e layerEnt) {
+				if i := ops.find(k); i >= 0 {
+					ops.ents[i] = opEnt[int64]{key: k, val: e.val, del: e.del}
+				} else {
+					ops.add(opEnt[int64]{key: k, val: e.val, del: e.del})
+				}
+			})
+			st.ops = ops
+		}
+
+		from := rng.Int64N(keys+20) - 10
+		stop := 1 + rng.IntN(len(model)+1) // fn returns false on entry stop
+		var want []string
+		for _, k := range slices.Sorted(maps.Keys(model)) {
+			if k >= from && len(want) < stop {
+				want = append(want, fmt.Sprintf("%d=%s", k, model[k]))
+			}
+		}
+		var got []string
+		c.ascend(st, &from, func(k int64, val []byte) bool {
+			got = append(got, fmt.Sprintf("%d=%s", k, val))
+			return len(got) < stop
+		})
+		if !slices.Equal(got, want) {
+			t.Fatalf("seed %d round %d: from %d, stop %d:\ngot  %v\nwant %v", seed, round, from, stop, got, want)
+		}
+		if n := len(model); c.length(tr)+c.layerDelta(st) != n {
+			t.Fatalf("seed %d round %d: Len %d, want %d", seed, round, c.length(tr)+c.layerDelta(st), n)
+		}
+		for _, ls := range st.layers {
+			m, ok := ls[0].(*merged[int64])
+			if !ok {
+				continue
+			}
+			i, _ := slices.BinarySearch(m.keys, from)
+			if i == len(m.keys) {
+				continue
+			}
+			for _, src := range c.overlay(st, &from).srcs {
+				if len(src.keys) > 0 && &src.keys[0] == &m.keys[i] {
+					ok = false
+				}
+			}
+			if ok {
+				t.Fatalf("seed %d round %d: a merged layer's keys were copied, not read in place", seed, round)
+			}
+		}
+	}
 }

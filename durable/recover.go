@@ -13,7 +13,7 @@ import (
 // recover builds the latest version from the persistence: the newest
 // snapshot that reads back whole and that the log covers, then every
 // record after it, through the one decoding path (applyRecord).
-func (s *Store) recover(ctx context.Context) (*View, error) {
+func (s *Store) recover(ctx context.Context) (*version, error) {
 	start := time.Now()
 	first, last, err := s.p.LogBounds()
 	if err != nil {
@@ -73,7 +73,7 @@ func (s *Store) recover(ctx context.Context) (*View, error) {
 		s.lastSnapSize.Store(used.Size)
 	}
 	s.w.logBytes = bytes
-	v := &View{seq: seq, trees: st.trees, store: s}
+	v := &version{seq: seq, trees: st.trees, store: s}
 	s.log.Info("durable: recovered", "snapshot", snapNameOf(used), "snapshot_seq", base, "replayed", replayed,
 		"seq", seq, "took", time.Since(start))
 	return v, nil

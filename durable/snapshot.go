@@ -132,7 +132,7 @@ func (sw *snapWriter) maybeFlush() error {
 
 // writeSnapshot streams version v in the snapshot format to w. The trees
 // of v are never changed, so writers go on meanwhile.
-func (s *Store) writeSnapshot(ctx context.Context, w io.Writer, v *View, h snapHeader) (int64, error) {
+func (s *Store) writeSnapshot(ctx context.Context, w io.Writer, v *version, h snapHeader) (int64, error) {
 	if _, err := w.Write(h.encode()); err != nil {
 		return 0, err
 	}

@@ -33,14 +33,15 @@ func fill(t testing.TB, s *testStore, from, n int) {
 func stateOf(t testing.TB, s *testStore) string {
 	t.Helper()
 	var b strings.Builder
-	err := s.View(func(v *View) error {
-		fmt.Fprintf(&b, "seq=%d ", v.Seq())
-		if err := s.users.ScanIn(v, func(k string, u user) bool { fmt.Fprintf(&b, "%s=%s,", k, u.Name); return true }); err != nil {
-			return err
-		}
-		return s.counts.ScanIn(v, func(k, c int64) bool { fmt.Fprintf(&b, "%d=%d,", k, c); return true })
-	})
-	if err != nil {
+	v := s.Latest()
+	fmt.Fprintf(&b, "seq=%d ", v.Seq())
+	for k, u := range s.users.All(v) {
+		fmt.Fprintf(&b, "%s=%s,", k, u.Name)
+	}
+	for k, c := range s.counts.All(v) {
+		fmt.Fprintf(&b, "%d=%d,", k, c)
+	}
+	if err := v.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return b.String()
@@ -200,8 +201,11 @@ func TestUnknownCollection(t *testing.T) {
 		t.Fatalf("Open with an unknown collection: %v", err)
 	}
 	s2, users, err := only(DropUnknown)
-	if err != nil || users.Len() != 50 && users.Len() != 10 {
-		t.Fatalf("DropUnknown: %v, %d users", err, users.Len())
+	if err != nil {
+		t.Fatalf("DropUnknown: %v", err)
+	}
+	if n := users.Len(s2.Latest()); n != 50 && n != 10 {
+		t.Fatalf("DropUnknown: %d users", n)
 	}
 	s2.Close()
 
@@ -332,8 +336,8 @@ func TestBackupRestore(t *testing.T) {
 	if res.Seq == 200 && got[strings.Index(got, " "):] != want[strings.Index(want, " "):] {
 		t.Fatalf("restored\n%s\nwant\n%s", got, want)
 	}
-	if s.users.Len() != 50 || s.Seq() != 0 {
-		t.Fatalf("restored store: %d users, seq %d", s.users.Len(), s.Seq())
+	if s.users.Len(s.Latest()) != 50 || s.Seq() != 0 {
+		t.Fatalf("restored store: %d users, seq %d", s.users.Len(s.Latest()), s.Seq())
 	}
 	// The restored store takes writes and survives a restart.
 	fill(t, s, 1000, 3)
@@ -443,15 +447,15 @@ func TestLargeSnapshotRoundTrip(t *testing.T) {
 	s.Close()
 	s, kv = open()
 	defer s.Close()
-	if kv.Len() != len(want) {
-		t.Fatalf("%d keys back, want %d", kv.Len(), len(want))
+	v := s.Latest()
+	if kv.Len(v) != len(want) {
+		t.Fatalf("%d keys back, want %d", kv.Len(v), len(want))
 	}
-	kv.Scan(func(k string, v []byte) bool {
-		if !bytes.Equal(v, want[k]) {
-			t.Fatalf("key %q: %d bytes, want %d", k, len(v), len(want[k]))
+	for k, val := range kv.All(v) {
+		if !bytes.Equal(val, want[k]) {
+			t.Fatalf("key %q: %d bytes, want %d", k, len(val), len(want[k]))
 		}
-		return true
-	})
+	}
 }
 
 // TestPacedBackupIsIdentical: pacing (SnapshotShare < 1) changes when the

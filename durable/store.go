@@ -2,7 +2,6 @@ package durable
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -58,7 +57,7 @@ type Store struct {
 	// see. The committer publishes each durable group as a new layer; the
 	// applier replaces layers by one merged layer, or by trees with them
 	// applied. Both swap it holding pubMu.
-	durable atomic.Pointer[View]
+	durable atomic.Pointer[version]
 	pubMu   sync.Mutex
 	// applying is the number of leading layers of the published version
 	// the apply worker is applying (see applier); guarded by pubMu.
@@ -157,7 +156,7 @@ func New(opts Options) *Store {
 	s := &Store{opts: opts, log: opts.Logger, byName: map[string]int{}, raw: map[int]bool{}, sem: make(chan struct{}, 1),
 		kick: make(chan struct{}, 1), committerDone: make(chan struct{}),
 		applyKick: make(chan struct{}, 1), applyQuit: make(chan struct{}), applied: make(chan struct{}, 1), applierDone: make(chan struct{})}
-	s.durable.Store(&View{store: s})
+	s.durable.Store(&version{store: s})
 	return s
 }
 
@@ -223,7 +222,7 @@ func (s *Store) Open(ctx context.Context) error {
 		return err
 	}
 	if !s.state.CompareAndSwap(stateNew, stateOpen) {
-		return errors.New("durable: store already opened")
+		return ErrAlreadyOpen
 	}
 	s.p = s.opts.Persistence
 	if s.p == nil {
@@ -257,16 +256,13 @@ func (s *Store) Open(ctx context.Context) error {
 }
 
 // current returns the latest durable version.
-func (s *Store) current() *View { return s.durable.Load() }
+func (s *Store) current() *version { return s.durable.Load() }
 
-// View calls fn with the latest durable version: every read through v
-// (GetIn, ScanIn, ...) sees the same committed state. It never waits for
-// a writer or the disk.
-func (s *Store) View(fn func(v *View) error) error { return fn(s.current()) }
-
-// Latest returns the latest durable version. Reads through it are
-// consistent with each other for as long as it is held.
-func (s *Store) Latest() *View { return s.current() }
+// Latest returns a View of the latest durable version: the reads through
+// it (Collection.Get, All, ...) see one committed state, however long it
+// is held. It never waits for a writer or the disk, and costs one small
+// allocation (the version is shared, not copied).
+func (s *Store) Latest() *View { return &View{ver: s.current()} }
 
 // Seq returns the sequence number of the latest durable version.
 func (s *Store) Seq() uint64 { return s.current().seq }

@@ -2,9 +2,11 @@ package durable
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"strings"
 	"testing"
@@ -47,6 +49,21 @@ func openTestStore(t testing.TB, opts Options) *testStore {
 	return ts
 }
 
+// has reports whether k is in c as r sees it.
+func has[K cmp.Ordered, V any](c *Collection[K, V], r Reader, k K) bool {
+	_, ok, _ := c.Get(r, k)
+	return ok
+}
+
+// keysOf returns the keys of seq, in its order.
+func keysOf[K, V any](seq iter.Seq2[K, V]) []K {
+	var keys []K
+	for k := range seq {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 func mustWrite(t testing.TB, s *Store, fn func(tx *Tx) error) {
 	t.Helper()
 	if err := s.Write(context.Background(), fn); err != nil {
@@ -72,36 +89,38 @@ func TestPutGetDeleteScan(t *testing.T) {
 					return err
 				}
 				// The transaction sees its own writes.
-				if v, ok, err := s.counts.GetIn(tx, -5); err != nil || !ok || v != 0 {
-					t.Errorf("GetIn(tx, -5) = %v %v %v", v, ok, err)
+				if v, ok, err := s.counts.Get(tx, -5); err != nil || !ok || v != 0 {
+					t.Errorf("Get(tx, -5) = %v %v %v", v, ok, err)
 				}
-				if n, _ := s.counts.LenIn(tx); n != 10 {
-					t.Errorf("LenIn(tx) = %d", n)
+				if n := s.counts.Len(tx); n != 10 {
+					t.Errorf("Len(tx) = %d", n)
 				}
 				// Readers do not, yet.
-				if s.counts.Len() != 0 {
+				if s.counts.Len(s.Latest()) != 0 {
 					t.Errorf("reader sees uncommitted data")
 				}
 				return nil
 			})
 			mustWrite(t, s.Store, func(tx *Tx) error { return s.counts.Delete(tx, 0) })
-			if s.counts.Len() != 9 {
-				t.Fatalf("Len = %d", s.counts.Len())
+			if s.counts.Len(s.Latest()) != 9 {
+				t.Fatalf("Len = %d", s.counts.Len(s.Latest()))
+			}
+			v := s.Latest()
+			if keys := keysOf(s.counts.All(v)); fmt.Sprint(keys) != "[-5 -4 -3 -2 -1 1 2 3 4]" {
+				t.Fatalf("All keys %v", keys)
 			}
 			var keys []int64
-			s.counts.Scan(func(k, v int64) bool { keys = append(keys, k); return true })
-			if fmt.Sprint(keys) != "[-5 -4 -3 -2 -1 1 2 3 4]" {
-				t.Fatalf("Scan keys %v", keys)
+			for k := range s.counts.From(v, -2) {
+				if k >= 3 {
+					break
+				}
+				keys = append(keys, k)
 			}
-			keys = nil
-			s.counts.ScanRange(-2, 3, func(k, v int64) bool { keys = append(keys, k); return true })
 			if fmt.Sprint(keys) != "[-2 -1 1 2]" {
-				t.Fatalf("ScanRange keys %v", keys)
+				t.Fatalf("From(-2) up to 3: keys %v", keys)
 			}
-			keys = nil
-			s.counts.ScanFrom(3, func(k, v int64) bool { keys = append(keys, k); return true })
-			if fmt.Sprint(keys) != "[3 4]" {
-				t.Fatalf("ScanFrom keys %v", keys)
+			if keys := keysOf(s.counts.From(v, 3)); fmt.Sprint(keys) != "[3 4]" {
+				t.Fatalf("From(3) keys %v", keys)
 			}
 			seq := s.Seq()
 			if err := s.Close(); err != nil {
@@ -113,10 +132,10 @@ func TestPutGetDeleteScan(t *testing.T) {
 			}
 			s = openTestStore(t, opts)
 			defer s.Close()
-			if s.Seq() != seq || s.counts.Len() != 9 {
-				t.Fatalf("after reopen: seq %d (want %d), %d counts", s.Seq(), seq, s.counts.Len())
+			if s.Seq() != seq || s.counts.Len(s.Latest()) != 9 {
+				t.Fatalf("after reopen: seq %d (want %d), %d counts", s.Seq(), seq, s.counts.Len(s.Latest()))
 			}
-			u, ok, err := s.users.Get("ann")
+			u, ok, err := s.users.Get(s.Latest(), "ann")
 			if err != nil || !ok || u.Name != "Ann" || len(u.Tags) != 1 {
 				t.Fatalf("Get(ann) = %+v %v %v", u, ok, err)
 			}
@@ -130,12 +149,12 @@ func TestValuesAreImmutable(t *testing.T) {
 	u := user{Name: "Bob", Tags: []string{"x"}}
 	mustWrite(t, s.Store, func(tx *Tx) error { return s.users.Put(tx, "bob", u) })
 	u.Tags[0] = "changed"
-	got, _, _ := s.users.Get("bob")
+	got, _, _ := s.users.Get(s.Latest(), "bob")
 	if got.Tags[0] != "x" {
 		t.Fatalf("a change to the value put was seen: %v", got.Tags)
 	}
 	got.Tags[0] = "mutated"
-	again, _, _ := s.users.Get("bob")
+	again, _, _ := s.users.Get(s.Latest(), "bob")
 	if again.Tags[0] != "x" {
 		t.Fatalf("a change to a value read was seen: %v", again.Tags)
 	}
@@ -151,12 +170,12 @@ func TestBytesValuesAreCopied(t *testing.T) {
 	b := []byte("hello")
 	mustWrite(t, s, func(tx *Tx) error { return blobs.Put(tx, "k", b) })
 	b[0] = 'J'
-	got, _, _ := blobs.Get("k")
+	got, _, _ := blobs.Get(s.Latest(), "k")
 	if string(got) != "hello" {
 		t.Fatalf("got %q", got)
 	}
 	got[0] = 'Y'
-	again, _, _ := blobs.Get("k")
+	again, _, _ := blobs.Get(s.Latest(), "k")
 	if string(again) != "hello" {
 		t.Fatalf("got %q after changing a read value", again)
 	}
@@ -187,18 +206,18 @@ func TestErrorAndPanicRollBack(t *testing.T) {
 			panic("kaboom")
 		})
 	}()
-	if v, _, _ := s.counts.Get(1); v != 1 || s.counts.Has(2) {
-		t.Fatalf("failed transactions left state: counts[1]=%d has(2)=%v", v, s.counts.Has(2))
+	if v, _, _ := s.counts.Get(s.Latest(), 1); v != 1 || has(s.counts, s.Latest(), 2) {
+		t.Fatalf("failed transactions left state: counts[1]=%d has(2)=%v", v, has(s.counts, s.Latest(), 2))
 	}
 	if mp.Records() != 1 {
 		t.Fatalf("%d records written, want 1", mp.Records())
 	}
 	// The store still works and builds on the committed state.
 	mustWrite(t, s.Store, func(tx *Tx) error {
-		v, _, _ := s.counts.GetIn(tx, 1)
+		v, _, _ := s.counts.Get(tx, 1)
 		return s.counts.Put(tx, 3, v+1)
 	})
-	if v, _, _ := s.counts.Get(3); v != 2 {
+	if v, _, _ := s.counts.Get(s.Latest(), 3); v != 2 {
 		t.Fatalf("counts[3]=%d", v)
 	}
 }
@@ -215,7 +234,7 @@ func TestNestedWriteJoins(t *testing.T) {
 			if inner != tx {
 				t.Errorf("nested Write got another Tx")
 			}
-			v, ok, _ := s.counts.GetIn(inner, 1)
+			v, ok, _ := s.counts.Get(inner, 1)
 			if !ok || v != 1 {
 				t.Errorf("nested sees %v %v", v, ok)
 			}
@@ -233,13 +252,13 @@ func TestNestedWriteJoins(t *testing.T) {
 		if err == nil {
 			t.Errorf("nested error lost")
 		}
-		if v, _, _ := s.counts.GetIn(tx, 2); v != 2 {
+		if v, _, _ := s.counts.Get(tx, 2); v != 2 {
 			t.Errorf("failed nested write left counts[2]=%d", v)
 		}
-		if ok, _ := s.counts.HasIn(tx, 3); ok {
+		if has(s.counts, tx, 3) {
 			t.Errorf("failed nested write left counts[3]")
 		}
-		if n, _ := s.users.LenIn(tx); n != 0 {
+		if s.users.Len(tx) != 0 {
 			t.Errorf("failed nested write left users")
 		}
 		return s.counts.Put(tx, 4, 4)
@@ -250,12 +269,10 @@ func TestNestedWriteJoins(t *testing.T) {
 	if mp.Records() != 1 {
 		t.Fatalf("%d records, want 1 (nested writes join)", mp.Records())
 	}
-	var got []int64
-	s.counts.Scan(func(k, v int64) bool { got = append(got, k); return true })
-	if fmt.Sprint(got) != "[1 2 4]" {
+	if got := keysOf(s.counts.All(s.Latest())); fmt.Sprint(got) != "[1 2 4]" {
 		t.Fatalf("keys %v", got)
 	}
-	if s.users.Len() != 0 {
+	if s.users.Len(s.Latest()) != 0 {
 		t.Fatal("users written")
 	}
 }
@@ -268,8 +285,8 @@ func TestTxDeadAfterWrite(t *testing.T) {
 	if err := s.counts.Put(saved, 1, 1); !errors.Is(err, ErrTxDone) {
 		t.Fatalf("Put on a finished Tx: %v", err)
 	}
-	if _, _, err := s.counts.GetIn(saved, 1); !errors.Is(err, ErrTxDone) {
-		t.Fatalf("GetIn on a finished Tx: %v", err)
+	if err := readPanic(func() { s.counts.Get(saved, 1) }); !errors.Is(err, ErrTxDone) {
+		t.Fatalf("Get on a finished Tx panicked with %v, want ErrTxDone", err)
 	}
 	if err := s.Write(saved.Context(), func(*Tx) error { return nil }); !errors.Is(err, ErrTxDone) {
 		t.Fatalf("Write with a finished Tx's context: %v", err)
@@ -333,7 +350,7 @@ func TestOpsCoalesce(t *testing.T) {
 		t.Fatalf("records %q, want [%q]", recs, want)
 	}
 	// A transaction with no writes writes nothing.
-	mustWrite(t, s.Store, func(tx *Tx) error { _, _, err := s.users.GetIn(tx, "a"); return err })
+	mustWrite(t, s.Store, func(tx *Tx) error { _, _, err := s.users.Get(tx, "a"); return err })
 	if len(records(t, mp)) != 1 {
 		t.Fatal("read-only transaction wrote a record")
 	}
@@ -355,8 +372,8 @@ func TestPersistenceFailure(t *testing.T) {
 		if !errors.Is(err, ErrFailed) {
 			t.Fatalf("store took a write after failing: %v", err)
 		}
-		if s.counts.Len() != 1 {
-			t.Fatalf("reads: %d counts", s.counts.Len())
+		if s.counts.Len(s.Latest()) != 1 {
+			t.Fatalf("reads: %d counts", s.counts.Len(s.Latest()))
 		}
 	})
 	t.Run("wal", func(t *testing.T) {
@@ -382,15 +399,15 @@ func TestPersistenceFailure(t *testing.T) {
 		if st := s.Stats(); st.Commits != 1 || st.Groups != 1 || st.Aborts != 1 {
 			t.Fatalf("stats after the failure: %d commits, %d groups, %d aborts; want 1, 1, 1", st.Commits, st.Groups, st.Aborts)
 		}
-		if s.counts.Len() != 1 || !s.counts.Has(0) {
-			t.Fatalf("reads after failure: %d counts", s.counts.Len())
+		if s.counts.Len(s.Latest()) != 1 || !has(s.counts, s.Latest(), 0) {
+			t.Fatalf("reads after failure: %d counts", s.counts.Len(s.Latest()))
 		}
 		// Reopening gives exactly what was durable.
 		s.Close()
 		s2 := openTestStore(t, Options{Dir: "/d", FS: mem.CrashClone(3)})
 		defer s2.Close()
-		if s2.counts.Len() > 2 || !s2.counts.Has(0) {
-			t.Fatalf("after reopen: %d counts", s2.counts.Len())
+		if s2.counts.Len(s2.Latest()) > 2 || !has(s2.counts, s2.Latest(), 0) {
+			t.Fatalf("after reopen: %d counts", s2.counts.Len(s2.Latest()))
 		}
 	})
 }
@@ -407,7 +424,7 @@ func TestTooLargeRecord(t *testing.T) {
 		t.Fatalf("Write: %v", err)
 	}
 	mustWrite(t, s, func(tx *Tx) error { return blobs.Put(tx, "small", []byte("x")) })
-	if blobs.Len() != 1 {
+	if blobs.Len(s.Latest()) != 1 {
 		t.Fatal("store broken after a rejected record")
 	}
 }
@@ -537,7 +554,7 @@ func TestWriteAsync(t *testing.T) {
 				t.Fatalf("commit %d done before commit %d", i, j)
 			}
 		}
-		if v, ok, _ := s.counts.Get(int64(i)); !ok || v != int64(i) {
+		if v, ok, _ := s.counts.Get(s.Latest(), int64(i)); !ok || v != int64(i) {
 			t.Fatalf("after commit %d is durable, readers see %d, %v", i, v, ok)
 		}
 		if c.Err() != nil {
@@ -552,7 +569,7 @@ func TestWriteAsync(t *testing.T) {
 	if c, err := s.WriteAsync(ctx, func(tx *Tx) error { s.counts.Put(tx, 99, 1); return boom }); c != nil || !errors.Is(err, boom) {
 		t.Fatalf("a failing write: %v, %v", c, err)
 	}
-	if s.counts.Has(99) {
+	if has(s.counts, s.Latest(), 99) {
 		t.Fatal("a failed WriteAsync left its write")
 	}
 	err := s.Write(ctx, func(tx *Tx) error {

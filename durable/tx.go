@@ -9,51 +9,6 @@ import (
 	"slices"
 )
 
-// Reader is a consistent state to read collections in: a *View (a
-// committed, durable version) or a *Tx (the transaction's working state,
-// its own writes included).
-type Reader interface {
-	readState(s *Store, id int) (readState, error)
-}
-
-// readState is what a read of one collection looks at, newest first: a
-// transaction's own ops, the forming group's layer (top), layers (oldest
-// first: each a group's writes, per collection), then the tree. Only a
-// Tx has ops and top; a View has the layers of durable groups not yet
-// applied to its trees.
-type readState struct {
-	ops    any
-	top    any
-	layers [][]any
-	tree   any
-}
-
-// View is an immutable version of every collection of a store, as of one
-// committed transaction whose record is durable. Holding a View keeps its
-// version readable; it never changes.
-type View struct {
-	seq   uint64
-	trees []any // one per collection, indexed by collection id; never mutated
-	// layers are the writes of the durable groups not yet applied to
-	// trees, oldest first (see Store.applier); never mutated.
-	layers [][]any
-	store  *Store
-}
-
-// Seq returns the log sequence number of the last transaction the view
-// reflects (0: none since the log began, or a restored snapshot).
-func (v *View) Seq() uint64 { return v.seq }
-
-func (v *View) readState(s *Store, id int) (readState, error) {
-	if v.store != s {
-		return readState{}, fmt.Errorf("durable: view of another store")
-	}
-	if id >= len(v.trees) {
-		return readState{}, fmt.Errorf("%w: not open", ErrClosed)
-	}
-	return readState{layers: v.layers, tree: v.trees[id]}, nil
-}
-
 // opEnt is one key a transaction touched: its final state (the coalesced
 // effect of every Put and Delete of the key).
 type opEnt[K cmp.Ordered] struct {
@@ -181,9 +136,11 @@ func (c *Collection[K, V]) appendOps(dst []byte, o any) []byte {
 }
 
 // Tx is a transaction: the working state of one Store.Write. Its Puts and
-// Deletes are visible to reads in it (GetIn(tx, ...)) and are recorded as
-// ops, coalesced to the final state of each key. A Tx belongs to the
-// goroutine running the Write's function and is dead once it returns.
+// Deletes are visible to reads in it (Get(tx, ...), All(tx), ...) and are
+// recorded as ops, coalesced to the final state of each key. If an
+// iterator over it meets a value its codec cannot decode, the transaction
+// fails: the Write returns that error and nothing commits. A Tx belongs to
+// the goroutine running the Write's function and is dead once it returns.
 //
 // A transaction's writes stay in its ops until it commits (the write lock
 // is held): reads in it look at its ops, then at the store's head (see
@@ -195,6 +152,7 @@ type Tx struct {
 	parent context.Context
 	ctx    context.Context // made on demand by Context
 	done   bool
+	err    error // a read's failure (see Collection.All): the Write fails with it
 }
 
 type txKey struct{}
@@ -217,13 +175,22 @@ func txFrom(ctx context.Context) *Tx {
 // readState returns the head of collection id with the transaction's own
 // writes on top (see Store.w).
 func (tx *Tx) readState(s *Store, id int) (readState, error) {
-	if tx.s != s {
-		return readState{}, fmt.Errorf("durable: transaction of another store")
-	}
-	if tx.done {
-		return readState{}, ErrTxDone
+	switch {
+	case tx == nil:
+		return readState{}, fmt.Errorf("%w: nil Tx", errMisuse)
+	case tx.s != s:
+		return readState{}, fmt.Errorf("%w: Tx of another store", errMisuse)
+	case tx.done:
+		return readState{}, fmt.Errorf("%w: %w", errMisuse, ErrTxDone)
 	}
 	return readState{ops: tx.ops[id], top: s.w.forming[id], layers: s.w.pending, tree: s.w.trees[id]}, nil
+}
+
+// fail makes the transaction fail with err (the first error wins).
+func (tx *Tx) fail(err error) {
+	if tx.err == nil {
+		tx.err = err
+	}
 }
 
 // writable returns the transaction's ops of collection id, for a write.
@@ -271,6 +238,9 @@ func (tx *Tx) nested(fn func(*Tx) error) (err error) {
 		}
 	}()
 	err = fn(tx)
+	if err == nil {
+		err = tx.err
+	}
 	ok = err == nil
 	return err
 }

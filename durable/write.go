@@ -11,7 +11,9 @@ import (
 //
 //   - If fn returns an error, nothing is applied or written and Write
 //     returns that error. If fn panics, nothing is applied or written, and
-//     the panic goes on up through Write unchanged.
+//     the panic goes on up through Write unchanged. If an iterator in fn
+//     (Collection.All, From) stopped at a value it could not decode, Write
+//     returns that error, and nothing is applied or written.
 //   - A transaction with no Put or Delete writes nothing.
 //   - Writers are serialized while fn runs and its record is queued; the
 //     lock is not held while waiting for the disk: the records of the
@@ -159,8 +161,10 @@ func (s *Store) queueLocked(tx *Tx) (*Commit, error) {
 	return &Commit{g: g}, nil
 }
 
-// run calls r's fn. If fn panics, it undoes the transaction and records
-// the panic in r, for its writer to raise again.
+// run calls r's fn; the transaction fails with fn's error, else with the
+// error an iterator in it recorded (see Tx.fail). If fn panics, it undoes
+// the transaction and records the panic in r, for its writer to raise
+// again.
 func (s *Store) run(tx *Tx, r *writeReq) error {
 	defer func() {
 		if p := recover(); p != nil {
@@ -170,5 +174,8 @@ func (s *Store) run(tx *Tx, r *writeReq) error {
 			r.panicked, r.panicVal = true, p
 		}
 	}()
-	return r.fn(tx)
+	if err := r.fn(tx); err != nil {
+		return err
+	}
+	return tx.err
 }

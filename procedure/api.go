@@ -100,7 +100,7 @@ func (e *Engine) claimNonce(ctx context.Context, nonce string) (*nonceWait, ID, 
 			continue
 		}
 		// Not in flight: committed (durable) or never seen.
-		id, ok, err := e.nonces.Get(nonce)
+		id, ok, err := e.nonces.Get(e.store.Latest(), nonce)
 		if err != nil {
 			e.mu.Unlock()
 			return nil, 0, fmt.Errorf("procedure: nonce %q: %w", nonce, err)
@@ -117,16 +117,16 @@ func (e *Engine) claimNonce(ctx context.Context, nonce string) (*nonceWait, ID, 
 }
 
 func (e *Engine) submitOnce(ctx context.Context, ti *typeInfo, data []byte, opts SubmitOptions) (ID, error) {
-	// The commit is not cancelled halfway: once handed to the committers,
+	// The commit is not cancelled halfway: once handed to the committer,
 	// it is waited for, so that Submit never returns an unknown outcome.
-	c := e.newCommit()
+	c := e.pipeline.newCommit()
 	c.kind, c.ti, c.sdata, c.sopts, c.done = kindSubmit, ti, data, opts, make(chan struct{})
-	if !e.send(c) {
+	if !e.pipeline.send(c) {
 		return 0, e.notRunning()
 	}
 	<-c.done
 	id, err := c.id, c.err
-	e.freeCommit(c) // afterBatch is done with it once done is closed
+	e.pipeline.freeCommit(c) // afterBatch is done with it once done is closed
 	return id, err
 }
 
@@ -145,7 +145,7 @@ func (e *Engine) liveLocked(r durable.Reader, id ID) (*proc, error) {
 // notLiveLocked explains why id is not a live procedure: finished, or
 // unknown.
 func (e *Engine) notLiveLocked(r durable.Reader, id ID) error {
-	b, ok, err := e.procsC.GetIn(r, uint64(id))
+	b, ok, err := e.procsC.Get(r, uint64(id))
 	if err != nil {
 		return err
 	}
@@ -291,8 +291,13 @@ func (e *Engine) afterFailedAdmin(c *commit, err error) error {
 // In a running tree, id and its unfinished descendants finish at once,
 // as succeeded (a step of theirs still running is discarded when it
 // returns; its context is cancelled with cause ErrBypassed), and every
-// ancestor of id is bypassed too: it runs no further state, and finishes
-// once its other children have (the root then completes the tree). So
+// ancestor of id is bypassed too: it runs no further state, its timeout
+// is cleared, and it finishes once its other children have (the root then
+// completes the tree, as succeeded but bypassed; its result keeps its own
+// Bypass). Bypassing the root completes the tree at once, whatever its
+// procedures were doing (running a step, waiting for locks, an event, a
+// timer or children), and lets go of their locks, lock requests, timers
+// and event waits. So
 // nothing builds on work that never happened, and siblings still running
 // finish their work. Wait on any of them returns a Result whose Err
 // matches ErrBypassed. In a tree that is rolling back, the rollback of
@@ -442,7 +447,7 @@ func (e *Engine) Ack(ctx context.Context, id ID) error {
 	}
 	var expiry int64
 	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
-		b, ok, err := e.procsC.GetIn(tx, uint64(id))
+		b, ok, err := e.procsC.Get(tx, uint64(id))
 		if err != nil {
 			return err
 		}
@@ -581,10 +586,7 @@ func (e *Engine) overlayLocked(in *Info) {
 // retries, quarantine, children). Children of a finished tree are gone
 // (ErrNotFound); so is a root whose result expired.
 func (e *Engine) Get(id ID) (Info, error) {
-	b, ok, err := e.procsC.Get(uint64(id))
-	if err != nil {
-		return Info{}, err
-	}
+	b, ok, _ := e.procsC.Get(e.store.Latest(), uint64(id)) // Bytes values: no decoding error
 	if !ok {
 		return Info{}, fmt.Errorf("%w: procedure %d", ErrNotFound, id)
 	}
@@ -599,14 +601,13 @@ func (e *Engine) Get(id ID) (Info, error) {
 // and finished roots whose results are kept), by id.
 func (e *Engine) List() ([]Info, error) {
 	var out []Info
-	err := e.procsC.Scan(func(k uint64, b []byte) bool {
+	for k, b := range e.procsC.All(e.store.Latest()) { // Bytes values: no decoding error
 		out = append(out, e.infoOf(ID(k), b))
-		return true
-	})
+	}
 	e.mu.Lock()
 	for i := range out {
 		e.overlayLocked(&out[i])
 	}
 	e.mu.Unlock()
-	return out, err
+	return out, nil
 }

@@ -53,14 +53,10 @@ func checkNoTrace(t *testing.T, w *world, root ID, ids []ID) {
 	if err != nil || in.Completed.IsZero() {
 		t.Fatalf("root %d not completed: %+v %v", root, in, err)
 	}
-	err = w.e.procsC.Scan(func(k uint64, b []byte) bool {
+	for k, b := range w.e.procsC.All(w.store.Latest()) {
 		if r, err := decodeRecord(b); err == nil && r.root == root && ID(k) != root {
 			t.Errorf("record of procedure %d (%v) of completed tree %d left behind", k, r.status, root)
 		}
-		return true
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	waitFor(t, "the run queue to drain", func() bool { return w.e.q.len() == 0 })
 	mine := map[ID]bool{}

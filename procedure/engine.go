@@ -169,6 +169,7 @@ type Engine struct {
 
 	q         *runQueue
 	state     atomic.Int32
+	ownsStore bool // Start opened the store, so Stop closes it
 	failErr   atomic.Pointer[error]
 	failedCh  chan struct{} // closed when the engine failed
 	ctx       context.Context
@@ -176,14 +177,7 @@ type Engine struct {
 	workersWG sync.WaitGroup // workers
 	bgWG      sync.WaitGroup // monitor and sweeper
 
-	// commitCh feeds the committers. commitMu orders sends before its
-	// close: senders hold it shared and check commitClosed.
-	commitCh     chan *commit
-	commitMu     sync.RWMutex
-	recPool      sync.Pool // *recWrites, one per batch being applied
-	commitPool   sync.Pool // *commit
-	commitClosed bool
-	committersWG sync.WaitGroup
+	pipeline *commitPipeline // makes steps, rollback steps and submissions durable
 
 	workers struct {
 		sync.Mutex
@@ -244,7 +238,7 @@ type proc struct {
 	// Runtime state, guarded by Engine.mu.
 	committed  bool // the record that created it is durable
 	queued     bool // in the run queue, or parked for a retry (retryTimer)
-	running    bool
+	running    bool // held by a worker, or by its step's commit: at most one at a time
 	retries    int
 	lastErr    string
 	quarantine string // why this procedure cannot be loaded ("" if it can)
@@ -397,30 +391,28 @@ func New(store *durable.Store, opts Options) *Engine {
 	opts.ensureDefaults()
 	u64 := durable.CodecFunc(encodeU64, decodeU64)
 	e := &Engine{
-		store:      store,
-		recPool:    sync.Pool{New: func() any { return new(recWrites) }},
-		commitPool: sync.Pool{New: func() any { return new(commit) }},
-		opts:       opts,
-		log:        opts.Logger,
-		procsC:     durable.NewCollection[uint64, []byte](store, opts.Name+".procs", durable.Bytes()),
-		nonces:     durable.NewCollection[string, uint64](store, opts.Name+".nonces", u64),
-		meta:       durable.NewCollection[string, uint64](store, opts.Name+".meta", u64),
-		events:     durable.NewCollection[string, uint64](store, opts.Name+".events", u64),
-		locks:      newLockTable(),
-		lockWaits:  map[*lockReq]lockWait{},
-		eventWait:  map[string]map[*proc]struct{}{},
-		woken:      map[string]map[*proc]struct{}{},
-		types:      map[string]*typeInfo{},
-		q:          newRunQueue(),
-		failedCh:   make(chan struct{}),
-		procs:      map[ID]*proc{},
-		trees:      map[ID]*tree{},
-		waiters:    map[ID][]*waiter{},
-		watchers:   map[ID][]chan struct{}{},
-		nonceIn:    map[string]*nonceWait{},
-		timers:     map[*engineTimer]struct{}{},
+		store:     store,
+		opts:      opts,
+		log:       opts.Logger,
+		procsC:    durable.NewCollection[uint64, []byte](store, opts.Name+".procs", durable.Bytes()),
+		nonces:    durable.NewCollection[string, uint64](store, opts.Name+".nonces", u64),
+		meta:      durable.NewCollection[string, uint64](store, opts.Name+".meta", u64),
+		events:    durable.NewCollection[string, uint64](store, opts.Name+".events", u64),
+		locks:     newLockTable(),
+		lockWaits: map[*lockReq]lockWait{},
+		eventWait: map[string]map[*proc]struct{}{},
+		woken:     map[string]map[*proc]struct{}{},
+		types:     map[string]*typeInfo{},
+		q:         newRunQueue(),
+		failedCh:  make(chan struct{}),
+		procs:     map[ID]*proc{},
+		trees:     map[ID]*tree{},
+		waiters:   map[ID][]*waiter{},
+		watchers:  map[ID][]chan struct{}{},
+		nonceIn:   map[string]*nonceWait{},
+		timers:    map[*engineTimer]struct{}{},
 	}
-	e.commitCh = make(chan *commit, opts.MaxCommits)
+	e.pipeline = newCommitPipeline(e)
 	e.workers.all = map[*worker]struct{}{}
 	return e
 }
@@ -440,13 +432,23 @@ func (e *Engine) Store() *durable.Store { return e.store }
 
 func (e *Engine) now() int64 { return e.opts.Clock.Now().UnixNano() }
 
-// Start recovers the procedures in the store (which must be open): it
-// loads them, rebuilds their trees' rollback stacks, quarantines what
-// cannot be loaded, runs the AfterReplay hooks, and then starts the
-// workers, the stuck-worker monitor and the result sweeper.
+// Start opens the engine's store if the program has not opened it yet
+// (then the engine owns it, and Stop closes it), and recovers the
+// procedures in it: it loads them, rebuilds their trees' rollback stacks,
+// quarantines what cannot be loaded, runs the AfterReplay hooks, and then
+// starts the workers, the stuck-worker monitor and the result sweeper.
+// Register the types, and every collection of the store, before. If
+// Start fails, nothing runs and a store it opened is closed again.
+//
+// With several engines on one store (Options.Name), the program opens
+// the store before their Starts and closes it after their Stops.
 func (e *Engine) Start(ctx context.Context) error {
 	if !e.state.CompareAndSwap(engNew, engRunning) {
 		return errors.New("procedure: engine already started")
+	}
+	if err := e.openStore(ctx); err != nil {
+		e.state.Store(engStopped)
+		return err
 	}
 	// Before load: timers armed by load (a deadline that passed while the
 	// engine was down) may fire as soon as it lets go of the lock.
@@ -457,10 +459,12 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.mu.Lock()
 		e.stopTimersLocked()
 		e.mu.Unlock()
+		if e.ownsStore {
+			e.store.Close()
+		}
 		return err
 	}
-	e.committersWG.Add(1)
-	go e.committer()
+	e.pipeline.start()
 	for range e.opts.Workers {
 		e.startWorker(false)
 	}
@@ -473,19 +477,35 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
+// openStore opens the store unless the program has opened it
+// (durable.ErrAlreadyOpen), and notes whether the engine owns it.
+func (e *Engine) openStore(ctx context.Context) error {
+	err := e.store.Open(ctx)
+	switch {
+	case err == nil:
+		e.ownsStore = true
+		return nil
+	case errors.Is(err, durable.ErrAlreadyOpen):
+		return nil
+	}
+	return fmt.Errorf("procedure: open store: %w", err)
+}
+
 // Stop stops the engine: workers take no more work, the context of the
 // steps running is cancelled, and Stop waits for them and for their
 // commits. A step that returns an error (or yields) while the engine
-// stops is dropped, not failed: it runs again after a restart. Stop does
-// not close the store.
-func (e *Engine) Stop() {
+// stops is dropped, not failed: it runs again after a restart. Then, if
+// Start opened the store, Stop closes it and returns the error of its
+// Close; a store the program opened stays open. Stop on an engine
+// stopped already returns nil.
+func (e *Engine) Stop() error {
 	if !e.state.CompareAndSwap(engRunning, engStopping) {
 		if e.state.CompareAndSwap(engNew, engStopped) {
-			return
+			return nil
 		}
 		// Stopping already, or failed: still wait for the workers.
 		if e.state.Load() == engStopped {
-			return
+			return nil
 		}
 	}
 	if e.cancel != nil {
@@ -497,16 +517,16 @@ func (e *Engine) Stop() {
 	e.mu.Unlock()
 	e.workersWG.Wait()
 	// The workers are gone: no more steps. The commits queued are made
-	// (or failed, if the store failed), then the committers exit.
-	e.commitMu.Lock()
-	if !e.commitClosed {
-		e.commitClosed = true
-		close(e.commitCh)
-	}
-	e.commitMu.Unlock()
-	e.committersWG.Wait()
+	// (or failed, if the store failed), then the committer exits.
+	e.pipeline.close()
 	e.bgWG.Wait()
-	e.state.Store(engStopped)
+	if !e.state.CompareAndSwap(engStopping, engStopped) {
+		return nil // another Stop got here first
+	}
+	if e.ownsStore {
+		return e.store.Close()
+	}
+	return nil
 }
 
 func (e *Engine) running() bool { return e.state.Load() == engRunning }
@@ -613,13 +633,13 @@ func (env *Env) Logger() *slog.Logger { return env.e.log }
 // returns, the engine commits one transaction that runs every recorded fn
 // in order and then stores the procedure's new state: all of it is
 // durable, or none. Read what a write depends on inside fn, with the
-// collections' GetIn(tx, ...): fn sees the transaction's state, which no
+// collections' Get(tx, ...): fn sees the transaction's state, which no
 // other step can change before it commits, while a read made in the step
 // itself may be stale by then (two steps that both read a balance outside
 // and write it back inside lose one update):
 //
 //	env.Write(func(tx *durable.Tx) error {
-//		bal, _, err := accounts.GetIn(tx, from)
+//		bal, _, err := accounts.Get(tx, from)
 //		if err != nil {
 //			return err
 //		}

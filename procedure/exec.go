@@ -133,7 +133,7 @@ func (e *Engine) ensureData(p *proc) bool {
 // reloadData replaces p's data by the stored one, dropping what a step
 // that persisted nothing changed. The caller holds p.
 func (e *Engine) reloadData(p *proc) {
-	b, ok, err := e.procsC.Get(uint64(p.id))
+	b, ok, err := e.procsC.Get(e.store.Latest(), uint64(p.id))
 	var r *record
 	if err == nil && ok {
 		r, err = decodeRecord(b)
@@ -185,7 +185,7 @@ func (e *Engine) callRollback(env *Env, p *proc, state int64) (err error) {
 
 // forwardStep runs one Execute of p (held by this worker), or its
 // OnTimeout if its timeout passed, and hands its commit to the
-// committers, so that the worker is free while the commit waits for the
+// committer, so that the worker is free while the commit waits for the
 // disk. p stays held until the commit is durable: its next step never
 // starts before. First it takes the locks the step needs (needLocks: it
 // holds none yet), all or none; if it cannot, p is parked without a
@@ -203,25 +203,10 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 	}
 	var lockErr error
 	if needLocks {
-		ls, err := e.lockSet(p, state)
-		lockErr = err
-		if err == nil && len(ls) > 0 {
-			e.mu.Lock()
-			req, ok := e.acquireLocked(p, ls, lockWait{p: p})
-			switch {
-			case !ok:
-				p.sched().stepLocks, p.lockWaiting = req, true
-				e.changedLocked(p.id)
-			case p.typ.holdLocks:
-				p.sched().holdLocks = req
-			default:
-				p.sched().stepLocks = req
-			}
-			e.mu.Unlock()
-			if !ok {
-				e.endStep(p, info, parkLocks, nil)
-				return
-			}
+		var parked bool
+		if lockErr, parked = e.takeStepLocks(p, state); parked {
+			e.endStep(p, info, parkLocks, nil)
+			return
 		}
 	}
 	if cause := context.Cause(ctx); errors.Is(cause, ErrBypassed) || errors.Is(cause, ErrAborted) {
@@ -231,6 +216,59 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 		return
 	}
 	env := &Env{e: e, id: p.id, parent: p.parent, root: t.root.id, timedOut: timeout}
+	nx, err := e.runStep(ctx, w, env, p, state, timeout, lockErr)
+	if !e.running() {
+		// Stopping: drop the step; it runs again after a restart.
+		e.endStep(p, info, endPlain, nil)
+		return
+	}
+	if err == nil {
+		nx, err = e.checkNext(p, state, nx)
+	}
+	if err == nil && h.FailStep != nil {
+		err = h.FailStep(info)
+	}
+	if err == nil && nx.kind == nextYield {
+		e.reloadData(p)
+		e.endStep(p, info, yieldBack, nil)
+		return
+	}
+	if err != nil && IsRetryable(err) && e.retryAttempt(p) {
+		// Nothing of the attempt commits: no store write per retry.
+		e.reloadData(p)
+		e.endStep(p, info, retryLater, err)
+		return
+	}
+	e.pipeline.send(e.stepCommit(p, info, nx, err, timeout, lockErr != nil, env))
+}
+
+// takeStepLocks takes the locks p's step of state needs, all or none. If
+// it cannot, p's request waits in the lock table and parked is true. An
+// error computing them (the type's Locks) fails the step.
+func (e *Engine) takeStepLocks(p *proc, state int64) (lockErr error, parked bool) {
+	ls, err := e.lockSet(p, state)
+	if err != nil || len(ls) == 0 {
+		return err, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	req, ok := e.acquireLocked(p, ls, lockWait{p: p})
+	switch {
+	case !ok:
+		p.sched().stepLocks, p.lockWaiting = req, true
+	case p.typ.holdLocks:
+		p.sched().holdLocks = req
+	default:
+		p.sched().stepLocks = req
+	}
+	e.changedLocked(p.id) // Info.Locks or WaitingForLocks changed
+	return nil, !ok
+}
+
+// runStep calls p's Execute, or its OnTimeout for a passed timeout, with
+// the worker marked busy for the stuck-worker monitor. A step whose locks
+// could not be computed (lockErr) fails with that error without running.
+func (e *Engine) runStep(ctx context.Context, w *worker, env *Env, p *proc, state int64, timeout timeoutKind, lockErr error) (Next, error) {
 	start := time.Now()
 	w.busy.Store(start.UnixNano())
 	var next Next
@@ -247,59 +285,54 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 	w.busy.Store(0)
 	env.closed.Store(true)
 	p.typ.stats.latency.observe(took)
-	if !e.running() {
-		// Stopping: drop the step; it runs again after a restart.
-		e.endStep(p, info, endPlain, nil)
-		return
-	}
-	if err == nil {
-		switch next.kind {
-		case nextGoTo, nextAgain, nextDone, nextYield:
-		case nextEvent:
-			err = checkEventName(next.event)
-		case nextSleep:
-			if next.until.IsZero() {
-				next.until = e.opts.Clock.Now().Add(next.sleep)
-			}
-		case nextSpawn:
-			for _, ch := range next.children {
-				if ch.t == nil {
-					err = errors.New("procedure: Spawn with a zero Child")
-				} else if ch.err != nil {
-					err = ch.err
-				} else if e.types[ch.t.name] != ch.t {
-					err = fmt.Errorf("procedure: child type %s is not registered on this engine", ch.t.name)
-				}
-				if err != nil {
-					break
-				}
-			}
-		default:
-			err = fmt.Errorf("procedure: %s state %s returned a zero Next", p.typeName, p.typ.stateName(state))
+	return next, err
+}
+
+// checkNext checks the Next a step returned (an event's name, a Spawn's
+// children), and resolves a Sleep's duration to a time on the engine's
+// clock.
+func (e *Engine) checkNext(p *proc, state int64, next Next) (Next, error) {
+	switch next.kind {
+	case nextGoTo, nextAgain, nextDone, nextYield:
+	case nextEvent:
+		return next, checkEventName(next.event)
+	case nextSleep:
+		if next.until.IsZero() {
+			next.until = e.opts.Clock.Now().Add(next.sleep)
 		}
-	}
-	if err == nil && h.FailStep != nil {
-		err = h.FailStep(info)
-	}
-	if err == nil && next.kind == nextYield {
-		e.reloadData(p)
-		e.endStep(p, info, yieldBack, nil)
-		return
-	}
-	if err != nil && IsRetryable(err) {
-		e.mu.Lock()
-		retry := !t.ts.pastPONR && (p.typ.retry.Attempts == 0 || p.retries < p.typ.retry.Attempts)
-		e.mu.Unlock()
-		if retry {
-			// Nothing of the attempt commits: no store write per retry.
-			e.reloadData(p)
-			e.endStep(p, info, retryLater, err)
-			return
+	case nextSpawn:
+		for _, ch := range next.children {
+			switch {
+			case ch.t == nil:
+				return next, errors.New("procedure: Spawn with a zero Child")
+			case ch.err != nil:
+				return next, ch.err
+			case e.types[ch.t.name] != ch.t:
+				return next, fmt.Errorf("procedure: child type %s is not registered on this engine", ch.t.name)
+			}
 		}
+	default:
+		return next, fmt.Errorf("procedure: %s state %s returned a zero Next", p.typeName, p.typ.stateName(state))
 	}
-	c := e.newCommit()
-	c.kind, c.p, c.t, c.info, c.state = kindStep, p, t, info, state
-	c.next, c.stepErr, c.timeoutKind, c.notRun = next, err, timeout, lockErr != nil
+	return next, nil
+}
+
+// retryAttempt reports whether a step of p that returned a Retryable
+// error is retried later (not past the point of no return, attempts
+// left) rather than failed.
+func (e *Engine) retryAttempt(p *proc) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !p.t.ts.pastPONR && (p.typ.retry.Attempts == 0 || p.retries < p.typ.retry.Attempts)
+}
+
+// stepCommit returns the commit of p's step: its outcome (next, or its
+// failure err; notRun: it failed before Execute ran), its recorded
+// writes and signals if it succeeded, and p's encoded data.
+func (e *Engine) stepCommit(p *proc, info StepInfo, next Next, err error, timeout timeoutKind, notRun bool, env *Env) *commit {
+	c := e.pipeline.newCommit()
+	c.kind, c.p, c.t, c.info, c.state = kindStep, p, p.t, info, info.State
+	c.next, c.stepErr, c.timeoutKind, c.notRun = next, err, timeout, notRun
 	if err == nil {
 		c.writes, c.signals = env.writes, env.signals
 		if env.timeout > 0 {
@@ -314,7 +347,7 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 	} else {
 		c.data = b
 	}
-	e.send(c)
+	return c
 }
 
 type endHow int
@@ -373,7 +406,12 @@ func (e *Engine) endStep(p *proc, info StepInfo, how endHow, err error) {
 // pushEntryLocked adds state to p's executed states, at the top of the
 // tree's rollback stack, unless p's last executed state is the same one
 // and did not spawn children: a state run again (Again, or a GoTo to
-// itself) is one entry, rolled back once.
+// itself) is one entry, rolled back once. It runs inside the commit
+// function, and the store runs commit functions one at a time, so the
+// stack's index order is the commit order of the tree's steps (whichever
+// of its procedures made them). The state whose Execute failed gets an
+// entry too (it may have done part of its work), unless the step failed
+// before Execute ran (commit.notRun).
 func (e *Engine) pushEntryLocked(p *proc, state int64, spawn bool) {
 	es := p.ps.entries
 	if n := len(es); n > 0 && es[n-1].state == state && !es[n-1].spawn {
@@ -561,7 +599,7 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 	if h.StepStart != nil {
 		h.StepStart(info)
 	}
-	c := e.newCommit()
+	c := e.pipeline.newCommit()
 	c.kind, c.p, c.t, c.info, c.state = kindRollback, top, t, info, state
 	if !skip {
 		if !e.ensureData(top) {
@@ -572,7 +610,8 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 		need := top.typ.locks != nil && top.rd().holdLocks == nil && t.rbLocks == nil
 		e.mu.Unlock()
 		if need {
-			// The rollback of a state takes the locks its Execute took.
+			// The rollback of a state takes the locks its Execute took
+			// (a procedure that holds its locks has them already).
 			ls, err := e.lockSet(top, state)
 			if err != nil {
 				e.retryRollback(t, top, state, err, info)
@@ -598,7 +637,7 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 			return
 		}
 	}
-	e.send(c)
+	e.pipeline.send(c)
 }
 
 // keptLocked reports whether p's states are left unrolled when its tree

@@ -90,9 +90,7 @@ func TestTooLargeStepFails(t *testing.T) {
 			t.Fatalf("%d: %+v", id, r)
 		}
 	}
-	n := 0
-	w.kv.Scan(func(k, v string) bool { n++; return true })
-	if n != 36*3 {
+	if n := w.kv.Len(w.s.Latest()); n != 36*3 {
 		t.Fatalf("%d metadata keys, want %d", n, 36*3)
 	}
 	// Wait returns once a result is durable; the engine lets go of the

@@ -366,12 +366,12 @@ func (w *world) wait(id ID) Result {
 func (w *world) fx(root ID) []string {
 	var out []string
 	prefix := fmt.Sprintf("fx/%d/", root)
-	w.kv.Scan(func(k, v string) bool {
-		if strings.HasPrefix(k, prefix) {
-			out = append(out, k)
+	for k := range w.kv.From(w.store.Latest(), prefix) {
+		if !strings.HasPrefix(k, prefix) {
+			break
 		}
-		return true
-	})
+		out = append(out, k)
+	}
 	return out
 }
 

@@ -13,93 +13,136 @@ import (
 // hooks run, and the runnable work queued. Finished roots are only noted
 // for the sweeper. A tree that cannot be loaded whole is quarantined,
 // visibly and alone: the others load and run.
+//
+// It scans the procedures collection once, in id order; the durable
+// store's snapshots bound the log, so start-up reads only the live
+// procedures and kept results.
 func (e *Engine) load(ctx context.Context) error {
 	start := time.Now()
-	hwm, _, err := e.meta.Get(metaNextID)
+	v := e.store.Latest()
+	hwm, _, err := e.meta.Get(v, metaNextID)
 	if err != nil {
 		return fmt.Errorf("procedure: load: %w", err)
 	}
-	var maxID uint64
-	var order []*tree // trees in root id order (the scan's)
-	results := 0
+	l := &loader{e: e}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err = e.procsC.Scan(func(k uint64, b []byte) bool {
-		maxID = max(maxID, k)
-		id := ID(k)
-		r, derr := decodeRecord(b)
-		if derr != nil {
-			// The record itself is unreadable: it stays as it is, alone.
-			p := &proc{id: id, committed: true, quarantine: fmt.Sprintf("undecodable record: %v", derr)}
-			t := &tree{root: p, procs: []*proc{p}, quarantine: fmt.Sprintf("procedure %d: %s", id, p.quarantine)}
-			p.t = t
-			e.procs[id], e.trees[id] = p, t
-			order = append(order, t)
-			return true
-		}
-		if r.parent == 0 && r.completed != 0 {
-			e.results.add(id, e.expiry(r.completed, r.acked))
-			results++
-			return true
-		}
-		p := &proc{id: id, parent: r.parent, typ: e.types[r.typ], typeName: r.typ, version: r.version,
-			created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
-			ps: pstate{status: r.status, aborted: r.aborted, next: r.next, steps: r.steps, entries: r.entries,
-				updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked}}
-		if r.wait.kind != 0 || r.timeout != 0 || len(r.locks) > 0 || r.stepTimeout != 0 {
-			p.ps.ext = &pext{wait: r.wait, timeout: r.timeout, locks: r.locks, stepTimeout: r.stepTimeout}
-		}
-		switch {
-		case p.typ == nil:
-			p.quarantine = fmt.Sprintf("unknown type %q", r.typ)
-			p.raw = slices.Clone(r.data)
-		default:
-			d, err := e.decodeData(p.typ, r.version, r.data)
-			if err != nil {
-				p.quarantine = err.Error()
-				p.raw = slices.Clone(r.data)
-			} else {
-				p.data, p.version = d, p.typ.version
-			}
-		}
-		e.procs[id] = p
-		if r.parent == 0 {
-			if r.root != id {
-				p.quarantine = fmt.Sprintf("root procedure names root %d", r.root)
-			}
-			t := &tree{root: p, procs: []*proc{p}}
-			p.t = t
-			e.trees[id] = t
-			order = append(order, t)
-			return true
-		}
-		t := e.trees[r.root]
-		if t == nil {
-			// Ids grow, so a root is always scanned before its
-			// descendants: this one's root is gone.
-			t = &tree{quarantine: fmt.Sprintf("root %d missing", r.root)}
-			e.trees[r.root] = t
-			order = append(order, t)
-		}
-		p.t = t
-		t.procs = append(t.procs, p)
-		return true
-	})
-	if err != nil {
+	for k, b := range e.procsC.All(v) { // Bytes values: no decoding error
+		l.record(k, b)
+	}
+	e.nextID = max(hwm, l.maxID+1)
+	e.hwm = hwm
+	live, quarantined := l.check()
+	now := e.opts.Clock.Now()
+	quarantined += l.restoreLocks(now)
+	if err := l.queue(now.UnixNano()); err != nil {
 		return fmt.Errorf("procedure: load: %w", err)
 	}
-	e.nextID = max(hwm, maxID+1)
-	e.hwm = hwm
-	live, quarantined := 0, 0
-	for _, t := range order {
+	e.stats.recovered.Store(int64(live))
+	e.stats.recoverTime.Store(int64(time.Since(start)))
+	e.log.Info("procedure: recovered", "live", live, "trees", len(l.order), "quarantined", quarantined,
+		"results", l.results, "took", time.Since(start))
+	_ = ctx
+	return nil
+}
+
+// loader is one run of load: the trees found by its scan, and the steps
+// that follow it. Its methods run under the engine's lock.
+type loader struct {
+	e       *Engine
+	order   []*tree // trees in root id order (the scan's)
+	maxID   uint64  // the largest id of a record
+	results int     // finished roots (kept results)
+}
+
+// record loads the record of procedure k: a kept result is only noted
+// for the sweeper, a live procedure joins its tree (a root starts one). A
+// record that does not decode, or whose data does not, quarantines its
+// tree.
+func (l *loader) record(k uint64, b []byte) {
+	e := l.e
+	l.maxID = max(l.maxID, k)
+	id := ID(k)
+	r, derr := decodeRecord(b)
+	if derr != nil {
+		// The record itself is unreadable: it stays as it is, alone.
+		p := &proc{id: id, committed: true, quarantine: fmt.Sprintf("undecodable record: %v", derr)}
+		t := &tree{root: p, procs: []*proc{p}, quarantine: fmt.Sprintf("procedure %d: %s", id, p.quarantine)}
+		p.t = t
+		e.procs[id], e.trees[id] = p, t
+		l.order = append(l.order, t)
+		return
+	}
+	if r.parent == 0 && r.completed != 0 {
+		e.results.add(id, e.expiry(r.completed, r.acked))
+		l.results++
+		return
+	}
+	p := l.proc(id, r)
+	e.procs[id] = p
+	if r.parent == 0 {
+		if r.root != id {
+			p.quarantine = fmt.Sprintf("root procedure names root %d", r.root)
+		}
+		t := &tree{root: p, procs: []*proc{p}}
+		p.t = t
+		e.trees[id] = t
+		l.order = append(l.order, t)
+		return
+	}
+	t := e.trees[r.root]
+	if t == nil {
+		// Ids grow, so a root is always scanned before its
+		// descendants: this one's root is gone.
+		t = &tree{quarantine: fmt.Sprintf("root %d missing", r.root)}
+		e.trees[r.root] = t
+		l.order = append(l.order, t)
+	}
+	p.t = t
+	t.procs = append(t.procs, p)
+}
+
+// proc returns the live procedure r stores, with its data decoded
+// (through its type's upgrade if it is older), or quarantined with its
+// raw data if its type is unknown or its data does not decode.
+func (l *loader) proc(id ID, r *record) *proc {
+	e := l.e
+	p := &proc{id: id, parent: r.parent, typ: e.types[r.typ], typeName: r.typ, version: r.version,
+		created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
+		ps: pstate{status: r.status, aborted: r.aborted, next: r.next, steps: r.steps, entries: r.entries,
+			updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked}}
+	if r.wait.kind != 0 || r.timeout != 0 || len(r.locks) > 0 || r.stepTimeout != 0 {
+		p.ps.ext = &pext{wait: r.wait, timeout: r.timeout, locks: r.locks, stepTimeout: r.stepTimeout}
+	}
+	if p.typ == nil {
+		p.quarantine = fmt.Sprintf("unknown type %q", r.typ)
+		p.raw = slices.Clone(r.data)
+		return p
+	}
+	d, err := e.decodeData(p.typ, r.version, r.data)
+	if err != nil {
+		p.quarantine = err.Error()
+		p.raw = slices.Clone(r.data)
+	} else {
+		p.data, p.version = d, p.typ.version
+	}
+	return p
+}
+
+// check checks every loaded tree (checkTree) and runs the
+// AfterReplay hooks of those that pass. It returns the live procedures
+// and the trees quarantined.
+func (l *loader) check() (live, quarantined int) {
+	e := l.e
+	for _, t := range l.order {
 		live += len(t.procs)
 		if t.quarantine == "" {
-			if reason := e.checkTreeLocked(t); reason != "" {
+			if reason := l.checkTree(t); reason != "" {
 				t.quarantine = reason
 			}
 		}
 		if t.quarantine == "" {
-			e.replayLocked(t)
+			l.replay(t)
 		}
 		if t.quarantine != "" {
 			quarantined++
@@ -110,10 +153,16 @@ func (e *Engine) load(ctx context.Context) error {
 			e.log.Error("procedure: tree quarantined on load; it will not run", "root", id, "procedures", len(t.procs), "reason", t.quarantine)
 		}
 	}
-	// Locks held across steps are held again before anything runs, by
-	// every tree (a quarantined one keeps what it held).
-	now := e.opts.Clock.Now()
-	for _, t := range order {
+	return live, quarantined
+}
+
+// restoreLocks holds again the locks held across steps, before anything
+// runs, by every tree (a quarantined one keeps what it held). A tree
+// whose locks cannot be restored is quarantined; it returns how many
+// were.
+func (l *loader) restoreLocks(now time.Time) (quarantined int) {
+	e := l.e
+	for _, t := range l.order {
 		for _, p := range t.procs {
 			if len(p.ps.locks()) == 0 {
 				continue
@@ -130,14 +179,21 @@ func (e *Engine) load(ctx context.Context) error {
 			p.sched().holdLocks = req
 		}
 	}
-	// Queue work only once everything is loaded: ids of procedures created
-	// from now on must not collide, and the hooks have run.
-	for _, t := range order {
+	return quarantined
+}
+
+// queue resumes the waits of the trees that can run and queues their
+// work: a failed tree's rollback, the others' runnable procedures. It
+// runs only once everything is loaded: ids of procedures created from
+// then on must not collide, and the hooks have run.
+func (l *loader) queue(now int64) error {
+	e := l.e
+	for _, t := range l.order {
 		if t.quarantine != "" {
 			continue
 		}
-		if err := e.resumeWaitsLocked(t, now.UnixNano()); err != nil {
-			return fmt.Errorf("procedure: load: %w", err)
+		if err := l.resumeWaits(t, now); err != nil {
+			return err
 		}
 		if t.ts.failed {
 			t.rbQueued = true
@@ -151,25 +207,22 @@ func (e *Engine) load(ctx context.Context) error {
 			}
 		}
 	}
-	e.stats.recovered.Store(int64(live))
-	e.stats.recoverTime.Store(int64(time.Since(start)))
-	e.log.Info("procedure: recovered", "live", live, "trees", len(order), "quarantined", quarantined,
-		"results", results, "took", time.Since(start))
-	_ = ctx
 	return nil
 }
 
-// resumeWaitsLocked picks up where t's procedures were waiting: a
+// resumeWaits picks up where t's procedures were waiting: a
 // procedure suspended on an event that is signalled, or on a time that
 // has passed, is runnable; the others wait again (their timers armed at
-// the stored wall-clock times); timeouts are armed, and one that passed
-// fires at once.
-func (e *Engine) resumeWaitsLocked(t *tree, now int64) error {
+// the stored wall-clock times, so a restart neither restarts nor
+// shortens a wait: nothing fires before its time); timeouts are armed,
+// and one that passed while the engine was down fires at once.
+func (l *loader) resumeWaits(t *tree, now int64) error {
+	e := l.e
 	for _, p := range t.procs {
 		if p.ps.status == Suspended {
 			switch w := p.ps.wait(); w.kind {
 			case waitEvent:
-				_, set, err := e.events.Get(w.event)
+				_, set, err := e.events.Get(e.store.Latest(), w.event)
 				if err != nil {
 					return err
 				}
@@ -194,12 +247,13 @@ func (e *Engine) resumeWaitsLocked(t *tree, now int64) error {
 	return nil
 }
 
-// checkTreeLocked checks a loaded tree and derives its state: parents,
+// checkTree checks a loaded tree and derives its state: parents,
 // types, the rollback stack (every index from 0 to its size exactly once,
 // in each procedure's order of execution), which procedures wait for
 // children, whether it is failed or past its point of no return. It
 // returns why the tree cannot run, or "".
-func (e *Engine) checkTreeLocked(t *tree) string {
+func (l *loader) checkTree(t *tree) string {
+	e := l.e
 	n := 0
 	for _, p := range t.procs {
 		if p.quarantine != "" {
@@ -271,9 +325,10 @@ func (e *Engine) checkTreeLocked(t *tree) string {
 	return ""
 }
 
-// replayLocked runs the AfterReplay hooks of a loaded tree. A panicking
+// replay runs the AfterReplay hooks of a loaded tree. A panicking
 // hook quarantines the tree.
-func (e *Engine) replayLocked(t *tree) {
+func (l *loader) replay(t *tree) {
+	e := l.e
 	for _, p := range t.procs {
 		if p.typ.afterReplay == nil || p.data == nil {
 			continue

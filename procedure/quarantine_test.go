@@ -189,7 +189,7 @@ func TestUndecodableRecord(t *testing.T) {
 	if r := w.wait(other); r.Err() != nil {
 		t.Fatal(r.Err())
 	}
-	if b, _, _ := w.e.procsC.Get(uint64(id)); string(b) != "\x09\x09\x09" {
+	if b, _, _ := w.e.procsC.Get(w.store.Latest(), uint64(id)); string(b) != "\x09\x09\x09" {
 		t.Fatal("record changed")
 	}
 }

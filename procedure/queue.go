@@ -18,7 +18,9 @@ type item struct {
 // finished, a rollback) go to the front; new submissions and yields go to
 // the back. It holds only runnable work: a procedure waiting for
 // children, a lock, an event, a time or a retry is parked outside it and
-// pushed to the front when woken.
+// pushed to the front when woken. So nothing that waits holds a worker,
+// and every worker can be busy with work that waits while progress still
+// happens (HBASE-19976).
 //
 // Its size is bounded by the number of live procedures plus live trees:
 // every proc and tree is queued at most once (proc.queued, tree.rbQueued).

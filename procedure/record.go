@@ -382,78 +382,13 @@ func decodeRecord(b []byte) (*record, error) {
 	r.version = d.uint32("type version")
 	r.next = d.varint("state")
 	r.steps = d.uint32("steps")
-	n := d.uvarint("entries")
-	if d.err == nil && n > uint64(len(b)-d.off)/3 { // an entry takes at least 3 bytes
-		d.fail("entries")
-	}
-	if d.err == nil && n > 0 {
-		r.entries = make([]entry, n)
-		for i := range r.entries {
-			r.entries[i].state = d.varint("entry state")
-			r.entries[i].idx = d.uint32("entry index")
-			ef := d.byte("entry flags")
-			r.entries[i].spawn = ef&entrySpawn != 0
-			if ef&^entrySpawn != 0 {
-				d.fail("entry flags")
-			}
-		}
-	}
+	r.entries = d.entries()
 	r.created = d.varint("created")
 	r.updated = d.varint("updated")
 	r.submitter = d.string("submitter")
 	r.nonce = d.string("nonce")
 	r.data = d.bytes("data")
-	if flags&flagErr != 0 {
-		r.err = &Error{Source: d.string("error source"), Message: d.string("error message")}
-	}
-	if flags&flagBypass != 0 {
-		r.bypass = &Bypass{Who: d.string("bypass who"), Why: d.string("bypass why"), At: d.varint("bypass time")}
-	}
-	r.aborted = flags&flagAborted != 0
-	if flags&flagCompleted != 0 {
-		r.completed = d.varint("completed")
-		if d.err == nil && r.completed == 0 {
-			d.fail("completed")
-		}
-	}
-	if flags&flagAcked != 0 {
-		r.acked = d.varint("acked")
-		if d.err == nil && r.acked == 0 {
-			d.fail("acked")
-		}
-	}
-	if flags&flagWait != 0 {
-		switch r.wait.kind = d.byte("wait kind"); r.wait.kind {
-		case waitEvent:
-			r.wait.event = d.string("wait event")
-		case waitTimer:
-			r.wait.until = d.varint("wait until")
-		default:
-			d.fail("wait kind")
-		}
-	}
-	if flags&flagTimeout != 0 {
-		r.timeout = d.varint("timeout")
-		if d.err == nil && r.timeout == 0 {
-			d.fail("timeout")
-		}
-	}
-	if flags&flagLocks != 0 {
-		n := d.uvarint("locks")
-		if d.err == nil && (n == 0 || n > uint64(len(b)-d.off)/2) { // a lock takes at least 2 bytes
-			d.fail("locks")
-		}
-		if d.err == nil {
-			r.locks = make([]Lock, n)
-			for i := range r.locks {
-				r.locks[i].Mode = LockMode(d.byte("lock mode"))
-				r.locks[i].Resource = d.string("lock resource")
-				if d.err == nil && r.locks[i].Mode != Shared && r.locks[i].Mode != Exclusive {
-					d.fail("lock mode")
-				}
-			}
-		}
-	}
+	d.sections(r, flags)
 	switch {
 	case v == recordV2:
 		d.extension(r)
@@ -473,6 +408,92 @@ func decodeRecord(b []byte) (*record, error) {
 		return nil, d.err
 	}
 	return r, nil
+}
+
+// entries decodes a record's rollback-stack entries.
+func (d *recDecoder) entries() []entry {
+	n := d.uvarint("entries")
+	if d.err == nil && n > uint64(len(d.b)-d.off)/3 { // an entry takes at least 3 bytes
+		d.fail("entries")
+	}
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	es := make([]entry, n)
+	for i := range es {
+		es[i].state = d.varint("entry state")
+		es[i].idx = d.uint32("entry index")
+		ef := d.byte("entry flags")
+		es[i].spawn = ef&entrySpawn != 0
+		if ef&^entrySpawn != 0 {
+			d.fail("entry flags")
+		}
+	}
+	return es
+}
+
+// sections decodes the optional sections of a record that flags says
+// are present, in their order.
+func (d *recDecoder) sections(r *record, flags byte) {
+	if flags&flagErr != 0 {
+		r.err = &Error{Source: d.string("error source"), Message: d.string("error message")}
+	}
+	if flags&flagBypass != 0 {
+		r.bypass = &Bypass{Who: d.string("bypass who"), Why: d.string("bypass why"), At: d.varint("bypass time")}
+	}
+	r.aborted = flags&flagAborted != 0
+	if flags&flagCompleted != 0 {
+		r.completed = d.nonZero("completed")
+	}
+	if flags&flagAcked != 0 {
+		r.acked = d.nonZero("acked")
+	}
+	if flags&flagWait != 0 {
+		switch r.wait.kind = d.byte("wait kind"); r.wait.kind {
+		case waitEvent:
+			r.wait.event = d.string("wait event")
+		case waitTimer:
+			r.wait.until = d.varint("wait until")
+		default:
+			d.fail("wait kind")
+		}
+	}
+	if flags&flagTimeout != 0 {
+		r.timeout = d.nonZero("timeout")
+	}
+	if flags&flagLocks != 0 {
+		r.locks = d.locks()
+	}
+}
+
+// nonZero decodes a signed varint that a present section never holds as
+// zero (a time).
+func (d *recDecoder) nonZero(what string) int64 {
+	v := d.varint(what)
+	if d.err == nil && v == 0 {
+		d.fail(what)
+	}
+	return v
+}
+
+// locks decodes a record's locks section (not empty).
+func (d *recDecoder) locks() []Lock {
+	n := d.uvarint("locks")
+	if d.err == nil && (n == 0 || n > uint64(len(d.b)-d.off)/2) { // a lock takes at least 2 bytes
+		d.fail("locks")
+	}
+	if d.err != nil {
+		return nil
+	}
+	ls := make([]Lock, n)
+	for i := range ls {
+		ls[i].Mode = LockMode(d.byte("lock mode"))
+		ls[i].Resource = d.string("lock resource")
+		if d.err == nil && ls[i].Mode != Shared && ls[i].Mode != Exclusive {
+			d.fail("lock mode")
+		}
+	}
+	return ls
 }
 
 // extension decodes the sections added after version 1 into r.

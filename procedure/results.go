@@ -78,7 +78,7 @@ func (e *Engine) notifyLocked(id, root ID, res *Result) {
 // resultOf reads id's durable record: its result if it finished (a
 // completed root, or a child that succeeded).
 func (e *Engine) resultOf(id ID) (Result, bool, error) {
-	b, ok, err := e.procsC.Get(uint64(id))
+	b, ok, err := e.procsC.Get(e.store.Latest(), uint64(id))
 	if err != nil {
 		return Result{}, false, err
 	}
@@ -274,7 +274,7 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 		err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
 			later, deleted = later[:0], 0
 			for _, id := range batch {
-				b, ok, err := e.procsC.GetIn(tx, uint64(id))
+				b, ok, err := e.procsC.Get(tx, uint64(id))
 				if err != nil {
 					return err
 				}
@@ -293,7 +293,7 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 					return err
 				}
 				if r.nonce != "" {
-					if n, ok, _ := e.nonces.GetIn(tx, r.nonce); ok && ID(n) == id {
+					if n, ok, _ := e.nonces.Get(tx, r.nonce); ok && ID(n) == id {
 						if err := e.nonces.Delete(tx, r.nonce); err != nil {
 							return err
 						}

@@ -349,7 +349,7 @@ func TestCorruptStackQuarantined(t *testing.T) {
 			w.open()
 			kid := bad + 1
 			err := w.store.Write(context.Background(), func(tx *durable.Tx) error {
-				b, _, _ := w.e.procsC.GetIn(tx, uint64(kid))
+				b, _, _ := w.e.procsC.Get(tx, uint64(kid))
 				r, err := decodeRecord(b)
 				if err != nil {
 					return err
@@ -736,12 +736,12 @@ func TestSequential(t *testing.T) {
 		t.Fatal(d, err)
 	}
 	n := 0
-	w.kv.Scan(func(k, v string) bool {
-		if strings.HasPrefix(k, "k") {
-			n++
+	for k := range w.kv.From(w.store.Latest(), "k") {
+		if !strings.HasPrefix(k, "k") {
+			break
 		}
-		return true
-	})
+		n++
+	}
 	if n != 4 {
 		t.Fatalf("%d keys", n)
 	}

@@ -268,7 +268,7 @@ func (e *Engine) ResetEvent(ctx context.Context, event string) error {
 			if e.procs[p.id] != p || p.rd().wokenBy != event {
 				continue
 			}
-			b, ok, err := e.procsC.GetIn(tx, uint64(p.id))
+			b, ok, err := e.procsC.Get(tx, uint64(p.id))
 			if err != nil {
 				return err
 			}
@@ -303,7 +303,7 @@ func (e *Engine) ResetEvent(ctx context.Context, event string) error {
 
 // Signalled reports whether the named event is signalled (durably).
 func (e *Engine) Signalled(event string) (bool, error) {
-	_, ok, err := e.events.Get(event)
+	_, ok, err := e.events.Get(e.store.Latest(), event)
 	return ok, err
 }
 

@@ -55,6 +55,7 @@ const semStates = 4
 // semWorld is one process's view: the store's key-value collection, the
 // three types, and what outlives crashes (rollback calls).
 type semWorld struct {
+	s     *durable.Store
 	kv    *durable.Collection[string, string]
 	types map[string]*procedure.Type[int, sem]
 	calls *semCalls
@@ -198,7 +199,7 @@ func (sm semHandler) OnTimeout(ctx context.Context, env *procedure.Env, s int, d
 }
 
 func registerSem(s *durable.Store, e *procedure.Engine, calls *semCalls) *semWorld {
-	w := &semWorld{kv: durable.NewCollection[string, string](s, "kv", nil), types: map[string]*procedure.Type[int, sem]{}, calls: calls}
+	w := &semWorld{s: s, kv: durable.NewCollection[string, string](s, "kv", nil), types: map[string]*procedure.Type[int, sem]{}, calls: calls}
 	w.types[""] = procedure.Register[int, sem](e, "sem", semHandler{semSM{w}}, nil)
 	w.types["plain"] = procedure.Register[int, sem](e, "sem-plain", semSM{w}, nil)
 	w.types["keep"] = procedure.Register[int, sem](e, "sem-keep", semHandler{semSM{w}}, &procedure.TypeOptions[sem]{KeepSucceeded: true})
@@ -208,7 +209,9 @@ func registerSem(s *durable.Store, e *procedure.Engine, calls *semCalls) *semWor
 // keys returns the keys the procedures wrote.
 func (w *semWorld) keys() []string {
 	var out []string
-	w.kv.Scan(func(k, v string) bool { out = append(out, k); return true })
+	for k := range w.kv.All(w.s.Latest()) {
+		out = append(out, k)
+	}
 	return out
 }
 

@@ -57,11 +57,10 @@ func TestConcurrentTransfersKeepTotal(t *testing.T) {
 	}
 
 	total, got := 0, map[string]int{}
-	accounts.Scan(func(k string, v int) bool {
+	for k, v := range accounts.All(s.Latest()) {
 		got[k] = v
 		total += v
-		return true
-	})
+	}
 	if got["ann"] != start-n {
 		t.Errorf("ann has %d after %d one-unit transfers out of %d, want %d", got["ann"], n, start, start-n)
 	}
@@ -73,7 +72,7 @@ func TestConcurrentTransfersKeepTotal(t *testing.T) {
 			t.Errorf("%s has %d, want %d", name, got[name], n/len(to))
 		}
 	}
-	if l := debits.Len(); l != 0 {
+	if l := debits.Len(s.Latest()); l != 0 {
 		t.Errorf("%d debits left open", l)
 	}
 }

@@ -30,9 +30,9 @@ type State interface {
 // metadata writes go through env.Write: they are committed together with
 // the procedure's new state and data, in one transaction, after Execute
 // returns. A write that depends on what it reads (a balance to debit)
-// reads inside its env.Write function, with the collection's GetIn(tx,
-// ...): that read is the transaction's and cannot go stale, and an error
-// it returns fails the step. A read outside (Collection.Get) sees the
+// reads inside its env.Write function, with the collection's Get(tx, ...):
+// that read is the transaction's and cannot go stale, and an error it
+// returns fails the step. A read outside (in Store.Latest()) sees the
 // latest durable state, every earlier step of this procedure included,
 // but other procedures may change it before this step commits: use it
 // only for what no write depends on.

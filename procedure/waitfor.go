@@ -12,10 +12,9 @@ import (
 //	in, err := e.WaitFor(ctx, id, func(in procedure.Info) bool { return in.Status == procedure.Suspended })
 //
 // cond is checked at once and each time the procedure's Info may have
-// changed: its record commits, a step of it starts or ends, it starts
-// waiting for locks, a step or rollback fails and is retried, it
-// finishes. It runs without
-// the engine's lock and must not block. WaitFor returns the context's
+// changed: its record commits, a step of it starts, takes its locks (or
+// waits for them) or ends, a step or rollback fails and is retried, it
+// finishes. It runs without the engine's lock and must not block. WaitFor returns the context's
 // error if ctx ends first, the engine's if it fails, ErrNotFound if the
 // procedure is unknown or gone (a child of a tree that completed), and
 // the Info with an error matching ErrFinished if its tree completed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,5 +68,65 @@ func TestWaitFor(t *testing.T) {
 	}
 	if in, err := e.WaitFor(ctx, id, func(in procedure.Info) bool { return in.Status == procedure.Succeeded }); err != nil || in.ID != id {
 		t.Fatalf("WaitFor succeeded: %+v %v", in, err)
+	}
+}
+
+// lockTable runs one step under an exclusive lock on its table; the step
+// lasts until proceed is closed.
+type lockTable struct{ proceed <-chan struct{} }
+
+func (lockTable) Locks(s int, table *string) []procedure.Lock {
+	return []procedure.Lock{procedure.ExclusiveLock("table/" + *table)}
+}
+
+func (l lockTable) Execute(ctx context.Context, env *procedure.Env, s int, table *string) (procedure.Next, error) {
+	<-l.proceed
+	return procedure.Done(), nil
+}
+
+func (lockTable) Rollback(ctx context.Context, env *procedure.Env, s int, table *string) error {
+	return nil
+}
+
+// WaitFor is told when a step is granted its locks: a condition on
+// Info.Locks holds as soon as the step holds them. The StepStart hook
+// holds the step after it started (which WaitFor is told of) and before
+// it takes its locks, until WaitFor has seen the Info without them.
+func TestWaitForLocksGranted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	started, locking, proceed := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
+	e := procedure.New(s, procedure.Options{Logger: slog.New(slog.DiscardHandler), Hooks: procedure.Hooks{
+		StepStart: func(procedure.StepInfo) { close(started); <-locking },
+	}})
+	typ := procedure.Register[int, string](e, "lock-table", lockTable{proceed}, nil)
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	defer close(proceed)
+
+	id, err := typ.Submit(ctx, "t", procedure.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	checked := make(chan struct{})
+	go func() {
+		<-checked
+		close(locking)
+	}()
+	var once sync.Once
+	in, err := e.WaitFor(ctx, id, func(in procedure.Info) bool {
+		once.Do(func() { close(checked) })
+		return len(in.Locks) > 0
+	})
+	if err != nil || len(in.Locks) != 1 || in.Locks[0] != procedure.ExclusiveLock("table/t") {
+		t.Fatalf("WaitFor the step's locks: %+v %v", in, err)
 	}
 }

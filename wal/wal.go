@@ -312,10 +312,15 @@ func (w *WAL) Append(entries ...Entry) (uint64, error) {
 		return 0, err
 	}
 	w.addWaiterLocked(b)
+	leader := w.takePathLocked(b)
 	w.mu.Unlock()
 	w.stats.noteAppend(len(entries), size)
-	if err := w.waitBatch(context.Background(), b); err != nil {
-		return 0, err
+	if leader {
+		w.lead(b)
+	}
+	<-b.done
+	if b.err != nil {
+		return 0, b.err
 	}
 	return first, nil
 }
@@ -447,31 +452,28 @@ func (w *WAL) kickFlusher() {
 	}
 }
 
-// waitBatch waits until b is durable. If nobody owns the IO path, the
-// caller takes it and writes b itself: a lone writer pays no hand-off.
-func (w *WAL) waitBatch(ctx context.Context, b *batch) error {
-	w.mu.Lock()
-	if w.mu.owner == ownerNone && w.mu.pending == b {
-		w.mu.owner = ownerLeader
-		w.mu.pending = w.newBatchLocked()
-		w.mu.inflight = b
-		w.mu.Unlock()
-		if w.flush(b) {
-			// More formed meanwhile: hand the path to the flusher rather
-			// than keep this caller waiting for other callers' records.
-			w.mu.Lock()
-			w.mu.owner = ownerFlusher
-			w.mu.Unlock()
-			w.kickFlusher()
-		}
-	} else {
-		w.mu.Unlock()
+// takePathLocked makes the caller the owner of the IO path, to write b
+// itself, if nobody owns the path and b is the pending batch; it reports
+// whether it did. A lone writer then pays no hand-off.
+func (w *WAL) takePathLocked(b *batch) bool {
+	if w.mu.owner != ownerNone || w.mu.pending != b {
+		return false
 	}
-	select {
-	case <-b.done:
-		return b.err
-	case <-ctx.Done():
-		return ctx.Err()
+	w.mu.owner = ownerLeader
+	w.mu.pending = w.newBatchLocked()
+	w.mu.inflight = b
+	return true
+}
+
+// lead writes b, for which the caller took the IO path. If more formed
+// meanwhile, it hands the path to the flusher rather than keep the caller
+// waiting for other callers' records.
+func (w *WAL) lead(b *batch) {
+	if w.flush(b) {
+		w.mu.Lock()
+		w.mu.owner = ownerFlusher
+		w.mu.Unlock()
+		w.kickFlusher()
 	}
 }
 
@@ -541,13 +543,26 @@ func (w *WAL) flush(b *batch) (more bool) {
 	w.ioMu.Unlock()
 
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.mu.inflight = nil
 	if writeErr != nil {
 		w.failLocked(writeErr, b)
 		w.mu.owner = ownerNone
+		w.mu.Unlock()
 		return false
 	}
+	more = w.completeLocked(b, seg, sealed, rollErr)
+	w.mu.Unlock()
+	// Wake b's appenders outside mu: those woken first append again while
+	// the rest wake up, instead of queueing on mu behind them.
+	close(b.done)
+	return more
+}
+
+// completeLocked records that b, written to seg, is durable, and that
+// sealed was rolled, unless rollErr says the roll failed (which fails the
+// log). It returns whether the caller keeps the IO path (see flush). The
+// caller closes b.done once it has released mu.
+func (w *WAL) completeLocked(b *batch, seg, sealed *segment, rollErr error) (more bool) {
 	// b is durable, whatever happens to the roll after it.
 	if len(b.buf) > 0 {
 		for _, s := range b.streams {
@@ -566,7 +581,6 @@ func (w *WAL) flush(b *batch) (more bool) {
 		w.stats.segments.Store(int64(len(w.mu.segments)))
 	}
 	b.err = nil
-	close(b.done)
 	if cap(b.buf) <= 4<<20 && len(w.mu.spare) < 4 {
 		w.mu.spare = append(w.mu.spare, b.buf[:0])
 	}
@@ -723,8 +737,13 @@ func (w *WAL) Sync() error {
 		w.mu.Unlock()
 		return nil
 	}
+	leader := w.takePathLocked(target)
 	w.mu.Unlock()
-	return w.waitBatch(context.Background(), target)
+	if leader {
+		w.lead(target)
+	}
+	<-target.done
+	return target.err
 }
 
 // Roll seals the active segment and starts a new one, after writing what is

@@ -427,8 +427,9 @@ func benchDurableRecover(ctx context.Context, dir string, keys, size, replay int
 	}
 	res.RecoverMs = float64(time.Since(start)) / float64(time.Millisecond)
 	defer s.Close()
-	if s.Seq() != want || kv.Len() != keys {
-		return res, fmt.Errorf("recovered seq %d with %d keys, want seq %d with %d keys", s.Seq(), kv.Len(), want, keys)
+	v := s.Latest()
+	if v.Seq() != want || kv.Len(v) != keys {
+		return res, fmt.Errorf("recovered seq %d with %d keys, want seq %d with %d keys", v.Seq(), kv.Len(v), want, keys)
 	}
 	return res, nil
 }

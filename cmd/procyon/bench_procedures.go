@@ -146,25 +146,20 @@ type benchWorld struct {
 	typ  *procedure.Type[int, benchData]
 }
 
-func openProcBench(ctx context.Context, dir string, steps, workers, committers int, block bool, start bool) (*benchWorld, error) {
+// newProcBench builds the bench's store and engine on dir, neither open.
+func newProcBench(dir string, steps, workers, committers int, block bool) *benchWorld {
 	quiet := slog.New(slog.DiscardHandler)
 	w := &benchWorld{s: durable.New(durable.Options{Dir: dir, Logger: quiet})}
 	w.e = procedure.New(w.s, procedure.Options{Workers: workers, Committers: committers, Logger: quiet, SweepInterval: time.Second, ResultTTL: time.Second})
 	w.meta = durable.NewCollection[uint64, []byte](w.s, "bench.meta", durable.Bytes())
 	w.typ = procedure.Register[int, benchData](w.e, "bench", &benchSM{w: w, steps: steps, block: block},
 		&procedure.TypeOptions[benchData]{Codec: benchCodec, HoldLocks: true})
-	if err := w.s.Open(ctx); err != nil {
-		return nil, err
-	}
-	if start {
-		if err := w.e.Start(ctx); err != nil {
-			w.s.Close()
-			return nil, err
-		}
-	}
-	return w, nil
+	return w
 }
 
+// close stops the engine and closes the store, which the bench opened
+// itself (to snapshot it after the engine stopped, or to time its
+// recovery apart from the engine's load).
 func (w *benchWorld) close() {
 	w.e.Stop()
 	w.s.Close()
@@ -216,8 +211,8 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 	} else {
 		var raw float64
 		if *baseline {
-			if raw, err = rawLoop(ctx, filepath.Join(root, "raw"), 64, 1, time.Second); err != nil {
-				return fmt.Errorf("raw fsync baseline: %w", err)
+			if raw, err = rawFsyncsPerSec(ctx, filepath.Join(root, "raw")); err != nil {
+				return err
 			}
 		}
 		res, err = benchProcRun(ctx, data, modes[0], *steps, *workers, *committers, *concurrency, *duration)
@@ -308,8 +303,8 @@ func benchLockModes(ctx context.Context, e *env, parent string, modes []string, 
 	defer cleanup()
 	var raw float64
 	if baseline {
-		if raw, err = rawLoop(ctx, filepath.Join(root, "raw"), 64, 1, time.Second); err != nil {
-			return fmt.Errorf("raw fsync baseline: %w", err)
+		if raw, err = rawFsyncsPerSec(ctx, filepath.Join(root, "raw")); err != nil {
+			return err
 		}
 	}
 	runs := map[string][]procBenchResult{}
@@ -408,11 +403,11 @@ func median(v []float64) float64 {
 
 func benchProcRun(ctx context.Context, dir, locks string, steps, workers, committers, concurrency int, d time.Duration) (procBenchResult, error) {
 	res := procBenchResult{Mode: "run", Locks: locks, Concurrency: concurrency, Steps: steps, Workers: workers}
-	w, err := openProcBench(ctx, dir, steps, workers, committers, false, true)
-	if err != nil {
+	w := newProcBench(dir, steps, workers, committers, false)
+	if err := w.e.Start(ctx); err != nil { // opens the store too
 		return res, err
 	}
-	defer w.close()
+	defer w.e.Stop() // and closes it
 	commits0 := w.s.Stats().Commits
 	cpu0 := processCPU()
 	run := startWorkers(ctx, concurrency, func(c int) worker {
@@ -425,7 +420,7 @@ func benchProcRun(ctx context.Context, dir, locks string, steps, workers, commit
 		}
 	})
 	sleepCtx(ctx, d)
-	err = run.stop()
+	err := run.stop()
 	el := time.Since(run.start)
 	if err != nil {
 		return res, err
@@ -461,11 +456,17 @@ func procHeap() uint64 {
 func benchProcRecover(ctx context.Context, dir string, steps, workers, committers, live, concurrency int) (procBenchResult, error) {
 	res := procBenchResult{Mode: "recover", Steps: steps, Workers: workers, Live: live}
 	t0 := time.Now()
-	w, err := openProcBench(ctx, dir, steps, 1, committers, true, true)
-	if err != nil {
+	w := newProcBench(dir, steps, 1, committers, true)
+	// The store is opened apart from the engine: it is snapshotted once
+	// the engine stopped.
+	if err := w.s.Open(ctx); err != nil {
 		return res, err
 	}
-	err = runEach(ctx, concurrency, int64(live), func(int) func(int64) error {
+	if err := w.e.Start(ctx); err != nil {
+		w.s.Close()
+		return res, err
+	}
+	err := runEach(ctx, concurrency, int64(live), func(int) func(int64) error {
 		return func(i int64) error {
 			_, err := w.typ.Submit(ctx, benchData{Slot: uint32(i), Seq: uint64(i)}, procedure.SubmitOptions{})
 			return err
@@ -486,8 +487,8 @@ func benchProcRecover(ctx context.Context, dir string, steps, workers, committer
 
 	before := procHeap()
 	t1 := time.Now()
-	w, err = openProcBench(ctx, dir, steps, workers, committers, true, false)
-	if err != nil {
+	w = newProcBench(dir, steps, workers, committers, true)
+	if err := w.s.Open(ctx); err != nil {
 		return res, err
 	}
 	res.StoreOpenMs = float64(time.Since(t1)) / float64(time.Millisecond)

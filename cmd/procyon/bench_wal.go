@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	register(command{path: "bench wal", usage: "[flags]", summary: "benchmark the write-ahead log against a raw pwrite+fdatasync loop", run: benchWAL})
+	register(command{path: "bench wal", usage: "[flags]", summary: "benchmark the write-ahead log against one thread writing the same batches (one pwrite + fdatasync)", run: benchWAL})
 }
 
 type walBenchResult struct {
@@ -36,8 +36,13 @@ type walBenchResult struct {
 	SyncUs        float64 `json:"sync_us,omitempty"` // mean time of an fsync
 	P50us         float64 `json:"p50_us,omitempty"`
 	P99us         float64 `json:"p99_us,omitempty"`
+	Baseline      string  `json:"baseline,omitempty"` // what the raw loop does
 	RawK          int     `json:"raw_k,omitempty"`
-	RawPerSec     float64 `json:"raw_appends_per_sec,omitempty"`
+	RawWriteBytes int     `json:"raw_write_bytes,omitempty"`     // bytes of the raw loop's pwrite
+	RawPerSec     float64 `json:"raw_appends_per_sec,omitempty"` // records/s
+	RawSyncUs     float64 `json:"raw_sync_us,omitempty"`         // mean time of the raw loop's fdatasync
+	SyncBusy      float64 `json:"sync_busy,omitempty"`           // share of the log's run spent in fdatasync
+	RawSyncBusy   float64 `json:"raw_sync_busy,omitempty"`       // share of the raw loop's run spent in fdatasync
 	RatioToRaw    float64 `json:"ratio_to_raw,omitempty"`
 	Records       int64   `json:"records,omitempty"`
 	RecordsPerSec float64 `json:"records_per_sec,omitempty"`
@@ -52,7 +57,7 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 	duration := fs.Duration("duration", 3*time.Second, "how long to append")
 	syncMode := fs.Bool("sync", true, "each append waits until durable (false: non-waiting appends, each writer calls Sync every -sync-every records)")
 	syncEvery := fs.Int("sync-every", 4096, "with -sync=false, records between a writer's Sync calls")
-	baseline := fs.Bool("baseline", true, "also run the raw loop (pwrite k records over zeros written ahead, as the log preallocates, then fdatasync; k = writers, or -sync-every with -sync=false) for the same duration, and report the ratio")
+	baseline := fs.Bool("baseline", true, "also run the raw ceiling, half the duration before the log and half after, and report the ratio: one thread, one pwrite of k records (k × (size + 24) bytes, as the log writes them) over zeros written ahead, as the log preallocates, then fdatasync; k = writers, or -sync-every with -sync=false")
 	replay := fs.Bool("replay", false, "measure reopening the log and reading back -records records instead")
 	records := fs.Int("records", 1_000_000, "with -replay, records to write and read back")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
@@ -82,17 +87,20 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 		if !*syncMode {
 			k = *syncEvery
 		}
+		n := k * (*size + walFrameHeader)
+		rawPath := filepath.Join(root, "raw")
+		var before, after rawRun
 		if *baseline {
-			if res.RawPerSec, err = rawLoop(ctx, filepath.Join(root, "raw"), *size, k, *duration); err != nil {
+			// Half before the log and half after: the disk's drift over
+			// the run then cancels to first order.
+			if before, err = rawLoop(ctx, rawPath, n, *duration/2); err != nil {
 				return err
 			}
-			res.RawK = k
 		}
-		raw := res
 		res, err = benchWALAppend(ctx, filepath.Join(root, "log"), *writers, *size, *duration, *syncMode, *syncEvery)
-		res.RawK, res.RawPerSec = raw.RawK, raw.RawPerSec
-		if res.RawPerSec > 0 {
-			res.RatioToRaw = res.AppendsPerSec / res.RawPerSec
+		if err == nil && *baseline {
+			after, err = rawLoop(ctx, rawPath, n, *duration/2)
+			res.setRaw(k, n, before.add(after))
 		}
 	}
 	if err != nil {
@@ -122,7 +130,9 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(tw, "fsync (mean)\t%.0f µs\n", res.SyncUs)
 	fmt.Fprintf(tw, "latency p50 / p99\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
 	if res.RawPerSec > 0 {
-		fmt.Fprintf(tw, "raw loop (k=%d)\t%.0f records/s\n", res.RawK, res.RawPerSec)
+		fmt.Fprintf(tw, "raw ceiling\tone thread: 1 pwrite of k=%d records (%d B) + fdatasync, over preallocated zeros\n", res.RawK, res.RawWriteBytes)
+		fmt.Fprintf(tw, "raw records/s\t%.0f (fdatasync %.0f µs mean)\n", res.RawPerSec, res.RawSyncUs)
+		fmt.Fprintf(tw, "time in fdatasync\tlog %.0f%%, raw %.0f%%\n", 100*res.SyncBusy, 100*res.RawSyncBusy)
 		fmt.Fprintf(tw, "ratio to raw\t%.2f\n", res.RatioToRaw)
 	}
 	return tw.Flush()
@@ -132,45 +142,91 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 // default (wal.Options.Preallocate).
 const rawPrealloc = 1 << 20
 
-// rawLoop is the baseline: one thread, pwrite k records of size bytes at
-// the end of what it wrote, then fdatasync, over zeros written ahead as the
-// log does. It returns records per second.
-func rawLoop(ctx context.Context, path string, size, k int, d time.Duration) (float64, error) {
+// walFrameHeader is the bytes the log adds to each record (wal's frame
+// header). TestRawWriteIsTheLogsBytes checks it against the log's Stats.
+const walFrameHeader = 24
+
+// rawBaseline says in bench wal's output and JSON what the raw loop is.
+const rawBaseline = "one thread: one pwrite of k records (k × (size + 24) bytes, the bytes the log writes for them, unframed) over zeros written ahead, then fdatasync; half the run before the log's, half after"
+
+// rawRun is what a raw loop did.
+type rawRun struct {
+	rounds   int64         // pwrite + fdatasync rounds
+	elapsed  time.Duration // wall time
+	syncTime time.Duration // time in fdatasync
+}
+
+func (r rawRun) add(o rawRun) rawRun {
+	return rawRun{r.rounds + o.rounds, r.elapsed + o.elapsed, r.syncTime + o.syncTime}
+}
+
+// perSec returns the rounds per second.
+func (r rawRun) perSec() float64 { return float64(r.rounds) / r.elapsed.Seconds() }
+
+// rawLoop is the ceiling a group commit is measured against: one thread
+// that writes n bytes with one pwrite at the end of what it wrote, over
+// zeros written ahead as the log preallocates, then fdatasyncs, for d.
+func rawLoop(ctx context.Context, path string, n int, d time.Duration) (rawRun, error) {
+	var run rawRun
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return 0, err
+		return run, err
 	}
 	defer os.Remove(path)
 	defer f.Close()
-	rec := make([]byte, size)
-	var off, allocEnd int64
-	var n int64
+	buf := make([]byte, n)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
 	zeros := make([]byte, rawPrealloc)
+	var off, allocEnd int64
 	start := time.Now()
 	for time.Since(start) < d && ctx.Err() == nil {
-		if end := off + int64(k*size); end > allocEnd {
-			// Zeros ahead, as the log preallocates its segments: the
-			// fdatasync below then has no file-size change to commit
-			// (except the one that makes these zeros durable).
-			for allocEnd < end+rawPrealloc {
-				if _, err := f.WriteAt(zeros, allocEnd); err != nil {
-					return 0, err
-				}
-				allocEnd += rawPrealloc
+		// Zeros ahead, as the log preallocates its segments: the
+		// fdatasync below then has no file-size change to commit (except
+		// the one that makes these zeros durable).
+		for allocEnd < off+int64(n) {
+			if _, err := f.WriteAt(zeros, allocEnd); err != nil {
+				return run, err
 			}
+			allocEnd += rawPrealloc
 		}
-		for range k {
-			if _, err := f.WriteAt(rec, off); err != nil {
-				return 0, err
-			}
-			off += int64(size)
+		if _, err := f.WriteAt(buf, off); err != nil {
+			return run, err
 		}
+		off += int64(n)
+		t := time.Now()
 		if err := unix.Fdatasync(int(f.Fd())); err != nil {
-			return 0, err
+			return run, err
 		}
-		n += int64(k)
+		run.syncTime += time.Since(t)
+		run.rounds++
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	run.elapsed = time.Since(start)
+	return run, nil
+}
+
+// rawFsyncsPerSec is the disk's raw pace for bench procedures: rawLoop
+// with one 64-byte write per fdatasync, for a second.
+func rawFsyncsPerSec(ctx context.Context, path string) (float64, error) {
+	run, err := rawLoop(ctx, path, 64, time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("raw fsync baseline: %w", err)
+	}
+	return run.perSec(), nil
+}
+
+// setRaw records the raw ceiling's run, k records of n bytes in all per
+// round, and the log's ratio to it.
+func (res *walBenchResult) setRaw(k, n int, run rawRun) {
+	if run.rounds == 0 {
+		return
+	}
+	res.Baseline, res.RawK, res.RawWriteBytes = rawBaseline, k, n
+	res.RawPerSec = run.perSec() * float64(k)
+	res.RawSyncUs = us(run.syncTime / time.Duration(run.rounds))
+	res.RawSyncBusy = run.syncTime.Seconds() / run.elapsed.Seconds()
+	res.RatioToRaw = res.AppendsPerSec / res.RawPerSec
 }
 
 func benchWALAppend(ctx context.Context, dir string, writers, size int, d time.Duration, syncMode bool, syncEvery int) (walBenchResult, error) {
@@ -223,6 +279,7 @@ func benchWALAppend(ctx context.Context, dir string, writers, size int, d time.D
 	res.RecordsPerSyn = st.RecordsPerSync
 	if st.Syncs > 0 {
 		res.SyncUs = us(st.SyncTime / time.Duration(st.Syncs))
+		res.SyncBusy = st.SyncTime.Seconds() / secs
 	}
 	res.P50us = us(all.quantile(0.50))
 	res.P99us = us(all.quantile(0.99))

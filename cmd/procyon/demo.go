@@ -365,25 +365,25 @@ func demoTableNamed(name string) demoTable {
 	return demoTable{}
 }
 
-// demoStore opens the demo's store and engine on dir (not started).
-func demoStore(ctx context.Context, dir string, opts procedure.Options, tOpts tables.Options) (*durable.Store, *procedure.Engine, *tables.Catalog, error) {
+// demoStore builds the demo's store, engine and catalog on dir, neither
+// open nor started.
+func demoStore(dir string, opts procedure.Options, tOpts tables.Options) (*durable.Store, *procedure.Engine, *tables.Catalog) {
 	quiet := slog.New(slog.DiscardHandler)
 	s := durable.New(durable.Options{Dir: dir, Logger: quiet})
 	opts.Logger = quiet
 	e := procedure.New(s, opts)
 	c := tables.Register(s, e, tOpts)
-	if err := s.Open(ctx); err != nil {
-		return nil, nil, nil, err
-	}
-	return s, e, c, nil
+	return s, e, c
 }
 
 // verify opens the data directory the engines left and checks that every
 // procedure ended as it had to, the metadata agrees, and nothing
 // acknowledged was lost.
 func (d *demoRun) verify(ctx context.Context) error {
-	s, e, c, err := demoStore(ctx, d.dir, procedure.Options{}, tables.Options{})
-	if err != nil {
+	// Only the store is opened: the engine is there to read results, not
+	// to run anything.
+	s, e, c := demoStore(d.dir, procedure.Options{}, tables.Options{})
+	if err := s.Open(ctx); err != nil {
 		return fmt.Errorf("open %s to check it: %w", d.dir, err)
 	}
 	defer s.Close()
@@ -434,7 +434,7 @@ func (d *demoRun) verify(ctx context.Context) error {
 	if in, err := e.Get(d.snapID); err != nil {
 		check(false, "snapshot-table #%d: %v", d.snapID, err)
 	} else {
-		m, ok, _ := c.Snapshots.Get("demo/" + demoSnapTable)
+		m, ok, _ := c.Snapshots.Get(e.Store().Latest(), "demo/"+demoSnapTable)
 		check(in.Status == procedure.Succeeded && ok && m.Regions == demoTableNamed(demoSnapTable).regions,
 			"snapshot #%-3d of %s succeeded; manifest lists its %d regions", d.snapID, demoSnapTable, m.Regions)
 		check(d.contended, "snapshot #%d waited for table/%s while create-table #%d held it exclusively (exclusive vs shared)", d.snapID, demoSnapTable, d.ids[demoSnapTable])
@@ -445,7 +445,7 @@ func (d *demoRun) verify(ctx context.Context) error {
 	if in, err := e.Get(d.compID); err != nil {
 		check(false, "compact-table #%d: %v", d.compID, err)
 	} else {
-		rec, ok, _ := c.Compactions.Get(demoCompactTable)
+		rec, ok, _ := c.Compactions.Get(e.Store().Latest(), demoCompactTable)
 		check(in.Status == procedure.Succeeded && ok && !rec.Ran.Before(rec.Due) && rec.Due.Equal(d.compDue) && d.compDue.After(d.killAt),
 			"compaction #%-3d of %s slept across the crash: due %s (after the kill at %s), ran at %s, not before",
 			d.compID, demoCompactTable, d.since(rec.Due.UnixNano()), d.since(d.killAt.UnixNano()), d.since(rec.Ran.UnixNano()))
@@ -547,15 +547,11 @@ func demoChild(ctx context.Context, e *env, mode, dir string, delay time.Duratio
 		}
 		emit("commit %d %d %d %s %s %d %d", time.Now().UnixNano(), info.ID, info.Root, info.Type, stateName(info.Type, info.State), rb, info.Step)
 	}}}
-	s, eng, c, err := demoStore(ctx, dir, opts, tables.Options{StepDelay: delay})
-	if err != nil {
+	_, eng, c := demoStore(dir, opts, tables.Options{StepDelay: delay})
+	if err := eng.Start(ctx); err != nil { // opens the store too
 		return err
 	}
-	defer s.Close()
-	if err := eng.Start(ctx); err != nil {
-		return err
-	}
-	defer eng.Stop()
+	defer eng.Stop() // and closes it
 	switch mode {
 	case "run":
 		ids := map[string]procedure.ID{}

@@ -62,10 +62,11 @@ func TestBackupRestoreVerbs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if v, ok, _ := users.Get("bob"); !ok || v != "Bob" || users.Len() != 2 {
-		t.Fatalf("restored users: %q %v, %d", v, ok, users.Len())
+	latest := s.Latest()
+	if v, ok, _ := users.Get(latest, "bob"); !ok || v != "Bob" || users.Len(latest) != 2 {
+		t.Fatalf("restored users: %q %v, %d", v, ok, users.Len(latest))
 	}
-	if v, ok, _ := ids.Get(-7); !ok || len(v) != 3 {
+	if v, ok, _ := ids.Get(latest, -7); !ok || len(v) != 3 {
 		t.Fatalf("restored ids: %v %v", v, ok)
 	}
 }

@@ -58,7 +58,8 @@ func TestBenchWALJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &m); err != nil {
 			t.Fatalf("%v: not one JSON object: %v\n%s", args, err, out)
 		}
-		keys := []string{"appends_per_sec", "mb_per_sec", "syncs_per_sec", "records_per_sync", "p50_us", "p99_us", "raw_appends_per_sec"}
+		keys := []string{"appends_per_sec", "mb_per_sec", "syncs_per_sec", "records_per_sync", "p50_us", "p99_us",
+			"raw_appends_per_sec", "raw_sync_us", "sync_busy", "raw_sync_busy", "ratio_to_raw"}
 		if m["mode"] == "replay" {
 			keys = []string{"records_per_sec", "records"}
 			if m["records"].(float64) != 5000 {
@@ -70,10 +71,39 @@ func TestBenchWALJSON(t *testing.T) {
 				t.Errorf("%v: %s = %v", args, k, m[k])
 			}
 		}
+		if m["mode"] == "replay" {
+			continue
+		}
+		// The baseline is one write of k records (k = writers, or
+		// -sync-every), each as many bytes as the log writes for it.
+		k := 4.0
+		if m["sync"] == false {
+			k = 4096
+		}
+		if m["raw_k"] != k || m["raw_write_bytes"] != k*(256+walFrameHeader) || m["baseline"] != rawBaseline {
+			t.Errorf("%v: raw_k %v, raw_write_bytes %v, baseline %q; want %v, %v, %q",
+				args, m["raw_k"], m["raw_write_bytes"], m["baseline"], k, k*(256+walFrameHeader), rawBaseline)
+		}
 	}
 	// The benchmark removes what it wrote.
 	if _, err := os.Stat(parent); !os.IsNotExist(err) {
 		t.Fatalf("bench left %s behind", parent)
+	}
+}
+
+// TestRawWriteIsTheLogsBytes checks that the raw baseline writes per
+// record the bytes the log writes: the record and its frame header.
+func TestRawWriteIsTheLogsBytes(t *testing.T) {
+	w, err := wal.Open(t.TempDir(), wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Append(wal.Entry{Data: make([]byte, 100)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Stats().Bytes; got != 100+walFrameHeader {
+		t.Fatalf("the log wrote %d bytes for a 100-byte record; walFrameHeader says %d", got, 100+walFrameHeader)
 	}
 }
 

@@ -79,7 +79,7 @@ func (p *snapshotTable) Execute(ctx context.Context, env *procedure.Env, s SnapS
 	}
 	switch s {
 	case SnapCheck:
-		t, ok, err := c.Tables.Get(d.Table)
+		t, ok, err := c.Tables.Get(c.store.Latest(), d.Table)
 		if err != nil {
 			return procedure.Next{}, err
 		}
@@ -90,7 +90,8 @@ func (p *snapshotTable) Execute(ctx context.Context, env *procedure.Env, s SnapS
 	case SnapFlush:
 		return procedure.WaitEvent(SnapManifest, FlushedEvent(d.Table)), nil
 	case SnapManifest:
-		t, ok, err := c.Tables.Get(d.Table)
+		v := c.store.Latest()
+		t, ok, err := c.Tables.Get(v, d.Table)
 		if err != nil {
 			return procedure.Next{}, err
 		}
@@ -99,7 +100,7 @@ func (p *snapshotTable) Execute(ctx context.Context, env *procedure.Env, s SnapS
 		}
 		m := Manifest{Table: d.Table, Regions: t.Regions}
 		for i := range t.Regions {
-			r, _, err := c.Regions.Get(RegionKey(d.Table, i))
+			r, _, err := c.Regions.Get(v, RegionKey(d.Table, i))
 			if err != nil {
 				return procedure.Next{}, err
 			}

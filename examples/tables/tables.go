@@ -64,6 +64,7 @@ type Catalog struct {
 	// Engine runs the catalog's procedures: wait for them with
 	// Engine.Wait (and decode with the type's Result).
 	Engine *procedure.Engine
+	store  *durable.Store
 	opts   Options
 }
 
@@ -85,6 +86,7 @@ func Register(s *durable.Store, e *procedure.Engine, opts Options) *Catalog {
 	}
 	c := &Catalog{
 		Engine:      e,
+		store:       s,
 		Tables:      durable.NewCollection[string, Table](s, "tables", nil),
 		Regions:     durable.NewCollection[string, Region](s, "regions", nil),
 		Snapshots:   durable.NewCollection[string, Manifest](s, "snapshots", nil),
@@ -164,7 +166,7 @@ func (p *createTable) Execute(ctx context.Context, env *procedure.Env, s CreateS
 		if d.Name == "" || strings.Contains(d.Name, "/") || d.Regions < 1 || d.Regions > 1000 {
 			return procedure.Next{}, fmt.Errorf("tables: bad table %q with %d regions", d.Name, d.Regions)
 		}
-		if _, ok, err := c.Tables.Get(d.Name); err != nil {
+		if _, ok, err := c.Tables.Get(c.store.Latest(), d.Name); err != nil {
 			return procedure.Next{}, err
 		} else if ok {
 			return procedure.Next{}, fmt.Errorf("%w: %s", ErrExists, d.Name)
@@ -175,7 +177,7 @@ func (p *createTable) Execute(ctx context.Context, env *procedure.Env, s CreateS
 		env.Write(func(tx *durable.Tx) error {
 			// Checked again in the commit: another create may have won
 			// since Prepare.
-			if old, ok, err := c.Tables.GetIn(tx, t.Name); err != nil {
+			if old, ok, err := c.Tables.Get(tx, t.Name); err != nil {
 				return err
 			} else if ok && old.Creator != t.Creator {
 				return fmt.Errorf("%w: %s", ErrExists, t.Name)
@@ -192,15 +194,16 @@ func (p *createTable) Execute(ctx context.Context, env *procedure.Env, s CreateS
 	case CreateEnable:
 		name := d.Name
 		d.Servers = d.Servers[:0]
+		v := c.store.Latest()
 		for i := range d.Regions {
-			r, _, err := c.Regions.Get(RegionKey(name, i))
+			r, _, err := c.Regions.Get(v, RegionKey(name, i))
 			if err != nil {
 				return procedure.Next{}, err
 			}
 			d.Servers = append(d.Servers, r.Server)
 		}
 		env.Write(func(tx *durable.Tx) error {
-			t, _, err := c.Tables.GetIn(tx, name)
+			t, _, err := c.Tables.Get(tx, name)
 			if err != nil {
 				return err
 			}
@@ -219,7 +222,7 @@ func (p *createTable) Rollback(ctx context.Context, env *procedure.Env, s Create
 		name, id := d.Name, env.ID()
 		env.Write(func(tx *durable.Tx) error {
 			// Only our own table.
-			if t, ok, err := c.Tables.GetIn(tx, name); err != nil || !ok || t.Creator != id {
+			if t, ok, err := c.Tables.Get(tx, name); err != nil || !ok || t.Creator != id {
 				return err
 			}
 			return c.Tables.Delete(tx, name)
@@ -314,7 +317,7 @@ func (p *createRegion) Rollback(ctx context.Context, env *procedure.Env, s Regio
 	switch s {
 	case RegionOpen: // close it: back to assigned
 		env.Write(func(tx *durable.Tx) error {
-			r, ok, err := c.Regions.GetIn(tx, key)
+			r, ok, err := c.Regions.Get(tx, key)
 			if err != nil || !ok {
 				return err
 			}
@@ -337,12 +340,14 @@ type Snapshot struct {
 // creators' procedure ids, which differ from run to run.
 func (c *Catalog) Snapshot() Snapshot {
 	s := Snapshot{Tables: map[string]Table{}, Regions: map[string]Region{}}
-	c.Tables.Scan(func(k string, t Table) bool {
+	v := c.store.Latest()
+	for k, t := range c.Tables.All(v) {
 		t.Creator = 0
 		s.Tables[k] = t
-		return true
-	})
-	c.Regions.Scan(func(k string, r Region) bool { s.Regions[k] = r; return true })
+	}
+	for k, r := range c.Regions.All(v) {
+		s.Regions[k] = r
+	}
 	return s
 }
 

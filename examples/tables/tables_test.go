@@ -47,21 +47,21 @@ func TestCreateTableRollback(t *testing.T) {
 	proctest.RollbackAndDoubleExecution(t, harness(tables.CreateTable{Name: "users", Regions: 3}))
 }
 
-// startCatalog opens an in-memory store with a catalog and starts its
-// engine; both are closed when the test ends.
+// startCatalog starts an engine with a catalog on an in-memory store
+// (Start opens it); both are closed when the test ends.
 func startCatalog(t *testing.T, opts tables.Options) (*procedure.Engine, *tables.Catalog) {
 	t.Helper()
 	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence()})
 	e := procedure.New(s, procedure.Options{})
 	c := tables.Register(s, e, opts)
-	if err := s.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Stop)
+	t.Cleanup(func() {
+		if err := e.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
 	return e, c
 }
 
@@ -82,7 +82,7 @@ func TestCreateTableResult(t *testing.T) {
 	if err := c.Snapshot().Verify(true); err != nil {
 		t.Fatal(err)
 	}
-	if tb, _, _ := c.Tables.Get("t"); tb.Regions != 4 || tb.State != "enabled" {
+	if tb, _, _ := c.Tables.Get(c.Engine.Store().Latest(), "t"); tb.Regions != 4 || tb.State != "enabled" {
 		t.Fatalf("%+v", tb)
 	}
 }
@@ -107,14 +107,14 @@ func TestSnapshotTableRecovery(t *testing.T) {
 			return c.Snap.Submit(ctx, tables.SnapshotTable{Table: "users", Name: "s1"}, procedure.SubmitOptions{Nonce: "snap"})
 		},
 		State: func(c *tables.Catalog) any {
-			m, _, _ := c.Snapshots.Get("s1")
+			m, _, _ := c.Snapshots.Get(c.Engine.Store().Latest(), "s1")
 			return struct {
 				Catalog  tables.Snapshot
 				Manifest tables.Manifest
 			}{c.Snapshot(), m}
 		},
 		Check: func(t testing.TB, c *tables.Catalog, r procedure.Result) {
-			if m, ok, _ := c.Snapshots.Get("s1"); !ok || m.Regions != 2 || len(m.Servers) != 2 {
+			if m, ok, _ := c.Snapshots.Get(c.Engine.Store().Latest(), "s1"); !ok || m.Regions != 2 || len(m.Servers) != 2 {
 				t.Fatalf("manifest %+v %v", m, ok)
 			}
 		},
@@ -159,7 +159,7 @@ func TestSnapshotAndCompaction(t *testing.T) {
 	if _, err := c.Snap.Result(c.Engine.Wait(ctx, snap)); err != nil {
 		t.Fatal(err)
 	}
-	if m, ok, _ := c.Snapshots.Get("t-1"); !ok || m.Regions != 3 {
+	if m, ok, _ := c.Snapshots.Get(c.Engine.Store().Latest(), "t-1"); !ok || m.Regions != 3 {
 		t.Fatalf("manifest %+v", m)
 	}
 	r, err := c.Compact.Result(c.Engine.Wait(ctx, comp))

@@ -78,6 +78,7 @@ func (s *service) snapshot() map[string]int {
 }
 
 type world struct {
+	s   *durable.Store
 	kv  *durable.Collection[string, string]
 	svc *service
 	typ *procedure.Type[int, string]
@@ -96,7 +97,7 @@ func harness(sloppy, forgetful bool) proctest.Harness[*world] {
 	svc := &service{calls: map[string]int{}}
 	return proctest.Harness[*world]{
 		Setup: func(s *durable.Store, e *procedure.Engine) *world {
-			w := &world{kv: durable.NewCollection[string, string](s, "kv", nil), svc: svc}
+			w := &world{s: s, kv: durable.NewCollection[string, string](s, "kv", nil), svc: svc}
 			w.typ = procedure.Register[int, string](e, "three", procedure.StateMachineFuncs[int, string]{
 				Exec: func(ctx context.Context, env *procedure.Env, s int, d *string) (procedure.Next, error) {
 					switch s {
@@ -144,7 +145,9 @@ func harness(sloppy, forgetful bool) proctest.Harness[*world] {
 		},
 		State: func(w *world) any {
 			e := env{KV: map[string]string{}, Calls: w.svc.snapshot()}
-			w.kv.Scan(func(k, v string) bool { e.KV[k] = v; return true })
+			for k, v := range w.kv.All(w.s.Latest()) {
+				e.KV[k] = v
+			}
 			return e
 		},
 	}
