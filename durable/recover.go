@@ -12,7 +12,7 @@ import (
 
 // recover builds the latest version from the persistence: the newest
 // snapshot that reads back whole and that the log covers, then every
-// record after it.
+// record after it, through the one decoding path (applyRecord).
 func (s *Store) recover(ctx context.Context) (*version, error) {
 	start := time.Now()
 	first, last, err := s.p.LogBounds()

@@ -328,23 +328,7 @@ func readSnapshotBody(sr *snapReader, sink snapSink) error {
 			return sr.corrupt("unknown section tag %#x", tag)
 		}
 		ncolls++
-		nlen, err := sr.uvarint("collection name length")
-		if err != nil {
-			return err
-		}
-		if nlen == 0 || nlen > maxNameLen {
-			return sr.corrupt("bad collection name length %d", nlen)
-		}
-		nb, err := sr.bytes(int(nlen), false)
-		if err != nil {
-			return err
-		}
-		name := string(nb)
-		if seen[name] {
-			return sr.corrupt("collection %q appears twice", name)
-		}
-		seen[name] = true
-		count, err := sr.uvarint("entry count")
+		name, count, err := readSectionHead(sr, seen)
 		if err != nil {
 			return err
 		}
@@ -354,28 +338,12 @@ func readSnapshotBody(sr *snapReader, sink snapSink) error {
 			use = use && sinkErr == nil
 		}
 		for i := uint64(0); i < count; i++ {
-			klen, err := sr.uvarint("key length")
+			var vlen int
+			key, vlen, err = readEntryHead(sr, name, key)
 			if err != nil {
 				return err
 			}
-			if klen > snapMaxKeyLen {
-				return sr.corrupt("collection %q: key length %d too large", name, klen)
-			}
-			kb, err := sr.bytes(int(klen), false)
-			if err != nil {
-				return err
-			}
-			// kb points into the read buffer, which the next read may
-			// refill: keep a copy.
-			key = append(key[:0], kb...)
-			vlen, err := sr.uvarint("value length")
-			if err != nil {
-				return err
-			}
-			if vlen > snapMaxValueLen {
-				return sr.corrupt("collection %q: value length %d too large", name, vlen)
-			}
-			val, err := sr.bytes(int(vlen), use)
+			val, err := sr.bytes(vlen, use)
 			if err != nil {
 				return err
 			}
@@ -387,6 +355,68 @@ func readSnapshotBody(sr *snapReader, sink snapSink) error {
 			}
 		}
 	}
+	if err := readSnapshotEnd(sr, ncolls); err != nil {
+		return err
+	}
+	return sinkErr
+}
+
+// readSectionHead reads a section's collection name (not one of seen,
+// which it joins) and entry count.
+func readSectionHead(sr *snapReader, seen map[string]bool) (string, uint64, error) {
+	nlen, err := sr.uvarint("collection name length")
+	if err != nil {
+		return "", 0, err
+	}
+	if nlen == 0 || nlen > maxNameLen {
+		return "", 0, sr.corrupt("bad collection name length %d", nlen)
+	}
+	nb, err := sr.bytes(int(nlen), false)
+	if err != nil {
+		return "", 0, err
+	}
+	name := string(nb)
+	if seen[name] {
+		return "", 0, sr.corrupt("collection %q appears twice", name)
+	}
+	seen[name] = true
+	count, err := sr.uvarint("entry count")
+	if err != nil {
+		return "", 0, err
+	}
+	return name, count, nil
+}
+
+// readEntryHead reads an entry of collection name up to its value: the
+// key, copied into key's storage, and the value's length.
+func readEntryHead(sr *snapReader, name string, key []byte) ([]byte, int, error) {
+	klen, err := sr.uvarint("key length")
+	if err != nil {
+		return key, 0, err
+	}
+	if klen > snapMaxKeyLen {
+		return key, 0, sr.corrupt("collection %q: key length %d too large", name, klen)
+	}
+	kb, err := sr.bytes(int(klen), false)
+	if err != nil {
+		return key, 0, err
+	}
+	// kb points into the read buffer, which the next read may refill:
+	// keep a copy.
+	key = append(key[:0], kb...)
+	vlen, err := sr.uvarint("value length")
+	if err != nil {
+		return key, 0, err
+	}
+	if vlen > snapMaxValueLen {
+		return key, 0, sr.corrupt("collection %q: value length %d too large", name, vlen)
+	}
+	return key, int(vlen), nil
+}
+
+// readSnapshotEnd reads what follows the end tag: the collection count
+// (which must be ncolls) and the CRC, and checks that nothing follows.
+func readSnapshotEnd(sr *snapReader, ncolls uint64) error {
 	n, err := sr.uvarint("collection count")
 	if err != nil {
 		return err
@@ -407,7 +437,7 @@ func readSnapshotBody(sr *snapReader, sink snapSink) error {
 	} else if !end {
 		return sr.corrupt("data after the end of the snapshot")
 	}
-	return sinkErr
+	return nil
 }
 
 // storeSink loads a snapshot into recovery's trees.
@@ -492,4 +522,8 @@ func (s *Store) autoSnapshot() {
 		// comes after another threshold's worth of log.
 		s.log.Warn("durable: automatic snapshot failed", "err", err)
 	}
+}
+
+func (s *Store) snapshotThreshold() int64 {
+	return max(s.opts.SnapshotBytes, s.lastSnapSize.Load())
 }

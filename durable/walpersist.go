@@ -61,6 +61,14 @@ func newWALPersistence(o Options) *walPersistence {
 // damage in segments holding only older records does not fail it (see
 // Damage). A store with no log segment yet (new, or restored) gets its log
 // from Recovered.
+//
+// Choosing the snapshot by name costs nothing (it is read once, by
+// recovery); the price is that if the newest snapshot then turns out
+// damaged and the log its predecessor needs was set aside, Open fails with
+// an error that names both the damaged snapshot and the damaged segment.
+// Until Recovered, nothing on disk changes (a LOCK file the log had to
+// create is removed again by Close), so an Open that recovery refuses
+// leaves the disk as it found it.
 func (p *walPersistence) Open() error {
 	l, err := readLayout(p.fs, p.dir)
 	if err != nil {

@@ -97,8 +97,7 @@ func checkIsLog(fs vfs.FS, dir string) error {
 }
 
 func newWAL(fs vfs.FS, dir string, opts Options, lock io.Closer) *WAL {
-	w := &WAL{fs: fs, dir: dir, opts: opts, lock: lock, kick: make(chan struct{}, 1), quit: make(chan struct{}),
-		gathered: make(chan struct{}, 1)}
+	w := &WAL{fs: fs, dir: dir, opts: opts, lock: lock, kick: make(chan struct{}, 1), quit: make(chan struct{})}
 	w.mu.notify = make(chan struct{})
 	w.mu.rolled = make(chan struct{})
 	w.mu.flushed = make(map[uint32]uint64)

@@ -171,9 +171,6 @@ type WAL struct {
 	lock io.Closer
 
 	kick chan struct{} // wakes the flusher; capacity 1
-	// gathered tells a gathering flusher that the writers it waits for are
-	// back; capacity 1.
-	gathered chan struct{}
 	// syncAvg is a moving average of fsync time; it bounds how long the
 	// flusher gathers a batch.
 	syncAvg gather.Average
@@ -224,9 +221,9 @@ type WAL struct {
 		rollRequested bool
 		// expect is how many waiting appenders the flusher expects in the
 		// next batch (those it just released, plus those already waiting);
-		// gatherTarget is set while it waits for them.
+		// it waits for them at gate.
 		expect        int
-		gatherTarget  int
+		gate          gather.Gate
 		rolled        chan struct{} // closed and replaced after each roll
 		flushed       map[uint32]uint64
 		truncateFront uint64
@@ -332,12 +329,7 @@ func (w *WAL) Append(entries ...Entry) (uint64, error) {
 // gathering flusher once b has the appenders it waits for.
 func (w *WAL) addWaiterLocked(b *batch) {
 	b.waiters++
-	if w.mu.gatherTarget > 0 && b.waiters >= w.mu.gatherTarget {
-		select {
-		case w.gathered <- struct{}{}:
-		default:
-		}
-	}
+	w.mu.gate.Joined(b.waiters)
 }
 
 // AppendAsync appends the entries as consecutive records in one write and
@@ -621,15 +613,7 @@ func (w *WAL) gatherLocked() {
 	if d <= 0 {
 		return
 	}
-	w.mu.gatherTarget = w.mu.expect
-	w.mu.Unlock()
-	gather.Await(d, w.gathered, w.quit)
-	w.mu.Lock()
-	w.mu.gatherTarget = 0
-	select {
-	case <-w.gathered:
-	default:
-	}
+	w.mu.gate.Wait(&w.mu.Mutex, w.mu.expect, d, w.quit)
 }
 
 // writeAndSync writes buf, whose last record is lastSeq, at the end of the

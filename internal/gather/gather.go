@@ -7,10 +7,12 @@
 // then alternate between two halves of the writers, and each writer waits
 // for two writes. So after a write that released several writers, the loop
 // waits, for a fraction of an average write (Average.Wait), until they are
-// back (Await): the wait ends as soon as they are, so it is no fixed delay.
+// back (Gate.Wait, which the writers end with Gate.Joined): the wait ends
+// as soon as they are, so it is no fixed delay.
 package gather
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -41,9 +43,9 @@ func (a *Average) Wait() time.Duration {
 	return min(time.Duration(a.ns.Load()/2), Max)
 }
 
-// Await waits until d has passed, ready receives, or quit is closed (a nil
+// await waits until d has passed, ready receives, or quit is closed (a nil
 // quit never is), and reports whether ready received.
-func Await(d time.Duration, ready, quit <-chan struct{}) bool {
+func await(d time.Duration, ready, quit <-chan struct{}) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -54,4 +56,43 @@ func Await(d time.Duration, ready, quit <-chan struct{}) bool {
 	case <-quit:
 		return false
 	}
+}
+
+// Gate is where a loop waits for the group it is about to write to reach
+// a size, and where the writers joining that group say when it has. Its
+// methods are called with the lock that guards the group held (the
+// caller's). The zero value is ready to use.
+type Gate struct {
+	target int           // the size a Wait waits for; 0: none does
+	ready  chan struct{} // capacity 1; signalled once target is reached
+}
+
+// Joined tells a Wait under way that the group now has n members; the
+// first call that reaches its target ends it.
+func (g *Gate) Joined(n int) {
+	if g.target > 0 && n >= g.target {
+		g.target = 0
+		g.ready <- struct{}{} // capacity 1, and only one send per Wait
+	}
+}
+
+// Wait, called with l held, lets l go and waits until the group has
+// target members (Joined), d has passed, or quit is closed (a nil quit
+// never is); it takes l again before it returns, and reports whether the
+// target was reached.
+func (g *Gate) Wait(l sync.Locker, target int, d time.Duration, quit <-chan struct{}) bool {
+	if g.ready == nil {
+		g.ready = make(chan struct{}, 1)
+	}
+	g.target = target
+	l.Unlock()
+	hit := await(d, g.ready, quit)
+	l.Lock()
+	g.target = 0
+	select {
+	case <-g.ready: // reached after Await gave up, before l was taken
+		hit = true
+	default:
+	}
+	return hit
 }
