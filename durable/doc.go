@@ -12,10 +12,10 @@
 // delete is one delete). Concurrent transactions share an fsync.
 //
 // Readers see durable versions only: a version (read through a View) is
-// the state after some transaction, identified by that transaction's sequence number, and
-// is published once its record is durable. A version never changes;
-// holding one keeps it readable, and reading never waits for a writer or
-// the disk.
+// the state after some transaction, identified by that transaction's
+// sequence number, and is published once its record is durable. A version
+// never changes; holding one keeps it readable, and reading never waits
+// for a writer or the disk.
 //
 // Snapshots bound the log: one streams a version to disk while writes go
 // on, after which the log before it can go. Recovery (Open) loads the
@@ -97,12 +97,12 @@
 // the previous snapshot); damaged log segments holding only records older
 // than the newest snapshot are set aside too. Both are logged at ERROR and
 // listed by Store.Damage: recovery can no longer fall back past them, so
-// take a snapshot soon. Otherwise Open fails, naming the damaged files. Verify says what Open would do,
-// changing nothing; PlanRepair and Repair remove what recovery does not
-// need and cut a torn tail, stating every dropped transaction before
-// anything changes. Damage in the log recovery needs is refused with
-// ErrNeedBackup, or cut off with RepairOptions.AcceptLoss when no intact
-// segment follows it.
+// take a snapshot soon. Otherwise Open fails, naming the damaged files.
+// Verify says what Open would do, changing nothing; PlanRepair and Repair
+// remove what recovery does not need and cut a torn tail, stating every
+// dropped transaction before anything changes. Damage in the log recovery
+// needs is refused with ErrNeedBackup, or cut off with
+// RepairOptions.AcceptLoss when no intact segment follows it.
 //
 // # On-disk formats
 //
