@@ -21,7 +21,9 @@ const (
 )
 
 // deploy drains a service, then upgrades it; a failure in Upgrade rolls Drain back.
-type deploy struct{ versions *durable.Collection[string, string] }
+type deploy struct {
+	versions *durable.Collection[string, string]
+}
 
 func (d deploy) Execute(ctx context.Context, env *procedure.Env, s DeployState, p *Deploy) (procedure.Next, error) {
 	if s == Drain {
