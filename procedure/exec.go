@@ -209,9 +209,12 @@ func (e *Engine) forwardStep(ctx context.Context, w *worker, p *proc, state int6
 			return
 		}
 	}
-	if cause := context.Cause(ctx); errors.Is(cause, ErrBypassed) || errors.Is(cause, ErrAborted) {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrBypassed) || errors.Is(cause, ErrAborted) || !e.running() {
 		// Bypassed, or its tree aborted, since it was taken: it does not
-		// run (an abort already put its state on the rollback stack).
+		// run (an abort already put its state on the rollback stack). Or
+		// the engine is stopping or failed, which cancels every step's
+		// context with its own cause (hiding a bypass's): the step would
+		// be dropped anyway, and it runs again after a restart.
 		e.endStep(p, info, endPlain, nil)
 		return
 	}
