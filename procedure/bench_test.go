@@ -88,6 +88,7 @@ func BenchmarkProcedures(b *testing.B) {
 				}()
 			}
 			b.ResetTimer()
+			st0 := s.Stats()
 			cpu0 := cpuTime()
 			for i := 0; i < b.N; i++ {
 				work <- i
@@ -97,6 +98,12 @@ func BenchmarkProcedures(b *testing.B) {
 			// CPU per procedure (the process's user+system time): unlike the
 			// wall time, not set by the disk's fsync latency.
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			// Procedures per group commit (one fsync each), and store
+			// transactions (the engine's batches) per group.
+			st := s.Stats()
+			groups := float64(max(st.Groups-st0.Groups, 1))
+			b.ReportMetric(float64(b.N)/groups, "procs/group")
+			b.ReportMetric(float64(st.Commits-st0.Commits)/groups, "batches/group")
 		})
 	}
 }
