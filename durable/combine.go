@@ -201,6 +201,8 @@ func (s *Store) runQueued() int {
 			// Its writer is woken with the group's.
 			r.state.Store(reqRan)
 			c.g.waiters = append(c.g.waiters, r)
+			s.formingWaiters.Store(int64(len(c.g.waiters)))
+			s.w.gate.Joined(len(c.g.waiters))
 			continue
 		}
 		r.finish()

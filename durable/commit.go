@@ -61,61 +61,34 @@ func (s *Store) committer() {
 // for the forming group to fill before it freezes it (see package gather;
 // the WAL's flusher gathers for the same reason). Committer only.
 //
-// When the last group released writers, those are about to commit again:
-// without a wait each group would catch only the writers that arrived
-// during the previous commit, alternating between halves of them, each
-// waiting two commits. So the committer waits, for at most half an
-// average commit, until the forming group has as many writers as the last
-// one released plus those already in it. That holds for writers that
-// commit again at once; writers that batch themselves (the procedure
-// engine's committer, whose next batch comes only once the procedures
-// released have run their next steps) do not come back within the wait,
-// which then only delays every fsync. So after gatherMaxMisses gathers in
-// a row that timed out, the committer waits only once every gatherProbe
-// groups, until a gather fills again.
+// When the last group released writers waiting in Write, those are about
+// to commit again: without a wait each group would catch only the writers
+// that arrived during the previous commit, alternating between halves of
+// them, each waiting two commits. So the committer waits, for at most half
+// an average commit, until the forming group has as many waiting writers
+// as the last one released plus those already in it. WriteAsync callers
+// are not counted and never waited for: they batch themselves (the
+// procedure engine's committer applies its next batch while this one is
+// on its way), and a wait for them only delays the fsync. The WAL's
+// flusher does the same for Append and AppendAsync.
 type groupGather struct {
-	avg     gather.Average // a group's time from append to durable
-	misses  int            // gathers in a row that timed out
-	skipped int            // groups not gathered since misses reached gatherMaxMisses
+	avg gather.Average // a group's time from append to durable
 }
 
-const (
-	gatherMaxMisses = 4
-	gatherProbe     = 16
-)
-
 // wait returns how long to wait for the forming group, which has have of
-// the expect writers to wait for; 0: do not wait.
+// the expect waiting writers; 0: do not wait.
 func (g *groupGather) wait(expect, have int) time.Duration {
 	d := g.avg.Wait()
-	if expect <= 1 || d <= 0 || have >= expect || !g.try() {
+	if expect <= 1 || d <= 0 || have >= expect {
 		return 0
 	}
 	return d
 }
 
-// try reports whether to gather this group, given the misses so far.
-func (g *groupGather) try() bool {
-	if g.misses < gatherMaxMisses {
-		return true
-	}
-	g.skipped++
-	return g.skipped%gatherProbe == 0
-}
-
-// record notes whether a gather reached its target.
-func (g *groupGather) record(hit bool) {
-	if hit {
-		g.misses, g.skipped = 0, 0
-	} else {
-		g.misses++
-	}
-}
-
 // commitOne freezes the forming group (its layer too) and commits it, and
-// returns its size (0: there was nothing to commit) and the size to expect
-// of the next group: the writers it released and those that were already
-// waiting in the next group when it did.
+// returns its size (0: there was nothing to commit) and the number of
+// waiting writers (Write) to expect in the next group: those it released
+// and those that were already waiting in the next group when it did.
 func (s *Store) commitOne(expect int) (n, next int) {
 	s.awaitApplier()
 	s.sem.Lock()
@@ -134,7 +107,7 @@ func (s *Store) commitOne(expect int) (n, next int) {
 		s.stats.aborts.Add(int64(n))
 	}
 	g.err = err
-	next = n + int(s.formingN.Load())
+	next = len(g.waiters) + int(s.formingWaiters.Load())
 	close(g.done)
 	for _, r := range g.waiters {
 		r.finish()
@@ -153,14 +126,15 @@ func (s *Store) awaitApplier() {
 }
 
 // gatherLocked waits, holding the write lock on entry and exit (it lets
-// it go while it waits), for the forming group to have expect writers, if
-// s.gather says so.
+// it go while it waits), for the forming group to have expect waiting
+// writers, if s.gather says so.
 func (s *Store) gatherLocked(expect int) {
 	if s.state.Load() != stateOpen {
 		return
 	}
-	if d := s.gather.wait(expect, len(s.w.group.ends)); d > 0 {
-		s.gather.record(s.w.gate.Wait(s.sem, expect, d, nil))
+	if d := s.gather.wait(expect, len(s.w.group.waiters)); d > 0 {
+		s.stats.gathers.Add(1)
+		s.w.gate.Wait(s.sem, expect, d, nil)
 	}
 }
 
@@ -180,7 +154,7 @@ func (s *Store) freezeLocked() (*group, []any) {
 			s.w.formHint[i] = s.colls[i].layerLen(l)
 		}
 	}
-	s.formingN.Store(0)
+	s.formingWaiters.Store(0)
 	s.w.pending = append(s.w.pending, layers)
 	s.w.forming = make([]any, len(layers))
 	s.w.group = &group{buf: s.spare[:0], done: make(chan struct{})}
@@ -198,8 +172,7 @@ func (s *Store) appendGroup(g *group) (uint64, error) {
 	recs := g.records()
 	start := time.Now()
 	// While the records go to the disk (and the writers wait), the
-	// applier applies the groups published before. (Woken first: the
-	// log's flusher, woken next, is the one to run first.)
+	// applier applies the groups published before.
 	s.kickApplier()
 	p, err := s.p.Append(recs)
 	if err != nil {

@@ -21,8 +21,10 @@ import (
 // persistence has failed for good, and the store refuses further writes;
 // so does an error from Append itself. Append must not keep recs after it
 // returns (the store reuses the buffers) and is called by one goroutine at
-// a time. MaxRecordSize says how large a record may be; the store never
-// appends a larger one.
+// a time, which waits for each group before it appends the next (so
+// Append may as well make the records durable itself and return a done
+// Pending: the WAL-backed one does). MaxRecordSize says how large a
+// record may be; the store never appends a larger one.
 //
 // Recovery (Aurora's recover). After Open, LogBounds says which records
 // are held: first..last, every one of them durable (first = last+1 when

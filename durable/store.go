@@ -101,11 +101,11 @@ type Store struct {
 	}
 
 	// The committer's (commit.go).
-	kick          chan struct{} // wakes the committer; capacity 1
-	committerDone chan struct{}
-	formingN      atomic.Int64 // records in w.group, for the committer's gather
-	gather        groupGather  // committer only
-	spare         []byte       // a group buffer to reuse; committer only
+	kick           chan struct{} // wakes the committer; capacity 1
+	committerDone  chan struct{}
+	formingWaiters atomic.Int64 // waiting writers (Write) in w.group, for the committer's gather
+	gather         groupGather  // committer only
+	spare          []byte       // a group buffer to reuse; committer only
 
 	// The applier's (apply.go).
 	applyKick   chan struct{} // wakes the applier; capacity 1
@@ -142,6 +142,7 @@ type Store struct {
 type storeStats struct {
 	commits      atomic.Int64
 	groups       atomic.Int64
+	gathers      atomic.Int64 // waits of the committer for a group to fill (for tests)
 	groupNs      atomic.Int64
 	aborts       atomic.Int64
 	snapshots    atomic.Int64

@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"github.com/procyon-dev/procyon/internal/seqname"
@@ -242,6 +243,11 @@ func (p *walPersistence) ReadSnapshot(seq uint64) (io.ReadCloser, error) {
 	return fileReader{Reader: io.NewSectionReader(f, 0, size), f: f}, nil
 }
 
+// Append writes and syncs recs before it returns, on the caller's
+// goroutine: the store's committer is the log's only appender and waits
+// for each group before it appends the next, so the log's lone-appender
+// path (wal.WAL.Append) writes the group with no hand-off to the log's
+// flusher and back. The Pending it returns is done.
 func (p *walPersistence) Append(recs [][]byte) (Pending, error) {
 	if p.readOnly {
 		return nil, ErrReadOnly
@@ -250,13 +256,20 @@ func (p *walPersistence) Append(recs [][]byte) (Pending, error) {
 	for _, r := range recs {
 		p.entries = append(p.entries, wal.Entry{Data: r})
 	}
-	pd, err := p.w.AppendAsync(p.entries...)
+	first, err := p.w.Append(p.entries...)
 	clear(p.entries)
 	if err != nil {
 		return nil, err
 	}
-	return pd, nil
+	return durableGroup(first), nil
 }
+
+// durableGroup is the Pending of a group already durable: its first
+// record's sequence number.
+type durableGroup uint64
+
+func (g durableGroup) Seq() uint64                { return uint64(g) }
+func (g durableGroup) Wait(context.Context) error { return nil }
 
 func (p *walPersistence) MaxRecordSize() int { return p.maxRecord }
 

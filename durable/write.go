@@ -136,7 +136,6 @@ func (s *Store) queueLocked(tx *Tx) (*Commit, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, s.w.maxRecord)
 	}
 	g.ends = append(g.ends, len(g.buf))
-	s.formingN.Add(1)
 	for i, o := range tx.ops {
 		if o != nil {
 			s.w.forming[i] = s.colls[i].mergeOps(s.w.forming[i], o, s.w.formHint[i])
@@ -144,7 +143,6 @@ func (s *Store) queueLocked(tx *Tx) (*Commit, error) {
 		}
 	}
 	tx.ops = nil
-	s.w.gate.Joined(len(g.ends))
 	if !s.w.committing {
 		s.w.committing = true
 		select {

@@ -32,8 +32,15 @@ import (
 //     batch at once. So the store's write lock is busy with one batch
 //     after another, each holds what arrived while the previous one was
 //     applied, and the store's group commit puts all the batches applied
-//     during one fsync into the next (the store's own goroutines write
-//     and sync the group: see package durable).
+//     during one fsync into the next. Below the engine there is one
+//     hand-off each way: the store's committer (woken only when idle)
+//     freezes the group, the batches applied while the last group was on
+//     disk, and writes and fsyncs it on its own goroutine (the log's
+//     batch is the group; the log's flusher takes no part), then closes
+//     the group's Commit. One group forms per fsync, in the store; it
+//     waits for no more of the engine's batches (they come only once the
+//     released procedures ran their next steps), and the engine's batch
+//     only spreads a transaction's fixed costs.
 //  3. The completer waits for each batch's Commit, in commit order (at
 //     most Options.Committers batches wait), and afterBatch lets its
 //     procedures go: their next steps go to the front of the run queue
