@@ -47,13 +47,6 @@ func (m *MemPersistence) Fail(err error) {
 	m.mu.err = err
 }
 
-// Records returns how many records are held (for tests of truncation).
-func (m *MemPersistence) Records() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.mu.recs)
-}
-
 // Open implements Persistence.
 func (m *MemPersistence) Open() error {
 	m.mu.Lock()
@@ -186,18 +179,4 @@ func (m *MemPersistence) WriteSnapshot(seq uint64, write func(io.Writer) error) 
 		}
 	}
 	return int64(buf.Len()), nil
-}
-
-// SetSnapshotBytes replaces the content of the snapshot at seq (for tests
-// of damaged snapshots).
-func (m *MemPersistence) SetSnapshotBytes(seq uint64, data []byte) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for i := range m.mu.snaps {
-		if m.mu.snaps[i].seq == seq {
-			m.mu.snaps[i].data = data
-			return true
-		}
-	}
-	return false
 }

@@ -249,7 +249,7 @@ func TestDecodeErrorFailsTx(t *testing.T) {
 	s, c := badStore(t, mp)
 	defer s.Close()
 	ctx := context.Background()
-	seq, records := s.Seq(), mp.Records()
+	seq, records := s.Seq(), mp.records()
 	var seen []string
 	err := s.Write(ctx, func(tx *Tx) error {
 		if err := c.Put(tx, "z", "new"); err != nil {
@@ -286,9 +286,9 @@ func TestDecodeErrorFailsTx(t *testing.T) {
 		t.Fatalf("Write with a failed nested loop = %v, want errBadValue", err)
 	}
 	v := s.Latest()
-	if has(c, v, "z") || has(c, v, "y") || s.Seq() != seq || mp.Records() != records {
+	if has(c, v, "z") || has(c, v, "y") || s.Seq() != seq || mp.records() != records {
 		t.Fatalf("a failed transaction committed: z %v, y %v, seq %d -> %d, records %d -> %d",
-			has(c, v, "z"), has(c, v, "y"), seq, s.Seq(), records, mp.Records())
+			has(c, v, "z"), has(c, v, "y"), seq, s.Seq(), records, mp.records())
 	}
 	// The store goes on: a transaction that reads around the bad value
 	// commits.

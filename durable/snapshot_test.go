@@ -169,12 +169,12 @@ func TestSnapshotPreviousNotCoveredFails(t *testing.T) {
 	fill(t, s, 20, 10)
 	s.Snapshot(context.Background()) // drops records up to 20
 	s.Close()
-	mp.SetSnapshotBytes(30, []byte("garbage"))
+	mp.setSnapshotBytes(30, []byte("garbage"))
 	// The previous snapshot (20) is covered: fine.
 	s = openTestStore(t, Options{Persistence: mp})
 	s.Close()
 	// Damage both: fail, naming the newest.
-	mp.SetSnapshotBytes(20, []byte("garbage"))
+	mp.setSnapshotBytes(20, []byte("garbage"))
 	s2 := newTestStore(Options{Persistence: mp})
 	err := s2.Open(context.Background())
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "mem-snapshot-30") {
@@ -259,7 +259,7 @@ func TestNewerFormatVersion(t *testing.T) {
 	data := b.Bytes()
 	binary.LittleEndian.PutUint32(data[8:12], snapVersion+1)
 	binary.LittleEndian.PutUint32(data[36:40], crc32c.Checksum(data[:36]))
-	mp.SetSnapshotBytes(3, data)
+	mp.setSnapshotBytes(3, data)
 	err = newTestStore(Options{Persistence: mp}).Open(context.Background())
 	if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "mem-snapshot-3") {
 		t.Fatalf("newer snapshot: %v", err)

@@ -209,8 +209,8 @@ func TestErrorAndPanicRollBack(t *testing.T) {
 	if v, _, _ := s.counts.Get(s.Latest(), 1); v != 1 || has(s.counts, s.Latest(), 2) {
 		t.Fatalf("failed transactions left state: counts[1]=%d has(2)=%v", v, has(s.counts, s.Latest(), 2))
 	}
-	if mp.Records() != 1 {
-		t.Fatalf("%d records written, want 1", mp.Records())
+	if mp.records() != 1 {
+		t.Fatalf("%d records written, want 1", mp.records())
 	}
 	// The store still works and builds on the committed state.
 	mustWrite(t, s.Store, func(tx *Tx) error {
@@ -266,8 +266,8 @@ func TestNestedWriteJoins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mp.Records() != 1 {
-		t.Fatalf("%d records, want 1 (nested writes join)", mp.Records())
+	if mp.records() != 1 {
+		t.Fatalf("%d records, want 1 (nested writes join)", mp.records())
 	}
 	if got := keysOf(s.counts.All(s.Latest())); fmt.Sprint(got) != "[1 2 4]" {
 		t.Fatalf("keys %v", got)
@@ -557,8 +557,8 @@ func TestWriteAsync(t *testing.T) {
 		if v, ok, _ := s.counts.Get(s.Latest(), int64(i)); !ok || v != int64(i) {
 			t.Fatalf("after commit %d is durable, readers see %d, %v", i, v, ok)
 		}
-		if c.Err() != nil {
-			t.Fatalf("Err of a durable commit: %v", c.Err())
+		if err := c.Wait(ctx); err != nil {
+			t.Fatalf("Wait of a durable commit: %v", err)
 		}
 	}
 

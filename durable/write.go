@@ -63,19 +63,9 @@ func (s *Store) WriteAsync(ctx context.Context, fn func(tx *Tx) error) (*Commit,
 // Commit is a transaction queued by WriteAsync, on its way to the disk.
 type Commit struct{ g *group }
 
-// Done is closed once the commit's outcome is known.
+// Done is closed once the commit's outcome is known (Wait then returns
+// it at once).
 func (c *Commit) Done() <-chan struct{} { return c.g.done }
-
-// Err returns the commit's outcome once Done is closed: nil if it is
-// durable, else an error wrapping ErrFailed.
-func (c *Commit) Err() error {
-	select {
-	case <-c.g.done:
-		return c.g.err
-	default:
-		return nil
-	}
-}
 
 // Wait waits until the commit is durable (nil) or failed. If ctx ends
 // first, the error wraps ErrOutcomeUnknown: the transaction is whole, and
