@@ -44,6 +44,11 @@ type walBenchResult struct {
 	SyncBusy      float64 `json:"sync_busy,omitempty"`           // share of the log's run spent in fdatasync
 	RawSyncBusy   float64 `json:"raw_sync_busy,omitempty"`       // share of the raw loop's run spent in fdatasync
 	RatioToRaw    float64 `json:"ratio_to_raw,omitempty"`
+	Skeleton      string  `json:"skeleton,omitempty"` // what the skeleton run is
+	SkelPerSec    float64 `json:"skeleton_appends_per_sec,omitempty"`
+	SkelSyncUs    float64 `json:"skeleton_sync_us,omitempty"`
+	SkelToRaw     float64 `json:"skeleton_ratio_to_raw,omitempty"`
+	RatioToSkel   float64 `json:"ratio_to_skeleton,omitempty"` // the log's appends/s over the skeleton's
 	Records       int64   `json:"records,omitempty"`
 	RecordsPerSec float64 `json:"records_per_sec,omitempty"`
 	OpenMs        float64 `json:"open_ms,omitempty"`
@@ -58,6 +63,7 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 	syncMode := fs.Bool("sync", true, "each append waits until durable (false: non-waiting appends, each writer calls Sync every -sync-every records)")
 	syncEvery := fs.Int("sync-every", 4096, "with -sync=false, records between a writer's Sync calls")
 	baseline := fs.Bool("baseline", true, "also run the raw ceiling, half the duration before the log and half after, and report the ratio: one thread, one pwrite of k records (k × (size + 24) bytes, as the log writes them) over zeros written ahead, as the log preallocates, then fdatasync; k = writers, or -sync-every with -sync=false")
+	skeleton := fs.Bool("skeleton", true, "with -sync and the baseline, also run the same writers on the skeleton of a group commit (a forming batch under a mutex, one goroutine that waits for all of them, writes it with one pwrite and fdatasyncs) half the duration before the log and half after, and report its ratio to the raw ceiling and the log's ratio to it: what blocking and waking the writers costs on this machine, apart from the log")
 	replay := fs.Bool("replay", false, "measure reopening the log and reading back -records records instead")
 	records := fs.Int("records", 1_000_000, "with -replay, records to write and read back")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
@@ -89,18 +95,33 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 		}
 		n := k * (*size + walFrameHeader)
 		rawPath := filepath.Join(root, "raw")
+		skelPath := filepath.Join(root, "skeleton")
+		withSkel := *baseline && *skeleton && *syncMode
+		// The baselines run half before the log and half after (raw
+		// first and last): the disk's drift over the run then cancels to
+		// first order.
 		var before, after rawRun
+		var skelBefore, skelAfter skeletonRun
 		if *baseline {
-			// Half before the log and half after: the disk's drift over
-			// the run then cancels to first order.
 			if before, err = rawLoop(ctx, rawPath, n, *duration/2); err != nil {
 				return err
 			}
 		}
+		if withSkel {
+			if skelBefore, err = runSkeleton(ctx, skelPath, *writers, *size, *duration/2); err != nil {
+				return err
+			}
+		}
 		res, err = benchWALAppend(ctx, filepath.Join(root, "log"), *writers, *size, *duration, *syncMode, *syncEvery)
+		if err == nil && withSkel {
+			skelAfter, err = runSkeleton(ctx, skelPath, *writers, *size, *duration/2)
+		}
 		if err == nil && *baseline {
 			after, err = rawLoop(ctx, rawPath, n, *duration/2)
 			res.setRaw(k, n, before.add(after))
+		}
+		if err == nil && withSkel {
+			res.setSkeleton(skelBefore.add(skelAfter))
 		}
 	}
 	if err != nil {
@@ -134,6 +155,11 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "raw records/s\t%.0f (fdatasync %.0f µs mean)\n", res.RawPerSec, res.RawSyncUs)
 		fmt.Fprintf(tw, "time in fdatasync\tlog %.0f%%, raw %.0f%%\n", 100*res.SyncBusy, 100*res.RawSyncBusy)
 		fmt.Fprintf(tw, "ratio to raw\t%.2f\n", res.RatioToRaw)
+	}
+	if res.SkelPerSec > 0 {
+		fmt.Fprintf(tw, "skeleton\tthe same writers on a group commit with no log around it (-skeleton)\n")
+		fmt.Fprintf(tw, "skeleton records/s\t%.0f (fdatasync %.0f µs mean), %.2f of raw\n", res.SkelPerSec, res.SkelSyncUs, res.SkelToRaw)
+		fmt.Fprintf(tw, "ratio to skeleton\t%.2f\n", res.RatioToSkel)
 	}
 	return tw.Flush()
 }
@@ -227,6 +253,19 @@ func (res *walBenchResult) setRaw(k, n int, run rawRun) {
 	res.RawSyncUs = us(run.syncTime / time.Duration(run.rounds))
 	res.RawSyncBusy = run.syncTime.Seconds() / run.elapsed.Seconds()
 	res.RatioToRaw = res.AppendsPerSec / res.RawPerSec
+}
+
+// setSkeleton records the skeleton's run and the log's ratio to it.
+func (res *walBenchResult) setSkeleton(run skeletonRun) {
+	if run.records == 0 || run.rounds == 0 {
+		return
+	}
+	perSec := float64(run.records) / run.elapsed.Seconds()
+	res.Skeleton, res.SkelPerSec, res.SkelSyncUs = skeletonBaseline, perSec, us(run.syncTime/time.Duration(run.rounds))
+	if res.RawPerSec > 0 {
+		res.SkelToRaw = perSec / res.RawPerSec
+	}
+	res.RatioToSkel = res.AppendsPerSec / perSec
 }
 
 func benchWALAppend(ctx context.Context, dir string, writers, size int, d time.Duration, syncMode bool, syncEvery int) (walBenchResult, error) {

@@ -84,6 +84,19 @@ func TestBenchWALJSON(t *testing.T) {
 			t.Errorf("%v: raw_k %v, raw_write_bytes %v, baseline %q; want %v, %v, %q",
 				args, m["raw_k"], m["raw_write_bytes"], m["baseline"], k, k*(256+walFrameHeader), rawBaseline)
 		}
+		// The skeleton runs the same writers when each append waits.
+		if m["sync"] == true {
+			for _, key := range []string{"skeleton_appends_per_sec", "skeleton_sync_us", "skeleton_ratio_to_raw", "ratio_to_skeleton"} {
+				if v, ok := m[key].(float64); !ok || v <= 0 {
+					t.Errorf("%v: %s = %v", args, key, m[key])
+				}
+			}
+			if m["skeleton"] != skeletonBaseline {
+				t.Errorf("%v: skeleton %q", args, m["skeleton"])
+			}
+		} else if _, ok := m["skeleton_appends_per_sec"]; ok {
+			t.Errorf("%v: a skeleton run with non-waiting appends", args)
+		}
 	}
 	// The benchmark removes what it wrote.
 	if _, err := os.Stat(parent); !os.IsNotExist(err) {
