@@ -204,9 +204,7 @@ type Engine struct {
 	timers   map[*engineTimer]struct{}
 	stats    engineStats
 
-	locks     *lockTable
-	lockWaits map[*lockReq]lockWait         // requests waiting in locks: who to wake
-	freeReqs  []*lockReq                    // lock requests let go of, for reuse
+	locks     *lockManager
 	eventWait map[string]map[*proc]struct{} // procedures suspended on each event (may hold stale entries)
 	woken     map[string]map[*proc]struct{} // procedures an event woke whose records still say suspended
 }
@@ -398,8 +396,6 @@ func New(store *durable.Store, opts Options) *Engine {
 		nonces:    durable.NewCollection[string, uint64](store, opts.Name+".nonces", u64),
 		meta:      durable.NewCollection[string, uint64](store, opts.Name+".meta", u64),
 		events:    durable.NewCollection[string, uint64](store, opts.Name+".events", u64),
-		locks:     newLockTable(),
-		lockWaits: map[*lockReq]lockWait{},
 		eventWait: map[string]map[*proc]struct{}{},
 		woken:     map[string]map[*proc]struct{}{},
 		types:     map[string]*typeInfo{},
@@ -412,6 +408,7 @@ func New(store *durable.Store, opts Options) *Engine {
 		nonceIn:   map[string]*nonceWait{},
 		timers:    map[*engineTimer]struct{}{},
 	}
+	e.locks = newLockManager(e.procs, opts.Clock, &e.stats, e.lockGrantedLocked)
 	e.pipeline = newCommitPipeline(e)
 	e.workers.all = map[*worker]struct{}{}
 	return e

@@ -14,49 +14,6 @@ import (
 // procedure waiting for a lock, an event, a time or a retry is parked
 // outside the run queue and pushed to its front when woken.
 
-// lockWait is who waits for a lock request: a procedure's forward step,
-// or (t set) its tree's rollback step.
-type lockWait struct {
-	p     *proc
-	t     *tree
-	since time.Time
-}
-
-// ancestorsLocked appends p's ancestors to dst, nearest first.
-func (e *Engine) ancestorsLocked(dst []ID, p *proc) []ID {
-	for q := p; q != nil && q.parent != 0; q = e.procs[q.parent] {
-		dst = append(dst, q.parent)
-	}
-	return dst
-}
-
-// maxFreeReqs bounds the lock requests kept for reuse.
-const maxFreeReqs = 1024
-
-// newReqLocked returns a lock request of owner for ls, reusing one let go
-// of (the table reuses its slices too).
-func (e *Engine) newReqLocked(owner *proc, ls []Lock) *lockReq {
-	var r *lockReq
-	if n := len(e.freeReqs); n > 0 {
-		r = e.freeReqs[n-1]
-		e.freeReqs[n-1] = nil
-		e.freeReqs = e.freeReqs[:n-1]
-	} else {
-		r = new(lockReq)
-	}
-	r.owner, r.ancestors, r.locks = owner.id, e.ancestorsLocked(r.ancestors[:0], owner), ls
-	return r
-}
-
-// freeReqLocked takes back r, which the table let go of and nothing
-// refers to any more.
-func (e *Engine) freeReqLocked(r *lockReq) {
-	r.locks = nil
-	if len(e.freeReqs) < maxFreeReqs {
-		e.freeReqs = append(e.freeReqs, r)
-	}
-}
-
 // lockSet returns the locks p needs to run (or roll back) state: its
 // type's Locks, checked. The caller holds p (a worker), not mu.
 func (e *Engine) lockSet(p *proc, state int64) (ls []Lock, err error) {
@@ -76,94 +33,37 @@ func (e *Engine) lockSet(p *proc, state int64) (ls []Lock, err error) {
 	return ls, nil
 }
 
-// acquireLocked asks for ls for w, all or nothing. It returns the request
-// and whether it is granted; if not, w is woken (grantLocked) when it is.
-func (e *Engine) acquireLocked(owner *proc, ls []Lock, w lockWait) (*lockReq, bool) {
-	req := e.newReqLocked(owner, ls)
-	now := e.opts.Clock.Now()
-	ok, woken := e.locks.acquire(req, now)
-	if ok {
-		e.stats.lockWait.observe(0)
-	} else {
-		w.since = now
-		e.lockWaits[req] = w
-		e.stats.lockWaiting.Add(1)
-	}
-	// A request granted may give priority to its owner's descendants
-	// waiting: they are granted too.
-	e.grantLocked(woken)
-	return req, ok
-}
-
-// releaseLocked lets go of held request r (nil: nothing) and wakes the
-// requests that this lets in.
-func (e *Engine) releaseLocked(r *lockReq) {
-	if r != nil {
-		granted := e.locks.release(r, e.opts.Clock.Now())
-		e.freeReqLocked(r)
-		e.grantLocked(granted)
-	}
-}
-
-// cancelWaitLocked withdraws waiting request r.
-func (e *Engine) cancelWaitLocked(r *lockReq) {
-	if _, ok := e.lockWaits[r]; !ok {
-		return
-	}
-	delete(e.lockWaits, r)
-	e.stats.lockWaiting.Add(-1)
-	granted := e.locks.cancel(r, e.opts.Clock.Now())
-	e.freeReqLocked(r)
-	e.grantLocked(granted)
-}
-
-// grantLocked wakes the owners of requests just granted: each goes to
-// the front of the run queue holding its locks. A request whose owner can
-// no longer use it is released at once (which may grant others).
-func (e *Engine) grantLocked(granted []*lockReq) {
-	for len(granted) > 0 {
-		r := granted[0]
-		granted = granted[1:]
-		w, ok := e.lockWaits[r]
-		if !ok {
-			panic("procedure: internal error: lock granted to an unknown request")
+// lockGrantedLocked wakes w, the owner of r, which the lock table just
+// granted: it goes to the front of the run queue holding its locks. It
+// reports whether w uses r (if not, the lock manager releases it).
+func (e *Engine) lockGrantedLocked(r *lockReq, w lockWait) (use bool) {
+	if p := w.p; p != nil {
+		p.lockWaiting = false
+		switch {
+		case e.procs[p.id] != p:
+			p.sched().stepLocks = nil
+		case p.running:
+			// Its worker is parking it: endStep sees the grant.
+			use = true
+		case e.canRunLocked(p):
+			e.enqueueLocked(p, true)
+			use = true
+		default:
+			p.sched().stepLocks = nil
 		}
-		delete(e.lockWaits, r)
-		e.stats.lockWaiting.Add(-1)
-		now := e.opts.Clock.Now()
-		e.stats.lockWait.observe(now.Sub(w.since))
-		use := false
-		if p := w.p; p != nil {
-			p.lockWaiting = false
-			switch {
-			case e.procs[p.id] != p:
-				p.sched().stepLocks = nil
-			case p.running:
-				// Its worker is parking it: endStep sees the grant.
-				use = true
-			case e.canRunLocked(p):
-				e.enqueueLocked(p, true)
-				use = true
-			default:
-				p.sched().stepLocks = nil
-			}
-			if use && p.typ.holdLocks {
-				p.sched().stepLocks, p.sched().holdLocks = nil, r
-			}
-		} else if t := w.t; t.rbLocks == r {
-			t.rbQueued = false
-			if e.running() && t.ts.failed && !t.ts.done && t.quarantine == "" {
-				e.maybeRollbackLocked(t)
-				use = true
-			} else {
-				t.rbLocks = nil
-			}
+		if use && p.typ.holdLocks {
+			p.sched().stepLocks, p.sched().holdLocks = nil, r
 		}
-		if !use {
-			granted = append(granted, e.locks.release(r, now)...)
-			e.freeReqLocked(r)
+	} else if t := w.t; t.rbLocks == r {
+		t.rbQueued = false
+		if e.running() && t.ts.failed && !t.ts.done && t.quarantine == "" {
+			e.maybeRollbackLocked(t)
+			use = true
+		} else {
+			t.rbLocks = nil
 		}
 	}
+	return use
 }
 
 // releaseStepLocksLocked lets go of the locks p took for one step.
@@ -171,7 +71,7 @@ func (e *Engine) releaseStepLocksLocked(p *proc) {
 	if p.rd().stepLocks != nil && !p.lockWaiting {
 		r := p.rd().stepLocks
 		p.sched().stepLocks = nil
-		e.releaseLocked(r)
+		e.locks.release(r)
 	}
 }
 
@@ -182,12 +82,12 @@ func (e *Engine) dropProcLocked(p *proc) {
 		p.lockWaiting = false
 		r := p.rd().stepLocks
 		p.sched().stepLocks = nil
-		e.cancelWaitLocked(r)
+		e.locks.cancelWait(r)
 	}
 	e.releaseStepLocksLocked(p)
 	if r := p.rd().holdLocks; r != nil {
 		p.sched().holdLocks = nil
-		e.releaseLocked(r)
+		e.locks.release(r)
 	}
 	e.stopTimerLocked(p.rd().sleepTimer)
 	e.stopTimerLocked(p.rd().timeoutTimer)
@@ -207,7 +107,7 @@ func (e *Engine) cancelTreeWaitsLocked(t *tree) {
 			p.lockWaiting = false
 			r := p.rd().stepLocks
 			p.sched().stepLocks = nil
-			e.cancelWaitLocked(r)
+			e.locks.cancelWait(r)
 		}
 	}
 }
@@ -217,7 +117,7 @@ func (e *Engine) cancelTreeWaitsLocked(t *tree) {
 func (e *Engine) Locks() []LockInfo {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.locks.view()
+	return e.locks.table.view()
 }
 
 // ---- Events ----
