@@ -89,14 +89,14 @@ func checkNoTrace(t *testing.T, w *world, root ID, ids []ID) {
 			t.Errorf("lock request of tree %d still waiting", root)
 		}
 	}
-	for ev, m := range e.eventWait {
+	for ev, m := range e.eventWaits.suspended {
 		for p := range m {
 			if mine[p.id] {
 				t.Errorf("procedure %d still waits for event %s", p.id, ev)
 			}
 		}
 	}
-	for ev, m := range e.woken {
+	for ev, m := range e.eventWaits.woken {
 		for p := range m {
 			if mine[p.id] {
 				t.Errorf("procedure %d still noted as woken by %s", p.id, ev)

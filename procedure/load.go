@@ -228,9 +228,9 @@ func (l *loader) resumeWaits(t *tree, now int64) error {
 				}
 				if set {
 					p.ps.status, p.ps.w().wait = Runnable, waitState{}
-					e.markWokenLocked(p, w.event)
+					e.eventWaits.markWoken(p, w.event)
 				} else {
-					e.suspendOnEventLocked(p, w.event)
+					e.eventWaits.suspend(p, w.event)
 				}
 			case waitTimer:
 				if w.until <= now {

@@ -93,10 +93,8 @@ func (e *Engine) dropProcLocked(p *proc) {
 	e.stopTimerLocked(p.rd().timeoutTimer)
 	e.stopTimerLocked(p.rd().retryTimer)
 	p.sched().sleepTimer, p.sched().timeoutTimer, p.sched().retryTimer = nil, nil, nil
-	if p.ps.wait().kind == waitEvent {
-		delete(e.eventWait[p.ps.wait().event], p)
-	}
-	e.clearWokenLocked(p)
+	e.eventWaits.unsuspend(p)
+	e.eventWaits.clearWoken(p)
 }
 
 // cancelTreeWaitsLocked withdraws the lock requests of t's procedures
@@ -139,7 +137,7 @@ func (e *Engine) Signal(ctx context.Context, event string) error {
 		return e.afterFailedAdmin(&commit{}, err)
 	}
 	e.mu.Lock()
-	e.wakeEventLocked(event)
+	e.eventWaits.signal(event)
 	e.mu.Unlock()
 	return nil
 }
@@ -164,7 +162,7 @@ func (e *Engine) ResetEvent(ctx context.Context, event string) error {
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		for p := range e.woken[event] {
+		for p := range e.eventWaits.wokenBy(event) {
 			if e.procs[p.id] != p || p.rd().wokenBy != event {
 				continue
 			}
@@ -191,12 +189,7 @@ func (e *Engine) ResetEvent(ctx context.Context, event string) error {
 		return e.afterFailedAdmin(&commit{}, err)
 	}
 	e.mu.Lock()
-	for _, p := range rewritten {
-		if p.rd().wokenBy == event {
-			e.clearWokenLocked(p)
-		}
-	}
-	delete(e.woken, event)
+	e.eventWaits.reset(event, rewritten)
 	e.mu.Unlock()
 	return nil
 }
@@ -214,62 +207,10 @@ func checkEventName(event string) error {
 	return nil
 }
 
-// suspendOnEventLocked registers p, just suspended on event.
-func (e *Engine) suspendOnEventLocked(p *proc, event string) {
-	m := e.eventWait[event]
-	if m == nil {
-		m = map[*proc]struct{}{}
-		e.eventWait[event] = m
-	}
-	m[p] = struct{}{}
-}
-
-// wakeEventLocked wakes the procedures suspended on event, to the front
-// of the run queue. Their records still say suspended until their next
-// commit; the event being signalled is what makes a restart wake them
-// too (and ResetEvent rewrites them first).
-func (e *Engine) wakeEventLocked(event string) {
-	for p := range e.eventWait[event] {
-		if e.procs[p.id] != p || p.ps.status != Suspended || p.ps.wait().kind != waitEvent || p.ps.wait().event != event {
-			continue // stale: woken, failed or finished since
-		}
-		e.wakeLocked(p)
-		e.markWokenLocked(p, event)
-	}
-	delete(e.eventWait, event)
-}
-
-func (e *Engine) markWokenLocked(p *proc, event string) {
-	e.clearWokenLocked(p)
-	p.sched().wokenBy = event
-	m := e.woken[event]
-	if m == nil {
-		m = map[*proc]struct{}{}
-		e.woken[event] = m
-	}
-	m[p] = struct{}{}
-}
-
-// clearWokenLocked: p's record was written since an event woke it.
-func (e *Engine) clearWokenLocked(p *proc) {
-	if p.rd().wokenBy == "" {
-		return
-	}
-	if m := e.woken[p.rd().wokenBy]; m != nil {
-		delete(m, p)
-		if len(m) == 0 {
-			delete(e.woken, p.rd().wokenBy)
-		}
-	}
-	p.sched().wokenBy = ""
-}
-
 // wakeLocked makes suspended p runnable (in memory: its record is
 // rewritten by its next commit) and queues it at the front.
 func (e *Engine) wakeLocked(p *proc) {
-	if p.ps.wait().kind == waitEvent {
-		delete(e.eventWait[p.ps.wait().event], p)
-	}
+	e.eventWaits.unsuspend(p)
 	p.ps.status = Runnable
 	p.ps.w().wait = waitState{}
 	e.stopTimerLocked(p.rd().sleepTimer)
@@ -453,9 +394,7 @@ func (e *Engine) failTimedOut(p *proc) {
 	}
 	e.log.Info("procedure: timed out; rolling back its tree", "id", p.id, "type", p.typeName, "root", t.root.id)
 	e.mu.Lock()
-	if p.ps.wait().kind == waitEvent {
-		delete(e.eventWait[p.ps.wait().event], p)
-	}
+	e.eventWaits.unsuspend(p)
 	e.stopTimerLocked(p.rd().sleepTimer)
 	p.sched().sleepTimer = nil
 	e.maybeRollbackLocked(t)
