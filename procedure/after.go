@@ -168,7 +168,7 @@ func (e *Engine) postCommitLocked(c *commit) {
 		e.armTimeoutLocked(p) // the step may have set, replaced or cleared its step timeout
 	}
 	for _, ev := range c.signals {
-		e.wakeEventLocked(ev)
+		e.eventWaits.signal(ev)
 	}
 	for _, q := range c.finished {
 		e.dropProcLocked(q)

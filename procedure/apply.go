@@ -296,7 +296,7 @@ func (e *Engine) waitEventLocked(tx *durable.Tx, c *commit) error {
 	} else {
 		ps.status = Suspended
 		ps.w().wait = waitState{kind: waitEvent, event: c.next.event}
-		e.suspendOnEventLocked(p, c.next.event)
+		e.eventWaits.suspend(p, c.next.event)
 	}
 	return nil
 }

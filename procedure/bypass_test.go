@@ -77,26 +77,26 @@ func checkNoTrace(t *testing.T, w *world, root ID, ids []ID) {
 			t.Errorf("procedure %d still has waiters", id)
 		}
 	}
-	for _, li := range e.locks.view() {
+	for _, li := range e.locks.table.view() {
 		for _, h := range append(li.Holders, li.Waiters...) {
 			if mine[h.ID] {
 				t.Errorf("lock %s still held or waited for by %d", li.Resource, h.ID)
 			}
 		}
 	}
-	for _, lw := range e.lockWaits {
+	for _, lw := range e.locks.waits {
 		if (lw.p != nil && mine[lw.p.id]) || (lw.t != nil && lw.t.root.id == root) {
 			t.Errorf("lock request of tree %d still waiting", root)
 		}
 	}
-	for ev, m := range e.eventWait {
+	for ev, m := range e.eventWaits.suspended {
 		for p := range m {
 			if mine[p.id] {
 				t.Errorf("procedure %d still waits for event %s", p.id, ev)
 			}
 		}
 	}
-	for ev, m := range e.woken {
+	for ev, m := range e.eventWaits.woken {
 		for p := range m {
 			if mine[p.id] {
 				t.Errorf("procedure %d still noted as woken by %s", p.id, ev)

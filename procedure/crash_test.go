@@ -103,10 +103,10 @@ func checkLocks(t *testing.T, w *world, what string, running bool) {
 	t.Helper()
 	w.e.mu.Lock()
 	defer w.e.mu.Unlock()
-	if err := w.e.locks.check(); err != nil {
+	if err := w.e.locks.table.check(); err != nil {
 		t.Fatalf("%s: lock table: %v", what, err)
 	}
-	for _, li := range w.e.locks.view() {
+	for _, li := range w.e.locks.table.view() {
 		for _, h := range li.Holders {
 			p := w.e.procs[h.ID]
 			if p == nil || (p.t.ts.done && !running) {

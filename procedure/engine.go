@@ -204,11 +204,8 @@ type Engine struct {
 	timers   map[*engineTimer]struct{}
 	stats    engineStats
 
-	locks     *lockTable
-	lockWaits map[*lockReq]lockWait         // requests waiting in locks: who to wake
-	freeReqs  []*lockReq                    // lock requests let go of, for reuse
-	eventWait map[string]map[*proc]struct{} // procedures suspended on each event (may hold stale entries)
-	woken     map[string]map[*proc]struct{} // procedures an event woke whose records still say suspended
+	locks      *lockManager // the lock table and the requests waiting in it
+	eventWaits *eventWaits  // procedures suspended on, or woken by, events
 }
 
 // proc is a live procedure. Its immutable fields are set when it is
@@ -391,27 +388,25 @@ func New(store *durable.Store, opts Options) *Engine {
 	opts.ensureDefaults()
 	u64 := durable.CodecFunc(encodeU64, decodeU64)
 	e := &Engine{
-		store:     store,
-		opts:      opts,
-		log:       opts.Logger,
-		procsC:    durable.NewCollection[uint64, []byte](store, opts.Name+".procs", durable.Bytes()),
-		nonces:    durable.NewCollection[string, uint64](store, opts.Name+".nonces", u64),
-		meta:      durable.NewCollection[string, uint64](store, opts.Name+".meta", u64),
-		events:    durable.NewCollection[string, uint64](store, opts.Name+".events", u64),
-		locks:     newLockTable(),
-		lockWaits: map[*lockReq]lockWait{},
-		eventWait: map[string]map[*proc]struct{}{},
-		woken:     map[string]map[*proc]struct{}{},
-		types:     map[string]*typeInfo{},
-		q:         newRunQueue(),
-		failedCh:  make(chan struct{}),
-		procs:     map[ID]*proc{},
-		trees:     map[ID]*tree{},
-		waiters:   map[ID][]*waiter{},
-		watchers:  map[ID][]chan struct{}{},
-		nonceIn:   map[string]*nonceWait{},
-		timers:    map[*engineTimer]struct{}{},
+		store:    store,
+		opts:     opts,
+		log:      opts.Logger,
+		procsC:   durable.NewCollection[uint64, []byte](store, opts.Name+".procs", durable.Bytes()),
+		nonces:   durable.NewCollection[string, uint64](store, opts.Name+".nonces", u64),
+		meta:     durable.NewCollection[string, uint64](store, opts.Name+".meta", u64),
+		events:   durable.NewCollection[string, uint64](store, opts.Name+".events", u64),
+		types:    map[string]*typeInfo{},
+		q:        newRunQueue(),
+		failedCh: make(chan struct{}),
+		procs:    map[ID]*proc{},
+		trees:    map[ID]*tree{},
+		waiters:  map[ID][]*waiter{},
+		watchers: map[ID][]chan struct{}{},
+		nonceIn:  map[string]*nonceWait{},
+		timers:   map[*engineTimer]struct{}{},
 	}
+	e.locks = newLockManager(e.procs, opts.Clock, &e.stats, e.lockGrantedLocked)
+	e.eventWaits = newEventWaits(e.procs, e.wakeLocked)
 	e.pipeline = newCommitPipeline(e)
 	e.workers.all = map[*worker]struct{}{}
 	return e

@@ -255,7 +255,7 @@ func (e *Engine) takeStepLocks(p *proc, state int64) (lockErr error, parked bool
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	req, ok := e.acquireLocked(p, ls, lockWait{p: p})
+	req, ok := e.locks.acquire(p, ls, lockWait{p: p})
 	switch {
 	case !ok:
 		p.sched().stepLocks, p.lockWaiting = req, true
@@ -524,10 +524,10 @@ func (e *Engine) retireLocked(t *tree, res *Result) {
 	t.rbTimer = nil
 	if r := t.rbLocks; r != nil {
 		t.rbLocks = nil
-		if _, waiting := e.lockWaits[r]; waiting {
-			e.cancelWaitLocked(r)
+		if e.locks.waiting(r) {
+			e.locks.cancelWait(r)
 		} else {
-			e.releaseLocked(r)
+			e.locks.release(r)
 		}
 	}
 	for _, q := range t.procs {
@@ -663,7 +663,7 @@ func (e *Engine) keptLocked(p *proc) bool {
 // rollbackLocks returns false.
 func (e *Engine) rollbackLocks(t *tree, p *proc, ls []Lock, info StepInfo) bool {
 	e.mu.Lock()
-	req, ok := e.acquireLocked(p, ls, lockWait{t: t})
+	req, ok := e.locks.acquire(p, ls, lockWait{t: t})
 	t.rbLocks = req
 	if !ok {
 		t.rbQueued = true // parked until granted
@@ -677,7 +677,7 @@ func (e *Engine) rollbackLocks(t *tree, p *proc, ls []Lock, info StepInfo) bool 
 	}
 	e.mu.Lock()
 	t.running--
-	if _, waiting := e.lockWaits[req]; !waiting && t.rbLocks == req {
+	if !e.locks.waiting(req) && t.rbLocks == req {
 		t.rbQueued = false // granted meanwhile
 		e.maybeRollbackLocked(t)
 	}
@@ -688,9 +688,9 @@ func (e *Engine) rollbackLocks(t *tree, p *proc, ls []Lock, info StepInfo) bool 
 // releaseRollbackLocksLocked lets go of the locks t's rollback step took.
 func (e *Engine) releaseRollbackLocksLocked(t *tree) {
 	if r := t.rbLocks; r != nil {
-		if _, waiting := e.lockWaits[r]; !waiting {
+		if !e.locks.waiting(r) {
 			t.rbLocks = nil
-			e.releaseLocked(r)
+			e.locks.release(r)
 		}
 	}
 }

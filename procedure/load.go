@@ -167,8 +167,8 @@ func (l *loader) restoreLocks(now time.Time) (quarantined int) {
 			if len(p.ps.locks()) == 0 {
 				continue
 			}
-			req := &lockReq{owner: p.id, ancestors: e.ancestorsLocked(nil, p), locks: p.ps.locks()}
-			if err := e.locks.restore(req, now); err != nil {
+			req := &lockReq{owner: p.id, ancestors: e.locks.ancestors(nil, p), locks: p.ps.locks()}
+			if err := e.locks.table.restore(req, now); err != nil {
 				if t.quarantine == "" {
 					t.quarantine = fmt.Sprintf("procedure %d: restoring its locks: %v", p.id, err)
 					quarantined++
@@ -228,9 +228,9 @@ func (l *loader) resumeWaits(t *tree, now int64) error {
 				}
 				if set {
 					p.ps.status, p.ps.w().wait = Runnable, waitState{}
-					e.markWokenLocked(p, w.event)
+					e.eventWaits.markWoken(p, w.event)
 				} else {
-					e.suspendOnEventLocked(p, w.event)
+					e.eventWaits.suspend(p, w.event)
 				}
 			case waitTimer:
 				if w.until <= now {

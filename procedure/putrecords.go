@@ -32,7 +32,7 @@ func (p *proc) record(data []byte) record {
 // engine's lock, and put in the transaction after it is released.
 func (e *Engine) putDirtyLocked(tx *durable.Tx, c *commit) error {
 	for _, q := range c.dirty {
-		e.clearWokenLocked(q) // its record no longer says suspended
+		e.eventWaits.clearWoken(q) // its record no longer says suspended
 		if c.completed && q != c.t.root {
 			continue // completeLocked deleted its record
 		}

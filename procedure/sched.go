@@ -14,49 +14,6 @@ import (
 // procedure waiting for a lock, an event, a time or a retry is parked
 // outside the run queue and pushed to its front when woken.
 
-// lockWait is who waits for a lock request: a procedure's forward step,
-// or (t set) its tree's rollback step.
-type lockWait struct {
-	p     *proc
-	t     *tree
-	since time.Time
-}
-
-// ancestorsLocked appends p's ancestors to dst, nearest first.
-func (e *Engine) ancestorsLocked(dst []ID, p *proc) []ID {
-	for q := p; q != nil && q.parent != 0; q = e.procs[q.parent] {
-		dst = append(dst, q.parent)
-	}
-	return dst
-}
-
-// maxFreeReqs bounds the lock requests kept for reuse.
-const maxFreeReqs = 1024
-
-// newReqLocked returns a lock request of owner for ls, reusing one let go
-// of (the table reuses its slices too).
-func (e *Engine) newReqLocked(owner *proc, ls []Lock) *lockReq {
-	var r *lockReq
-	if n := len(e.freeReqs); n > 0 {
-		r = e.freeReqs[n-1]
-		e.freeReqs[n-1] = nil
-		e.freeReqs = e.freeReqs[:n-1]
-	} else {
-		r = new(lockReq)
-	}
-	r.owner, r.ancestors, r.locks = owner.id, e.ancestorsLocked(r.ancestors[:0], owner), ls
-	return r
-}
-
-// freeReqLocked takes back r, which the table let go of and nothing
-// refers to any more.
-func (e *Engine) freeReqLocked(r *lockReq) {
-	r.locks = nil
-	if len(e.freeReqs) < maxFreeReqs {
-		e.freeReqs = append(e.freeReqs, r)
-	}
-}
-
 // lockSet returns the locks p needs to run (or roll back) state: its
 // type's Locks, checked. The caller holds p (a worker), not mu.
 func (e *Engine) lockSet(p *proc, state int64) (ls []Lock, err error) {
@@ -76,94 +33,37 @@ func (e *Engine) lockSet(p *proc, state int64) (ls []Lock, err error) {
 	return ls, nil
 }
 
-// acquireLocked asks for ls for w, all or nothing. It returns the request
-// and whether it is granted; if not, w is woken (grantLocked) when it is.
-func (e *Engine) acquireLocked(owner *proc, ls []Lock, w lockWait) (*lockReq, bool) {
-	req := e.newReqLocked(owner, ls)
-	now := e.opts.Clock.Now()
-	ok, woken := e.locks.acquire(req, now)
-	if ok {
-		e.stats.lockWait.observe(0)
-	} else {
-		w.since = now
-		e.lockWaits[req] = w
-		e.stats.lockWaiting.Add(1)
-	}
-	// A request granted may give priority to its owner's descendants
-	// waiting: they are granted too.
-	e.grantLocked(woken)
-	return req, ok
-}
-
-// releaseLocked lets go of held request r (nil: nothing) and wakes the
-// requests that this lets in.
-func (e *Engine) releaseLocked(r *lockReq) {
-	if r != nil {
-		granted := e.locks.release(r, e.opts.Clock.Now())
-		e.freeReqLocked(r)
-		e.grantLocked(granted)
-	}
-}
-
-// cancelWaitLocked withdraws waiting request r.
-func (e *Engine) cancelWaitLocked(r *lockReq) {
-	if _, ok := e.lockWaits[r]; !ok {
-		return
-	}
-	delete(e.lockWaits, r)
-	e.stats.lockWaiting.Add(-1)
-	granted := e.locks.cancel(r, e.opts.Clock.Now())
-	e.freeReqLocked(r)
-	e.grantLocked(granted)
-}
-
-// grantLocked wakes the owners of requests just granted: each goes to
-// the front of the run queue holding its locks. A request whose owner can
-// no longer use it is released at once (which may grant others).
-func (e *Engine) grantLocked(granted []*lockReq) {
-	for len(granted) > 0 {
-		r := granted[0]
-		granted = granted[1:]
-		w, ok := e.lockWaits[r]
-		if !ok {
-			panic("procedure: internal error: lock granted to an unknown request")
+// lockGrantedLocked wakes w, the owner of r, which the lock table just
+// granted: it goes to the front of the run queue holding its locks. It
+// reports whether w uses r (if not, the lock manager releases it).
+func (e *Engine) lockGrantedLocked(r *lockReq, w lockWait) (use bool) {
+	if p := w.p; p != nil {
+		p.lockWaiting = false
+		switch {
+		case e.procs[p.id] != p:
+			p.sched().stepLocks = nil
+		case p.running:
+			// Its worker is parking it: endStep sees the grant.
+			use = true
+		case e.canRunLocked(p):
+			e.enqueueLocked(p, true)
+			use = true
+		default:
+			p.sched().stepLocks = nil
 		}
-		delete(e.lockWaits, r)
-		e.stats.lockWaiting.Add(-1)
-		now := e.opts.Clock.Now()
-		e.stats.lockWait.observe(now.Sub(w.since))
-		use := false
-		if p := w.p; p != nil {
-			p.lockWaiting = false
-			switch {
-			case e.procs[p.id] != p:
-				p.sched().stepLocks = nil
-			case p.running:
-				// Its worker is parking it: endStep sees the grant.
-				use = true
-			case e.canRunLocked(p):
-				e.enqueueLocked(p, true)
-				use = true
-			default:
-				p.sched().stepLocks = nil
-			}
-			if use && p.typ.holdLocks {
-				p.sched().stepLocks, p.sched().holdLocks = nil, r
-			}
-		} else if t := w.t; t.rbLocks == r {
-			t.rbQueued = false
-			if e.running() && t.ts.failed && !t.ts.done && t.quarantine == "" {
-				e.maybeRollbackLocked(t)
-				use = true
-			} else {
-				t.rbLocks = nil
-			}
+		if use && p.typ.holdLocks {
+			p.sched().stepLocks, p.sched().holdLocks = nil, r
 		}
-		if !use {
-			granted = append(granted, e.locks.release(r, now)...)
-			e.freeReqLocked(r)
+	} else if t := w.t; t.rbLocks == r {
+		t.rbQueued = false
+		if e.running() && t.ts.failed && !t.ts.done && t.quarantine == "" {
+			e.maybeRollbackLocked(t)
+			use = true
+		} else {
+			t.rbLocks = nil
 		}
 	}
+	return use
 }
 
 // releaseStepLocksLocked lets go of the locks p took for one step.
@@ -171,7 +71,7 @@ func (e *Engine) releaseStepLocksLocked(p *proc) {
 	if p.rd().stepLocks != nil && !p.lockWaiting {
 		r := p.rd().stepLocks
 		p.sched().stepLocks = nil
-		e.releaseLocked(r)
+		e.locks.release(r)
 	}
 }
 
@@ -182,21 +82,19 @@ func (e *Engine) dropProcLocked(p *proc) {
 		p.lockWaiting = false
 		r := p.rd().stepLocks
 		p.sched().stepLocks = nil
-		e.cancelWaitLocked(r)
+		e.locks.cancelWait(r)
 	}
 	e.releaseStepLocksLocked(p)
 	if r := p.rd().holdLocks; r != nil {
 		p.sched().holdLocks = nil
-		e.releaseLocked(r)
+		e.locks.release(r)
 	}
 	e.stopTimerLocked(p.rd().sleepTimer)
 	e.stopTimerLocked(p.rd().timeoutTimer)
 	e.stopTimerLocked(p.rd().retryTimer)
 	p.sched().sleepTimer, p.sched().timeoutTimer, p.sched().retryTimer = nil, nil, nil
-	if p.ps.wait().kind == waitEvent {
-		delete(e.eventWait[p.ps.wait().event], p)
-	}
-	e.clearWokenLocked(p)
+	e.eventWaits.unsuspend(p)
+	e.eventWaits.clearWoken(p)
 }
 
 // cancelTreeWaitsLocked withdraws the lock requests of t's procedures
@@ -207,7 +105,7 @@ func (e *Engine) cancelTreeWaitsLocked(t *tree) {
 			p.lockWaiting = false
 			r := p.rd().stepLocks
 			p.sched().stepLocks = nil
-			e.cancelWaitLocked(r)
+			e.locks.cancelWait(r)
 		}
 	}
 }
@@ -217,7 +115,7 @@ func (e *Engine) cancelTreeWaitsLocked(t *tree) {
 func (e *Engine) Locks() []LockInfo {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.locks.view()
+	return e.locks.table.view()
 }
 
 // ---- Events ----
@@ -239,7 +137,7 @@ func (e *Engine) Signal(ctx context.Context, event string) error {
 		return e.afterFailedAdmin(&commit{}, err)
 	}
 	e.mu.Lock()
-	e.wakeEventLocked(event)
+	e.eventWaits.signal(event)
 	e.mu.Unlock()
 	return nil
 }
@@ -264,7 +162,7 @@ func (e *Engine) ResetEvent(ctx context.Context, event string) error {
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		for p := range e.woken[event] {
+		for p := range e.eventWaits.wokenBy(event) {
 			if e.procs[p.id] != p || p.rd().wokenBy != event {
 				continue
 			}
@@ -291,12 +189,7 @@ func (e *Engine) ResetEvent(ctx context.Context, event string) error {
 		return e.afterFailedAdmin(&commit{}, err)
 	}
 	e.mu.Lock()
-	for _, p := range rewritten {
-		if p.rd().wokenBy == event {
-			e.clearWokenLocked(p)
-		}
-	}
-	delete(e.woken, event)
+	e.eventWaits.reset(event, rewritten)
 	e.mu.Unlock()
 	return nil
 }
@@ -314,62 +207,10 @@ func checkEventName(event string) error {
 	return nil
 }
 
-// suspendOnEventLocked registers p, just suspended on event.
-func (e *Engine) suspendOnEventLocked(p *proc, event string) {
-	m := e.eventWait[event]
-	if m == nil {
-		m = map[*proc]struct{}{}
-		e.eventWait[event] = m
-	}
-	m[p] = struct{}{}
-}
-
-// wakeEventLocked wakes the procedures suspended on event, to the front
-// of the run queue. Their records still say suspended until their next
-// commit; the event being signalled is what makes a restart wake them
-// too (and ResetEvent rewrites them first).
-func (e *Engine) wakeEventLocked(event string) {
-	for p := range e.eventWait[event] {
-		if e.procs[p.id] != p || p.ps.status != Suspended || p.ps.wait().kind != waitEvent || p.ps.wait().event != event {
-			continue // stale: woken, failed or finished since
-		}
-		e.wakeLocked(p)
-		e.markWokenLocked(p, event)
-	}
-	delete(e.eventWait, event)
-}
-
-func (e *Engine) markWokenLocked(p *proc, event string) {
-	e.clearWokenLocked(p)
-	p.sched().wokenBy = event
-	m := e.woken[event]
-	if m == nil {
-		m = map[*proc]struct{}{}
-		e.woken[event] = m
-	}
-	m[p] = struct{}{}
-}
-
-// clearWokenLocked: p's record was written since an event woke it.
-func (e *Engine) clearWokenLocked(p *proc) {
-	if p.rd().wokenBy == "" {
-		return
-	}
-	if m := e.woken[p.rd().wokenBy]; m != nil {
-		delete(m, p)
-		if len(m) == 0 {
-			delete(e.woken, p.rd().wokenBy)
-		}
-	}
-	p.sched().wokenBy = ""
-}
-
 // wakeLocked makes suspended p runnable (in memory: its record is
 // rewritten by its next commit) and queues it at the front.
 func (e *Engine) wakeLocked(p *proc) {
-	if p.ps.wait().kind == waitEvent {
-		delete(e.eventWait[p.ps.wait().event], p)
-	}
+	e.eventWaits.unsuspend(p)
 	p.ps.status = Runnable
 	p.ps.w().wait = waitState{}
 	e.stopTimerLocked(p.rd().sleepTimer)
@@ -553,9 +394,7 @@ func (e *Engine) failTimedOut(p *proc) {
 	}
 	e.log.Info("procedure: timed out; rolling back its tree", "id", p.id, "type", p.typeName, "root", t.root.id)
 	e.mu.Lock()
-	if p.ps.wait().kind == waitEvent {
-		delete(e.eventWait[p.ps.wait().event], p)
-	}
+	e.eventWaits.unsuspend(p)
 	e.stopTimerLocked(p.rd().sleepTimer)
 	p.sched().sleepTimer = nil
 	e.maybeRollbackLocked(t)

@@ -493,10 +493,10 @@ func (fw *flowWorld) waitLocksFree() {
 	waitFor(fw.t, "every lock let go", func() bool {
 		fw.e.mu.Lock()
 		defer fw.e.mu.Unlock()
-		return fw.e.locks.len() == 0
+		return fw.e.locks.table.len() == 0
 	})
 	fw.e.mu.Lock()
-	err := fw.e.locks.check()
+	err := fw.e.locks.table.check()
 	fw.e.mu.Unlock()
 	if err != nil {
 		fw.t.Fatalf("lock table: %v", err)
