@@ -380,14 +380,7 @@ func (lt *lockTable) discard(r *lockReq) {
 
 // newNode allocates, or reuses, the node of resource.
 func (lt *lockTable) newNode(resource string) *lockNode {
-	var n *lockNode
-	if k := len(lt.free); k > 0 {
-		n = lt.free[k-1]
-		lt.free[k-1] = nil
-		lt.free = lt.free[:k-1]
-	} else {
-		n = new(lockNode)
-	}
+	n := popFree(&lt.free)
 	n.resource = resource
 	lt.nodes[resource] = n
 	return n
@@ -862,4 +855,16 @@ func (r *lockReq) checkBlocked(holding map[ID]int) bool {
 		}
 	}
 	return false
+}
+
+// popFree takes the last of a free list, or a new T if it is empty.
+func popFree[T any](free *[]*T) *T {
+	k := len(*free)
+	if k == 0 {
+		return new(T)
+	}
+	x := (*free)[k-1]
+	(*free)[k-1] = nil
+	*free = (*free)[:k-1]
+	return x
 }

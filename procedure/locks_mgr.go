@@ -56,14 +56,7 @@ func (m *lockManager) ancestors(dst []ID, p *proc) []ID {
 // newReq returns a lock request of owner for ls, reusing one let go
 // of (the table reuses its slices too).
 func (m *lockManager) newReq(owner *proc, ls []Lock) *lockReq {
-	var r *lockReq
-	if n := len(m.free); n > 0 {
-		r = m.free[n-1]
-		m.free[n-1] = nil
-		m.free = m.free[:n-1]
-	} else {
-		r = new(lockReq)
-	}
+	r := popFree(&m.free)
 	r.owner, r.ancestors, r.locks = owner.id, m.ancestors(r.ancestors[:0], owner), ls
 	return r
 }
