@@ -335,12 +335,7 @@ func TestBypassWhileRollbackRetries(t *testing.T) {
 	var bad *Type[int, script]
 	w.extra = func(w *world) {
 		bad = Register[int, script](w.e, "bad-rollback", StateMachineFuncs[int, script]{
-			Exec: func(ctx context.Context, env *Env, s int, d *script) (Next, error) {
-				if s == 1 {
-					return Next{}, errors.New("boom")
-				}
-				return GoTo(s + 1), nil
-			},
+			Exec: failAtState1,
 			Undo: func(ctx context.Context, env *Env, s int, d *script) error { return errors.New("cannot undo") },
 		}, nil)
 	}

@@ -396,3 +396,12 @@ func reach(t testing.TB, g *gates, key string) {
 }
 
 func newMemFS() *vfs.MemFS { return vfs.NewMem() }
+
+// failAtState1 is an Exec that runs state 0 and fails in state 1, for
+// types whose rollback is under test.
+func failAtState1(ctx context.Context, env *Env, s int, d *script) (Next, error) {
+	if s == 1 {
+		return Next{}, errors.New("boom")
+	}
+	return GoTo(s + 1), nil
+}

@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"slices"
 	"time"
+
+	"github.com/procyon-dev/procyon/durable"
 )
 
 // load rebuilds the engine's memory from the store: every live procedure,
@@ -24,7 +26,7 @@ func (e *Engine) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("procedure: load: %w", err)
 	}
-	l := &loader{e: e}
+	l := &loader{e: e, v: v}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for k, b := range e.procsC.All(v) { // Bytes values: no decoding error
@@ -50,9 +52,10 @@ func (e *Engine) load(ctx context.Context) error {
 // that follow it. Its methods run under the engine's lock.
 type loader struct {
 	e       *Engine
-	order   []*tree // trees in root id order (the scan's)
-	maxID   uint64  // the largest id of a record
-	results int     // finished roots (kept results)
+	v       *durable.View // the version loaded: every read of the load is in it
+	order   []*tree       // trees in root id order (the scan's)
+	maxID   uint64        // the largest id of a record
+	results int           // finished roots (kept results)
 }
 
 // record loads the record of procedure k: a kept result is only noted
@@ -222,7 +225,7 @@ func (l *loader) resumeWaits(t *tree, now int64) error {
 		if p.ps.status == Suspended {
 			switch w := p.ps.wait(); w.kind {
 			case waitEvent:
-				_, set, err := e.events.Get(e.store.Latest(), w.event)
+				_, set, err := e.events.Get(l.v, w.event)
 				if err != nil {
 					return err
 				}
