@@ -65,8 +65,9 @@ func (e *Engine) afterBatch(batch []*commit) {
 	e.mu.Unlock()
 }
 
-// countCommitted calls Hooks.AfterCommit for the steps of batch that
-// committed, and counts them in their types' stats.
+// countCommitted calls Hooks.AfterCommit and the steps' own after-commit
+// functions (Env.AfterCommit) for the steps of batch that committed, and
+// counts them in their types' stats.
 func (e *Engine) countCommitted(batch []*commit) {
 	h := &e.opts.Hooks
 	for _, c := range batch {
@@ -77,6 +78,11 @@ func (e *Engine) countCommitted(batch []*commit) {
 			info := c.info
 			info.Err = c.stepErr
 			h.AfterCommit(info)
+		}
+		if c.stepErr == nil {
+			for _, fn := range c.fx.afterCommit {
+				fn() // Env.AfterCommit
+			}
 		}
 		if c.p == nil || c.p.typ == nil {
 			continue
@@ -167,7 +173,10 @@ func (e *Engine) postCommitLocked(c *commit) {
 	if p := c.p; c.kind == kindStep && p != nil && !c.completed && p.ps.status != Succeeded {
 		e.armTimeoutLocked(p) // the step may have set, replaced or cleared its step timeout
 	}
-	for _, ev := range c.signals {
+	for _, ev := range c.fx.resets {
+		e.eventWaits.reset(ev, c.rewrite)
+	}
+	for _, ev := range c.fx.signals {
 		e.eventWaits.signal(ev)
 	}
 	for _, q := range c.finished {

@@ -78,8 +78,8 @@ func (e *Engine) applyBatchTx(tx *durable.Tx, batch []*commit, recs *recWrites, 
 	}
 	e.mu.Unlock()
 	for _, c := range batch {
-		if c.outcome == nil && c.stepErr == nil && len(c.writes) > 0 {
-			if err := runWrites(tx, c.writes); err != nil {
+		if c.outcome == nil && c.stepErr == nil && len(c.fx.writes) > 0 {
+			if err := runWrites(tx, c.fx.writes); err != nil {
 				bad.c, bad.err = c, err
 				return errBadWrite
 			}
@@ -167,10 +167,8 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 	ps := &p.ps
 	stepExtLocked(c)
 	if c.stepErr == nil {
-		for _, ev := range c.signals {
-			if err := e.events.Put(tx, ev, uint64(now)); err != nil {
-				return err
-			}
+		if err := e.applyEventsLocked(tx, c, now); err != nil {
+			return err
 		}
 	}
 	var err error
@@ -279,6 +277,27 @@ func (e *Engine) spawnLocked(tx *durable.Tx, c *commit, now int64) error {
 	return nil
 }
 
+// applyEventsLocked resets and then signals the events c's step asked
+// for (Env.ResetEvent, Env.Signal). The procedures a reset event had
+// woken are stored as runnable by the same transaction.
+func (e *Engine) applyEventsLocked(tx *durable.Tx, c *commit, now int64) error {
+	for _, ev := range c.fx.resets {
+		var err error
+		if c.rewrite, err = e.resetEventLocked(tx, ev, c.rewrite, c.p); err != nil {
+			return err
+		}
+	}
+	if err := e.putRewritesLocked(tx, c, c.rewrite); err != nil {
+		return err
+	}
+	for _, ev := range c.fx.signals {
+		if err := e.events.Put(tx, ev, uint64(now)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // waitEventLocked records a step that waits for an event: suspended,
 // unless the event is signalled in this transaction's state (so a signal
 // is never lost).
@@ -336,10 +355,8 @@ func (e *Engine) applyRollbackLocked(tx *durable.Tx, c *commit) error {
 		c.markDirty(t.root)
 		t.root.ps.steps++
 	}
-	for _, ev := range c.signals {
-		if err := e.events.Put(tx, ev, uint64(now)); err != nil {
-			return err
-		}
+	if err := e.applyEventsLocked(tx, c, now); err != nil {
+		return err
 	}
 	if t.ts.nextIdx == 0 {
 		if err := e.completeLocked(tx, c, t, RolledBack, now); err != nil {

@@ -26,8 +26,7 @@ type commit struct {
 	state   int64
 	next    Next
 	stepErr error                        // the step failed
-	writes  []func(tx *durable.Tx) error // the step's recorded writes
-	signals []string                     // events the step signals (Env.Signal)
+	fx      effects // the step's writes, signals, resets and after-commit calls (from its Env)
 	data    []byte                       // p's encoded data after the step; nil: keep the stored data
 	// timeoutKind: the step ran OnTimeout for this timeout; its commit
 	// clears the procedure's timeout (the step's is replaced anyway).
@@ -59,6 +58,7 @@ type commit struct {
 	undo      undoLog
 	buf       []byte
 	recs      *recWrites // the batch's record writes, while it is applied
+	rewrite   []*proc    // procedures an event c resets had woken (stored as runnable)
 	result    *Result    // the completed root's result, for its waiters
 }
 
@@ -66,6 +66,7 @@ func (c *commit) reset() {
 	c.outcome, c.applied, c.completed, c.result = nil, false, false, nil
 	c.dirty, c.wake, c.finished, c.added = c.dirty[:0], c.wake[:0], c.finished[:0], c.added[:0]
 	c.undo = undoLog{}
+	c.rewrite = c.rewrite[:0]
 }
 
 // storeHealthy reports whether a failed Write left the store working (the

@@ -85,6 +85,13 @@
 // Env.SetTimeout). Nothing that waits holds a worker, and every wait,
 // timer and held lock is restored after a restart.
 //
+// Outcomes from outside: SignalWrite records an outcome (a remote
+// operation's result) and signals the event its procedure waits on in one
+// transaction; the woken step reads it and consumes the event
+// (Env.ResetEvent) in its own commit. Env.AfterCommit starts work that
+// must wait until the step is durable (sending the request). Package
+// remote is built this way.
+//
 // # On-disk format
 //
 // The engine keeps four collections in the store (prefix Options.Name,

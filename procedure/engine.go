@@ -602,8 +602,7 @@ type Env struct {
 	parent   ID
 	root     ID
 	rollback bool
-	writes   []func(tx *durable.Tx) error
-	signals  []string
+	fx       effects
 	timeout  time.Duration // SetTimeout's (0: none)
 	timedOut timeoutKind   // an OnTimeout step: which timeout passed
 	closed   atomic.Bool
@@ -654,7 +653,7 @@ func (env *Env) Write(fn func(tx *durable.Tx) error) {
 	if env.closed.Load() {
 		panic("procedure: Env.Write after the step returned")
 	}
-	env.writes = append(env.writes, fn)
+	env.fx.writes = append(env.fx.writes, fn)
 }
 
 // Signal records that the step signals the named event: it is signalled
@@ -668,7 +667,47 @@ func (env *Env) Signal(event string) {
 	if err := checkEventName(event); err != nil {
 		panic(err)
 	}
-	env.signals = append(env.signals, event)
+	env.fx.signals = append(env.fx.signals, event)
+}
+
+// ResetEvent records that the step resets the named event (as
+// Engine.ResetEvent, in the step's commit): a step woken by a one-shot
+// event (a remote operation's outcome) consumes it this way, so that the
+// event does not stay signalled, and stored, for good. Resets apply
+// before the step's signals and before the wait it returns (WaitEvent on
+// the event it resets suspends). A step that fails or yields resets
+// nothing.
+func (env *Env) ResetEvent(event string) {
+	if env.closed.Load() {
+		panic("procedure: Env.ResetEvent after the step returned")
+	}
+	if err := checkEventName(event); err != nil {
+		panic(err)
+	}
+	env.fx.resets = append(env.fx.resets, event)
+}
+
+// AfterCommit records fn, called once the step's commit is durable (on
+// the engine's completer goroutine, without its lock: fn must be quick and
+// must not wait for the engine). It is not called if the step fails,
+// yields or its commit fails, nor after a crash: a restart recovers the
+// committed state, and whoever acts on it there does so from the store.
+// This is how work that must not start before the step is durable (a
+// request sent to another process) starts as soon as it is.
+func (env *Env) AfterCommit(fn func()) {
+	if env.closed.Load() {
+		panic("procedure: Env.AfterCommit after the step returned")
+	}
+	env.fx.afterCommit = append(env.fx.afterCommit, fn)
+}
+
+// effects are what a step asks for besides its next state, collected by
+// its Env and committed (or dropped) with it.
+type effects struct {
+	writes      []func(tx *durable.Tx) error // Env.Write
+	signals     []string                     // Env.Signal
+	resets      []string                     // Env.ResetEvent
+	afterCommit []func()                     // Env.AfterCommit
 }
 
 // SetTimeout gives the wait the step is about to enter (an event, a

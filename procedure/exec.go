@@ -337,7 +337,7 @@ func (e *Engine) stepCommit(p *proc, info StepInfo, next Next, err error, timeou
 	c.kind, c.p, c.t, c.info, c.state = kindStep, p, p.t, info, info.State
 	c.next, c.stepErr, c.timeoutKind, c.notRun = next, err, timeout, notRun
 	if err == nil {
-		c.writes, c.signals = env.writes, env.signals
+		c.fx = env.fx
 		if env.timeout > 0 {
 			c.stepDeadline = e.opts.Clock.Now().Add(env.timeout).UnixNano()
 		}
@@ -346,7 +346,7 @@ func (e *Engine) stepCommit(p *proc, info StepInfo, next Next, err error, timeou
 		if c.stepErr == nil {
 			c.stepErr = fmt.Errorf("procedure: encode data: %w", encErr)
 		}
-		c.writes = nil
+		c.fx = effects{}
 	} else {
 		c.data = b
 	}
@@ -632,7 +632,7 @@ func (e *Engine) rollbackStep(w *worker, t *tree) {
 		env.closed.Store(true)
 		top.typ.stats.latency.observe(time.Since(start))
 		if err == nil {
-			c.writes, c.signals = env.writes, env.signals
+			c.fx = env.fx
 			c.data, err = top.typ.encode(top.data)
 		}
 		if err != nil {

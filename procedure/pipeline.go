@@ -231,7 +231,7 @@ func (cp *commitPipeline) refused(batch []*commit, bad badWrite, err error, roun
 			return batch
 		}
 		// The step fails instead; its failure commits with the rest.
-		bad.c.stepErr, bad.c.writes = bad.err, nil
+		bad.c.stepErr, bad.c.fx = bad.err, effects{}
 		return batch
 	case len(batch) > 1 && e.storeHealthy(err):
 		for _, c := range batch {
@@ -242,7 +242,7 @@ func (cp *commitPipeline) refused(batch []*commit, bad badWrite, err error, roun
 		c := batch[0]
 		switch {
 		case c.kind == kindStep && c.stepErr == nil && round == 0:
-			c.stepErr, c.writes = err, nil // the step's commit was refused: it fails
+			c.stepErr, c.fx = err, effects{} // the step's commit was refused: it fails
 			return batch
 		case c.kind == kindStep:
 			// Even its failure cannot be committed (its data alone is

@@ -36,30 +36,15 @@ func (e *Engine) putDirtyLocked(tx *durable.Tx, c *commit) error {
 		if c.completed && q != c.t.root {
 			continue // completeLocked deleted its record
 		}
-		var data []byte
-		shared := false // data is in a buffer that is reused or in the store
-		switch {
-		case q == c.p && c.data != nil:
-			data = c.data
-		case q.raw != nil:
-			data = q.raw
-		default:
-			shared = true
-			b, ok := c.recs.lookup(uint64(q.id))
-			if !ok {
-				var err error
-				if b, ok, err = e.procsC.Get(tx, uint64(q.id)); err != nil {
-					return err
-				}
-			}
-			if !ok {
+		data, shared := c.data, false
+		if q != c.p || c.data == nil {
+			var ok bool
+			var err error
+			if data, shared, ok, err = e.storedDataLocked(tx, c, q); err != nil {
+				return err
+			} else if !ok {
 				return fmt.Errorf("procedure: internal error: record of live procedure %d missing", q.id)
 			}
-			old, err := decodeRecord(b)
-			if err != nil {
-				return err
-			}
-			data = old.data
 		}
 		r := q.record(data)
 		if c.completed && q == c.t.root {
@@ -69,16 +54,63 @@ func (e *Engine) putDirtyLocked(tx *durable.Tx, c *commit) error {
 			}
 			c.result = &res
 		}
-		if c.recs != nil {
-			c.recs.put(uint64(q.id), &r)
-			continue
-		}
-		c.buf = appendRecord(c.buf[:0], &r)
-		if err := e.procsC.Put(tx, uint64(q.id), c.buf); err != nil {
+		if err := e.putLocked(tx, c, q.id, &r); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// putRewritesLocked stores as they are in memory (runnable) the records
+// of the procedures an event reset by c had woken (Env.ResetEvent); one
+// whose record is gone (its tree completed earlier in the batch) is
+// skipped.
+func (e *Engine) putRewritesLocked(tx *durable.Tx, c *commit, rewrite []*proc) error {
+	for _, q := range rewrite {
+		data, _, ok, err := e.storedDataLocked(tx, c, q)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		r := q.record(data)
+		if err := e.putLocked(tx, c, q.id, &r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storedDataLocked returns q's data as the transaction (or the batch's
+// record writes) holds it; shared: it is in a buffer that is reused or in
+// the store. ok is false if q has no record.
+func (e *Engine) storedDataLocked(tx *durable.Tx, c *commit, q *proc) (data []byte, shared, ok bool, err error) {
+	if q.raw != nil {
+		return q.raw, false, true, nil
+	}
+	b, ok := c.recs.lookup(uint64(q.id))
+	if !ok {
+		if b, ok, err = e.procsC.Get(tx, uint64(q.id)); err != nil || !ok {
+			return nil, true, ok, err
+		}
+	}
+	old, err := decodeRecord(b)
+	if err != nil {
+		return nil, true, false, err
+	}
+	return old.data, true, true, nil
+}
+
+// putLocked puts the record r of procedure id in tx, or defers it to the
+// batch's record writes (c.recs).
+func (e *Engine) putLocked(tx *durable.Tx, c *commit, id ID, r *record) error {
+	if c.recs != nil {
+		c.recs.put(uint64(id), r)
+		return nil
+	}
+	c.buf = appendRecord(c.buf[:0], r)
+	return e.procsC.Put(tx, uint64(id), c.buf)
 }
 
 // deleteRecordLocked deletes procedure id's record in tx, or defers it

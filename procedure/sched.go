@@ -127,17 +127,55 @@ func (e *Engine) Signal(ctx context.Context, event string) error {
 	if err := checkEventName(event); err != nil {
 		return err
 	}
+	return e.SignalWrite(ctx, func(_ *durable.Tx, signal func(string)) error {
+		signal(event)
+		return nil
+	})
+}
+
+// SignalWrite is Signal with writes: it runs fn in one store transaction,
+// and the events fn passes to signal are signalled by that transaction,
+// atomically with fn's writes. The procedures suspended on them are woken
+// once it is durable, so a woken step reads what fn wrote. If fn returns
+// an error (or signal is given a bad name), nothing is written or
+// signalled. This is how an outcome that arrives from outside (a remote
+// operation's result) reaches the procedure waiting for it: recorded and
+// announced in one commit, or not at all.
+func (e *Engine) SignalWrite(ctx context.Context, fn func(tx *durable.Tx, signal func(event string)) error) error {
 	if !e.running() {
 		return e.notRunning()
 	}
+	var events []string
 	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
-		return e.events.Put(tx, event, uint64(e.now()))
+		events = events[:0]
+		var bad error
+		err := fn(tx, func(event string) {
+			if err := checkEventName(event); err != nil && bad == nil {
+				bad = err
+			}
+			events = append(events, event)
+		})
+		if err != nil {
+			return err
+		}
+		if bad != nil {
+			return bad
+		}
+		now := uint64(e.now())
+		for _, ev := range events {
+			if err := e.events.Put(tx, ev, now); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return e.afterFailedAdmin(&commit{}, err)
 	}
 	e.mu.Lock()
-	e.eventWaits.signal(event)
+	for _, ev := range events {
+		e.eventWaits.signal(ev)
+	}
 	e.mu.Unlock()
 	return nil
 }
@@ -156,34 +194,14 @@ func (e *Engine) ResetEvent(ctx context.Context, event string) error {
 	}
 	var rewritten []*proc
 	err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
-		rewritten = rewritten[:0]
-		if err := e.events.Delete(tx, event); err != nil {
-			return err
-		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		for p := range e.eventWaits.wokenBy(event) {
-			if e.procs[p.id] != p || p.rd().wokenBy != event {
-				continue
-			}
-			b, ok, err := e.procsC.Get(tx, uint64(p.id))
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue
-			}
-			old, err := decodeRecord(b)
-			if err != nil {
-				return err
-			}
-			r := p.record(old.data)
-			if err := e.procsC.Put(tx, uint64(p.id), appendRecord(nil, &r)); err != nil {
-				return err
-			}
-			rewritten = append(rewritten, p)
+		var err error
+		rewritten, err = e.resetEventLocked(tx, event, rewritten[:0], nil)
+		if err != nil {
+			return err
 		}
-		return nil
+		return e.putRewritesLocked(tx, &commit{}, rewritten)
 	})
 	if err != nil {
 		return e.afterFailedAdmin(&commit{}, err)
@@ -192,6 +210,24 @@ func (e *Engine) ResetEvent(ctx context.Context, event string) error {
 	e.eventWaits.reset(event, rewritten)
 	e.mu.Unlock()
 	return nil
+}
+
+// resetEventLocked deletes event's signal in tx and appends to rewrite
+// the live procedures it woke whose records still say suspended (except
+// self, whose record the caller writes anyway): the caller stores them as
+// runnable in the same transaction, so that a crash cannot put them back
+// to waiting.
+func (e *Engine) resetEventLocked(tx *durable.Tx, event string, rewrite []*proc, self *proc) ([]*proc, error) {
+	if err := e.events.Delete(tx, event); err != nil {
+		return rewrite, err
+	}
+	for p := range e.eventWaits.wokenBy(event) {
+		if p == self || e.procs[p.id] != p || p.rd().wokenBy != event {
+			continue
+		}
+		rewrite = append(rewrite, p)
+	}
+	return rewrite, nil
 }
 
 // Signalled reports whether the named event is signalled (durably).

@@ -28,6 +28,7 @@ type flowStep struct {
 	Wait   string        // then WaitEvent
 	Sleep  time.Duration // then Sleep
 	Signal string        // Env.Signal
+	Reset  string        // Env.ResetEvent
 	Fail   bool          // Execute fails
 	Retry  int           // return a Retryable error this many times first
 	Locks  []Lock        // the state's locks
@@ -42,6 +43,9 @@ type flowSM struct {
 	mu       sync.Mutex
 	attempts map[string]int
 	onLocks  func(id ID, state int) // called when a step runs holding its locks
+	// afterCommit, if set, is passed to Env.AfterCommit by every forward
+	// step that does not fail.
+	afterCommit func(id ID, state int)
 	// checkSleep: fail the test if a state after a Sleep runs early.
 	checkSleep bool
 	// checkRollbackLocks: fail the test if a Rollback runs without the
@@ -87,6 +91,13 @@ func (sm *flowSM) Execute(ctx context.Context, env *Env, s int, d *flow) (Next, 
 	env.Write(func(tx *durable.Tx) error { return sm.w.kv.Put(tx, fx, d.Name) })
 	if st.Signal != "" {
 		env.Signal(st.Signal)
+	}
+	if st.Reset != "" {
+		env.ResetEvent(st.Reset)
+	}
+	if f := sm.afterCommit; f != nil {
+		id := env.ID()
+		env.AfterCommit(func() { f(id, s) })
 	}
 	switch {
 	case len(st.Kids) > 0:
