@@ -25,9 +25,9 @@ type commit struct {
 	info    StepInfo
 	state   int64
 	next    Next
-	stepErr error                        // the step failed
+	stepErr error   // the step failed
 	fx      effects // the step's writes, signals, resets and after-commit calls (from its Env)
-	data    []byte                       // p's encoded data after the step; nil: keep the stored data
+	data    []byte  // p's encoded data after the step; nil: keep the stored data
 	// timeoutKind: the step ran OnTimeout for this timeout; its commit
 	// clears the procedure's timeout (the step's is replaced anyway).
 	timeoutKind timeoutKind
