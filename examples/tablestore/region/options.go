@@ -1,0 +1,39 @@
+package region
+
+import (
+	"log/slog"
+
+	"github.com/procyon-dev/procyon/vfs"
+)
+
+// Options configure a Region. The zero value is usable: every field has a
+// default, written in its comment.
+type Options struct {
+	// FS is the file system. Default vfs.OS; tests use vfs.NewMem() and
+	// its crash clones.
+	FS vfs.FS
+	// FlushBytes is the memstore size (keys plus values) at which a Put
+	// flushes it to a new row file. Default 4 MiB.
+	FlushBytes int
+	// MaxFiles is the number of row files past which a flush is followed
+	// by a compaction of all of them into one. Default 8.
+	MaxFiles int
+	// Logger receives flushes, compactions and what Open cleans up.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) ensureDefaults() {
+	if o.FS == nil {
+		o.FS = vfs.OS
+	}
+	if o.FlushBytes <= 0 {
+		o.FlushBytes = 4 << 20
+	}
+	if o.MaxFiles <= 0 {
+		o.MaxFiles = 8
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}

@@ -1,0 +1,84 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/procyon-dev/procyon/wal"
+)
+
+// Put writes rows as one batch, all or nothing, and returns once the batch
+// is durable: concurrent Puts share the log's fsyncs (group commit). A
+// row's value replaces the key's earlier one. Rows are copied; the caller
+// may reuse them. A row with an empty key fails the whole Put with
+// ErrBadRow, writing nothing. If ctx ends first, Put returns its error and
+// the batch may still become durable. A Put may flush the memstore (see
+// Options.FlushBytes).
+func (r *Region) Put(ctx context.Context, rows ...Row) error {
+	for _, row := range rows {
+		if len(row.Key) == 0 {
+			return ErrBadRow
+		}
+	}
+	rec := encodePut(rows)
+	p, err := r.append(rows, rec)
+	if err != nil || p == nil {
+		return err
+	}
+	if err := p.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return r.fail(err)
+	}
+	r.mu.Lock()
+	r.applyDurableLocked()
+	r.mu.Unlock()
+	return r.maybeFlush()
+}
+
+// append gives rec the next seq and appends it to the log, in one step
+// under the lock, so that log order is seq order.
+func (r *Region) append(rows []Row, rec []byte) (*wal.Pending, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.err != nil {
+		return nil, r.mu.err
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	seq := r.mu.lastSeq + 1
+	setPutSeq(rec, seq)
+	p, err := r.log.AppendAsync(wal.Entry{Data: rec})
+	if errors.Is(err, wal.ErrTooLarge) {
+		return nil, fmt.Errorf("region: put: %w", err)
+	}
+	if err != nil {
+		return nil, r.failLocked(err)
+	}
+	r.mu.lastSeq = seq
+	r.mu.queue = append(r.mu.queue, queuedPut{rec: rec, p: p})
+	return p, nil
+}
+
+// applyDurableLocked applies the queued puts that are durable, in order.
+// Log batches become durable in order, so once a put's Wait returns, it
+// and every put before it are applied here.
+func (r *Region) applyDurableLocked() {
+	q := r.mu.queue
+	n := 0
+	for ; n < len(q) && q[n].p.Durable(); n++ {
+		seq, rows, err := decodePut(q[n].rec)
+		if err != nil {
+			panic(fmt.Sprintf("region: decoding a put this process encoded: %v", err))
+		}
+		r.mu.mem.apply(seq, q[n].p.LastSeq(), rows)
+		q[n] = queuedPut{}
+	}
+	r.mu.queue = q[n:]
+	if len(r.mu.queue) == 0 {
+		r.mu.queue = q[:0]
+	}
+}
