@@ -47,6 +47,13 @@ type ScanResponse struct {
 	Rows []Row `json:"rows"`
 }
 
+// ServedRegions is the answer of GET /ts/v1/regions on a region server:
+// the ids of the regions it serves, sorted.
+type ServedRegions struct {
+	Server  string   `json:"server"`
+	Regions []string `json:"regions"`
+}
+
 // ErrorBody is the JSON body of every error answer of the table store's
 // HTTP APIs: a stable code and a message for people.
 type ErrorBody struct {

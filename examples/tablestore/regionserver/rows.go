@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/procyon-dev/procyon/examples/tablestore"
 	"github.com/procyon-dev/procyon/examples/tablestore/region"
@@ -16,11 +17,18 @@ const maxRowsBody = 8 << 20
 // rowRoutes adds the row API: POST /ts/v1/rows/put, /get and /scan, each
 // with a JSON body naming the region (tablestore.PutRequest, GetRequest,
 // ScanRequest). A region the server does not serve is 404 with the code
-// "not_serving": the client locates it again.
+// "not_serving": the client locates it again. GET /ts/v1/regions lists
+// the regions the server serves (tablestore.ServedRegions): what the
+// process tests check assignments against.
 func (s *Server) rowRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /ts/v1/rows/put", s.handlePut)
 	mux.HandleFunc("POST /ts/v1/rows/get", s.handleGet)
 	mux.HandleFunc("POST /ts/v1/rows/scan", s.handleScan)
+	mux.HandleFunc("GET /ts/v1/regions", func(w http.ResponseWriter, r *http.Request) {
+		ids := s.Regions()
+		slices.Sort(ids)
+		tablestore.WriteJSON(w, tablestore.ServedRegions{Server: s.opts.Name, Regions: ids})
+	})
 }
 
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
