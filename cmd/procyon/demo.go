@@ -1,85 +1,50 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/exec"
-	"sort"
-	"strconv"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/procyon-dev/procyon/durable"
-	"github.com/procyon-dev/procyon/examples/tables"
-	"github.com/procyon-dev/procyon/procedure"
+	"github.com/procyon-dev/procyon/examples/tablestore"
+	"github.com/procyon-dev/procyon/examples/tablestore/master"
+	"github.com/procyon-dev/procyon/examples/tablestore/region"
+	"github.com/procyon-dev/procyon/vfs"
 )
 
 func init() {
 	register(command{path: "demo", usage: "[-dir DIR]",
-		summary: "run an example control plane, kill it with SIGKILL mid-way, recover it and check every procedure",
+		summary: "run the table store (a master and 3 region servers as processes), snapshot a table while it is written, SIGKILL a region server and the master mid-snapshot, recover, clone the snapshot and check it from disk",
 		run:     demo})
 }
 
-// demoTable is one procedure the demo submits, and how it must end.
-type demoTable struct {
-	name     string
-	regions  int
-	refuse   int // region (1-based) whose server refuses it: the tree rolls back
-	rollback bool
-}
-
-var demoTables = []demoTable{
-	{name: "users", regions: 4},
-	{name: "orders", regions: 5, refuse: 4, rollback: true},
-	{name: "events", regions: 6},
-	{name: "metrics", regions: 2},
-	{name: "sessions", regions: 3},
-}
-
-// Besides the create-table procedures, engine 1 submits a snapshot of
-// demoSnapTable, which needs a shared lock on the table that the table's
-// create-table holds exclusively (so it waits), and then waits for the
-// region servers' flush reports (an event engine 2 signals after the
-// crash); and a compaction of demoCompactTable that sleeps until a time
-// after the crash (a durable timer engine 2 fires at that time).
 const (
-	demoSnapTable    = "users"
-	demoCompactTable = "metrics"
-	demoCompactAfter = 1500 * time.Millisecond
+	demoTable    = "demo"
+	demoSnapshot = "demo-snap"
+	demoClone    = "demo-clone"
 )
-
-// The engine processes speak to the demo in lines on stdout:
-//
-//	submitted <id> <table> <nonce-dup-id>
-//	submitted-op <id> <type> <table> <due-unix-ns>
-//	locks <resource> <holders: id:mode,...> <waiters: id:mode,...>
-//	signalled <unix-ns> <event>
-//	ready
-//	commit <unix-ns> <id> <root> <type> <state> <0: done, 1: undone, 2: failed> <step>
-//	recovered <live> <microseconds>
-//	finished <id> <status> <error...>
-//	done
 
 func demo(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "demo", "[-dir DIR]")
-	dir := fs.String("dir", "", "data directory, empty or absent (default: a temporary directory, removed at the end)")
-	delay := fs.Duration("step-delay", 30*time.Millisecond, "how long each step takes, so that the crash lands in the middle")
-	killAfter := fs.Int("kill-after", 24, "SIGKILL the first engine process after this many step commits")
-	child := fs.String("child", "", "internal: run as the demo's engine process: run or recover")
+	dir := fs.String("dir", "", "root directory, empty or absent (default: a temporary directory, removed at the end)")
+	regions := fs.Int("regions", 8, "regions of the demo table (2 to 99)")
+	rows := fs.Int("rows", 4000, "rows loaded before the snapshot")
+	lease := fs.Duration("lease", time.Second, "a region server silent for longer is dead")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *child != "" {
-		return demoChild(ctx, e, *child, *dir, *delay)
-	}
-	if *killAfter < 1 {
-		return fmt.Errorf("-kill-after must be at least 1, got %d", *killAfter)
+	switch {
+	case *regions < 2 || *regions > 99:
+		return fmt.Errorf("-regions must be 2 to 99, got %d", *regions)
+	case *rows < *regions:
+		return fmt.Errorf("-rows must be at least -regions (%d), got %d", *regions, *rows)
+	case *lease < 100*time.Millisecond:
+		return fmt.Errorf("-lease must be at least 100ms, got %v", *lease)
 	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "procyon-demo-")
@@ -98,411 +63,374 @@ func demo(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("%s is not empty; give an empty or new directory", *dir)
 		}
 	}
-	d := &demoRun{e: e, dir: *dir, start: time.Now(), names: map[procedure.ID]string{}, acked: map[procedure.ID]int{},
-		types: map[procedure.ID]string{}}
-	return d.run(ctx, *delay, *killAfter)
+	d := &demoRun{e: e, dir: *dir, layout: tablestore.Layout{Root: *dir}, start: time.Now(), regions: *regions, rows: *rows, lease: *lease}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	err := d.run(ctx)
+	if d.c != nil {
+		d.c.Close()
+		if err != nil && !errors.As(err, new(*exitError)) {
+			fmt.Fprint(e.stderr, d.c.Tails())
+		}
+	}
+	return err
 }
 
+// demoRun is one run of the demo: the story is in run, the checks in
+// check.
 type demoRun struct {
 	e       *env
 	dir     string
+	layout  tablestore.Layout
 	start   time.Time
-	self    string
-	mu      sync.Mutex
-	names   map[procedure.ID]string // root id -> table
-	ids     map[string]procedure.ID
-	acked   map[procedure.ID]int // roots: steps acknowledged by engine 1
-	commits [2]int
-	rbacks  int
-	types   map[procedure.ID]string // root id -> type
-	snapID  procedure.ID
-	compID  procedure.ID
-	compDue time.Time
-	killAt  time.Time
-	signal  time.Time // when engine 2 signalled the flush event
-	// contended: the snapshot was seen waiting for its table's lock while
-	// the table's create-table held it.
-	contended bool
+	regions int
+	rows    int
+	lease   time.Duration
+	c       *tsCluster
+	cl      *tablestore.Client
+
+	outMu    sync.Mutex
+	failures []string
+
+	table   tablestore.TableInfo // the demo table, as created
+	writers []*tsWriter
+	before  []int // each writer's acknowledged rows when the snapshot was submitted
+	procs   map[string]uint64
+	state   string // the snapshot's last state seen
+
+	// the kills
+	victim     string
+	victimPID  int
+	written    int      // region snapshots on disk when the region server was killed
+	pending    []string // the victim's regions not yet snapshotted when it was killed
+	masterPID  int
+	stateAtKM  string // the snapshot's state when the master was killed
+	completeKM bool   // the snapshot's directory was in place when the master was killed
 }
 
 func (d *demoRun) printf(format string, args ...any) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
 	fmt.Fprintf(d.e.stdout, format, args...)
 }
 
-func (d *demoRun) since(ns int64) string {
-	return fmt.Sprintf("+%6.3fs", time.Unix(0, ns).Sub(d.start).Seconds())
+// event prints a timeline line.
+func (d *demoRun) event(format string, args ...any) {
+	d.printf("%+8.3fs  %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
-func (d *demoRun) run(ctx context.Context, delay time.Duration, killAfter int) error {
-	self, err := os.Executable()
+func (d *demoRun) run(ctx context.Context) error {
+	d.printf("procyon demo: a table store on loopback, in %s\n", d.dir)
+	d.printf("a master (procedures, catalog, dispatcher) and 3 region servers, each an OS process; a table of %d regions\n", d.regions)
+	d.printf("is loaded and snapshotted while writers go on; a region server and then the master are SIGKILLed in the\n")
+	d.printf("middle of the snapshot and restarted; the snapshot completes and is cloned, and both are checked from disk\n\n")
+	c, err := startTSCluster(ctx, tsClusterOptions{Root: d.dir, Servers: 3, Lease: d.lease, LogDir: filepath.Join(d.dir, "logs")})
 	if err != nil {
 		return err
 	}
-	d.self = self
-	d.ids = map[string]procedure.ID{}
-	d.printf("procyon demo: an example control plane (tables and their regions) in %s\n", d.dir)
-	d.printf("each create-table writes the table, spawns a create-region child per region (assign, then open on\n")
-	d.printf("a region server) and enables the table; every step commits its metadata and its state in one WAL record.\n")
-	d.printf("create-table holds an exclusive lock on its table; a snapshot of %s needs a shared one, then waits for an\n", demoSnapTable)
-	d.printf("event (the servers' flush reports, signalled after the crash); a compaction of %s sleeps past the crash\n\n", demoCompactTable)
-
-	// Engine 1: submit everything, run, and be killed in the middle.
-	cmd1, lines1, err := d.startChild(ctx, "run", delay)
+	d.c, d.cl = c, tablestore.NewClient(c.MasterAddr())
+	d.procs = map[string]uint64{}
+	m := c.Proc(masterName)
+	d.event("master pid %d serves on %s (epoch %d)", m.cmd.Process.Pid, m.ready.Addr, m.ready.Epoch)
+	for _, name := range c.ServerNames() {
+		p := c.Proc(name)
+		d.event("region server %s pid %d serves on %s", name, p.cmd.Process.Pid, p.ready.Addr)
+	}
+	if err := d.createAndLoad(ctx); err != nil {
+		return err
+	}
+	stop := make(chan struct{})
+	werrs := make(chan error, len(d.writers))
+	for _, w := range d.writers {
+		go func() { werrs <- w.run(ctx, stop) }()
+	}
+	err = d.snapshotThroughKills(ctx)
+	close(stop)
+	for range d.writers {
+		err = errors.Join(err, <-werrs)
+	}
 	if err != nil {
 		return err
 	}
-	d.printf("engine 1: pid %d\n", cmd1.Process.Pid)
-	killed := false
-	ready := false
-	timeout := time.NewTimer(60 * time.Second)
-	defer timeout.Stop()
-	var out1 []string
-loop:
-	for {
-		select {
-		case line, ok := <-lines1:
-			if !ok {
-				break loop
-			}
-			out1 = append(out1, line)
-			switch d.handle(0, line) {
-			case "ready":
-				ready = true
-			}
-			if ready && !killed && d.commits[0] >= killAfter {
-				// A real crash: no deferred function, no flush, no close.
-				if err := cmd1.Process.Signal(syscall.SIGKILL); err != nil {
-					return fmt.Errorf("kill engine 1: %w", err)
-				}
-				killed = true
-				d.killAt = time.Now()
-				d.printf("%s  ** SIGKILL engine 1 (pid %d) after %d step commits **\n", d.since(time.Now().UnixNano()), cmd1.Process.Pid, d.commits[0])
-			}
-		case <-timeout.C:
-			cmd1.Process.Kill()
-			return fmt.Errorf("engine 1 made no progress in 60 s:\n%s", strings.Join(out1, "\n"))
-		case <-ctx.Done():
-			cmd1.Process.Kill()
-			return ctx.Err()
-		}
+	total := 0
+	for i, w := range d.writers {
+		total += w.count() - d.before[i]
 	}
-	werr := cmd1.Wait()
-	var ee *exec.ExitError
-	if !killed || !errors.As(werr, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		return fmt.Errorf("engine 1 was not killed mid-way (it ended with %v after %d commits); output:\n%s", werr, d.commits[0], strings.Join(out1, "\n"))
+	d.event("writers stopped: %d rows acknowledged after the snapshot was submitted", total)
+	if err := d.clone(ctx); err != nil {
+		return err
 	}
+	return d.check(ctx)
+}
 
-	// Engine 2: recover from the data directory and finish everything.
-	cmd2, lines2, err := d.startChild(ctx, "recover", delay)
+// createAndLoad creates the demo table and loads it, one writer per
+// region.
+func (d *demoRun) createAndLoad(ctx context.Context) error {
+	splits := make([][]byte, d.regions-1)
+	for i := range splits {
+		splits[i] = fmt.Appendf(nil, "r%02d", i+1)
+	}
+	id, err := tsAdmin(ctx, d.cl, "create-table", master.CreateTable{Name: demoTable, Splits: splits}, "demo/create")
 	if err != nil {
 		return err
 	}
-	d.printf("\nengine 2: pid %d, restarting from %s\n", cmd2.Process.Pid, d.dir)
-	var out2 []string
-	for line := range lines2 {
-		out2 = append(out2, line)
-		d.handle(1, line)
+	d.procs["create-table "+demoTable] = id
+	if err := d.waitOK(ctx, id, "create-table "+demoTable); err != nil {
+		return err
 	}
-	if err := cmd2.Wait(); err != nil {
-		return fmt.Errorf("engine 2 failed: %v; output:\n%s", err, strings.Join(out2, "\n"))
-	}
-	return d.verify(ctx)
-}
-
-// startChild starts an engine process and returns its stdout lines.
-func (d *demoRun) startChild(ctx context.Context, mode string, delay time.Duration) (*exec.Cmd, <-chan string, error) {
-	cmd := exec.Command(d.self, "demo", "-child", mode, "-dir", d.dir, "-step-delay", delay.String())
-	cmd.Stderr = d.e.stderr
-	pipe, err := cmd.StdoutPipe()
+	t, err := d.cl.Table(ctx, demoTable)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start engine process: %w", err)
+	d.table = t
+	d.event("create-table #%d: table %s enabled, %d regions over %s", id, demoTable, len(t.Regions), demoServers(t))
+	d.writers = make([]*tsWriter, d.regions)
+	errs := make(chan error, d.regions)
+	for i := range d.writers {
+		w := &tsWriter{name: fmt.Sprintf("w%02d", i), table: demoTable, cl: d.cl, key: func(n int) string { return fmt.Sprintf("r%02d/%06d", i, n) }}
+		d.writers[i] = w
+		go func() { errs <- w.write(ctx, d.rows/d.regions, 100) }()
 	}
-	lines := make(chan string, 256)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	return cmd, lines, nil
-}
-
-// handle prints one line of an engine process as part of the timeline and
-// returns its kind.
-func (d *demoRun) handle(engine int, line string) string {
-	f := strings.Fields(line)
-	if len(f) == 0 {
-		return ""
-	}
-	switch f[0] {
-	case "submitted":
-		if len(f) >= 4 {
-			id, _ := strconv.ParseUint(f[1], 10, 64)
-			dup, _ := strconv.ParseUint(f[3], 10, 64)
-			d.mu.Lock()
-			d.names[procedure.ID(id)] = f[2]
-			d.ids[f[2]] = procedure.ID(id)
-			d.mu.Unlock()
-			t := demoTableNamed(f[2])
-			expect := "expected to succeed"
-			if t.rollback {
-				expect = fmt.Sprintf("region %d's server will refuse it: expected to roll back", t.refuse)
-			}
-			d.printf("%s  submitted #%-3d create-table %-8s %d regions; %s (a retry with the same nonce got #%d)\n",
-				d.since(time.Now().UnixNano()), id, f[2], t.regions, expect, dup)
-		}
-	case "submitted-op":
-		if len(f) >= 5 {
-			id, _ := strconv.ParseUint(f[1], 10, 64)
-			due, _ := strconv.ParseInt(f[4], 10, 64)
-			d.mu.Lock()
-			d.names[procedure.ID(id)], d.types[procedure.ID(id)] = f[3], f[2]
-			switch f[2] {
-			case "snapshot-table":
-				d.snapID = procedure.ID(id)
-			case "compact-table":
-				d.compID, d.compDue = procedure.ID(id), time.Unix(0, due)
-			}
-			d.mu.Unlock()
-			switch f[2] {
-			case "snapshot-table":
-				d.printf("%s  submitted #%-3d snapshot-table %-6s needs a shared lock on table/%s; then waits for the servers' flush reports (an event)\n",
-					d.since(time.Now().UnixNano()), id, f[3], f[3])
-			case "compact-table":
-				d.printf("%s  submitted #%-3d compact-table %-7s sleeps until %s (a durable timer)\n",
-					d.since(time.Now().UnixNano()), id, f[3], d.since(due))
-			}
-		}
-	case "locks":
-		if len(f) >= 4 {
-			d.mu.Lock()
-			create, snap := d.ids[demoSnapTable], d.snapID
-			if f[1] == tables.TableLock(demoSnapTable) && snap != 0 && strings.HasPrefix(f[2], fmt.Sprintf("%d:", create)) &&
-				strings.Contains(f[3], fmt.Sprintf("%d:", snap)) {
-				d.contended = true
-			}
-			d.mu.Unlock()
-			if f[1] != tables.TableLock(demoSnapTable) {
-				break // the snapshot's table tells the story
-			}
-			if f[2] == "-" && f[3] == "-" {
-				d.printf("%s  engine %d  lock %s free\n", d.since(time.Now().UnixNano()), engine+1, f[1])
-			} else {
-				d.printf("%s  engine %d  lock %s held by %s, waiting: %s\n", d.since(time.Now().UnixNano()), engine+1, f[1], f[2], f[3])
-			}
-		}
-	case "signalled":
-		if len(f) >= 3 {
-			ns, _ := strconv.ParseInt(f[1], 10, 64)
-			d.mu.Lock()
-			d.signal = time.Unix(0, ns)
-			d.mu.Unlock()
-			d.printf("%s  engine %d  the region servers report %s: signal %s\n", d.since(ns), engine+1, strings.TrimPrefix(f[2], "flushed/")+" flushed", f[2])
-		}
-	case "commit":
-		if len(f) >= 8 {
-			ns, _ := strconv.ParseInt(f[1], 10, 64)
-			id, _ := strconv.ParseUint(f[2], 10, 64)
-			root, _ := strconv.ParseUint(f[3], 10, 64)
-			step, _ := strconv.Atoi(f[7])
-			d.mu.Lock()
-			d.commits[engine]++
-			name := d.names[procedure.ID(root)]
-			if engine == 0 && id == root {
-				d.acked[procedure.ID(id)] = max(d.acked[procedure.ID(id)], step+1)
-			}
-			if f[6] == "1" {
-				d.rbacks++
-			}
-			d.mu.Unlock()
-			what := "done    "
-			switch f[6] {
-			case "1":
-				what = "undone  "
-			case "2":
-				what = "FAILED  "
-			}
-			label := fmt.Sprintf("#%d %s", id, f[4])
-			if id != root {
-				label = fmt.Sprintf("#%d %s (of #%d %s)", id, f[4], root, name)
-			} else {
-				label += " " + name
-			}
-			d.printf("%s  engine %d  %s %-14s %s\n", d.since(ns), engine+1, what, f[5], label)
-		}
-	case "recovered":
-		if len(f) >= 3 {
-			us, _ := strconv.Atoi(f[2])
-			d.printf("%s  engine 2  recovered %s live procedures in %.1f ms; resuming them\n", d.since(time.Now().UnixNano()), f[1], float64(us)/1000)
-		}
-	case "finished":
-		if len(f) >= 3 {
-			id, _ := strconv.ParseUint(f[1], 10, 64)
-			d.mu.Lock()
-			name, typ := d.names[procedure.ID(id)], d.types[procedure.ID(id)]
-			d.mu.Unlock()
-			if typ == "" {
-				typ = "create-table"
-			}
-			d.printf("%s  engine %d  #%d %s %s %s %s\n", d.since(time.Now().UnixNano()), engine+1, id, typ, name, strings.ToUpper(f[2]), strings.Join(f[3:], " "))
+	for range d.writers {
+		if err := <-errs; err != nil {
+			return err
 		}
 	}
-	return f[0]
-}
-
-func demoTableNamed(name string) demoTable {
-	for _, t := range demoTables {
-		if t.name == name {
-			return t
-		}
-	}
-	return demoTable{}
-}
-
-// demoStore builds the demo's store, engine and catalog on dir, neither
-// open nor started.
-func demoStore(dir string, opts procedure.Options, tOpts tables.Options) (*durable.Store, *procedure.Engine, *tables.Catalog) {
-	quiet := slog.New(slog.DiscardHandler)
-	s := durable.New(durable.Options{Dir: dir, Logger: quiet})
-	opts.Logger = quiet
-	e := procedure.New(s, opts)
-	c := tables.Register(s, e, tOpts)
-	return s, e, c
-}
-
-// verify opens the data directory the engines left and checks that every
-// procedure ended as it had to, the metadata agrees, and nothing
-// acknowledged was lost.
-func (d *demoRun) verify(ctx context.Context) error {
-	// Only the store is opened: the engine is there to read results, not
-	// to run anything.
-	s, e, c := demoStore(d.dir, procedure.Options{}, tables.Options{})
-	if err := s.Open(ctx); err != nil {
-		return fmt.Errorf("open %s to check it: %w", d.dir, err)
-	}
-	defer s.Close()
-	snap := c.Snapshot()
-	var failures []string
-	check := func(ok bool, format string, args ...any) {
-		mark := "ok  "
-		if !ok {
-			mark = "FAIL"
-			failures = append(failures, fmt.Sprintf(format, args...))
-		}
-		d.printf("  %s %s\n", mark, fmt.Sprintf(format, args...))
-	}
-	d.printf("\nchecks, from the data directory after both engines exited:\n")
-	for _, t := range demoTables {
-		id, ok := d.ids[t.name]
-		if !ok {
-			check(false, "%s: never submitted", t.name)
-			continue
-		}
-		in, err := e.Get(id)
-		if err != nil {
-			check(false, "%s (#%d): %v", t.name, id, err)
-			continue
-		}
-		tb, hasTable := snap.Tables[t.name]
-		regions := 0
-		open := 0
-		for _, r := range snap.Regions {
-			if r.Table == t.name {
-				regions++
-				if r.State == "open" {
-					open++
-				}
-			}
-		}
-		if t.rollback {
-			check(in.Status == procedure.RolledBack && in.Err != nil && !hasTable && regions == 0,
-				"%-8s #%-3d rolled back (%v); no table, no region left", t.name, id, in.Err)
-		} else {
-			check(in.Status == procedure.Succeeded && hasTable && tb.State == "enabled" && open == t.regions && regions == t.regions,
-				"%-8s #%-3d succeeded; table enabled with %d/%d regions open", t.name, id, open, t.regions)
-		}
-		check(in.Steps >= d.acked[id], "%-8s #%-3d has %d steps committed; engine 1 acknowledged %d before the kill: none lost", t.name, id, in.Steps, d.acked[id])
-	}
-	// The scheduling parts: lock contention, an event across the crash, a
-	// timer across the crash.
-	if in, err := e.Get(d.snapID); err != nil {
-		check(false, "snapshot-table #%d: %v", d.snapID, err)
-	} else {
-		m, ok, _ := c.Snapshots.Get(e.Store().Latest(), "demo/"+demoSnapTable)
-		check(in.Status == procedure.Succeeded && ok && m.Regions == demoTableNamed(demoSnapTable).regions,
-			"snapshot #%-3d of %s succeeded; manifest lists its %d regions", d.snapID, demoSnapTable, m.Regions)
-		check(d.contended, "snapshot #%d waited for table/%s while create-table #%d held it exclusively (exclusive vs shared)", d.snapID, demoSnapTable, d.ids[demoSnapTable])
-		check(!d.signal.IsZero() && !in.Completed.Before(d.signal) && d.signal.After(d.killAt),
-			"snapshot #%d waited for event %s until engine 2 signalled it at %s, after the crash; finished at %s",
-			d.snapID, tables.FlushedEvent(demoSnapTable), d.since(d.signal.UnixNano()), d.since(in.Completed.UnixNano()))
-	}
-	if in, err := e.Get(d.compID); err != nil {
-		check(false, "compact-table #%d: %v", d.compID, err)
-	} else {
-		rec, ok, _ := c.Compactions.Get(e.Store().Latest(), demoCompactTable)
-		check(in.Status == procedure.Succeeded && ok && !rec.Ran.Before(rec.Due) && rec.Due.Equal(d.compDue) && d.compDue.After(d.killAt),
-			"compaction #%-3d of %s slept across the crash: due %s (after the kill at %s), ran at %s, not before",
-			d.compID, demoCompactTable, d.since(rec.Due.UnixNano()), d.since(d.killAt.UnixNano()), d.since(rec.Ran.UnixNano()))
-	}
-	list, err := e.List()
-	live := 0
-	for _, in := range list {
-		if in.Completed.IsZero() {
-			live++
-		}
-	}
-	check(err == nil && live == 0, "no procedure left unfinished (%d records, %d unfinished)", len(list), live)
-	vErr := snap.Verify(true)
-	check(vErr == nil, "catalog consistent: every table enabled with all its regions open, no orphan region (%v)", errOr(vErr, "none"))
-	check(d.commits[0] > 0 && d.commits[1] > 0, "the crash landed mid-way: %d step commits before it, %d after", d.commits[0], d.commits[1])
-	if len(failures) > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("%d checks failed: %s", len(failures), strings.Join(failures, "; "))}
-	}
-	d.printf("\ndemo passed: %d create-table procedures, a snapshot and a compaction survived a SIGKILL; %d step commits in all, %d of them rollback steps\n",
-		len(demoTables), d.commits[0]+d.commits[1], d.rbacks)
+	d.event("loaded %d rows (one writer per region, batches of 100); the writers go on, one row at a time", d.rows/d.regions*d.regions)
 	return nil
 }
 
-// demoWatchLocks prints the lock table's rows as they change.
-func demoWatchLocks(ctx context.Context, eng *procedure.Engine, emit func(string, ...any)) {
-	last := map[string]string{}
-	for sleepCtx(ctx, 5*time.Millisecond) == nil {
-		seen := map[string]bool{}
-		for _, li := range eng.Locks() {
-			if !strings.HasPrefix(li.Resource, "table/") || strings.Contains(li.Resource, "/region/") {
-				continue // the tables' rows tell the story
+// demoServers says how many regions each server holds.
+func demoServers(t tablestore.TableInfo) string {
+	n := map[string]int{}
+	for _, r := range t.Regions {
+		n[r.Server]++
+	}
+	var parts []string
+	for s, k := range n {
+		parts = append(parts, fmt.Sprintf("%s: %d", s, k))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+// waitOK waits for procedure id and fails unless it succeeded.
+func (d *demoRun) waitOK(ctx context.Context, id uint64, what string) error {
+	st, err := tsWait(ctx, d.cl, id)
+	if err != nil {
+		return fmt.Errorf("%s #%d: %w", what, id, err)
+	}
+	if st.Error != "" {
+		return fmt.Errorf("%s #%d failed: %s", what, id, st.Error)
+	}
+	return nil
+}
+
+// snapshotThroughKills submits the snapshot, SIGKILLs a region server in
+// its middle and the master later, restarts both and waits for the
+// snapshot to finish.
+func (d *demoRun) snapshotThroughKills(ctx context.Context) error {
+	d.before = make([]int, len(d.writers))
+	acked := 0
+	for i, w := range d.writers {
+		d.before[i] = w.count()
+		acked += d.before[i]
+	}
+	id, err := tsAdmin(ctx, d.cl, "snapshot-table", master.SnapshotTable{Table: demoTable, Name: demoSnapshot}, "demo/snapshot")
+	if err != nil {
+		return err
+	}
+	d.procs["snapshot-table "+demoSnapshot] = id
+	d.event("snapshot-table #%d: snapshot %s of %s submitted (%d rows acknowledged before it)", id, demoSnapshot, demoTable, acked)
+	if err := d.killServerMidSnapshot(ctx, id); err != nil {
+		return err
+	}
+	// Later, before the snapshot can complete (the victim's lease has not
+	// run out, so its regions are still waited for), the master.
+	d.watch(ctx, id, time.Now().Add(d.lease/3))
+	km, err := d.c.Kill(masterName)
+	if err != nil {
+		return err
+	}
+	d.masterPID = km.cmd.Process.Pid
+	d.stateAtKM = d.state
+	_, serr := os.Stat(d.layout.SnapshotDir(demoSnapshot))
+	d.completeKM = serr == nil
+	d.event("** SIGKILL master (pid %d); the snapshot is in state %s **", d.masterPID, d.stateAtKM)
+	m, err := d.c.Start(ctx, masterName)
+	if err != nil {
+		return err
+	}
+	d.event("master restarted: pid %d, epoch %d", m.cmd.Process.Pid, m.ready.Epoch)
+	rs, err := d.c.Start(ctx, d.victim)
+	if err != nil {
+		return err
+	}
+	d.event("region server %s restarted: pid %d on %s (a new incarnation: the old one is dead, its regions are reassigned)", d.victim, rs.cmd.Process.Pid, rs.ready.Addr)
+	for {
+		st := d.watch(ctx, id, time.Now().Add(10*time.Millisecond))
+		if st.Done {
+			if st.Error != "" {
+				return &exitError{code: 1, err: fmt.Errorf("snapshot-table #%d failed: %s", id, st.Error)}
 			}
-			row := demoHolders(li.Holders) + " " + demoHolders(li.Waiters)
-			seen[li.Resource] = true
-			if last[li.Resource] != row {
-				last[li.Resource] = row
-				emit("locks %s %s", li.Resource, row)
-			}
+			d.event("snapshot-table #%d succeeded", id)
+			return nil
 		}
-		for r := range last {
-			if !seen[r] {
-				delete(last, r)
-				emit("locks %s - -", r)
-			}
+		if ctx.Err() != nil {
+			return fmt.Errorf("snapshot-table #%d did not finish: %w", id, ctx.Err())
 		}
 	}
 }
 
-func demoHolders(hs []procedure.LockHolder) string {
-	if len(hs) == 0 {
-		return "-"
+// watch polls the snapshot's status until deadline, printing each state
+// it goes through, and returns the last status read.
+func (d *demoRun) watch(ctx context.Context, id uint64, deadline time.Time) tablestore.ProcedureStatus {
+	var last tablestore.ProcedureStatus
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := tsProcStatus(pctx, d.c.MasterAddr(), id)
+		cancel()
+		if err == nil {
+			last = st
+			if s := st.State; st.Done {
+				s = "done"
+				if st.Error != "" {
+					s = "failed"
+				}
+				last.State = s
+			}
+			if last.State != d.state {
+				d.state = last.State
+				d.event("snapshot-table #%d: %s", id, d.state)
+			}
+			if st.Done {
+				return last
+			}
+		}
+		if time.Now().After(deadline) || sleepCtx(ctx, 2*time.Millisecond) != nil {
+			return last
+		}
 	}
-	var parts []string
-	for _, h := range hs {
-		parts = append(parts, fmt.Sprintf("%d:%s", h.ID, h.Mode))
+}
+
+// killServerMidSnapshot waits until the snapshot snapshots regions, then
+// SIGKILLs the region server with the most regions not yet snapshotted:
+// as soon as one region snapshot is on disk, or shortly after the region
+// snapshots were asked for.
+func (d *demoRun) killServerMidSnapshot(ctx context.Context, id uint64) error {
+	work := d.layout.SnapshotWorkDir(demoSnapshot)
+	var online time.Time
+	for {
+		st := d.watch(ctx, id, time.Now())
+		if st.Done {
+			return &exitError{code: 1, err: fmt.Errorf("snapshot-table #%d finished (%s) before a region server could be killed in its middle", id, st.State)}
+		}
+		if st.State == "snapshot-online-regions" && online.IsZero() {
+			online = time.Now()
+		}
+		written, missing := d.regionSnapshots(work)
+		victim := ""
+		for s, rs := range missing {
+			if victim == "" || len(rs) > len(missing[victim]) || len(rs) == len(missing[victim]) && s < victim {
+				victim = s
+			}
+		}
+		if victim == "" {
+			return &exitError{code: 1, err: fmt.Errorf("every region was snapshotted before a region server could be killed")}
+		}
+		if written > 0 || !online.IsZero() && time.Since(online) > 20*time.Millisecond {
+			p, err := d.c.Kill(victim)
+			if err != nil {
+				return err
+			}
+			d.victim, d.victimPID = victim, p.cmd.Process.Pid
+			// What the victim had done is what is on disk now that it is dead.
+			d.written, missing = d.regionSnapshots(work)
+			d.pending = missing[victim]
+			d.event("** SIGKILL region server %s (pid %d) in the middle of the snapshot: %d of %d region snapshots written; %d of its regions not yet snapshotted **",
+				victim, d.victimPID, d.written, len(d.table.Regions), len(d.pending))
+			return nil
+		}
+		if err := sleepCtx(ctx, time.Millisecond); err != nil {
+			return err
+		}
 	}
-	return strings.Join(parts, ",")
+}
+
+// regionSnapshots counts the region snapshots written in the working
+// directory and returns, per server, the regions it holds that are not
+// snapshotted yet.
+func (d *demoRun) regionSnapshots(work string) (int, map[string][]string) {
+	written := 0
+	missing := map[string][]string{}
+	for _, r := range d.table.Regions {
+		if _, err := region.ReadManifest(vfs.OS, tablestore.RegionSnapshotDir(work, r.ID)); err == nil {
+			written++
+		} else {
+			missing[r.Server] = append(missing[r.Server], r.ID)
+		}
+	}
+	return written, missing
+}
+
+// clone clones the snapshot into a new table.
+func (d *demoRun) clone(ctx context.Context) error {
+	id, err := tsAdmin(ctx, d.cl, "create-table", master.CreateTable{Name: demoClone, FromSnapshot: demoSnapshot}, "demo/clone")
+	if err != nil {
+		return err
+	}
+	d.procs["create-table "+demoClone+" (clone)"] = id
+	if err := d.waitOK(ctx, id, "clone"); err != nil {
+		return err
+	}
+	t, err := d.cl.Table(ctx, demoClone)
+	if err != nil {
+		return err
+	}
+	d.event("create-table #%d: %s cloned from snapshot %s, %d regions over %s", id, demoClone, demoSnapshot, len(t.Regions), demoServers(t))
+	return nil
+}
+
+// check runs every check, printing each, and fails unless all hold.
+func (d *demoRun) check(ctx context.Context) error {
+	d.printf("\nchecks:\n")
+	d.checkKills()
+	d.checkProcedures(ctx)
+	tables := d.checkAssignment(ctx)
+	d.event("stopping every process (SIGTERM), to read the regions from disk")
+	err := d.c.Stop()
+	d.expect(err == nil, "every process stopped cleanly (%v)", errOr(err, "exit 0"))
+	un := d.c.Unexpected()
+	d.expect(len(un) == 0, "no process exited that was not killed or stopped (%d did)", len(un))
+	for _, u := range un {
+		d.printf("%s\n", u)
+	}
+	if len(tables) == 2 {
+		d.checkSnapshot(tables[0])
+		d.checkClone(tables[1])
+		d.checkTable(tables[0])
+	}
+	if len(d.failures) > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d checks failed: %s", len(d.failures), strings.Join(d.failures, "; "))}
+	}
+	rows := 0
+	for _, w := range d.writers {
+		rows += w.count()
+	}
+	d.printf("\ndemo passed: a snapshot of %d regions survived a region server and a master SIGKILL in its middle; %d rows written, every acknowledged one kept; in %.1fs\n",
+		d.regions, rows, time.Since(d.start).Seconds())
+	return nil
+}
+
+// expect prints one check and records it if it failed.
+func (d *demoRun) expect(ok bool, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	mark := "ok  "
+	if !ok {
+		mark = "FAIL"
+		d.failures = append(d.failures, msg)
+	}
+	d.printf("  %s %s\n", mark, msg)
 }
 
 func errOr(err error, s string) string {
@@ -512,143 +440,162 @@ func errOr(err error, s string) string {
 	return s
 }
 
-// demoChild is an engine process of the demo.
-func demoChild(ctx context.Context, e *env, mode, dir string, delay time.Duration) error {
-	if dir == "" {
-		return errors.New("demo -child needs -dir")
+func (d *demoRun) checkKills() {
+	d.expect(d.victim != "" && len(d.pending) > 0 && d.c.Kills("regionserver") == 1,
+		"region server %s (pid %d) was SIGKILLed in the middle of the snapshot: %d of %d region snapshots written, %d of its regions pending",
+		d.victim, d.victimPID, d.written, len(d.table.Regions), len(d.pending))
+	d.expect(d.masterPID != 0 && d.stateAtKM != "done" && d.stateAtKM != "failed" && !d.completeKM && d.c.Kills("master") == 1,
+		"the master (pid %d) was SIGKILLed later, before the snapshot completed (in state %s)", d.masterPID, d.stateAtKM)
+}
+
+// checkProcedures checks that every procedure the demo started is done
+// and succeeded.
+func (d *demoRun) checkProcedures(ctx context.Context) {
+	var names []string
+	for n := range d.procs {
+		names = append(names, n)
 	}
-	var mu sync.Mutex
-	emit := func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(e.stdout, format+"\n", args...)
-		if f, ok := e.stdout.(*os.File); ok {
-			f.Sync()
-		}
-	}
-	stateName := func(typ string, s int64) string {
-		switch typ {
-		case "create-region":
-			return tables.RegionState(s).String()
-		case "snapshot-table":
-			return tables.SnapState(s).String()
-		case "compact-table":
-			return tables.CompactState(s).String()
-		}
-		return tables.CreateState(s).String()
-	}
-	opts := procedure.Options{Workers: 8, Hooks: procedure.Hooks{AfterCommit: func(info procedure.StepInfo) {
-		rb := 0
-		if info.Rollback {
-			rb = 1
-		}
-		if info.Err != nil {
-			rb = 2
-		}
-		emit("commit %d %d %d %s %s %d %d", time.Now().UnixNano(), info.ID, info.Root, info.Type, stateName(info.Type, info.State), rb, info.Step)
-	}}}
-	_, eng, c := demoStore(dir, opts, tables.Options{StepDelay: delay})
-	if err := eng.Start(ctx); err != nil { // opens the store too
-		return err
-	}
-	defer eng.Stop() // and closes it
-	switch mode {
-	case "run":
-		ids := map[string]procedure.ID{}
-		for _, t := range demoTables {
-			req := tables.CreateTable{Name: t.name, Regions: t.regions, RefuseRegion: t.refuse}
-			nonce := "demo/" + t.name
-			id, err := c.Create.Submit(ctx, req, procedure.SubmitOptions{Nonce: nonce, Submitter: "demo"})
-			if err != nil {
-				return err
-			}
-			// A client retrying the same request gets the same procedure.
-			dup, err := c.Create.Submit(ctx, req, procedure.SubmitOptions{Nonce: nonce, Submitter: "demo"})
-			if err != nil {
-				return err
-			}
-			emit("submitted %d %s %d", id, t.name, dup)
-			ids[t.name] = id
-		}
-		// The snapshot comes once the table's create-table holds its lock.
-		for i := 0; i < 10_000; i++ {
-			if in, err := eng.Get(ids[demoSnapTable]); err != nil || len(in.Locks) > 0 {
-				break
-			}
-			if sleepCtx(ctx, time.Millisecond) != nil {
-				return ctx.Err()
-			}
-		}
-		snap, err := c.Snap.Submit(ctx, tables.SnapshotTable{Table: demoSnapTable, Name: "demo/" + demoSnapTable},
-			procedure.SubmitOptions{Nonce: "demo/snapshot", Submitter: "demo"})
-		if err != nil {
+	slices.Sort(names)
+	for _, n := range names {
+		id := d.procs[n]
+		var st tablestore.ProcedureStatus
+		err := tsRetry(ctx, 5*time.Second, func(ctx context.Context) error {
+			var err error
+			st, err = tsProcStatus(ctx, d.c.MasterAddr(), id)
 			return err
-		}
-		emit("submitted-op %d snapshot-table %s 0", snap, demoSnapTable)
-		due := time.Now().Add(demoCompactAfter)
-		comp, err := c.Compact.Submit(ctx, tables.CompactTable{Table: demoCompactTable, Due: due},
-			procedure.SubmitOptions{Nonce: "demo/compact", Submitter: "demo"})
-		if err != nil {
+		})
+		d.expect(err == nil && st.Done && st.Error == "", "%s #%d is done and succeeded (%s %s%s)", n, id, st.Status, st.State, errOr(err, ""))
+	}
+}
+
+// checkAssignment checks, once every region is open, that each is open on
+// exactly one live server; it returns the table and the clone as the
+// master has them.
+func (d *demoRun) checkAssignment(ctx context.Context) []tablestore.TableInfo {
+	var tables []tablestore.TableInfo
+	for _, name := range []string{demoTable, demoClone} {
+		var t tablestore.TableInfo
+		err := tsRetry(ctx, 5*time.Second, func(ctx context.Context) error {
+			var err error
+			t, err = d.cl.Table(ctx, name)
+			if err == nil && !allOpen(t) {
+				err = fmt.Errorf("table %s: regions not all open", name)
+			}
 			return err
-		}
-		emit("submitted-op %d compact-table %s %d", comp, demoCompactTable, due.UnixNano())
-		go demoWatchLocks(ctx, eng, emit)
-		emit("ready")
-		// Run until killed.
-		<-ctx.Done()
-		return ctx.Err()
-	case "recover":
-		st := eng.Stats()
-		emit("recovered %d %d", st.Recovered, st.RecoverTime.Microseconds())
-		go demoWatchLocks(ctx, eng, emit)
-		go func() {
-			// Later, the region servers report the table flushed.
-			if sleepCtx(ctx, 300*time.Millisecond) != nil {
-				return
-			}
-			ev := tables.FlushedEvent(demoSnapTable)
-			if err := eng.Signal(ctx, ev); err == nil {
-				emit("signalled %d %s", time.Now().UnixNano(), ev)
-			}
-		}()
-		list, err := eng.List()
+		})
 		if err != nil {
-			return err
+			d.expect(false, "table %s: %v", name, err)
+			return nil
 		}
-		var roots []procedure.ID
-		for _, in := range list {
-			if in.Parent == 0 {
-				roots = append(roots, in.ID)
+		tables = append(tables, t)
+	}
+	err := tsCheckAssignment(ctx, d.c, tables)
+	d.expect(err == nil, "each region of %s and %s is open on exactly one live server, where the master says (%s)", demoTable, demoClone, errOr(err, "asked each server"))
+	return tables
+}
+
+func allOpen(t tablestore.TableInfo) bool {
+	for _, r := range t.Regions {
+		if r.Addr == "" {
+			return false
+		}
+	}
+	return len(t.Regions) > 0
+}
+
+// checkSnapshot checks each region of the snapshot from disk: its
+// manifest verifies, and its rows are the region's state at one point in
+// time that includes every row acknowledged before the snapshot was
+// submitted.
+func (d *demoRun) checkSnapshot(t tablestore.TableInfo) {
+	descs, dirs, err := tsReadSnapshot(d.layout, demoSnapshot)
+	if err != nil {
+		d.expect(false, "snapshot %s: %v", demoSnapshot, err)
+		return
+	}
+	d.expect(len(descs) == len(t.Regions), "snapshot %s lists the %d regions of %s (%d)", demoSnapshot, len(t.Regions), demoTable, len(descs))
+	hs := make([]tsHistory, len(d.writers))
+	for i, w := range d.writers {
+		hs[i] = tsHistory{writer: w.name, acked: w.acks(), before: d.before[i]}
+	}
+	for i, desc := range descs {
+		man, err := region.VerifyManifest(vfs.OS, dirs[i])
+		if err != nil {
+			d.expect(false, "region %s: snapshot does not verify: %v", desc.ID, err)
+			continue
+		}
+		rows, err := tsSnapshotRows(dirs[i])
+		var held []int
+		if err == nil {
+			held, err = tsCheckSnapshotRegion(rows, desc, hs)
+		}
+		n, all := 0, 0
+		for j, h := range hs {
+			if held != nil {
+				n += held[j]
 			}
-		}
-		sort.Slice(roots, func(i, j int) bool { return roots[i] < roots[j] })
-		var wg sync.WaitGroup
-		errs := make(chan error, len(roots))
-		for _, id := range roots {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				wctx, cancel := context.WithTimeout(ctx, time.Minute)
-				defer cancel()
-				r, err := eng.Wait(wctx, id)
-				if err != nil {
-					errs <- err
-					return
+			for _, a := range h.acked {
+				if desc.Contains([]byte(a.Key)) {
+					all++
 				}
-				msg := ""
-				if err := r.Err(); err != nil {
-					msg = "(" + err.Error() + ")"
+			}
+		}
+		need := 0
+		for _, h := range hs {
+			for _, a := range h.acked[:h.before] {
+				if desc.Contains([]byte(a.Key)) {
+					need++
 				}
-				emit("finished %d %s %s", id, r.Status, msg)
-			}()
+			}
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			return err
-		}
-		emit("done")
-		return nil
+		d.expect(err == nil, "region %s: snapshot verifies (%d files) and holds its first %d of %d acknowledged rows, all %d acknowledged before the snapshot (%s)",
+			desc.ID, len(man.Files), n, all, need, errOr(err, "a point in time"))
 	}
-	return fmt.Errorf("unknown -child mode %q", mode)
+}
+
+// checkClone checks from disk that the clone's rows are the snapshot's.
+func (d *demoRun) checkClone(t tablestore.TableInfo) {
+	_, dirs, err := tsReadSnapshot(d.layout, demoSnapshot)
+	want := map[string]string{}
+	for _, dir := range dirs {
+		if err != nil {
+			break
+		}
+		var rows map[string]string
+		rows, err = tsSnapshotRows(dir)
+		for k, v := range rows {
+			want[k] = v
+		}
+	}
+	var got map[string]string
+	if err == nil {
+		got, err = tsDiskRows(d.regionDirs(t)...)
+	}
+	if err == nil {
+		err = tsEqualRows(got, want)
+	}
+	d.expect(err == nil, "clone %s, read back from disk, equals %s at the snapshot point: %d rows (%s)", demoClone, demoTable, len(got), errOr(err, "equal"))
+}
+
+// checkTable checks from disk that the table holds every acknowledged row.
+func (d *demoRun) checkTable(t tablestore.TableInfo) {
+	got, err := tsDiskRows(d.regionDirs(t)...)
+	want := map[string]string{}
+	for _, w := range d.writers {
+		for _, a := range w.acks() {
+			want[a.Key] = a.Value
+		}
+	}
+	if err == nil {
+		err = tsEqualRows(got, want)
+	}
+	d.expect(err == nil, "table %s, read back from disk, holds every acknowledged row and no other: %d rows (%s)", demoTable, len(want), errOr(err, "equal"))
+}
+
+func (d *demoRun) regionDirs(t tablestore.TableInfo) []string {
+	dirs := make([]string, len(t.Regions))
+	for i, r := range t.Regions {
+		dirs[i] = d.layout.RegionDir(r.ID)
+	}
+	return dirs
 }
