@@ -134,7 +134,9 @@ func (sm benchRemoteSM) Execute(ctx context.Context, env *procedure.Env, s int, 
 	return procedure.Done(), nil
 }
 
-func (benchRemoteSM) Rollback(context.Context, *procedure.Env, int, *benchRemoteData) error { return nil }
+func (benchRemoteSM) Rollback(context.Context, *procedure.Env, int, *benchRemoteData) error {
+	return nil
+}
 
 var benchPayload = []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 
@@ -178,7 +180,7 @@ func benchDispatch(ctx context.Context, e *env, dir string, nodes, concurrency i
 	}
 	runCtx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	cpu0 := cpuTime()
+	cpu0 := processCPU()
 	run := startWorkers(runCtx, concurrency, func(g int) worker {
 		return func(i uint64) error {
 			id, err := typ.Submit(ctx, benchRemoteData{Node: names[(g+int(i))%nodes]}, procedure.SubmitOptions{})
@@ -204,7 +206,7 @@ func benchDispatch(ctx context.Context, e *env, dir string, nodes, concurrency i
 	res.P50ms = float64(lat.quantile(0.5)) / 1e6
 	res.P99ms = float64(lat.quantile(0.99)) / 1e6
 	if res.Ops > 0 {
-		res.CPUus = float64(cpuTime()-cpu0) / 1e3 / float64(res.Ops)
+		res.CPUus = float64(processCPU()-cpu0) / 1e3 / float64(res.Ops)
 	}
 	var sent, batches int64
 	for _, st := range disp.Stats() {
