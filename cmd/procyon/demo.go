@@ -301,7 +301,11 @@ func (d *demoRun) watch(ctx context.Context, id uint64, deadline time.Time) tabl
 			}
 			if last.State != d.state {
 				d.state = last.State
-				d.event("snapshot-table #%d: %s", id, d.state)
+				note := ""
+				if d.state == "snapshot-offline-regions" {
+					note = " (once its snapshot-region children, one per region, are done)"
+				}
+				d.event("snapshot-table #%d: %s%s", id, d.state, note)
 			}
 			if st.Done {
 				return last
@@ -325,7 +329,9 @@ func (d *demoRun) killServerMidSnapshot(ctx context.Context, id uint64) error {
 		if st.Done {
 			return &exitError{code: 1, err: fmt.Errorf("snapshot-table #%d finished (%s) before a region server could be killed in its middle", id, st.State)}
 		}
-		if st.State == "snapshot-online-regions" && online.IsZero() {
+		// The snapshot-region children run while their parent waits in the
+		// state after the one that spawned them.
+		if (st.State == "snapshot-online-regions" || st.State == "snapshot-offline-regions") && online.IsZero() {
 			online = time.Now()
 		}
 		written, missing := d.regionSnapshots(work)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,7 +83,18 @@ func TestTablestoreProcessCrash(t *testing.T) {
 	}()
 	kerr := crashKill(ctx, c, rand.New(rand.NewPCG(seed, 2)), masterKills, serverKills, t.Logf)
 	close(stop)
-	wg.Wait()
+	// After the last kill the writers and the operator finish what they
+	// are doing (a row, an admin operation): the store recovers, or the
+	// test reports what it was stuck on.
+	settled := make(chan struct{})
+	go func() { wg.Wait(); close(settled) }()
+	select {
+	case <-settled:
+	case <-time.After(2 * time.Minute):
+		t.Errorf("the workload did not finish within 2 minutes of the last kill; the store:\n%s", r.describe())
+		cancel()
+		<-settled
+	}
 	close(errs)
 	for err := range errs {
 		if err != nil {
@@ -521,4 +533,31 @@ func (r *crashRun) checkSnapshots() {
 			}
 		}
 	}
+}
+
+// describe says what the master says of the tables, the servers and the
+// procedures the operator started, for a failure report.
+func (r *crashRun) describe() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	var servers any
+	err := tsGet(ctx, r.c.MasterAddr(), "/ts/v1/servers", &servers)
+	fmt.Fprintf(&b, "servers: %v %v\n", servers, errOr(err, ""))
+	r.mu.Lock()
+	names := slices.Sorted(maps.Keys(r.tables))
+	procs := slices.Clone(r.procs)
+	r.mu.Unlock()
+	for _, name := range names {
+		var t tablestore.TableInfo
+		err := tsGet(ctx, r.c.MasterAddr(), "/ts/v1/tables/"+name, &t)
+		fmt.Fprintf(&b, "table %s: %+v %v\n", name, t, errOr(err, ""))
+	}
+	for _, p := range procs {
+		st, err := tsProcStatus(ctx, r.c.MasterAddr(), p.id)
+		if err != nil || !st.Done {
+			fmt.Fprintf(&b, "procedure #%d %s: %+v %v\n", p.id, p.what, st, errOr(err, ""))
+		}
+	}
+	return b.String()
 }
