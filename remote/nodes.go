@@ -82,6 +82,9 @@ func decodeNodeRecord(data []byte) (nodeRecord, error) {
 		return r, fmt.Errorf("remote: node record: unknown version %d", v)
 	}
 	flags := d.byte()
+	if flags&^nodeLive != 0 {
+		d.fail("flags %#x", flags)
+	}
 	r.Live = flags&nodeLive != 0
 	r.Incarnation = d.uvarint()
 	r.Registered = d.varint()
