@@ -113,6 +113,9 @@ type fakeNode struct {
 	mu   sync.Mutex
 	fail int
 	with error
+	// auto, if set, returns the master a request's ops are reported to at
+	// once (result "ok"), from inside Execute; report errors are ignored.
+	auto func() MasterService
 }
 
 var errTransport = errors.New("fake transport: connection reset")
@@ -125,6 +128,13 @@ func (n *fakeNode) Execute(_ context.Context, req *ExecuteRequest) (*ExecuteResp
 	n.reqs <- &r
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.auto != nil {
+		rep := &ReportRequest{Node: req.Node, Incarnation: req.Incarnation, Epoch: req.Epoch}
+		for _, op := range req.Ops {
+			rep.Outcomes = append(rep.Outcomes, Outcome{Op: op.ID, Attempt: op.Attempt, Epoch: req.Epoch, Result: []byte("ok")})
+		}
+		n.auto().Report(context.Background(), rep)
+	}
 	switch {
 	case n.with != nil:
 		return nil, n.with
