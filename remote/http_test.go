@@ -158,7 +158,7 @@ func TestHTTPRoundTrip(t *testing.T) {
 	if len(got) != 4 {
 		t.Fatalf("service got %d requests, want 4", len(got))
 	}
-	checkExecute(t, got[0].(*ExecuteRequest), exec)
+	sameExecute(t, got[0].(*ExecuteRequest), exec)
 	checkReport(t, got[1].(*ReportRequest), report)
 	if !reflect.DeepEqual(got[2], reg) {
 		t.Errorf("Register got %+v, want %+v", got[2], reg)
@@ -168,9 +168,9 @@ func TestHTTPRoundTrip(t *testing.T) {
 	}
 }
 
-// checkExecute compares requests with payloads by their bytes (an empty
+// sameExecute compares requests with payloads by their bytes (an empty
 // payload may arrive as nil).
-func checkExecute(t *testing.T, got, want *ExecuteRequest) {
+func sameExecute(t *testing.T, got, want *ExecuteRequest) {
 	t.Helper()
 	if len(got.Ops) != len(want.Ops) {
 		t.Fatalf("Execute got %d ops, want %d", len(got.Ops), len(want.Ops))
