@@ -159,7 +159,7 @@ func TestHTTPRoundTrip(t *testing.T) {
 		t.Fatalf("service got %d requests, want 4", len(got))
 	}
 	sameExecute(t, got[0].(*ExecuteRequest), exec)
-	checkReport(t, got[1].(*ReportRequest), report)
+	sameReport(t, got[1].(*ReportRequest), report)
 	if !reflect.DeepEqual(got[2], reg) {
 		t.Errorf("Register got %+v, want %+v", got[2], reg)
 	}
@@ -192,7 +192,7 @@ func sameExecute(t *testing.T, got, want *ExecuteRequest) {
 	}
 }
 
-func checkReport(t *testing.T, got, want *ReportRequest) {
+func sameReport(t *testing.T, got, want *ReportRequest) {
 	t.Helper()
 	if len(got.Outcomes) != len(want.Outcomes) {
 		t.Fatalf("Report got %d outcomes, want %d", len(got.Outcomes), len(want.Outcomes))
