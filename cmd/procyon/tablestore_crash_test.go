@@ -136,6 +136,7 @@ func crashKill(ctx context.Context, c *tsCluster, rng *rand.Rand, masters, serve
 	plan = append(plan, slices.Repeat([]string{"rs"}, servers)...)
 	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
 	names := c.ServerNames()
+	took := map[bool][]time.Duration{} // restart times, the master's (true) and the servers'
 	for i, who := range plan {
 		if who == "rs" {
 			who = names[rng.IntN(len(names))]
@@ -151,11 +152,20 @@ func crashKill(ctx context.Context, c *tsCluster, rng *rand.Rand, masters, serve
 				return err
 			}
 		}
+		t0 := time.Now()
 		if _, err := c.Start(ctx, who); err != nil {
 			return fmt.Errorf("restart %d (%s): %w", i, who, err)
 		}
+		took[who == masterName] = append(took[who == masterName], time.Since(t0))
 		if (i+1)%20 == 0 {
 			logf("%d kills", i+1)
+		}
+	}
+	for _, m := range []bool{true, false} {
+		if d := took[m]; len(d) > 0 {
+			slices.Sort(d)
+			logf("restarts of the %s until ready: median %v, max %v", map[bool]string{true: "master", false: "region servers"}[m],
+				d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
 		}
 	}
 	return nil
