@@ -104,8 +104,8 @@ func TestTablestoreProcessCrash(t *testing.T) {
 	if kerr != nil {
 		t.Fatal(kerr)
 	}
-	t.Logf("%d master and %d region server SIGKILLs in %v; %d procedures started, %d snapshots, %d rows acknowledged",
-		c.Kills("master"), c.Kills("regionserver"), time.Since(start).Round(time.Millisecond), len(r.procs), len(r.snaps), r.rows())
+	t.Logf("%d master and %d region server SIGKILLs in %v; admin operations %v; %d rows acknowledged",
+		c.Kills("master"), c.Kills("regionserver"), time.Since(start).Round(time.Millisecond), r.ops(), r.rows())
 	if t.Failed() {
 		return
 	}
@@ -205,7 +205,19 @@ type crashSnapshot struct {
 
 type crashProc struct {
 	id   uint64
+	op   string
 	what string
+}
+
+// ops counts the admin operations started, by operation.
+func (r *crashRun) ops() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := map[string]int{}
+	for _, p := range r.procs {
+		n[p.op]++
+	}
+	return n
 }
 
 func (r *crashRun) addWriter(table, name string) *tsWriter {
@@ -241,7 +253,7 @@ func (r *crashRun) admin(ctx context.Context, op string, args any) (uint64, erro
 		return 0, fmt.Errorf("%s %+v: %w", op, args, err)
 	}
 	r.mu.Lock()
-	r.procs = append(r.procs, crashProc{id: id, what: fmt.Sprintf("%s %+v", op, args)})
+	r.procs = append(r.procs, crashProc{id: id, op: op, what: fmt.Sprintf("%s %+v", op, args)})
 	r.mu.Unlock()
 	st, err := tsWait(ctx, r.cl, id)
 	if err != nil {
