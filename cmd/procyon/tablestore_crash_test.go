@@ -130,7 +130,9 @@ func TestTablestoreProcessCrash(t *testing.T) {
 // crashKill SIGKILLs the master and region servers, in a seeded random
 // order and at seeded random moments, and starts each again: at once, or
 // (one time in five) after up to a lease, so that the master has to find
-// a region server dead by its lease rather than by its new incarnation.
+// a region server dead by its lease rather than by its new incarnation;
+// and one restart in six is itself SIGKILLed after up to 600 ms, while
+// the process may still be recovering (an extra kill).
 func crashKill(ctx context.Context, c *tsCluster, rng *rand.Rand, masters, servers int, logf func(string, ...any)) error {
 	plan := slices.Repeat([]string{masterName}, masters)
 	plan = append(plan, slices.Repeat([]string{"rs"}, servers)...)
@@ -152,6 +154,11 @@ func crashKill(ctx context.Context, c *tsCluster, rng *rand.Rand, masters, serve
 				return err
 			}
 		}
+		if rng.IntN(6) == 0 {
+			if err := crashStartKilled(ctx, c, who, time.Duration(rng.IntN(600))*time.Millisecond); err != nil {
+				return fmt.Errorf("restart %d (%s), killed while starting: %w", i, who, err)
+			}
+		}
 		t0 := time.Now()
 		if _, err := c.Start(ctx, who); err != nil {
 			return fmt.Errorf("restart %d (%s): %w", i, who, err)
@@ -168,6 +175,34 @@ func crashKill(ctx context.Context, c *tsCluster, rng *rand.Rand, masters, serve
 				d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
 		}
 	}
+	return nil
+}
+
+// crashStartKilled starts process who and SIGKILLs it after delay,
+// whether or not it is ready by then.
+func crashStartKilled(ctx context.Context, c *tsCluster, who string, delay time.Duration) error {
+	started := make(chan error, 1)
+	go func() {
+		_, err := c.Start(ctx, who)
+		started <- err
+	}()
+	if err := sleepCtx(ctx, delay); err != nil {
+		return err
+	}
+	for c.Proc(who) == nil { // not forked yet
+		select {
+		case err := <-started:
+			if err != nil {
+				return err
+			}
+			started <- nil
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if _, err := c.Kill(who); err != nil {
+		return err
+	}
+	<-started // an error: it was killed before it was ready
 	return nil
 }
 
