@@ -292,18 +292,17 @@ func (d *demoRun) watch(ctx context.Context, id uint64, deadline time.Time) tabl
 		cancel()
 		if err == nil {
 			last = st
-			if s := st.State; st.Done {
-				s = "done"
+			if st.Done {
+				last.State = "done"
 				if st.Error != "" {
-					s = "failed"
+					last.State = "failed"
 				}
-				last.State = s
 			}
 			if last.State != d.state {
 				d.state = last.State
 				note := ""
 				if d.state == "snapshot-offline-regions" {
-					note = " (once its snapshot-region children, one per region, are done)"
+					note = " (it waits here for its snapshot-region children, one per region)"
 				}
 				d.event("snapshot-table #%d: %s%s", id, d.state, note)
 			}
@@ -319,8 +318,8 @@ func (d *demoRun) watch(ctx context.Context, id uint64, deadline time.Time) tabl
 
 // killServerMidSnapshot waits until the snapshot snapshots regions, then
 // SIGKILLs the region server with the most regions not yet snapshotted:
-// as soon as one region snapshot is on disk, or shortly after the region
-// snapshots were asked for.
+// as soon as one region snapshot is on disk (or, if none is, a second
+// after the region snapshots were asked for).
 func (d *demoRun) killServerMidSnapshot(ctx context.Context, id uint64) error {
 	work := d.layout.SnapshotWorkDir(demoSnapshot)
 	var online time.Time
@@ -344,7 +343,7 @@ func (d *demoRun) killServerMidSnapshot(ctx context.Context, id uint64) error {
 		if victim == "" {
 			return &exitError{code: 1, err: fmt.Errorf("every region was snapshotted before a region server could be killed")}
 		}
-		if written > 0 || !online.IsZero() && time.Since(online) > 20*time.Millisecond {
+		if written > 0 || !online.IsZero() && time.Since(online) > time.Second {
 			p, err := d.c.Kill(victim)
 			if err != nil {
 				return err

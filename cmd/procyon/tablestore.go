@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/procyon-dev/procyon/examples/tablestore/master"
@@ -88,8 +90,7 @@ func tablestoreRegionServer(ctx context.Context, e *env, args []string) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: s.Handler()}
-	go srv.Serve(ln)
+	srv := serveHTTP(ln, s.Handler())
 	if err := s.Start(ctx); err != nil {
 		srv.Close()
 		return err
@@ -99,22 +100,81 @@ func tablestoreRegionServer(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	<-ctx.Done()
-	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return errors.Join(srv.Shutdown(shut), s.Stop())
+	return errors.Join(srv.Stop(), s.Stop())
 }
 
 // serveUntilDone serves h on ln, prints ready, and at the end of ctx
 // shuts the server down and calls stop.
 func serveUntilDone(ctx context.Context, e *env, ln net.Listener, h http.Handler, ready readyLine, stop func() error) error {
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
+	srv := serveHTTP(ln, h)
 	if err := json.NewEncoder(e.stdout).Encode(ready); err != nil {
 		srv.Close()
 		return errors.Join(err, stop())
 	}
 	<-ctx.Done()
-	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	return errors.Join(srv.Stop(), stop())
+}
+
+// httpServing is an http.Server that knows which connections have a
+// request in flight, so that Stop waits for requests, not connections:
+// http.Server.Shutdown also waits up to 5 s for a connection on which no
+// request ever came (a client's spare dial, which Go's transport makes
+// when a request finds an idle connection first), and then fails the
+// process's stop for nothing.
+type httpServing struct {
+	*http.Server
+	mu     sync.Mutex
+	active map[net.Conn]bool // connections with a request in flight
+}
+
+// serveHTTP serves h on ln in the background.
+func serveHTTP(ln net.Listener, h http.Handler) *httpServing {
+	s := &httpServing{active: map[net.Conn]bool{}}
+	s.Server = &http.Server{Handler: h, ConnState: s.track}
+	go s.Serve(ln)
+	return s
+}
+
+func (s *httpServing) track(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st == http.StateActive {
+		s.active[c] = true
+	} else {
+		delete(s.active, c)
+	}
+}
+
+func (s *httpServing) inFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.active)
+}
+
+// Stop stops accepting, waits up to 5 s for the requests in flight to
+// finish, then closes every connection; it fails if requests were still
+// in flight.
+func (s *httpServing) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return errors.Join(srv.Shutdown(shut), stop())
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(ctx) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				err = fmt.Errorf("%d requests still in flight after 5 s: %w", s.inFlight(), err)
+				s.Close()
+			}
+			return err
+		case <-tick.C:
+			if s.inFlight() == 0 {
+				s.Close() // only connections without a request are left
+				<-done
+				return nil
+			}
+		}
+	}
 }
