@@ -139,6 +139,7 @@ type Dispatcher struct {
 		sync.Mutex
 		nodes            map[string]*node
 		started, stopped bool
+		leaseT           procedure.Timer // the next lease check
 	}
 }
 
@@ -219,7 +220,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	close(d.ready)
 	d.mu.Lock()
-	d.goLocked(d.liveness)
+	d.armLeaseCheckLocked()
 	for _, info := range deaths {
 		d.goLocked(func() { d.handleDeath(info) })
 	}
@@ -291,6 +292,9 @@ func (d *Dispatcher) Stop() error {
 		return nil
 	}
 	d.mu.stopped = true
+	if d.mu.leaseT != nil {
+		d.mu.leaseT.Stop()
+	}
 	var snds []*sender
 	for _, n := range d.mu.nodes {
 		if n.snd != nil {
@@ -534,21 +538,14 @@ func (d *Dispatcher) report(ctx context.Context, req *ReportRequest) (*ReportRes
 	if snd == nil {
 		return nil, fmt.Errorf("%w: node %q incarnation %d", ErrUnknownNode, req.Node, req.Incarnation)
 	}
-	epoch := d.Epoch()
-	var mine []OpID
-	for _, o := range req.Outcomes {
-		if o.Epoch == epoch {
-			mine = append(mine, o.Op)
-		}
-	}
+	mine := d.ofThisEpoch(req.Outcomes)
 	if len(mine) == 0 {
 		return &ReportResponse{}, nil
 	}
+	ids := make([]OpID, len(mine))
 	err := d.e.SignalWrite(ctx, func(tx *durable.Tx, signal func(string)) error {
-		for _, o := range req.Outcomes {
-			if o.Epoch != epoch {
-				continue
-			}
+		for i, o := range mine {
+			ids[i] = o.Op
 			rec, ok, err := d.ops.Get(tx, uint64(o.Op))
 			if err != nil {
 				return err
@@ -566,8 +563,22 @@ func (d *Dispatcher) report(ctx context.Context, req *ReportRequest) (*ReportRes
 	if err != nil {
 		return nil, fmt.Errorf("remote: report of node %q: %w", req.Node, err)
 	}
-	snd.reported(mine)
+	snd.reported(ids)
 	return &ReportResponse{}, nil
+}
+
+// ofThisEpoch returns the outcomes of sends of this master's epoch: an
+// older master's are not its to commit (HBASE-28420); the node answers
+// the resend of the op again.
+func (d *Dispatcher) ofThisEpoch(outs []Outcome) []Outcome {
+	epoch := d.Epoch()
+	mine := make([]Outcome, 0, len(outs))
+	for _, o := range outs {
+		if o.Epoch == epoch {
+			mine = append(mine, o)
+		}
+	}
+	return mine
 }
 
 func outcomeOf(o Outcome) (kind uint8, result []byte, msg string) {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/procyon-dev/procyon/durable"
-	"github.com/procyon-dev/procyon/procedure"
 )
 
 // NodeInfo is one node of the liveness table (Dispatcher.Nodes), or the
@@ -137,7 +136,7 @@ const (
 	maxNameLen     = 255
 	maxAddrLen     = 1024
 	maxOutcomes    = 1 << 16
-	maxResultBytes = 64 << 20
+	maxResultBytes = 16 << 20
 )
 
 func checkNode(name string, inc uint64) error {
@@ -370,28 +369,28 @@ func (d *Dispatcher) checkLeases() {
 	}
 }
 
-// liveness runs checkLeases every Lease/4 on the clock, until Stop.
-func (d *Dispatcher) liveness() {
-	tick := make(chan struct{}, 1)
-	arm := func() procedure.Timer {
-		return d.clock.AfterFunc(max(d.opts.Lease/4, time.Millisecond), func() {
-			select {
-			case tick <- struct{}{}:
-			default:
-			}
-		})
+// armLeaseCheckLocked runs checkLeases Lease/4 from now on the clock
+// (on the goroutine that moves a ManualClock, so that a test sees its
+// effects when Advance returns), and again after each run, until Stop.
+// d.mu is held.
+func (d *Dispatcher) armLeaseCheckLocked() {
+	if d.mu.stopped {
+		return
 	}
-	t := arm()
-	for {
-		select {
-		case <-d.ctx.Done():
-			t.Stop()
+	d.mu.leaseT = d.clock.AfterFunc(max(d.opts.Lease/4, time.Millisecond), func() {
+		d.mu.Lock()
+		if d.mu.stopped {
+			d.mu.Unlock()
 			return
-		case <-tick:
-			d.checkLeases()
-			t = arm()
 		}
-	}
+		d.wg.Add(1)
+		d.mu.Unlock()
+		defer d.wg.Done()
+		d.checkLeases()
+		d.mu.Lock()
+		d.armLeaseCheckLocked()
+		d.mu.Unlock()
+	})
 }
 
 // Nodes returns the liveness table, by name.
