@@ -164,34 +164,16 @@ func (d *Dispatcher) register(ctx context.Context, req *RegisterRequest) (*Regis
 	defer d.nodeWrites.Unlock()
 	resp := &RegisterResponse{Epoch: d.Epoch(), HeartbeatMillis: d.opts.Heartbeat.Milliseconds(), LeaseMillis: d.opts.Lease.Milliseconds()}
 	now := d.clock.Now()
-	d.mu.Lock()
-	n := d.mu.nodes[req.Node]
-	if n != nil && n.info.Incarnation == req.Incarnation {
-		live := n.info.Live
-		if live {
-			n.info.LastHeartbeat = now
-		}
-		d.mu.Unlock()
-		if !live {
-			return nil, fmt.Errorf("%w: node %q incarnation %d was declared dead", ErrUnknownNode, req.Node, req.Incarnation)
-		}
+	known, oldLive, err := d.knownIncarnation(req, now)
+	switch {
+	case err != nil:
+		return nil, err
+	case known:
 		return resp, nil
 	}
-	oldLive := n != nil && n.info.Live
-	d.mu.Unlock()
-	rec, _, err := d.nodesC.Get(d.e.Store().Latest(), req.Node)
-	if err != nil {
-		return nil, err
+	if oldLive != 0 {
+		d.killLocked(ctx, req.Node, oldLive, "registered again as a new incarnation")
 	}
-	for _, u := range rec.Unhandled {
-		if u.Incarnation == req.Incarnation {
-			return nil, fmt.Errorf("%w: node %q incarnation %d was declared dead", ErrUnknownNode, req.Node, req.Incarnation)
-		}
-	}
-	if oldLive {
-		d.killLocked(ctx, n.info.Name, n.info.Incarnation, "registered again as a new incarnation")
-	}
-	info := NodeInfo{Name: req.Node, Addr: req.Addr, Incarnation: req.Incarnation, Live: true, LastHeartbeat: now, Registered: now}
 	err = d.e.Store().Write(ctx, func(tx *durable.Tx) error {
 		rec, _, err := d.nodesC.Get(tx, req.Node)
 		if err != nil {
@@ -204,10 +186,41 @@ func (d *Dispatcher) register(ctx context.Context, req *RegisterRequest) (*Regis
 		return nil, fmt.Errorf("remote: register node %q: %w", req.Node, err)
 	}
 	d.mu.Lock()
-	d.liveLocked(info)
+	d.liveLocked(NodeInfo{Name: req.Node, Addr: req.Addr, Incarnation: req.Incarnation, Live: true, LastHeartbeat: now, Registered: now})
 	d.mu.Unlock()
 	d.log.Info("remote: node registered", "node", req.Node, "addr", req.Addr, "incarnation", req.Incarnation)
 	return resp, nil
+}
+
+// knownIncarnation looks the registering incarnation up: known if it is
+// the live one (its lease is renewed), ErrUnknownNode if it was declared
+// dead; otherwise oldLive is the live incarnation it replaces (0: none).
+func (d *Dispatcher) knownIncarnation(req *RegisterRequest, now time.Time) (known bool, oldLive uint64, err error) {
+	dead := fmt.Errorf("%w: node %q incarnation %d was declared dead", ErrUnknownNode, req.Node, req.Incarnation)
+	d.mu.Lock()
+	n := d.mu.nodes[req.Node]
+	switch {
+	case n != nil && n.info.Incarnation == req.Incarnation && n.info.Live:
+		n.info.LastHeartbeat = now
+		d.mu.Unlock()
+		return true, 0, nil
+	case n != nil && n.info.Incarnation == req.Incarnation:
+		d.mu.Unlock()
+		return false, 0, dead
+	case n != nil && n.info.Live:
+		oldLive = n.info.Incarnation
+	}
+	d.mu.Unlock()
+	rec, _, err := d.nodesC.Get(d.e.Store().Latest(), req.Node)
+	if err != nil {
+		return false, 0, err
+	}
+	for _, u := range rec.Unhandled {
+		if u.Incarnation == req.Incarnation {
+			return false, 0, dead
+		}
+	}
+	return false, oldLive, nil
 }
 
 // liveLocked puts a live incarnation in the table, with a new sender.
