@@ -127,8 +127,15 @@ func TestScanDoesNotSeeLaterWrites(t *testing.T) {
 func TestSecondOpenFailsWithErrLocked(t *testing.T) {
 	fs := vfs.NewMem()
 	r := openT(t, fs, regionDir, Options{})
+	// A flush of the first in progress: the second Open must fail before
+	// it cleans up anything.
+	tmp := regionDir + "/files/" + rowFileName(7) + tmpSuffix
+	fs.WriteFile(tmp, []byte("being written"))
 	if _, err := Open(regionDir, Options{FS: fs, Logger: quiet()}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if _, err := fs.Stat(tmp); err != nil {
+		t.Fatalf("the second Open removed the first's file in progress: %v", err)
 	}
 	put(t, r, "a", "1")
 	if err := r.Close(); err != nil {

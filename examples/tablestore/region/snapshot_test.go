@@ -1,6 +1,7 @@
 package region
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -192,5 +193,44 @@ func TestCloneEqualsSnapshotRows(t *testing.T) {
 	c.Close()
 	if err := Clone(fs, snapDir, dst); !errors.Is(err, ErrNotEmpty) {
 		t.Fatalf("Clone onto a region in use: %v, want ErrNotEmpty", err)
+	}
+}
+
+func TestOverlappingDirectoriesChangeNothing(t *testing.T) {
+	fs := vfs.NewMem()
+	r := openT(t, fs, regionDir, Options{})
+	defer r.Close()
+	put(t, r, "a", "1")
+	ops := fs.Ops()
+	for _, dir := range []string{regionDir, regionDir + "/snap", "/root/data/t1", "/root/data/t1/r1/../r1"} {
+		if _, err := r.Snapshot(dir); !errors.Is(err, ErrOverlap) {
+			t.Fatalf("Snapshot(%s): %v, want ErrOverlap", dir, err)
+		}
+	}
+	if err := Clone(fs, snapDir, snapDir+"/clone"); !errors.Is(err, ErrOverlap) {
+		t.Fatalf("Clone into the snapshot: %v, want ErrOverlap", err)
+	}
+	if fs.Ops() != ops {
+		t.Fatalf("refused calls wrote %d times", fs.Ops()-ops)
+	}
+	if v, ok, _ := r.Get([]byte("a")); !ok || string(v) != "1" {
+		t.Fatalf("Get(a) = %q, %v", v, ok)
+	}
+}
+
+func TestVerifyManifestChecksRowCount(t *testing.T) {
+	fs := vfs.NewMem()
+	m := snapshotT(t, fs)
+	m.Rows++
+	path := filepath.Join(snapDir, manifestName)
+	fs.WriteFile(path, m.encode())
+	_, err := VerifyManifest(fs, snapDir)
+	var ce *CorruptionError
+	if !errors.As(err, &ce) || ce.File != path || ce.Offset != rowsOffset(m) {
+		t.Fatalf("VerifyManifest with a wrong row count: %v; want a CorruptionError naming %s at %d", err, path, rowsOffset(m))
+	}
+	data, _ := fs.ReadFile(path)
+	if got := binary.LittleEndian.Uint64(data[ce.Offset:]); got != uint64(m.Rows) {
+		t.Fatalf("offset %d holds %d, not the row count %d", ce.Offset, got, m.Rows)
 	}
 }
