@@ -21,9 +21,14 @@ func (r *Region) Put(ctx context.Context, rows ...Row) error {
 			return ErrBadRow
 		}
 	}
+	if len(rows) == 0 {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		return r.mu.err
+	}
 	rec := encodePut(rows)
-	p, err := r.append(rows, rec)
-	if err != nil || p == nil {
+	p, err := r.append(rec)
+	if err != nil {
 		return err
 	}
 	if err := p.Wait(ctx); err != nil {
@@ -40,14 +45,11 @@ func (r *Region) Put(ctx context.Context, rows ...Row) error {
 
 // append gives rec the next seq and appends it to the log, in one step
 // under the lock, so that log order is seq order.
-func (r *Region) append(rows []Row, rec []byte) (*wal.Pending, error) {
+func (r *Region) append(rec []byte) (*wal.Pending, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.err != nil {
 		return nil, r.mu.err
-	}
-	if len(rows) == 0 {
-		return nil, nil
 	}
 	seq := r.mu.lastSeq + 1
 	setPutSeq(rec, seq)
