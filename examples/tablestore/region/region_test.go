@@ -343,3 +343,46 @@ func TestRemoveAll(t *testing.T) {
 		t.Fatalf("after a crash /root/data holds %v", names)
 	}
 }
+
+func TestFailedFlushFailsRegion(t *testing.T) {
+	mem := vfs.NewMem()
+	fs := vfs.NewFaulty(mem, vfs.WithPathSuffix(".rows"+tmpSuffix, vfs.FailNth(vfs.OpSync, 1, nil)))
+	r := openT(t, fs, regionDir, Options{})
+	put(t, r, "a", "1", "b", "1")
+	if err := r.Flush(); !errors.Is(err, ErrFailed) || !errors.Is(err, vfs.ErrInjected) {
+		t.Fatalf("Flush with a failing fsync: %v, want ErrFailed wrapping the cause", err)
+	}
+	// Final: no retry, every later call refused.
+	if err := r.Put(context.Background(), Row{Key: []byte("c")}); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Put after a failed flush: %v, want ErrFailed", err)
+	}
+	if _, _, err := r.Get([]byte("a")); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Get after a failed flush: %v, want ErrFailed", err)
+	}
+	if err := r.Flush(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("second Flush: %v, want ErrFailed", err)
+	}
+	r.Close()
+	r = openT(t, mem, regionDir, Options{})
+	defer r.Close()
+	wantRows(t, "reopened", collect(t, r.Scan(nil, nil)), map[string]string{"a": "1", "b": "1"})
+}
+
+func TestFailedSnapshotLeavesRegionWorking(t *testing.T) {
+	mem := vfs.NewMem()
+	fs := vfs.NewFaulty(mem, vfs.WithPathSuffix(manifestName+tmpSuffix, vfs.FailNth(vfs.OpSync, 1, nil)))
+	r := openT(t, fs, regionDir, Options{})
+	defer r.Close()
+	put(t, r, "a", "1")
+	if _, err := r.Snapshot("/root/.snapshot/s1/r1"); !errors.Is(err, vfs.ErrInjected) {
+		t.Fatalf("Snapshot with a failing manifest fsync: %v", err)
+	}
+	if _, err := ReadManifest(mem, "/root/.snapshot/s1/r1"); err == nil {
+		t.Fatal("a failed Snapshot left a manifest")
+	}
+	put(t, r, "b", "1")
+	if _, err := r.Snapshot("/root/.snapshot/s1/r1"); err != nil {
+		t.Fatalf("Snapshot re-run: %v", err)
+	}
+	wantRows(t, "snapshot", collect(t, SnapshotRows(mem, "/root/.snapshot/s1/r1")), map[string]string{"a": "1", "b": "1"})
+}
