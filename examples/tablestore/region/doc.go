@@ -75,7 +75,7 @@
 // Manifest:
 //
 //	"PRCYSNAP" | u32 version = 1 | uvarint len, region name | u64 seq | u64 rows |
-//	uvarint n | n × (uvarint len, file name | u64 size | u32 CRC of the whole file) |
+//	uvarint n | n × (uvarint len, file name | u64 size | u32 the file's CRC field) |
 //	u32 CRC of every byte before it
 //
 // Log record (one per Put batch; the log frames and checksums it):

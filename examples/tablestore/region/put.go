@@ -66,12 +66,15 @@ func (r *Region) append(rec []byte) (*wal.Pending, error) {
 }
 
 // applyDurableLocked applies the queued puts that are durable, in order.
-// Log batches become durable in order, so once a put's Wait returns, it
-// and every put before it are applied here.
+// The log makes its records durable in order (DurableSeq), so once a
+// put's Wait returns, it and every put before it are applied here. (Not
+// Pending.Durable: the log may close a later batch's done before an
+// earlier one's.)
 func (r *Region) applyDurableLocked() {
 	q := r.mu.queue
+	durable := r.log.DurableSeq()
 	n := 0
-	for ; n < len(q) && q[n].p.Durable(); n++ {
+	for ; n < len(q) && q[n].p.LastSeq() <= durable; n++ {
 		seq, rows, err := decodePut(q[n].rec)
 		if err != nil {
 			panic(fmt.Sprintf("region: decoding a put this process encoded: %v", err))

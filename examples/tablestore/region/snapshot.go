@@ -75,8 +75,14 @@ func copyRowFile(fsys vfs.FS, src, dir string) (FileRef, error) {
 	if err := writeFileAtomic(fsys, dir, name, data); err != nil {
 		return FileRef{}, err
 	}
-	return FileRef{Name: name, Size: int64(len(data)), CRC: crc32c.Checksum(data)}, nil
+	return FileRef{Name: name, Size: int64(len(data)), CRC: fileCRC(data)}, nil
 }
+
+// fileCRC returns the checksum a FileRef records for a row file: the
+// CRC-32C of its bytes before the checksum field, which is that field's
+// value. (The CRC of a whole file, checksum included, is the same constant
+// for every intact file.)
+func fileCRC(data []byte) uint32 { return crc32c.Checksum(data[:len(data)-4]) }
 
 // countRows returns the number of distinct keys in files.
 func countRows(files []*rowFile) int64 {
@@ -153,8 +159,8 @@ func loadSnapshotFile(fsys vfs.FS, dir string, ref FileRef) (*rowFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	if crc := crc32c.Checksum(data); crc != ref.CRC {
-		return nil, corruptf(path, 0, "CRC %08x, the manifest says %08x", crc, ref.CRC)
+	if crc := fileCRC(data); crc != ref.CRC {
+		return nil, corruptf(path, size-4, "checksum %08x, the manifest says %08x: another file", crc, ref.CRC)
 	}
 	f.name = path
 	return f, nil
