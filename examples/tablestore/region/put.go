@@ -14,7 +14,8 @@ import (
 // may reuse them. A row with an empty key fails the whole Put with
 // ErrBadRow, writing nothing. If ctx ends first, Put returns its error and
 // the batch may still become durable. A Put may flush the memstore (see
-// Options.FlushBytes).
+// Options.FlushBytes); if that flush fails, Put returns its error
+// (ErrFailed) though the batch is durable.
 func (r *Region) Put(ctx context.Context, rows ...Row) error {
 	for _, row := range rows {
 		if len(row.Key) == 0 {
