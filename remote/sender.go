@@ -118,14 +118,20 @@ func (s *sender) counts() (queued, inflight int) {
 
 // run sends batches until the sender is closed.
 func (s *sender) run() {
-	client, dialErr := s.d.tr.DialNode(s.node.Addr)
+	var client NodeService
 	failures := 0
 	for {
 		batch, ok := s.next()
 		if !ok {
 			return
 		}
-		err := dialErr
+		var err error
+		if client == nil {
+			if client, err = s.d.tr.DialNode(s.node.Addr); err != nil {
+				client = nil // dialled again for the resend
+				s.st.failures.Add(1)
+			}
+		}
 		if err == nil {
 			err = s.send(client, batch)
 		}
@@ -140,7 +146,7 @@ func (s *sender) run() {
 		default:
 			failures++
 			if a := s.d.opts.Retry.Attempts; a > 0 && failures > a {
-				s.d.kill(s.d.ctx, s.node.Name, s.node.Incarnation, "requests failed "+err.Error())
+				s.d.kill(s.d.ctx, s.node.Name, s.node.Incarnation, "requests failed: "+err.Error())
 				return
 			}
 			s.d.log.Warn("remote: request failed; resending", "node", s.node.Name, "ops", len(batch), "failures", failures, "err", err)
