@@ -170,13 +170,13 @@ func (s *sender) next() ([]Op, bool) {
 		ready := q >= s.d.opts.MaxBatch || s.mu.due || (q > 0 && s.d.opts.BatchDelay < 0)
 		if ready && room > 0 && !s.mu.paused {
 			n := min(q, s.d.opts.MaxBatch, room)
-			batch := slices.Clone(s.mu.queue[:n])
-			s.mu.queue = slices.Delete(s.mu.queue, 0, n)
+			batch := s.mu.queue[:n:n] // the queue moves past it: O(batch), not O(queue)
+			s.mu.queue = s.mu.queue[n:]
 			for _, op := range batch {
 				s.mu.inflight[op.ID] = struct{}{}
 			}
 			if len(s.mu.queue) == 0 {
-				s.mu.due = false
+				s.mu.queue, s.mu.due = nil, false // let the backing array go
 			}
 			s.mu.Unlock()
 			return batch, true
@@ -207,11 +207,14 @@ func (s *sender) retry(batch []Op, delay time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.st.retries.Add(1) // counted once the resend is arranged
-	for i := range batch {
-		batch[i].Attempt++
-		delete(s.mu.inflight, batch[i].ID)
+	// A copy: the transport may still hold the request that carried batch.
+	again := make([]Op, len(batch), len(batch)+len(s.mu.queue))
+	for i, op := range batch {
+		op.Attempt++
+		again[i] = op
+		delete(s.mu.inflight, op.ID)
 	}
-	s.mu.queue = append(batch, s.mu.queue...)
+	s.mu.queue = append(again, s.mu.queue...)
 	s.mu.due = true // they waited already
 	if s.mu.closed {
 		return
