@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/procyon-dev/procyon/procedure"
@@ -169,12 +170,17 @@ func TestReportOfOlderEpochIgnored(t *testing.T) {
 	}
 	op := first.Ops[0].ID
 	stale := Outcome{Op: op, Attempt: 1, Epoch: first.Epoch, Result: []byte("to the old master")}
-	if err := w.report("rs1", 1, stale); err != nil {
+	id2 := w.submit(callData{Node: "rs1"})
+	op2 := w.request(n).Ops[0].ID
+	if err := w.report("rs1", 1, stale, result(op2, "current")); err != nil {
 		t.Fatalf("report of an older epoch's outcome: %v, want it acknowledged", err)
 	}
 	w.suspended(id)
 	if rec, _ := w.op(op); rec.State != opPending {
 		t.Fatalf("an older epoch's outcome was recorded: %+v", rec)
+	}
+	if c := w.result(id2); string(c.Result) != "current" {
+		t.Fatalf("the current outcome reported with a stale one: %+v", c)
 	}
 	if err := w.report("rs1", 1, result(op, "current")); err != nil {
 		t.Fatal(err)
@@ -308,7 +314,16 @@ func TestResendWhileLiveNotAfterDeath(t *testing.T) {
 	}
 	req := w.request(n) // the 4th send, failed too
 	waitFor(t, "the resend is arranged", func() bool { return w.stats("rs1").Retries == 4 })
+	w.d.mu.Lock()
+	old := w.d.mu.nodes["rs1"].snd
+	w.d.mu.Unlock()
 	w.node("rs1", 2) // a new incarnation: the old one died
+	old.mu.Lock()
+	closed := old.mu.closed
+	old.mu.Unlock()
+	if !closed {
+		t.Fatal("the dead incarnation's sender still runs")
+	}
 	if c := w.result(id); c.Kind != "died" || c.Op != req.Ops[0].ID {
 		t.Fatalf("outcome %+v, want node died", c)
 	}
@@ -339,5 +354,96 @@ func TestWrongNodeKillsIncarnation(t *testing.T) {
 	}
 	if nodes := w.d.Nodes(); len(nodes) != 1 || nodes[0].Live {
 		t.Fatalf("nodes %+v, want rs1 dead", nodes)
+	}
+}
+
+// Retry.Attempts bounds the failed requests in a row: then the node is
+// declared dead (the only safe way to give up on an op that may have
+// reached it), and its ops fail with ErrNodeDied.
+func TestRetryAttemptsDeclareDead(t *testing.T) {
+	w := newWorld(t, Options{Retry: procedure.RetryPolicy{Initial: 1e9, Max: 1e9, Jitter: -1, Attempts: 2}})
+	n := w.node("rs1", 1)
+	n.failNext(1000, nil)
+	id := w.submit(callData{Node: "rs1"})
+	for attempt := 1; attempt <= 2; attempt++ {
+		w.request(n)
+		waitFor(t, "the resend is arranged", func() bool { return w.stats("rs1").Retries == int64(attempt) })
+		w.clock.Advance(w.d.opts.Retry.Initial)
+	}
+	w.request(n) // the third failure in a row
+	if c := w.result(id); c.Kind != "died" {
+		t.Fatalf("outcome %+v, want node died", c)
+	}
+	if nodes := w.d.Nodes(); nodes[0].Live {
+		t.Fatalf("nodes %+v, want rs1 dead", nodes)
+	}
+}
+
+// A node the transport cannot dial yet is dialled again for the resend.
+func TestDialFailureRetried(t *testing.T) {
+	w := newWorld(t, Options{Retry: procedure.RetryPolicy{Initial: 1e9, Max: 1e9, Jitter: -1}})
+	if _, err := w.d.Service().Register(context.Background(), &RegisterRequest{Node: "rs1", Addr: "addr-rs1", Incarnation: 1}); err != nil {
+		t.Fatal(err)
+	}
+	id := w.submit(callData{Node: "rs1"})
+	waitFor(t, "the failed dial counted", func() bool { return w.stats("rs1").Retries == 1 })
+	n := newFakeNode()
+	w.tr.mu.Lock()
+	w.tr.nodes["addr-rs1"] = n
+	w.tr.mu.Unlock()
+	w.clock.Advance(w.d.opts.Retry.Initial)
+	req := w.request(n)
+	if req.Ops[0].Attempt != 2 {
+		t.Fatalf("resent op %+v, want attempt 2", req.Ops[0])
+	}
+	if err := w.report("rs1", 1, result(req.Ops[0].ID, "ok")); err != nil {
+		t.Fatal(err)
+	}
+	if c := w.result(id); string(c.Result) != "ok" {
+		t.Fatalf("%+v", c)
+	}
+	if s := w.stats("rs1"); s.Failures != 1 || s.Batches != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// A request the node refuses as malformed is not resent (it would be
+// refused again): its operations fail with ErrRefused, and the node stays
+// live.
+func TestBadRequestRefusesItsOps(t *testing.T) {
+	w := newWorld(t, Options{})
+	n := w.node("rs1", 1)
+	n.failNext(0, &wireError{sentinel: ErrBadRequest, msg: "body over 8 MiB"})
+	id := w.submit(callData{Node: "rs1"})
+	w.request(n)
+	if c := w.result(id); c.Kind != "refused" || !strings.Contains(c.Message, "body over 8 MiB") {
+		t.Fatalf("outcome %+v, want refused with the node's message", c)
+	}
+	if nodes := w.d.Nodes(); len(nodes) != 1 || !nodes[0].Live {
+		t.Fatalf("nodes %+v, want rs1 live", nodes)
+	}
+	if s := w.stats("rs1"); s.Retries != 0 || s.InFlight != 0 {
+		t.Fatalf("stats %+v: the refused request was resent or is still in flight", s)
+	}
+}
+
+// A payload over MaxPayload fails its step (nothing is recorded or sent);
+// the payloads of one request stay under maxBatchBytes.
+func TestPayloadLimits(t *testing.T) {
+	w := newWorld(t, Options{MaxPayload: 1 << 20})
+	w.node("rs1", 1)
+	id := w.submit(callData{Node: "rs1", Payload: make([]byte, 1<<20+1)})
+	r, err := w.e.Wait(context.Background(), id)
+	if err != nil || r.Err() == nil || !strings.Contains(r.Err().Error(), "over Options.MaxPayload") {
+		t.Fatalf("result %v (%v), want the step failed on the payload's size", r.Err(), err)
+	}
+	if w.d.ops.Len(w.store.Latest()) != 0 {
+		t.Fatal("an op was recorded for a refused payload")
+	}
+	if ops := batchLen([]Op{{Payload: make([]byte, 3<<20)}, {Payload: make([]byte, 1<<20)}, {Payload: make([]byte, 1)}}); ops != 2 {
+		t.Fatalf("batchLen %d, want 2 (4 MiB of payloads, then the limit)", ops)
+	}
+	if ops := batchLen([]Op{{Payload: make([]byte, 5<<20)}, {}}); ops != 1 {
+		t.Fatalf("batchLen %d, want 1 (the first op always goes)", ops)
 	}
 }

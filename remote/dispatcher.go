@@ -34,6 +34,11 @@ type Options struct {
 	// MaxInFlight bounds the operations sent to one node and not yet
 	// reported; more wait in the node's queue. Default 4096.
 	MaxInFlight int
+	// MaxPayload bounds one operation's payload: a Call with a larger one
+	// fails its step. A batch carries at most 4 MiB of payloads (at least
+	// one operation), so that a request stays within the HTTP transport's
+	// default body limit (8 MiB, with base64). Default 1 MiB; at most 4 MiB.
+	MaxPayload int
 	// Lease: a node whose last heartbeat is older is dead. Default 3 s.
 	Lease time.Duration
 	// Heartbeat is the interval nodes are told to heartbeat at. Default
@@ -77,6 +82,10 @@ func (o *Options) ensureDefaults() {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 4096
 	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 1 << 20
+	}
+	o.MaxPayload = min(o.MaxPayload, maxBatchBytes)
 	if o.Lease <= 0 {
 		o.Lease = 3 * time.Second
 	}
@@ -139,6 +148,7 @@ type Dispatcher struct {
 		sync.Mutex
 		nodes            map[string]*node
 		started, stopped bool
+		leaseT           procedure.Timer // the next lease check
 	}
 }
 
@@ -182,6 +192,9 @@ func (d *Dispatcher) serving() error {
 	select {
 	case <-d.stopped:
 		return fmt.Errorf("%w: dispatcher stopped", ErrStopped)
+	default:
+	}
+	select {
 	case <-d.ready:
 		return nil
 	default:
@@ -219,7 +232,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	close(d.ready)
 	d.mu.Lock()
-	d.goLocked(d.liveness)
+	d.armLeaseCheckLocked()
 	for _, info := range deaths {
 		d.goLocked(func() { d.handleDeath(info) })
 	}
@@ -291,6 +304,9 @@ func (d *Dispatcher) Stop() error {
 		return nil
 	}
 	d.mu.stopped = true
+	if d.mu.leaseT != nil {
+		d.mu.leaseT.Stop()
+	}
 	var snds []*sender
 	for _, n := range d.mu.nodes {
 		if n.snd != nil {
@@ -346,6 +362,8 @@ func (d *Dispatcher) Call(env *procedure.Env, node, typ string, payload []byte) 
 		bad = fmt.Errorf("remote: Call: bad node name %q (1 to %d bytes)", node, maxNameLen)
 	case typ == "" || len(typ) > maxNameLen:
 		bad = fmt.Errorf("remote: Call: bad operation type %q (1 to %d bytes)", typ, maxNameLen)
+	case len(payload) > d.opts.MaxPayload:
+		bad = fmt.Errorf("remote: Call: %s payload of %d bytes is over Options.MaxPayload (%d)", typ, len(payload), d.opts.MaxPayload)
 	}
 	if bad != nil {
 		env.Write(func(*durable.Tx) error { return bad })
@@ -385,17 +403,24 @@ func (d *Dispatcher) liveIncarnation(node string) uint64 {
 // Once stopped, it does nothing (the next Start sends it).
 func (d *Dispatcher) enqueue(id OpID, rec opRecord) bool {
 	d.mu.Lock()
-	n := d.mu.nodes[rec.Node]
 	stopped := d.mu.stopped
-	var snd *sender
-	if n != nil && n.info.Live && n.info.Incarnation == rec.Incarnation {
-		snd = n.snd
-	}
 	d.mu.Unlock()
 	if stopped {
 		return true
 	}
+	snd := d.liveSender(rec.Node, rec.Incarnation)
 	return snd != nil && snd.enqueue(Op{ID: id, Proc: rec.Proc, Type: rec.Type, Payload: rec.Payload, Attempt: 1})
+}
+
+// liveSender returns the sender of incarnation inc of node, nil unless
+// it is the live one.
+func (d *Dispatcher) liveSender(node string, inc uint64) *sender {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n := d.mu.nodes[node]; n != nil && n.info.Live && n.info.Incarnation == inc {
+		return n.snd
+	}
+	return nil
 }
 
 // failLater gives ops the outcome ErrNodeDied, on a goroutine (it is
@@ -409,6 +434,33 @@ func (d *Dispatcher) failLater(ids ...OpID) {
 		})
 		if err != nil {
 			d.log.Error("remote: failing operations of a dead node failed", "ops", len(ids), "err", err)
+		}
+	})
+}
+
+// refuseLater gives ops the outcome ErrRefused with msg, on a goroutine:
+// a node refused the request that carried them as malformed (resending it
+// would be refused again).
+func (d *Dispatcher) refuseLater(msg string, ids ...OpID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.goLocked(func() {
+		err := d.e.SignalWrite(d.ctx, func(tx *durable.Tx, signal func(string)) error {
+			for _, id := range ids {
+				rec, ok, err := d.ops.Get(tx, uint64(id))
+				if err != nil {
+					return err
+				}
+				if ok && rec.State == opPending {
+					if err := d.finishOp(tx, signal, id, rec, outcomeRefused, nil, msg); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			d.log.Error("remote: failing refused operations failed", "ops", len(ids), "err", err)
 		}
 	})
 }
@@ -524,50 +576,59 @@ func (d *Dispatcher) report(ctx context.Context, req *ReportRequest) (*ReportRes
 	if err := d.checkEpoch(req.Epoch); err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	n := d.mu.nodes[req.Node]
-	var snd *sender
-	if n != nil && n.info.Live && n.info.Incarnation == req.Incarnation {
-		snd = n.snd
-	}
-	d.mu.Unlock()
+	snd := d.liveSender(req.Node, req.Incarnation)
 	if snd == nil {
 		return nil, fmt.Errorf("%w: node %q incarnation %d", ErrUnknownNode, req.Node, req.Incarnation)
 	}
-	epoch := d.Epoch()
-	var mine []OpID
-	for _, o := range req.Outcomes {
-		if o.Epoch == epoch {
-			mine = append(mine, o.Op)
-		}
-	}
+	mine := d.ofThisEpoch(req.Outcomes)
 	if len(mine) == 0 {
 		return &ReportResponse{}, nil
 	}
 	err := d.e.SignalWrite(ctx, func(tx *durable.Tx, signal func(string)) error {
-		for _, o := range req.Outcomes {
-			if o.Epoch != epoch {
-				continue
-			}
-			rec, ok, err := d.ops.Get(tx, uint64(o.Op))
-			if err != nil {
-				return err
-			}
-			if !ok || !rec.pendingOn(req.Node, req.Incarnation) {
-				continue
-			}
-			kind, result, msg := outcomeOf(o)
-			if err := d.finishOp(tx, signal, o.Op, rec, kind, result, msg); err != nil {
-				return err
-			}
-		}
-		return nil
+		return d.commitOutcomes(tx, signal, req, mine)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("remote: report of node %q: %w", req.Node, err)
 	}
-	snd.reported(mine)
+	ids := make([]OpID, len(mine))
+	for i, o := range mine {
+		ids[i] = o.Op
+	}
+	snd.reported(ids)
 	return &ReportResponse{}, nil
+}
+
+// commitOutcomes records, in tx, the outcomes of ops pending on the
+// reporting incarnation, and signals their events.
+func (d *Dispatcher) commitOutcomes(tx *durable.Tx, signal func(string), req *ReportRequest, outs []Outcome) error {
+	for _, o := range outs {
+		rec, ok, err := d.ops.Get(tx, uint64(o.Op))
+		if err != nil {
+			return err
+		}
+		if !ok || !rec.pendingOn(req.Node, req.Incarnation) {
+			continue
+		}
+		kind, result, msg := outcomeOf(o)
+		if err := d.finishOp(tx, signal, o.Op, rec, kind, result, msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ofThisEpoch returns the outcomes of sends of this master's epoch: an
+// older master's are not its to commit (HBASE-28420); the node answers
+// the resend of the op again.
+func (d *Dispatcher) ofThisEpoch(outs []Outcome) []Outcome {
+	epoch := d.Epoch()
+	mine := make([]Outcome, 0, len(outs))
+	for _, o := range outs {
+		if o.Epoch == epoch {
+			mine = append(mine, o)
+		}
+	}
+	return mine
 }
 
 func outcomeOf(o Outcome) (kind uint8, result []byte, msg string) {
