@@ -530,31 +530,12 @@ func (d *demoRun) checkSnapshot(t tablestore.TableInfo) {
 			continue
 		}
 		rows, err := tsSnapshotRows(dirs[i])
-		var held []int
+		var n tsRegionCount
 		if err == nil {
-			held, err = tsCheckSnapshotRegion(rows, desc, hs)
-		}
-		n, all := 0, 0
-		for j, h := range hs {
-			if held != nil {
-				n += held[j]
-			}
-			for _, a := range h.acked {
-				if desc.Contains([]byte(a.Key)) {
-					all++
-				}
-			}
-		}
-		need := 0
-		for _, h := range hs {
-			for _, a := range h.acked[:h.before] {
-				if desc.Contains([]byte(a.Key)) {
-					need++
-				}
-			}
+			n, err = tsCheckSnapshotRegion(rows, desc, hs)
 		}
 		d.expect(err == nil, "region %s: snapshot verifies (%d files) and holds its first %d of %d acknowledged rows, all %d acknowledged before the snapshot (%s)",
-			desc.ID, len(man.Files), n, all, need, errOr(err, "a point in time"))
+			desc.ID, len(man.Files), n.held, n.acked, n.before, errOr(err, "a point in time"))
 	}
 }
 

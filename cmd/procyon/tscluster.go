@@ -320,16 +320,6 @@ func (c *tsCluster) Kill(name string) (*tsProc, error) {
 	return p, nil
 }
 
-// Restart SIGKILLs process name and starts it again.
-func (c *tsCluster) Restart(ctx context.Context, name string) (killed, started *tsProc, err error) {
-	killed, err = c.Kill(name)
-	if err != nil {
-		return killed, nil, err
-	}
-	started, err = c.Start(ctx, name)
-	return killed, started, err
-}
-
 // Stop ends every process gracefully (SIGTERM; SIGKILL after 10 s), the
 // master first, and returns the errors of those that did not exit 0.
 func (c *tsCluster) Stop() error {

@@ -204,17 +204,20 @@ type tsHistory struct {
 	before int
 }
 
+// tsRegionCount counts, over the writers, a region's rows: those in its
+// snapshot, those acknowledged, and those acknowledged before the
+// snapshot was submitted.
+type tsRegionCount struct{ held, acked, before int }
+
 // tsCheckSnapshotRegion checks a region snapshot's rows against the
 // writers' histories: restricted to the region's key range, each writer's
 // rows in the snapshot are a prefix of its acknowledged rows there (a
 // consistent point in time: nothing after a row missing), with the
 // acknowledged values, containing every row acknowledged before the
-// snapshot was submitted; and there is no other row. It returns how many
-// of each writer's rows the snapshot holds.
-func tsCheckSnapshotRegion(rows map[string]string, desc tablestore.RegionDesc, hs []tsHistory) ([]int, error) {
-	held := make([]int, len(hs))
-	seen := 0
-	for i, h := range hs {
+// snapshot was submitted; and there is no other row.
+func tsCheckSnapshotRegion(rows map[string]string, desc tablestore.RegionDesc, hs []tsHistory) (tsRegionCount, error) {
+	var n tsRegionCount
+	for _, h := range hs {
 		var in []tsAck
 		need := 0
 		for j, a := range h.acked {
@@ -225,32 +228,42 @@ func tsCheckSnapshotRegion(rows map[string]string, desc tablestore.RegionDesc, h
 				}
 			}
 		}
-		k := 0
-		for k < len(in) {
-			v, ok := rows[in[k].Key]
-			if !ok {
-				break
-			}
-			if v != in[k].Value {
-				return held, fmt.Errorf("row %s is %q, acknowledged as %q", in[k].Key, v, in[k].Value)
-			}
-			k++
-		}
-		for _, a := range in[k:] {
-			if _, ok := rows[a.Key]; ok {
-				return held, fmt.Errorf("not a point in time: writer %s's row %s is in it but its earlier row %s is not", h.writer, a.Key, in[k].Key)
-			}
+		n.acked += len(in)
+		n.before += need
+		k, err := tsPrefix(rows, in)
+		if err != nil {
+			return n, fmt.Errorf("writer %s: %w", h.writer, err)
 		}
 		if k < need {
-			return held, fmt.Errorf("writer %s's row %s was acknowledged before the snapshot was submitted but is not in it (%d of its rows are, %d were acknowledged before)", h.writer, in[k].Key, k, need)
+			return n, fmt.Errorf("writer %s's row %s was acknowledged before the snapshot was submitted but is not in it (%d of its rows are, %d were acknowledged before)", h.writer, in[k].Key, k, need)
 		}
-		held[i] = k
-		seen += k
+		n.held += k
 	}
-	if seen != len(rows) {
-		return held, fmt.Errorf("%d rows that no writer acknowledged", len(rows)-seen)
+	if n.held != len(rows) {
+		return n, fmt.Errorf("%d rows that no writer acknowledged", len(rows)-n.held)
 	}
-	return held, nil
+	return n, nil
+}
+
+// tsPrefix returns how many of seq, from its start, rows holds with
+// their values; rows must hold none of the others.
+func tsPrefix(rows map[string]string, seq []tsAck) (int, error) {
+	k := 0
+	for ; k < len(seq); k++ {
+		v, ok := rows[seq[k].Key]
+		if !ok {
+			break
+		}
+		if v != seq[k].Value {
+			return k, fmt.Errorf("row %s is %q, acknowledged as %q", seq[k].Key, v, seq[k].Value)
+		}
+	}
+	for _, a := range seq[k:] {
+		if _, ok := rows[a.Key]; ok {
+			return k, fmt.Errorf("not a point in time: row %s is in it but the earlier %s is not", a.Key, seq[k].Key)
+		}
+	}
+	return k, nil
 }
 
 // tsQuiet is the logger of the regions the checks open.
