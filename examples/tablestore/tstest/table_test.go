@@ -1,0 +1,162 @@
+package tstest_test
+
+import (
+	"errors"
+	iofs "io/fs"
+	"os"
+	"testing"
+
+	"github.com/procyon-dev/procyon/examples/tablestore"
+	"github.com/procyon-dev/procyon/examples/tablestore/master"
+	"github.com/procyon-dev/procyon/examples/tablestore/tstest"
+	"github.com/procyon-dev/procyon/procedure"
+)
+
+// TestTableLifecycle: create (several regions) -> every region open on
+// exactly one live server; put/get/scan through the client; disable -> no
+// region open; enable -> open again, rows intact; delete -> records and
+// directories gone.
+func TestTableLifecycle(t *testing.T) {
+	c := tstest.New(t, tstest.Options{})
+	createTable(t, c, "t1", "b", "c", "d")
+	regs := regionsOf(t, c, "t1")
+	if len(regs) != 4 {
+		t.Fatalf("t1 has %d regions, want 4", len(regs))
+	}
+	if err := checkServing(c, "t1"); err != nil {
+		t.Fatalf("after create: %v", err)
+	}
+
+	want := rowsFor("abcde", 60, "v1")
+	putRows(t, c, "t1", want)
+	v, ok, err := c.Client.Get(ctxT(t), "t1", []byte("c002"))
+	if err != nil || !ok || string(v) != want["c002"] {
+		t.Fatalf("get c002 = %q, %v, %v; want %q", v, ok, err, want["c002"])
+	}
+	if _, ok, err := c.Client.Get(ctxT(t), "t1", []byte("zz")); err != nil || ok {
+		t.Fatalf("get of a missing key: found %v, %v", ok, err)
+	}
+	checkScan(t, c, "t1", want)
+
+	disable(t, c, "t1")
+	for _, r := range regionsOf(t, c, "t1") {
+		if r.State != master.RegionOffline || r.Server != "" {
+			t.Errorf("disabled: region %s is %s on %q", r.ID, r.State, r.Server)
+		}
+	}
+	if s := servingMap(c); len(s) != 0 {
+		t.Errorf("disabled: regions still served: %v", s)
+	}
+
+	enable(t, c, "t1")
+	if err := checkServing(c, "t1"); err != nil {
+		t.Fatalf("after enable: %v", err)
+	}
+	checkScan(t, c, "t1", want)
+
+	disable(t, c, "t1")
+	id, err := c.Master().DeleteTable(ctxT(t), master.DeleteTable{Name: "t1"}, procedure.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustProc(t, c, id, "delete t1")
+	if _, _, err := c.Master().Table("t1"); !errors.Is(err, master.ErrNoTable) {
+		t.Errorf("deleted table: Table = %v, want ErrNoTable", err)
+	}
+	l := tablestore.Layout{Root: c.Root}
+	for _, r := range regs {
+		if _, ok, err := c.Master().Region(r.ID); ok || err != nil {
+			t.Errorf("deleted table: region %s record still there (%v)", r.ID, err)
+		}
+		if _, err := os.Stat(l.RegionDir(r.ID)); !errors.Is(err, iofs.ErrNotExist) {
+			t.Errorf("deleted table: region directory %s: %v", r.ID, err)
+		}
+	}
+}
+
+// TestServerCrash: a killed region server's regions reopen elsewhere with
+// every row acknowledged before the kill; no region is served twice or
+// not at all.
+func TestServerCrash(t *testing.T) {
+	c := tstest.New(t, tstest.Options{})
+	createTable(t, c, "t2", "b", "c", "d", "e", "f")
+	want := rowsFor("abcdefg", 140, "v")
+	putRows(t, c, "t2", want)
+
+	victim := busiestServer(t, c, "t2")
+	var moved []string
+	for _, r := range regionsOf(t, c, "t2") {
+		if r.Server == victim {
+			moved = append(moved, r.ID)
+		}
+	}
+	c.Kill(victim)
+	c.Eventually(procTimeout, "regions of "+victim+" reassigned", func() error {
+		if err := checkServing(c, "t2"); err != nil {
+			return err
+		}
+		for _, r := range regionsOf(t, c, "t2") {
+			if r.Server == victim {
+				return errors.New("region " + r.ID + " still on " + victim)
+			}
+		}
+		return nil
+	})
+	if !c.Log.Contains("region server died; reassigning its regions", "server="+victim) {
+		t.Errorf("no server-crash procedure ran for %s", victim)
+	}
+	t.Logf("killed %s; its regions %v reopened elsewhere", victim, moved)
+	checkScan(t, c, "t2", want)
+	for k, v := range want {
+		got, ok, err := c.Client.Get(ctxT(t), "t2", []byte(k))
+		if err != nil || !ok || string(got) != v {
+			t.Fatalf("get %q = %q, %v, %v; want %q", k, got, ok, err, v)
+		}
+	}
+}
+
+// busiestServer returns the server that holds most of table's regions.
+func busiestServer(t *testing.T, c *tstest.Cluster, table string) string {
+	t.Helper()
+	n := map[string]int{}
+	best := ""
+	for _, r := range regionsOf(t, c, table) {
+		n[r.Server]++
+		if best == "" || n[r.Server] > n[best] || n[r.Server] == n[best] && r.Server < best {
+			best = r.Server
+		}
+	}
+	return best
+}
+
+// TestMasterRestartDuringAssign: the master stops while the assign
+// children of a create wait for their open-region outcomes; a new master
+// finishes the create, and no region is assigned twice.
+func TestMasterRestartDuringAssign(t *testing.T) {
+	c := tstest.New(t, tstest.Options{})
+	c.DropReports(true)
+	id, err := c.Master().CreateTable(ctxT(t), master.CreateTable{Name: "t5", Splits: splits("b", "c", "d", "e", "f")}, procedure.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(procTimeout, "the servers opened every region", func() error {
+		if n := len(servingMap(c)); n != 6 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	for _, r := range regionsOf(t, c, "t5") {
+		if r.State != master.RegionOpening {
+			t.Fatalf("before the restart: region %s is %s, want opening (its outcome dropped)", r.ID, r.State)
+		}
+	}
+	c.RestartMaster()
+	c.DropReports(false)
+	mustProc(t, c, id, "create t5 after a master restart")
+	if err := checkServing(c, "t5"); err != nil {
+		t.Fatal(err)
+	}
+	want := rowsFor("abcdefg", 70, "r")
+	putRows(t, c, "t5", want)
+	checkScan(t, c, "t5", want)
+}
