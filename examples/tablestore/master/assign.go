@@ -59,7 +59,11 @@ func (sm assignSM) Execute(ctx context.Context, env *procedure.Env, s assignStat
 		if err != nil {
 			return procedure.Next{}, err
 		}
-		if !ok || !t.wantsOpen() || r.State == RegionOpen && m.isLive(r.Server) {
+		live, err := m.isLive(r.Server)
+		if err != nil {
+			return procedure.Next{}, err
+		}
+		if !ok || !t.wantsOpen() || r.State == RegionOpen && live {
 			return procedure.Done(), nil
 		}
 		server, err := m.pickServer()
@@ -150,7 +154,11 @@ func (sm unassignSM) Execute(ctx context.Context, env *procedure.Env, s unassign
 		if !ok || r.State == RegionOffline {
 			return procedure.Done(), nil
 		}
-		if !m.isLive(r.Server) {
+		live, err := m.isLive(r.Server)
+		if err != nil {
+			return procedure.Next{}, err
+		}
+		if !live {
 			env.Write(func(tx *durable.Tx) error {
 				return m.updateRegion(tx, d.Region, func(r *Region) { r.State, r.Server = RegionOffline, "" })
 			})
@@ -216,7 +224,10 @@ func (m *Master) updateRegion(tx *durable.Tx, id string, change func(*Region)) e
 // are broken round-robin, so that assignments running together (whose
 // records are not yet written) spread over the servers.
 func (m *Master) pickServer() (string, error) {
-	live := m.liveServers()
+	live, err := m.liveServers()
+	if err != nil {
+		return "", err
+	}
 	if len(live) == 0 {
 		return "", fmt.Errorf("no live region server")
 	}

@@ -49,7 +49,11 @@ func (sm snapRegionSM) Execute(ctx context.Context, env *procedure.Env, s snapRe
 		if !ok {
 			return procedure.Next{}, fmt.Errorf("snapshot %s: region %s has no record", d.Snapshot, d.Region)
 		}
-		if r.State != RegionOpen || !m.isLive(r.Server) {
+		live, err := m.isLive(r.Server)
+		if err != nil {
+			return procedure.Next{}, err
+		}
+		if r.State != RegionOpen || !live {
 			d.Tries++
 			return procedure.Sleep(snapRegionLocate, backoff(d.Tries)), nil // in transition
 		}
@@ -107,7 +111,11 @@ func (sm verifySM) Execute(ctx context.Context, env *procedure.Env, s verifyStat
 	m := sm.m
 	switch s {
 	case verifyChoose:
-		if d.Server == "" || !m.isLive(d.Server) {
+		live, err := m.isLive(d.Server)
+		if err != nil {
+			return procedure.Next{}, err
+		}
+		if !live {
 			server, err := m.pickServer()
 			if err != nil {
 				return procedure.Next{}, procedure.Retryable(err)
@@ -144,7 +152,10 @@ func (verifySM) Rollback(context.Context, *procedure.Env, verifyState, *VerifySn
 // verifyChildren spreads the region snapshots of work over the live
 // servers: one verify-snapshot child per server, each with its share.
 func (m *Master) verifyChildren(name, work string, regions []tablestore.RegionDesc) ([]procedure.Child, error) {
-	live := m.liveServers()
+	live, err := m.liveServers()
+	if err != nil {
+		return nil, err
+	}
 	if len(live) == 0 {
 		return nil, errors.New("no live region server to verify the snapshot")
 	}

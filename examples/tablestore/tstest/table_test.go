@@ -1,10 +1,15 @@
 package tstest_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	iofs "io/fs"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/procyon-dev/procyon/examples/tablestore"
 	"github.com/procyon-dev/procyon/examples/tablestore/master"
@@ -159,4 +164,105 @@ func TestMasterRestartDuringAssign(t *testing.T) {
 	want := rowsFor("abcdefg", 70, "r")
 	putRows(t, c, "t5", want)
 	checkScan(t, c, "t5", want)
+}
+
+// TestMasterRestartDuringDisable: a new master's steps that need the
+// region servers' liveness must not run on the empty liveness table the
+// dispatcher has before its Start loaded it. The unassign children of a
+// disable are held (their first step fails and is retried) while the
+// master stops; the new master's dispatcher takes its epoch only once an
+// unassign step has run. Each must still close its region on the server
+// (not take the server for dead and only record the region offline).
+func TestMasterRestartDuringDisable(t *testing.T) {
+	var hold atomic.Bool
+	ep := &gatedEpocher{}
+	hooks := procedure.Hooks{
+		FailStep: func(si procedure.StepInfo) error {
+			if si.Type == "unassign-region" && !si.Rollback && hold.Load() {
+				return errors.New("test: unassign held")
+			}
+			return nil
+		},
+		StepEnd: func(si procedure.StepInfo) {
+			if si.Type == "unassign-region" {
+				ep.open()
+			}
+		},
+	}
+	c := tstest.New(t, tstest.Options{Hooks: hooks, Master: func(o *master.Options) { o.Remote.Epoch = ep }})
+	createTable(t, c, "t6", "b", "c")
+	want := rowsFor("abc", 30, "v")
+	putRows(t, c, "t6", want)
+
+	hold.Store(true)
+	id, err := c.Master().DisableTable(ctxT(t), master.DisableTable{Name: "t6"}, procedure.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := waitState(t, c, id, "done")
+	for _, child := range in.Children {
+		c.Eventually(procTimeout, "unassign held", func() error {
+			ci, err := info(c, child)
+			if err != nil || ci.Retries == 0 {
+				return fmt.Errorf("unassign %d: %v", child, err)
+			}
+			return nil
+		})
+	}
+	c.StopMaster()
+	hold.Store(false)
+	ep.close()
+	c.StartMaster()
+	mustProc(t, c, id, "disable t6 across a master restart")
+	for _, r := range regionsOf(t, c, "t6") {
+		if r.State != master.RegionOffline {
+			t.Errorf("region %s is %s", r.ID, r.State)
+		}
+	}
+	if s := servingMap(c); len(s) != 0 {
+		t.Fatalf("t6 disabled, but its regions are still served: %v", s)
+	}
+	enable(t, c, "t6")
+	waitServing(t, c, "t6")
+	checkScan(t, c, "t6", want)
+}
+
+// gatedEpocher is a master epoch counter (remote.Epocher) that, once
+// closed, gives no epoch until opened: a master's dispatcher then waits
+// in its Start.
+type gatedEpocher struct {
+	n    atomic.Uint64
+	mu   sync.Mutex
+	gate chan struct{}
+}
+
+func (e *gatedEpocher) NextEpoch(ctx context.Context) (uint64, error) {
+	e.mu.Lock()
+	g := e.gate
+	e.mu.Unlock()
+	if g != nil {
+		select {
+		case <-g:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(procTimeout):
+			return 0, errors.New("test: the epoch gate was never opened")
+		}
+	}
+	return e.n.Add(1), nil
+}
+
+func (e *gatedEpocher) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.gate = make(chan struct{})
+}
+
+func (e *gatedEpocher) open() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.gate != nil {
+		close(e.gate)
+		e.gate = nil
+	}
 }
