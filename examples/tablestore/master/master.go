@@ -168,12 +168,13 @@ func (m *Master) liveServers() ([]string, error) {
 	return live, err
 }
 
-// isLive reports whether server is a live region server.
-func (m *Master) isLive(server string) (bool, error) {
+// isLive reports whether server is a live region server, in incarnation
+// inc (0: any).
+func (m *Master) isLive(server string, inc uint64) (bool, error) {
 	nodes, err := m.nodes()
 	for _, n := range nodes {
 		if n.Name == server {
-			return n.Live, nil
+			return n.Live && (inc == 0 || n.Incarnation == inc), nil
 		}
 	}
 	return false, err

@@ -49,7 +49,7 @@ func (sm snapRegionSM) Execute(ctx context.Context, env *procedure.Env, s snapRe
 		if !ok {
 			return procedure.Next{}, fmt.Errorf("snapshot %s: region %s has no record", d.Snapshot, d.Region)
 		}
-		live, err := m.isLive(r.Server)
+		live, err := m.isLive(r.Server, r.Incarnation)
 		if err != nil {
 			return procedure.Next{}, err
 		}
@@ -111,7 +111,7 @@ func (sm verifySM) Execute(ctx context.Context, env *procedure.Env, s verifyStat
 	m := sm.m
 	switch s {
 	case verifyChoose:
-		live, err := m.isLive(d.Server)
+		live, err := m.isLive(d.Server, 0)
 		if err != nil {
 			return procedure.Next{}, err
 		}
@@ -120,7 +120,7 @@ func (sm verifySM) Execute(ctx context.Context, env *procedure.Env, s verifyStat
 			if err != nil {
 				return procedure.Next{}, procedure.Retryable(err)
 			}
-			d.Server = server
+			d.Server = server.Name
 		}
 		op, err := tablestore.VerifyRegions.Call(m.disp, env, d.Server, tablestore.VerifyRegionsReq{Dirs: d.Dirs})
 		if err != nil {

@@ -378,6 +378,19 @@ func (l *LogRecorder) Contains(parts ...string) bool {
 	return false
 }
 
+// Last returns the last record that holds every one of parts ("" if
+// none does).
+func (l *LogRecorder) Last(parts ...string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range slices.Backward(l.records) {
+		if containsAll(r, parts) {
+			return r
+		}
+	}
+	return ""
+}
+
 // Tail returns the last n records, a line each.
 func (l *LogRecorder) Tail(n int) string {
 	l.mu.Lock()

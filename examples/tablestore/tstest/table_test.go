@@ -6,6 +6,8 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -265,4 +267,86 @@ func (e *gatedEpocher) open() {
 		close(e.gate)
 		e.gate = nil
 	}
+}
+
+// TestServerRestartsUnderItsName: a region server killed and started
+// again at once (same name, new incarnation) gets regions of a new table
+// before the crash procedure of its dead incarnation looks for that
+// incarnation's regions (held by a hook). The crash procedure must take
+// only the dead incarnation's regions: those the new incarnation opened
+// stay where they are, and nothing is opened twice or reassigned.
+func TestServerRestartsUnderItsName(t *testing.T) {
+	var hold atomic.Bool
+	hooks := procedure.Hooks{FailStep: func(si procedure.StepInfo) error {
+		if si.Type == "server-crash" && !si.Rollback && hold.Load() {
+			return errors.New("test: server crash held")
+		}
+		return nil
+	}}
+	c := tstest.New(t, tstest.Options{Hooks: hooks})
+	createTable(t, c, "t7", "b", "c")
+	want := rowsFor("abc", 30, "v")
+	putRows(t, c, "t7", want)
+	victim := busiestServer(t, c, "t7")
+	var old []string
+	for _, r := range regionsOf(t, c, "t7") {
+		if r.Server == victim {
+			old = append(old, r.ID)
+		}
+	}
+
+	hold.Store(true)
+	c.Kill(victim)
+	c.StartServer(victim)
+	crash := waitCrashHeld(t, c, victim)
+	createTable(t, c, "t7b", "b", "c", "d", "e", "f")
+	var mine []string
+	for _, r := range regionsOf(t, c, "t7b") {
+		if r.Server == victim {
+			mine = append(mine, r.ID)
+		}
+	}
+	if len(mine) == 0 {
+		t.Fatalf("precondition: no region of t7b went to the new incarnation of %s", victim)
+	}
+	hold.Store(false)
+	mustProc(t, c, crash, "server crash of "+victim)
+
+	for _, r := range regionsOf(t, c, "t7b") {
+		if slices.Contains(mine, r.ID) && (r.Server != victim || r.State != master.RegionOpen) {
+			t.Errorf("region %s of the new incarnation was moved: %s on %s", r.ID, r.State, r.Server)
+		}
+	}
+	if c.Log.Contains("open region failed") {
+		t.Errorf("an assignment failed (a region opened twice?)")
+	}
+	// The step logs what it found, at each attempt: the last one counts.
+	last := c.Log.Last("region server died; reassigning its regions", "server="+victim)
+	if !strings.Contains(last, fmt.Sprintf(" regions=%d", len(old))) {
+		t.Errorf("the crash procedure did not take exactly the %d regions of the dead incarnation: %s", len(old), last)
+	}
+	waitServing(t, c, "t7")
+	waitServing(t, c, "t7b")
+	checkScan(t, c, "t7", want)
+}
+
+// waitCrashHeld waits for the server-crash procedure of server to be
+// started and failing (held by the test's hook), and returns it.
+func waitCrashHeld(t *testing.T, c *tstest.Cluster, server string) procedure.ID {
+	t.Helper()
+	var id procedure.ID
+	c.Eventually(procTimeout, "server crash of "+server+" held", func() error {
+		ins, err := c.Master().Engine().List()
+		if err != nil {
+			return err
+		}
+		for _, in := range ins {
+			if in.Type == "server-crash" && in.Completed.IsZero() && in.Retries > 0 {
+				id = in.ID
+				return nil
+			}
+		}
+		return errors.New("not yet")
+	})
+	return id
 }
