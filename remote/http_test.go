@@ -158,8 +158,8 @@ func TestHTTPRoundTrip(t *testing.T) {
 	if len(got) != 4 {
 		t.Fatalf("service got %d requests, want 4", len(got))
 	}
-	checkExecute(t, got[0].(*ExecuteRequest), exec)
-	checkReport(t, got[1].(*ReportRequest), report)
+	sameExecute(t, got[0].(*ExecuteRequest), exec)
+	sameReport(t, got[1].(*ReportRequest), report)
 	if !reflect.DeepEqual(got[2], reg) {
 		t.Errorf("Register got %+v, want %+v", got[2], reg)
 	}
@@ -168,9 +168,9 @@ func TestHTTPRoundTrip(t *testing.T) {
 	}
 }
 
-// checkExecute compares requests with payloads by their bytes (an empty
+// sameExecute compares requests with payloads by their bytes (an empty
 // payload may arrive as nil).
-func checkExecute(t *testing.T, got, want *ExecuteRequest) {
+func sameExecute(t *testing.T, got, want *ExecuteRequest) {
 	t.Helper()
 	if len(got.Ops) != len(want.Ops) {
 		t.Fatalf("Execute got %d ops, want %d", len(got.Ops), len(want.Ops))
@@ -192,7 +192,7 @@ func checkExecute(t *testing.T, got, want *ExecuteRequest) {
 	}
 }
 
-func checkReport(t *testing.T, got, want *ReportRequest) {
+func sameReport(t *testing.T, got, want *ReportRequest) {
 	t.Helper()
 	if len(got.Outcomes) != len(want.Outcomes) {
 		t.Fatalf("Report got %d outcomes, want %d", len(got.Outcomes), len(want.Outcomes))
@@ -370,14 +370,17 @@ func TestHTTPBadInputChangesNothing(t *testing.T) {
 		t.Errorf("the service got %d bad requests: %+v", len(got), got)
 	}
 
-	// What the client makes of it: an oversized batch is ErrBadRequest.
+	// What the client makes of it: an oversized batch is ErrBadRequest,
+	// also when the answer comes long before the body is sent.
 	node, err := (&HTTP{}).DialNode(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = node.Execute(context.Background(), &ExecuteRequest{Ops: []Op{{ID: 1, Payload: make([]byte, maxBody)}}})
-	if !errors.Is(err, ErrBadRequest) {
-		t.Errorf("oversized Execute: %v, want ErrBadRequest", err)
+	for _, size := range []int{maxBody, 1 << 20} {
+		_, err = node.Execute(context.Background(), &ExecuteRequest{Ops: []Op{{ID: 1, Payload: make([]byte, size)}}})
+		if !errors.Is(err, ErrBadRequest) {
+			t.Errorf("Execute with a %d-byte payload: %v, want ErrBadRequest", size, err)
+		}
 	}
 	if got := f.requests(); len(got) != 0 {
 		t.Errorf("the service got an oversized request")
@@ -426,14 +429,10 @@ func TestHTTPForeignAnswer(t *testing.T) {
 		{"200 not JSON", http.StatusOK, "ok"},
 		{"200 JSON array", http.StatusOK, "[1]"},
 		{"error JSON without message", http.StatusNotFound, `{"code":"unknown_node"}`},
-		{"redirect", http.StatusTemporaryRedirect, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			addr := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if c.status == http.StatusTemporaryRedirect {
-					w.Header().Set("Location", "/elsewhere")
-				}
 				w.WriteHeader(c.status)
 				io.WriteString(w, c.body)
 			}))
@@ -444,6 +443,23 @@ func TestHTTPForeignAnswer(t *testing.T) {
 			_, err = node.Execute(context.Background(), &ExecuteRequest{})
 			checkNoSentinel(t, err)
 		})
+	}
+}
+
+// A redirect is not followed: a request goes to the address it was
+// dialled for or nowhere.
+func TestHTTPNoRedirects(t *testing.T) {
+	f := &fakeService{}
+	elsewhere := "http://" + serveHTTP(t, NodeHandler(f, HTTPOptions{})) + routeExecute
+	addr := serveHTTP(t, http.RedirectHandler(elsewhere, http.StatusTemporaryRedirect))
+	node, err := (&HTTP{}).DialNode(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = node.Execute(context.Background(), &ExecuteRequest{})
+	checkNoSentinel(t, err)
+	if got := f.requests(); len(got) != 0 {
+		t.Errorf("the redirect was followed: the other server got %d requests", len(got))
 	}
 }
 
@@ -714,4 +730,40 @@ type benchNode struct{}
 
 func (benchNode) Execute(context.Context, *ExecuteRequest) (*ExecuteResponse, error) {
 	return &ExecuteResponse{}, nil
+}
+
+// exampleNode accepts requests meant for "rs-1".
+type exampleNode struct{}
+
+func (exampleNode) Execute(ctx context.Context, req *ExecuteRequest) (*ExecuteResponse, error) {
+	if req.Node != "rs-1" {
+		return nil, fmt.Errorf("rs-1 got a request for %q: %w", req.Node, ErrWrongNode)
+	}
+	return &ExecuteResponse{}, nil
+}
+
+// A node serves its NodeService over HTTP; the master dials it with the
+// HTTP transport, and the node's errors cross the wire.
+func ExampleServeHTTP() {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	opts := HTTPOptions{} // set TLS to serve HTTPS
+	go ServeHTTP(ctx, l, NodeHandler(exampleNode{}, opts), opts)
+
+	tr := &HTTP{} // set TLS to speak HTTPS
+	node, err := tr.DialNode(l.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	_, err = node.Execute(ctx, &ExecuteRequest{Node: "rs-1", Ops: []Op{{ID: 1, Type: "flush"}}})
+	fmt.Println("rs-1:", err)
+	_, err = node.Execute(ctx, &ExecuteRequest{Node: "rs-2"})
+	fmt.Println("rs-2:", errors.Is(err, ErrWrongNode), err)
+	// Output:
+	// rs-1: <nil>
+	// rs-2: true rs-1 got a request for "rs-2": remote: request for another node or incarnation
 }

@@ -18,6 +18,10 @@ type Options struct {
 	// MaxFiles is the number of row files past which a flush is followed
 	// by a compaction of all of them into one. Default 8.
 	MaxFiles int
+	// LogSegmentSize is the size past which the log starts a new segment
+	// file; it also bounds the zeros the log preallocates ahead of its
+	// records. Default 64 MiB (the log's default).
+	LogSegmentSize int64
 	// Logger receives flushes, compactions and what Open cleans up.
 	// Default slog.Default().
 	Logger *slog.Logger

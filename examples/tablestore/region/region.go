@@ -128,7 +128,7 @@ func (r *Region) recover() error {
 	}
 	r.mu.files = files
 	r.mu.mem = newMemtable(base)
-	r.log, err = wal.Open(filepath.Join(r.dir, logDir), wal.Options{FS: r.fs, Logger: r.opts.Logger})
+	r.log, err = wal.Open(filepath.Join(r.dir, logDir), wal.Options{FS: r.fs, SegmentSize: r.opts.LogSegmentSize, Logger: r.opts.Logger})
 	if err != nil {
 		return fmt.Errorf("region: open %s: %w", r.dir, err)
 	}
