@@ -513,3 +513,45 @@ func flipByte(path string) error {
 	b[len(b)/2] ^= 0xff
 	return os.WriteFile(path, b, 0o644)
 }
+
+// TestSnapshotWithKillAndMasterRestart is the demo's story in one
+// process: a writer goes on while a snapshot is taken; a region server is
+// killed while the region snapshots wait, and the master is restarted
+// before the snapshot completes. The snapshot completes with the prefix
+// property per region, a clone of it reads back equal, and every write is
+// in the table.
+func TestSnapshotWithKillAndMasterRestart(t *testing.T) {
+	seed := testseed.Seed(t)
+	c := tstest.New(t, tstest.Options{})
+	createTable(t, c, "t8", "b", "c", "d")
+	regs := regionsOf(t, c, "t8")
+	w := startWriter(t, c, "t8", rand.New(rand.NewPCG(seed, seed^0xdead)))
+	w.waitAcked(t, c, 30)
+	victim := busiestServer(t, c, "t8")
+
+	c.DropReports(true)
+	ackedBefore := w.ackedCount()
+	id := submitSnapshot(t, c, "t8", "s8")
+	waitState(t, c, id, "snapshot-offline-regions")
+	waitRegionSnapshots(t, c, "s8", regs)
+	c.Kill(victim)
+	waitDead(t, c, victim)
+	c.RestartMaster()
+	c.DropReports(false)
+	mustProc(t, c, id, "snapshot s8")
+	startedBefore := w.startedCount()
+	w.waitAcked(t, c, startedBefore+20)
+	w.stop(t)
+	t.Logf("killed %s; writes: %d acknowledged before the snapshot was submitted, %d started before it completed, %d in all",
+		victim, ackedBefore, startedBefore, len(w.writes))
+
+	per := checkSnapshot(t, c, "s8", "t8", regs)
+	for _, r := range regs {
+		checkPrefix(t, r, per[r.ID], w.writes, ackedBefore, startedBefore)
+	}
+	waitServing(t, c, "t8")
+	checkScan(t, c, "t8", w.final())
+	clone(t, c, "s8", "t8clone")
+	waitServing(t, c, "t8clone")
+	checkScan(t, c, "t8clone", union(per))
+}
