@@ -77,9 +77,14 @@ func (sm snapRegionSM) Execute(ctx context.Context, env *procedure.Env, s snapRe
 	return procedure.Next{}, fmt.Errorf("snapshot-region: unknown state %d", s)
 }
 
-// Rollback does nothing: the snapshot's rollback removes its working
-// directory with every region snapshot in it.
-func (snapRegionSM) Rollback(context.Context, *procedure.Env, snapRegionState, *SnapshotRegion) error {
+// Rollback forgets the region snapshot operation, if one may still be
+// outstanding: sent later, it would write into the working directory
+// that the snapshot's rollback removes (which removes every region
+// snapshot written before).
+func (sm snapRegionSM) Rollback(_ context.Context, env *procedure.Env, _ snapRegionState, d *SnapshotRegion) error {
+	if d.Op != 0 {
+		sm.m.disp.Cancel(env, d.Op)
+	}
 	return nil
 }
 
@@ -144,8 +149,12 @@ func (sm verifySM) Execute(ctx context.Context, env *procedure.Env, s verifyStat
 	return procedure.Next{}, fmt.Errorf("verify-snapshot: unknown state %d", s)
 }
 
-// Rollback does nothing (as snapshot-region's).
-func (verifySM) Rollback(context.Context, *procedure.Env, verifyState, *VerifySnapshot) error {
+// Rollback forgets the verify operation, if one may still be
+// outstanding (as snapshot-region's).
+func (sm verifySM) Rollback(_ context.Context, env *procedure.Env, _ verifyState, d *VerifySnapshot) error {
+	if d.Op != 0 {
+		sm.m.disp.Cancel(env, d.Op)
+	}
 	return nil
 }
 

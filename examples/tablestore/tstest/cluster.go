@@ -195,6 +195,19 @@ func (c *Cluster) RestartMaster() *master.Master {
 // Heartbeats and registrations go through.
 func (c *Cluster) DropReports(on bool) { c.masterFront.setDrop("/remote/v1/report", on) }
 
+// DropOps makes region server name's address drop the master's requests
+// (operations) while on is true: they are not delivered, and the master
+// resends them while the server lives.
+func (c *Cluster) DropOps(name string, on bool) {
+	c.mu.Lock()
+	s := c.mu.servers[name]
+	c.mu.Unlock()
+	if s == nil {
+		c.t.Fatalf("tstest: no region server %s", name)
+	}
+	s.front.setDrop("/remote/v1/execute", on)
+}
+
 // AddServer starts a new region server (rs1, rs2, ...) and waits until it
 // registered.
 func (c *Cluster) AddServer() *Server {

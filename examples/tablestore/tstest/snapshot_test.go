@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/procyon-dev/procyon/examples/tablestore"
 	"github.com/procyon-dev/procyon/examples/tablestore/master"
@@ -554,4 +555,67 @@ func TestSnapshotWithKillAndMasterRestart(t *testing.T) {
 	clone(t, c, "s8", "t8clone")
 	waitServing(t, c, "t8clone")
 	checkScan(t, c, "t8clone", union(per))
+}
+
+// TestSnapshotAbortForgetsItsOperations: a snapshot aborted while its
+// region snapshot operations could not be delivered rolls back; the
+// operations are forgotten, not delivered later to write region
+// snapshots into a working directory the rollback removed.
+//
+// The master resends a failed request after 10 s here, so that the test
+// aborts while every operation waits in its node's queue: the
+// dispatcher's Cancel removes an operation from the queue, but one in a
+// request at that moment is put back and resent if the request fails
+// (remote's sender.retry does not know of the cancellation).
+func TestSnapshotAbortForgetsItsOperations(t *testing.T) {
+	c := tstest.New(t, tstest.Options{Master: func(o *master.Options) {
+		o.Remote.Retry = procedure.RetryPolicy{Initial: 10 * time.Second, Max: 10 * time.Second}
+	}})
+	createTable(t, c, "t9", "b", "c")
+	putRows(t, c, "t9", rowsFor("abc", 30, "v"))
+	for _, s := range c.Servers() {
+		c.DropOps(s.Name, true)
+	}
+	id := submitSnapshot(t, c, "t9", "s9")
+	waitState(t, c, id, "snapshot-offline-regions")
+	c.Eventually(procTimeout, "every region snapshot operation queued for a resend", func() error {
+		queued := 0
+		for _, st := range c.Master().Dispatcher().Stats() {
+			if st.InFlight > 0 {
+				return fmt.Errorf("%s: %d in flight", st.Node, st.InFlight)
+			}
+			queued += st.Queued
+		}
+		if queued != 3 {
+			return fmt.Errorf("%d queued", queued)
+		}
+		return nil
+	})
+	if err := c.Master().Engine().Abort(ctxT(t), id); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitProc(t, c, id); !errors.Is(err, procedure.ErrAborted) {
+		t.Fatalf("aborted snapshot: %v, want ErrAborted", err)
+	}
+	work := tablestore.Layout{Root: c.Root}.SnapshotWorkDir("s9")
+	if _, err := os.Stat(work); !errors.Is(err, iofs.ErrNotExist) {
+		t.Fatalf("after the rollback: working directory: %v", err)
+	}
+	for _, s := range c.Servers() {
+		c.DropOps(s.Name, false)
+	}
+	c.Eventually(procTimeout, "no operation queued or in flight", func() error {
+		for _, st := range c.Master().Dispatcher().Stats() {
+			if st.Queued+st.InFlight > 0 {
+				return fmt.Errorf("%s: %d queued, %d in flight", st.Node, st.Queued, st.InFlight)
+			}
+		}
+		return nil
+	})
+	if _, err := os.Stat(work); !errors.Is(err, iofs.ErrNotExist) {
+		t.Errorf("a region snapshot of the aborted snapshot was written after its rollback: %v", err)
+	}
+	if _, err := c.Master().Snapshot("s9"); !errors.Is(err, master.ErrNoSnapshot) {
+		t.Errorf("after the rollback: snapshot record: %v, want ErrNoSnapshot", err)
+	}
 }
