@@ -25,9 +25,9 @@ import (
 	"time"
 )
 
-// fakeService is a MasterService and a NodeService that records the
+// httpFake is a MasterService and a NodeService that records the
 // requests it gets and answers them (or fails with err).
-type fakeService struct {
+type httpFake struct {
 	err  error                     // every call fails with it when set
 	hook func(ctx context.Context) // when set, every call runs it first
 
@@ -36,11 +36,11 @@ type fakeService struct {
 }
 
 var (
-	_ MasterService = (*fakeService)(nil)
-	_ NodeService   = (*fakeService)(nil)
+	_ MasterService = (*httpFake)(nil)
+	_ NodeService   = (*httpFake)(nil)
 )
 
-func (f *fakeService) record(ctx context.Context, req any) error {
+func (f *httpFake) record(ctx context.Context, req any) error {
 	if f.hook != nil {
 		f.hook(ctx)
 	}
@@ -50,64 +50,64 @@ func (f *fakeService) record(ctx context.Context, req any) error {
 	return f.err
 }
 
-func (f *fakeService) requests() []any {
+func (f *httpFake) requests() []any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]any(nil), f.got...)
 }
 
-func (f *fakeService) Register(ctx context.Context, req *RegisterRequest) (*RegisterResponse, error) {
+func (f *httpFake) Register(ctx context.Context, req *RegisterRequest) (*RegisterResponse, error) {
 	if err := f.record(ctx, req); err != nil {
 		return nil, err
 	}
 	return &RegisterResponse{Epoch: req.Incarnation + 1, HeartbeatMillis: 500, LeaseMillis: 3000}, nil
 }
 
-func (f *fakeService) Heartbeat(ctx context.Context, req *HeartbeatRequest) (*HeartbeatResponse, error) {
+func (f *httpFake) Heartbeat(ctx context.Context, req *HeartbeatRequest) (*HeartbeatResponse, error) {
 	if err := f.record(ctx, req); err != nil {
 		return nil, err
 	}
 	return &HeartbeatResponse{Epoch: req.Epoch}, nil
 }
 
-func (f *fakeService) Report(ctx context.Context, req *ReportRequest) (*ReportResponse, error) {
+func (f *httpFake) Report(ctx context.Context, req *ReportRequest) (*ReportResponse, error) {
 	if err := f.record(ctx, req); err != nil {
 		return nil, err
 	}
 	return &ReportResponse{}, nil
 }
 
-func (f *fakeService) Execute(ctx context.Context, req *ExecuteRequest) (*ExecuteResponse, error) {
+func (f *httpFake) Execute(ctx context.Context, req *ExecuteRequest) (*ExecuteResponse, error) {
 	if err := f.record(ctx, req); err != nil {
 		return nil, err
 	}
 	return &ExecuteResponse{}, nil
 }
 
-// serveHTTP serves h on a loopback httptest server for the test's
+// serveHTTPTest serves h on a loopback httptest server for the test's
 // duration and returns its "host:port".
-func serveHTTP(t testing.TB, h http.Handler) string {
+func serveHTTPTest(t testing.TB, h http.Handler) string {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
 }
 
-// dialBoth serves f as master and as node and returns clients of both.
-func dialBoth(t testing.TB, tr *HTTP, f *fakeService, opts HTTPOptions) (MasterService, NodeService) {
+// dialHTTPBoth serves f as master and as node and returns clients of both.
+func dialHTTPBoth(t testing.TB, tr *HTTP, f *httpFake, opts HTTPOptions) (MasterService, NodeService) {
 	t.Helper()
-	m, err := tr.DialMaster(serveHTTP(t, MasterHandler(f, opts)))
+	m, err := tr.DialMaster(serveHTTPTest(t, MasterHandler(f, opts)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := tr.DialNode(serveHTTP(t, NodeHandler(f, opts)))
+	n, err := tr.DialNode(serveHTTPTest(t, NodeHandler(f, opts)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m, n
 }
 
-func allBytes() []byte {
+func allByteValues() []byte {
 	b := make([]byte, 256)
 	for i := range b {
 		b[i] = byte(i)
@@ -116,20 +116,20 @@ func allBytes() []byte {
 }
 
 func TestHTTPRoundTrip(t *testing.T) {
-	f := &fakeService{}
-	master, node := dialBoth(t, &HTTP{}, f, HTTPOptions{})
+	f := &httpFake{}
+	master, node := dialHTTPBoth(t, &HTTP{}, f, HTTPOptions{})
 	ctx := context.Background()
 
 	exec := &ExecuteRequest{Epoch: math.MaxUint64, Node: "rs-1 ☃", Incarnation: math.MaxUint64 - 1, Ops: []Op{
 		{ID: MakeOpID(7, 1), Proc: 42, Type: "snapshot-region", Payload: nil, Attempt: 1},
 		{ID: MakeOpID(7, 2), Proc: 43, Type: "t", Payload: []byte{}, Attempt: 2},
-		{ID: MakeOpID(7, 3), Proc: math.MaxUint64, Type: "bin\x00\"\\", Payload: allBytes(), Attempt: math.MaxUint32},
+		{ID: MakeOpID(7, 3), Proc: math.MaxUint64, Type: "bin\x00\"\\", Payload: allByteValues(), Attempt: math.MaxUint32},
 	}}
 	if _, err := node.Execute(ctx, exec); err != nil {
 		t.Fatalf("Execute: %v", err)
 	}
 	report := &ReportRequest{Node: "rs-1", Incarnation: 9, Epoch: 7, Outcomes: []Outcome{
-		{Op: MakeOpID(7, 1), Attempt: 1, Epoch: 7, Result: allBytes()},
+		{Op: MakeOpID(7, 1), Attempt: 1, Epoch: 7, Result: allByteValues()},
 		{Op: MakeOpID(7, 2), Attempt: 2, Epoch: 7, Result: []byte{}},
 		{Op: MakeOpID(7, 3), Attempt: 3, Epoch: 7, Refused: "unknown type \"bin\\x00\""},
 		{Op: MakeOpID(7, 4), Attempt: 1, Epoch: 7, Error: "disk full \u2028 é \x01"},
@@ -158,8 +158,8 @@ func TestHTTPRoundTrip(t *testing.T) {
 	if len(got) != 4 {
 		t.Fatalf("service got %d requests, want 4", len(got))
 	}
-	sameExecute(t, got[0].(*ExecuteRequest), exec)
-	sameReport(t, got[1].(*ReportRequest), report)
+	checkHTTPExecute(t, got[0].(*ExecuteRequest), exec)
+	checkHTTPReport(t, got[1].(*ReportRequest), report)
 	if !reflect.DeepEqual(got[2], reg) {
 		t.Errorf("Register got %+v, want %+v", got[2], reg)
 	}
@@ -168,9 +168,9 @@ func TestHTTPRoundTrip(t *testing.T) {
 	}
 }
 
-// sameExecute compares requests with payloads by their bytes (an empty
+// checkHTTPExecute compares requests with payloads by their bytes (an empty
 // payload may arrive as nil).
-func sameExecute(t *testing.T, got, want *ExecuteRequest) {
+func checkHTTPExecute(t *testing.T, got, want *ExecuteRequest) {
 	t.Helper()
 	if len(got.Ops) != len(want.Ops) {
 		t.Fatalf("Execute got %d ops, want %d", len(got.Ops), len(want.Ops))
@@ -192,7 +192,7 @@ func sameExecute(t *testing.T, got, want *ExecuteRequest) {
 	}
 }
 
-func sameReport(t *testing.T, got, want *ReportRequest) {
+func checkHTTPReport(t *testing.T, got, want *ReportRequest) {
 	t.Helper()
 	if len(got.Outcomes) != len(want.Outcomes) {
 		t.Fatalf("Report got %d outcomes, want %d", len(got.Outcomes), len(want.Outcomes))
@@ -214,25 +214,25 @@ func sameReport(t *testing.T, got, want *ReportRequest) {
 	}
 }
 
-var sentinels = []error{ErrUnknownNode, ErrWrongNode, ErrStaleEpoch, ErrBadRequest, ErrStopped}
+var httpSentinels = []error{ErrUnknownNode, ErrWrongNode, ErrStaleEpoch, ErrBadRequest, ErrStopped}
 
-// checkNoSentinel fails the test unless err is an error that wraps none
-// of the sentinels.
-func checkNoSentinel(t *testing.T, err error) {
+// checkHTTPNoSentinel fails the test unless err is an error that wraps none
+// of the httpSentinels.
+func checkHTTPNoSentinel(t *testing.T, err error) {
 	t.Helper()
 	if err == nil {
 		t.Fatal("call succeeded, want an error")
 	}
-	for _, s := range sentinels {
+	for _, s := range httpSentinels {
 		if errors.Is(err, s) {
-			t.Errorf("error %q wraps %v, want none of the sentinels", err, s)
+			t.Errorf("error %q wraps %v, want none of the httpSentinels", err, s)
 		}
 	}
 }
 
 // post sends body to url's path with a content type, outside the
 // client: for checking statuses and malformed requests.
-func post(t *testing.T, method, url, contentType string, body io.Reader) (int, errorBody, http.Header) {
+func rawPost(t *testing.T, method, url, contentType string, body io.Reader) (int, errorBody, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
@@ -273,22 +273,22 @@ func TestHTTPErrorsCrossTheWire(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprint(c.status, c.code), func(t *testing.T) {
-			f := &fakeService{err: errors.New("fake: disk on fire")}
+			f := &httpFake{err: errors.New("fake: disk on fire")}
 			if c.sentinel != nil {
 				f.err = fmt.Errorf("fake: node rs-1 incarnation 3: %w", c.sentinel)
 			}
-			nodeAddr := serveHTTP(t, NodeHandler(f, HTTPOptions{}))
-			status, body, _ := post(t, http.MethodPost, "http://"+nodeAddr+routeExecute, "application/json", strings.NewReader(`{"epoch":1}`))
+			nodeAddr := serveHTTPTest(t, NodeHandler(f, HTTPOptions{}))
+			status, body, _ := rawPost(t, http.MethodPost, "http://"+nodeAddr+routeExecute, "application/json", strings.NewReader(`{"epoch":1}`))
 			if status != c.status || body.Code != c.code || body.Message != f.err.Error() {
 				t.Errorf("answer %d %+v, want %d code %q message %q", status, body, c.status, c.code, f.err)
 			}
 
-			master, node := dialBoth(t, &HTTP{}, f, HTTPOptions{})
+			master, node := dialHTTPBoth(t, &HTTP{}, f, HTTPOptions{})
 			_, errExec := node.Execute(context.Background(), &ExecuteRequest{Epoch: 1})
 			_, errReport := master.Report(context.Background(), &ReportRequest{Epoch: 1})
 			for _, err := range []error{errExec, errReport} {
 				if c.sentinel == nil {
-					checkNoSentinel(t, err)
+					checkHTTPNoSentinel(t, err)
 					continue
 				}
 				if !errors.Is(err, c.sentinel) {
@@ -297,7 +297,7 @@ func TestHTTPErrorsCrossTheWire(t *testing.T) {
 				if err.Error() != f.err.Error() {
 					t.Errorf("client error %q, want the service's %q", err, f.err)
 				}
-				for _, other := range sentinels {
+				for _, other := range httpSentinels {
 					if other != c.sentinel && errors.Is(err, other) {
 						t.Errorf("client error %v also wraps %v", err, other)
 					}
@@ -307,11 +307,11 @@ func TestHTTPErrorsCrossTheWire(t *testing.T) {
 	}
 }
 
-// chunked hides a reader's length, so that the request is sent without
+// chunkedBody hides a reader's length, so that the request is sent without
 // Content-Length and the server finds the size only by reading.
-type chunked struct{ r io.Reader }
+type chunkedBody struct{ r io.Reader }
 
-func (c chunked) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c chunkedBody) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func TestHTTPBadInputChangesNothing(t *testing.T) {
 	const maxBody = 1024
@@ -349,15 +349,15 @@ func TestHTTPBadInputChangesNothing(t *testing.T) {
 		{"unknown route", "POST", "/remote/v1/nope", "application/json", `{}`, false, 404, ""},
 		{"master route on a node", "POST", routeRegister, "application/json", `{}`, false, 404, ""},
 	}
-	f := &fakeService{}
-	addr := serveHTTP(t, NodeHandler(f, HTTPOptions{MaxBody: maxBody}))
+	f := &httpFake{}
+	addr := serveHTTPTest(t, NodeHandler(f, HTTPOptions{MaxBody: maxBody}))
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var body io.Reader = strings.NewReader(c.body)
 			if c.chunked {
-				body = chunked{body}
+				body = chunkedBody{body}
 			}
-			status, e, header := post(t, c.method, "http://"+addr+c.path, c.contentType, body)
+			status, e, header := rawPost(t, c.method, "http://"+addr+c.path, c.contentType, body)
 			if status != c.status || e.Code != c.code {
 				t.Errorf("answer %d %+v, want %d code %q", status, e, c.status, c.code)
 			}
@@ -406,13 +406,13 @@ func TestHTTPServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = node.Execute(context.Background(), &ExecuteRequest{})
-	checkNoSentinel(t, err)
+	checkHTTPNoSentinel(t, err)
 	master, err := (&HTTP{}).DialMaster(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = master.Heartbeat(context.Background(), &HeartbeatRequest{})
-	checkNoSentinel(t, err)
+	checkHTTPNoSentinel(t, err)
 }
 
 // An answer that is not ours (a proxy's error page, a default 404, a
@@ -432,7 +432,7 @@ func TestHTTPForeignAnswer(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			addr := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			addr := serveHTTPTest(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(c.status)
 				io.WriteString(w, c.body)
 			}))
@@ -441,7 +441,7 @@ func TestHTTPForeignAnswer(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = node.Execute(context.Background(), &ExecuteRequest{})
-			checkNoSentinel(t, err)
+			checkHTTPNoSentinel(t, err)
 		})
 	}
 }
@@ -449,15 +449,15 @@ func TestHTTPForeignAnswer(t *testing.T) {
 // A redirect is not followed: a request goes to the address it was
 // dialled for or nowhere.
 func TestHTTPNoRedirects(t *testing.T) {
-	f := &fakeService{}
-	elsewhere := "http://" + serveHTTP(t, NodeHandler(f, HTTPOptions{})) + routeExecute
-	addr := serveHTTP(t, http.RedirectHandler(elsewhere, http.StatusTemporaryRedirect))
+	f := &httpFake{}
+	elsewhere := "http://" + serveHTTPTest(t, NodeHandler(f, HTTPOptions{})) + routeExecute
+	addr := serveHTTPTest(t, http.RedirectHandler(elsewhere, http.StatusTemporaryRedirect))
 	node, err := (&HTTP{}).DialNode(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = node.Execute(context.Background(), &ExecuteRequest{})
-	checkNoSentinel(t, err)
+	checkHTTPNoSentinel(t, err)
 	if got := f.requests(); len(got) != 0 {
 		t.Errorf("the redirect was followed: the other server got %d requests", len(got))
 	}
@@ -479,12 +479,12 @@ func TestHTTPDialBadAddress(t *testing.T) {
 func TestHTTPContextCancel(t *testing.T) {
 	entered := make(chan struct{})
 	serverSaw := make(chan error, 1)
-	f := &fakeService{hook: func(ctx context.Context) {
+	f := &httpFake{hook: func(ctx context.Context) {
 		close(entered)
 		<-ctx.Done()
 		serverSaw <- ctx.Err()
 	}}
-	node, err := (&HTTP{}).DialNode(serveHTTP(t, NodeHandler(f, HTTPOptions{})))
+	node, err := (&HTTP{}).DialNode(serveHTTPTest(t, NodeHandler(f, HTTPOptions{})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +497,7 @@ func TestHTTPContextCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Execute: %v, want context.Canceled", err)
 	}
-	checkNoSentinel(t, err)
+	checkHTTPNoSentinel(t, err)
 	if err := <-serverSaw; !errors.Is(err, context.Canceled) {
 		t.Errorf("the service's context ended with %v, want context.Canceled", err)
 	}
@@ -506,8 +506,8 @@ func TestHTTPContextCancel(t *testing.T) {
 // HTTP.Timeout bounds a call without a deadline; a caller's deadline
 // wins over it. A 1 ns timeout always expires before an answer.
 func TestHTTPDeadlines(t *testing.T) {
-	f := &fakeService{}
-	node, err := (&HTTP{Timeout: time.Nanosecond}).DialNode(serveHTTP(t, NodeHandler(f, HTTPOptions{})))
+	f := &httpFake{}
+	node, err := (&HTTP{Timeout: time.Nanosecond}).DialNode(serveHTTPTest(t, NodeHandler(f, HTTPOptions{})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +515,7 @@ func TestHTTPDeadlines(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Execute with a 1 ns Timeout: %v, want context.DeadlineExceeded", err)
 	}
-	checkNoSentinel(t, err)
+	checkHTTPNoSentinel(t, err)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
@@ -524,9 +524,9 @@ func TestHTTPDeadlines(t *testing.T) {
 	}
 }
 
-// selfSigned returns an ECDSA P-256 certificate for 127.0.0.1 signed by
+// selfSignedCert returns an ECDSA P-256 certificate for 127.0.0.1 signed by
 // its own key, usable by servers and clients.
-func selfSigned(t testing.TB, name string) (tls.Certificate, *x509.CertPool) {
+func selfSignedCert(t testing.TB, name string) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -556,9 +556,9 @@ func selfSigned(t testing.TB, name string) (tls.Certificate, *x509.CertPool) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
-// serveWith serves h with ServeHTTP and opts on loopback until the test
+// serveHTTPWith serves h with ServeHTTP and opts on loopback until the test
 // ends, and checks that ServeHTTP then returns nil.
-func serveWith(t *testing.T, h http.Handler, opts HTTPOptions) string {
+func serveHTTPWith(t *testing.T, h http.Handler, opts HTTPOptions) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -577,10 +577,10 @@ func serveWith(t *testing.T, h http.Handler, opts HTTPOptions) string {
 }
 
 func TestHTTPTLS(t *testing.T) {
-	serverCert, serverPool := selfSigned(t, "master")
-	_, otherPool := selfSigned(t, "impostor")
-	f := &fakeService{}
-	addr := serveWith(t, MasterHandler(f, HTTPOptions{}), HTTPOptions{TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}}})
+	serverCert, serverPool := selfSignedCert(t, "master")
+	_, otherPool := selfSignedCert(t, "impostor")
+	f := &httpFake{}
+	addr := serveHTTPWith(t, MasterHandler(f, HTTPOptions{}), HTTPOptions{TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}}})
 
 	master, err := (&HTTP{TLS: &tls.Config{RootCAs: serverPool}}).DialMaster(addr)
 	if err != nil {
@@ -604,7 +604,7 @@ func TestHTTPTLS(t *testing.T) {
 		}
 		_, err = master.Heartbeat(context.Background(), &HeartbeatRequest{Node: name})
 		t.Logf("%s: %v", name, err)
-		checkNoSentinel(t, err)
+		checkHTTPNoSentinel(t, err)
 	}
 	if got := f.requests(); len(got) != 1 {
 		t.Errorf("the service got %d requests, want the 1 over TLS", len(got))
@@ -612,11 +612,11 @@ func TestHTTPTLS(t *testing.T) {
 }
 
 func TestHTTPMutualTLS(t *testing.T) {
-	serverCert, serverPool := selfSigned(t, "node")
-	clientCert, clientPool := selfSigned(t, "master")
-	strangerCert, _ := selfSigned(t, "stranger")
-	f := &fakeService{}
-	addr := serveWith(t, NodeHandler(f, HTTPOptions{}), HTTPOptions{TLS: &tls.Config{
+	serverCert, serverPool := selfSignedCert(t, "node")
+	clientCert, clientPool := selfSignedCert(t, "master")
+	strangerCert, _ := selfSignedCert(t, "stranger")
+	f := &httpFake{}
+	addr := serveHTTPWith(t, NodeHandler(f, HTTPOptions{}), HTTPOptions{TLS: &tls.Config{
 		Certificates: []tls.Certificate{serverCert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    clientPool,
@@ -645,7 +645,7 @@ func TestHTTPMutualTLS(t *testing.T) {
 		}
 		_, err = node.Execute(context.Background(), &ExecuteRequest{Epoch: 2})
 		t.Logf("%s: %v", name, err)
-		checkNoSentinel(t, err)
+		checkHTTPNoSentinel(t, err)
 	}
 	if got := f.requests(); len(got) != 1 {
 		t.Errorf("the service got %d requests, want the 1 with a trusted client certificate", len(got))
@@ -658,7 +658,7 @@ func TestServeHTTPTLSWithoutCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	err = ServeHTTP(context.Background(), l, NodeHandler(&fakeService{}, HTTPOptions{}), HTTPOptions{TLS: &tls.Config{}})
+	err = ServeHTTP(context.Background(), l, NodeHandler(&httpFake{}, HTTPOptions{}), HTTPOptions{TLS: &tls.Config{}})
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("ServeHTTP with a TLS config without certificate: %v, want an error naming it", err)
 	}
@@ -674,7 +674,7 @@ func FuzzNodeHandler(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		fs := &fakeService{}
+		fs := &httpFake{}
 		h := NodeHandler(fs, HTTPOptions{MaxBody: 4096})
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, routeExecute, bytes.NewReader(body))
@@ -701,7 +701,7 @@ func FuzzNodeHandler(f *testing.F) {
 // through the client, loopback TCP and the handler.
 func BenchmarkHTTPExecute(b *testing.B) {
 	const ops = 128
-	node, err := (&HTTP{}).DialNode(serveHTTP(b, NodeHandler(benchNode{}, HTTPOptions{})))
+	node, err := (&HTTP{}).DialNode(serveHTTPTest(b, NodeHandler(httpBenchNode{}, HTTPOptions{})))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -725,17 +725,17 @@ func BenchmarkHTTPExecute(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(calls*ops), "ns/remote-op")
 }
 
-// benchNode answers every Execute at once.
-type benchNode struct{}
+// httpBenchNode answers every Execute at once.
+type httpBenchNode struct{}
 
-func (benchNode) Execute(context.Context, *ExecuteRequest) (*ExecuteResponse, error) {
+func (httpBenchNode) Execute(context.Context, *ExecuteRequest) (*ExecuteResponse, error) {
 	return &ExecuteResponse{}, nil
 }
 
-// exampleNode accepts requests meant for "rs-1".
-type exampleNode struct{}
+// httpExampleNode accepts requests meant for "rs-1".
+type httpExampleNode struct{}
 
-func (exampleNode) Execute(ctx context.Context, req *ExecuteRequest) (*ExecuteResponse, error) {
+func (httpExampleNode) Execute(ctx context.Context, req *ExecuteRequest) (*ExecuteResponse, error) {
 	if req.Node != "rs-1" {
 		return nil, fmt.Errorf("rs-1 got a request for %q: %w", req.Node, ErrWrongNode)
 	}
@@ -752,7 +752,7 @@ func ExampleServeHTTP() {
 		panic(err)
 	}
 	opts := HTTPOptions{} // set TLS to serve HTTPS
-	go ServeHTTP(ctx, l, NodeHandler(exampleNode{}, opts), opts)
+	go ServeHTTP(ctx, l, NodeHandler(httpExampleNode{}, opts), opts)
 
 	tr := &HTTP{} // set TLS to speak HTTPS
 	node, err := tr.DialNode(l.Addr().String())
