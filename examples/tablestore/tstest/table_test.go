@@ -350,3 +350,44 @@ func waitCrashHeld(t *testing.T, c *tstest.Cluster, server string) procedure.ID 
 	})
 	return id
 }
+
+// TestDisableWhileServerDies: a table is disabled right after one of its
+// servers was killed, before the master noticed: the close sent to the
+// dead server fails once its lease expires, the region is recorded
+// offline, and the server-crash procedure leaves it offline. Enabled
+// again, the table has every row.
+func TestDisableWhileServerDies(t *testing.T) {
+	c := tstest.New(t, tstest.Options{})
+	createTable(t, c, "t11", "b", "c", "d")
+	want := rowsFor("abcd", 40, "v")
+	putRows(t, c, "t11", want)
+	victim := busiestServer(t, c, "t11")
+	c.Kill(victim)
+	disable(t, c, "t11")
+	waitDead(t, c, victim)
+	c.Eventually(procTimeout, "server crash of "+victim+" done", func() error {
+		ins, err := c.Master().Engine().List()
+		if err != nil {
+			return err
+		}
+		for _, in := range ins {
+			if in.Type == "server-crash" && in.Completed.IsZero() {
+				return errors.New("running")
+			} else if in.Type == "server-crash" {
+				return nil
+			}
+		}
+		return errors.New("not started")
+	})
+	for _, r := range regionsOf(t, c, "t11") {
+		if r.State != master.RegionOffline {
+			t.Errorf("disabled: region %s is %s on %s", r.ID, r.State, r.Server)
+		}
+	}
+	if s := servingMap(c); len(s) != 0 {
+		t.Errorf("disabled: regions served: %v", s)
+	}
+	enable(t, c, "t11")
+	waitServing(t, c, "t11")
+	checkScan(t, c, "t11", want)
+}
