@@ -44,7 +44,7 @@ func TestSnapshotWhileWriting(t *testing.T) {
 	regs := regionsOf(t, c, "t3")
 	per := checkSnapshot(t, c, "s3", "t3", regs)
 	for _, r := range regs {
-		checkPrefix(t, r, per[r.ID], w.writes, ackedBefore, startedBefore)
+		checkPrefix(t, r.RegionDesc, per[r.ID], w.writes, ackedBefore, startedBefore)
 	}
 	clone(t, c, "s3", "t3clone")
 	waitServing(t, c, "t3clone")
@@ -150,7 +150,7 @@ func (w *writer) final() rowMap {
 // write c (a prefix), c started before the snapshot completed, and every
 // write to the region acknowledged before the snapshot was submitted is
 // at or before c.
-func checkPrefix(t *testing.T, r master.Region, got rowMap, writes []write, ackedBefore, startedBefore int) {
+func checkPrefix(t *testing.T, r tablestore.RegionDesc, got rowMap, writes []write, ackedBefore, startedBefore int) {
 	t.Helper()
 	last := -1
 	for k, v := range got {
@@ -548,7 +548,7 @@ func TestSnapshotWithKillAndMasterRestart(t *testing.T) {
 
 	per := checkSnapshot(t, c, "s8", "t8", regs)
 	for _, r := range regs {
-		checkPrefix(t, r, per[r.ID], w.writes, ackedBefore, startedBefore)
+		checkPrefix(t, r.RegionDesc, per[r.ID], w.writes, ackedBefore, startedBefore)
 	}
 	waitServing(t, c, "t8")
 	checkScan(t, c, "t8", w.final())
