@@ -169,12 +169,17 @@ func TestReportOfOlderEpochIgnored(t *testing.T) {
 	}
 	op := first.Ops[0].ID
 	stale := Outcome{Op: op, Attempt: 1, Epoch: first.Epoch, Result: []byte("to the old master")}
-	if err := w.report("rs1", 1, stale); err != nil {
+	id2 := w.submit(callData{Node: "rs1"})
+	op2 := w.request(n).Ops[0].ID
+	if err := w.report("rs1", 1, stale, result(op2, "current")); err != nil {
 		t.Fatalf("report of an older epoch's outcome: %v, want it acknowledged", err)
 	}
 	w.suspended(id)
 	if rec, _ := w.op(op); rec.State != opPending {
 		t.Fatalf("an older epoch's outcome was recorded: %+v", rec)
+	}
+	if c := w.result(id2); string(c.Result) != "current" {
+		t.Fatalf("the current outcome reported with a stale one: %+v", c)
 	}
 	if err := w.report("rs1", 1, result(op, "current")); err != nil {
 		t.Fatal(err)
@@ -308,7 +313,16 @@ func TestResendWhileLiveNotAfterDeath(t *testing.T) {
 	}
 	req := w.request(n) // the 4th send, failed too
 	waitFor(t, "the resend is arranged", func() bool { return w.stats("rs1").Retries == 4 })
+	w.d.mu.Lock()
+	old := w.d.mu.nodes["rs1"].snd
+	w.d.mu.Unlock()
 	w.node("rs1", 2) // a new incarnation: the old one died
+	old.mu.Lock()
+	closed := old.mu.closed
+	old.mu.Unlock()
+	if !closed {
+		t.Fatal("the dead incarnation's sender still runs")
+	}
 	if c := w.result(id); c.Kind != "died" || c.Op != req.Ops[0].ID {
 		t.Fatalf("outcome %+v, want node died", c)
 	}

@@ -139,6 +139,7 @@ type Dispatcher struct {
 		sync.Mutex
 		nodes            map[string]*node
 		started, stopped bool
+		leaseT           procedure.Timer // the next lease check
 	}
 }
 
@@ -219,7 +220,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 	close(d.ready)
 	d.mu.Lock()
-	d.goLocked(d.liveness)
+	d.armLeaseCheckLocked()
 	for _, info := range deaths {
 		d.goLocked(func() { d.handleDeath(info) })
 	}
@@ -291,6 +292,9 @@ func (d *Dispatcher) Stop() error {
 		return nil
 	}
 	d.mu.stopped = true
+	if d.mu.leaseT != nil {
+		d.mu.leaseT.Stop()
+	}
 	var snds []*sender
 	for _, n := range d.mu.nodes {
 		if n.snd != nil {
@@ -385,17 +389,24 @@ func (d *Dispatcher) liveIncarnation(node string) uint64 {
 // Once stopped, it does nothing (the next Start sends it).
 func (d *Dispatcher) enqueue(id OpID, rec opRecord) bool {
 	d.mu.Lock()
-	n := d.mu.nodes[rec.Node]
 	stopped := d.mu.stopped
-	var snd *sender
-	if n != nil && n.info.Live && n.info.Incarnation == rec.Incarnation {
-		snd = n.snd
-	}
 	d.mu.Unlock()
 	if stopped {
 		return true
 	}
+	snd := d.liveSender(rec.Node, rec.Incarnation)
 	return snd != nil && snd.enqueue(Op{ID: id, Proc: rec.Proc, Type: rec.Type, Payload: rec.Payload, Attempt: 1})
+}
+
+// liveSender returns the sender of incarnation inc of node, nil unless
+// it is the live one.
+func (d *Dispatcher) liveSender(node string, inc uint64) *sender {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n := d.mu.nodes[node]; n != nil && n.info.Live && n.info.Incarnation == inc {
+		return n.snd
+	}
+	return nil
 }
 
 // failLater gives ops the outcome ErrNodeDied, on a goroutine (it is
@@ -524,50 +535,59 @@ func (d *Dispatcher) report(ctx context.Context, req *ReportRequest) (*ReportRes
 	if err := d.checkEpoch(req.Epoch); err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	n := d.mu.nodes[req.Node]
-	var snd *sender
-	if n != nil && n.info.Live && n.info.Incarnation == req.Incarnation {
-		snd = n.snd
-	}
-	d.mu.Unlock()
+	snd := d.liveSender(req.Node, req.Incarnation)
 	if snd == nil {
 		return nil, fmt.Errorf("%w: node %q incarnation %d", ErrUnknownNode, req.Node, req.Incarnation)
 	}
-	epoch := d.Epoch()
-	var mine []OpID
-	for _, o := range req.Outcomes {
-		if o.Epoch == epoch {
-			mine = append(mine, o.Op)
-		}
-	}
+	mine := d.ofThisEpoch(req.Outcomes)
 	if len(mine) == 0 {
 		return &ReportResponse{}, nil
 	}
 	err := d.e.SignalWrite(ctx, func(tx *durable.Tx, signal func(string)) error {
-		for _, o := range req.Outcomes {
-			if o.Epoch != epoch {
-				continue
-			}
-			rec, ok, err := d.ops.Get(tx, uint64(o.Op))
-			if err != nil {
-				return err
-			}
-			if !ok || !rec.pendingOn(req.Node, req.Incarnation) {
-				continue
-			}
-			kind, result, msg := outcomeOf(o)
-			if err := d.finishOp(tx, signal, o.Op, rec, kind, result, msg); err != nil {
-				return err
-			}
-		}
-		return nil
+		return d.commitOutcomes(tx, signal, req, mine)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("remote: report of node %q: %w", req.Node, err)
 	}
-	snd.reported(mine)
+	ids := make([]OpID, len(mine))
+	for i, o := range mine {
+		ids[i] = o.Op
+	}
+	snd.reported(ids)
 	return &ReportResponse{}, nil
+}
+
+// commitOutcomes records, in tx, the outcomes of ops pending on the
+// reporting incarnation, and signals their events.
+func (d *Dispatcher) commitOutcomes(tx *durable.Tx, signal func(string), req *ReportRequest, outs []Outcome) error {
+	for _, o := range outs {
+		rec, ok, err := d.ops.Get(tx, uint64(o.Op))
+		if err != nil {
+			return err
+		}
+		if !ok || !rec.pendingOn(req.Node, req.Incarnation) {
+			continue
+		}
+		kind, result, msg := outcomeOf(o)
+		if err := d.finishOp(tx, signal, o.Op, rec, kind, result, msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ofThisEpoch returns the outcomes of sends of this master's epoch: an
+// older master's are not its to commit (HBASE-28420); the node answers
+// the resend of the op again.
+func (d *Dispatcher) ofThisEpoch(outs []Outcome) []Outcome {
+	epoch := d.Epoch()
+	mine := make([]Outcome, 0, len(outs))
+	for _, o := range outs {
+		if o.Epoch == epoch {
+			mine = append(mine, o)
+		}
+	}
+	return mine
 }
 
 func outcomeOf(o Outcome) (kind uint8, result []byte, msg string) {

@@ -150,7 +150,9 @@ func TestOpForDeadOrUnknownNodeFailsAtOnce(t *testing.T) {
 		t.Fatalf("op for an unknown node: %+v, want node died", c)
 	}
 	w.clock.Advance(2 * time.Second)
-	waitFor(t, "rs1 declared dead", func() bool { return !w.d.Nodes()[0].Live })
+	if w.d.Nodes()[0].Live {
+		t.Fatal("rs1 outlived its lease")
+	}
 	if c := w.result(w.submit(callData{Node: "rs1"})); c.Kind != "died" {
 		t.Fatalf("op for a dead node: %+v, want node died", c)
 	}

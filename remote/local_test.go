@@ -137,8 +137,13 @@ func TestLocalFaults(t *testing.T) {
 		t.Fatalf("long Delay: %v, %d calls arrived (want 2)", err, s.count())
 	}
 
-	// Block: held until the fault changes, or the context ends.
+	// Block: held until the context ends, or the fault changes.
 	l.SetFault("n", Fault{Block: true})
+	ctx, cancel = context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if err := call(ctx); !errors.Is(err, context.DeadlineExceeded) || s.count() != 2 {
+		t.Fatalf("Block: %v, %d calls arrived (want 2)", err, s.count())
+	}
 	done := make(chan error)
 	go func() { done <- call(context.Background()) }()
 	ctx, cancel = context.WithCancel(context.Background())

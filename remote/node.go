@@ -40,7 +40,11 @@ type NodeOptions struct {
 	ReportDelay time.Duration
 	// Remember is how long the id and outcome of an acknowledged operation
 	// are kept, so that a late resend is answered from memory instead of
-	// running again. Default 10 min.
+	// running again. Default 1 min: once the master acknowledged an
+	// outcome it has committed it and sends the operation no more, so only
+	// a duplicate of an earlier request (bounded by the master's
+	// RequestTimeout and resends) can still arrive; memory grows with the
+	// rate times Remember (60 s at 20,000 operations/s: 1.2M entries).
 	Remember time.Duration
 	// Retry paces the retries of Register and of unacknowledged reports:
 	// Initial, doubling up to Max, with Jitter. Attempts is ignored: the
@@ -69,7 +73,7 @@ func (o *NodeOptions) EnsureDefaults() {
 		o.ReportDelay = time.Millisecond
 	}
 	if o.Remember <= 0 {
-		o.Remember = 10 * time.Minute
+		o.Remember = time.Minute
 	}
 	if o.Retry.Initial <= 0 {
 		o.Retry.Initial = 10 * time.Millisecond

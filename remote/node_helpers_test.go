@@ -210,3 +210,13 @@ func (c *counter) echo(_ context.Context, op Op) ([]byte, error) {
 	c.inc(op.ID)
 	return append([]byte("done "), op.Payload...), nil
 }
+
+// waitClosed waits until ch is closed.
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(20 * time.Second): // a failure guard, not a measurement
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}

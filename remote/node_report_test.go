@@ -49,9 +49,11 @@ func TestNodeReportBatchByDelay(t *testing.T) {
 	tn := startTestNode(t, m, NodeOptions{MaxReportBatch: 100, ReportDelay: time.Second, Clock: clock}, nil)
 	tn.mustExecute(1, refusedOps(1, 5)...)
 	tn.mustExecute(1, refusedOps(6, 3)...)
+	tn.checkWaiting(8)
 	clock.Advance(time.Second)
 	m.waitFor(t, "1 report", func() bool { return len(m.reports) == 1 })
 	tn.mustExecute(1, refusedOps(9, 2)...)
+	tn.checkWaiting(2)
 	clock.Advance(time.Second)
 	m.waitFor(t, "2 reports", func() bool { return len(m.reports) == 2 })
 	m.mu.Lock()
@@ -89,6 +91,17 @@ func TestNodeResendsReportUntilAcked(t *testing.T) {
 	}
 	if calls.get(7) != 1 {
 		t.Fatalf("op 7 ran %d times", calls.get(7))
+	}
+}
+
+// checkWaiting checks that n outcomes wait for the batching delay: all
+// unsent, and the reporter not woken to send them.
+func (tn *testNode) checkWaiting(n int) {
+	tn.t.Helper()
+	tn.rep.mu.Lock()
+	defer tn.rep.mu.Unlock()
+	if len(tn.rep.mu.unsent) != n || len(tn.rep.wake) != 0 {
+		tn.t.Fatalf("%d outcomes unsent (want %d), reporter woken: %v", len(tn.rep.mu.unsent), n, len(tn.rep.wake) != 0)
 	}
 }
 

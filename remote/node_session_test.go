@@ -60,7 +60,7 @@ func TestNodeDeclaredDeadStartsNewIncarnation(t *testing.T) {
 	m.waitFor(t, "a new incarnation registered", func() bool {
 		return m.live[m.registers[len(m.registers)-1].Incarnation]
 	})
-	<-cancelled // the dead incarnation's running operation was cancelled
+	waitClosed(t, cancelled, "the dead incarnation's running operation cancelled")
 	inc := tn.Incarnation()
 	if inc == old || inc == 0 {
 		t.Fatalf("incarnation %d after %d was declared dead", inc, old)

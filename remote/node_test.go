@@ -9,15 +9,14 @@ import (
 	"time"
 )
 
-func TestNodeRegistersAndHeartbeats(t *testing.T) {
-	m := newMasterStub(5, time.Millisecond)
+func TestNodeRegisters(t *testing.T) {
+	m := newMasterStub(5, time.Hour)
 	tn := startTestNode(t, m, NodeOptions{Incarnation: 42}, nil)
-	m.waitFor(t, "3 heartbeats", func() bool { return m.heartbeats >= 3 })
 	m.mu.Lock()
-	reg := m.registers[0]
+	reg := m.registers
 	m.mu.Unlock()
-	if want := (RegisterRequest{Node: "n1", Addr: "n1:1", Incarnation: 42}); reg != want {
-		t.Fatalf("registered %+v, want %+v", reg, want)
+	if want := (RegisterRequest{Node: "n1", Addr: "n1:1", Incarnation: 42}); len(reg) != 1 || reg[0] != want {
+		t.Fatalf("registered %+v, want once %+v", reg, want)
 	}
 	if tn.Incarnation() != 42 {
 		t.Fatalf("incarnation %d, want 42", tn.Incarnation())
@@ -25,6 +24,24 @@ func TestNodeRegistersAndHeartbeats(t *testing.T) {
 	// The node learned the master's epoch from Register.
 	if err := tn.execute(4, Op{ID: 1, Type: "x"}); !errors.Is(err, ErrStaleEpoch) {
 		t.Fatalf("request from epoch 4 after registering with epoch 5: %v, want ErrStaleEpoch", err)
+	}
+}
+
+func TestNodeHeartbeats(t *testing.T) {
+	m := newMasterStub(5, time.Millisecond)
+	tn := startTestNode(t, m, NodeOptions{}, nil)
+	m.waitFor(t, "3 heartbeats", func() bool { return m.heartbeats >= 3 })
+	// A heartbeat answered by a newer master teaches the node its epoch.
+	m.update(func() { m.epoch = 7 })
+	n := 0
+	m.waitFor(t, "2 more heartbeats", func() bool {
+		if n == 0 {
+			n = m.heartbeats
+		}
+		return m.heartbeats >= n+2
+	})
+	if err := tn.execute(6, Op{ID: 1, Type: "x"}); !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("request from epoch 6 after a heartbeat answered with epoch 7: %v, want ErrStaleEpoch", err)
 	}
 }
 
@@ -213,6 +230,12 @@ func TestNodeWorkersBound(t *testing.T) {
 	for range workers {
 		<-started
 	}
+	tn.ops.mu.Lock()
+	busy, queued := tn.ops.busy, len(tn.ops.queue)
+	tn.ops.mu.Unlock()
+	if busy != workers || queued != ops-workers {
+		t.Fatalf("%d workers, %d ops queued; want %d, %d", busy, queued, workers, ops-workers)
+	}
 	for range ops {
 		release <- struct{}{}
 	}
@@ -231,22 +254,31 @@ func TestNodeWorkersBound(t *testing.T) {
 func TestNodeStop(t *testing.T) {
 	m := newMasterStub(1, time.Hour)
 	var returned atomic.Bool
-	started := make(chan struct{})
+	started, cancelled, proceed := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	tn := startTestNode(t, m, NodeOptions{}, func(n *Node) {
 		n.Handle("wait", func(ctx context.Context, op Op) ([]byte, error) {
 			close(started)
 			<-ctx.Done()
+			close(cancelled)
+			<-proceed
 			returned.Store(true)
 			return nil, ctx.Err()
 		})
 	})
 	tn.mustExecute(1, Op{ID: 1, Type: "wait"})
 	<-started
-	if err := tn.Stop(); err != nil {
-		t.Fatal(err)
+	stopped := make(chan error, 1)
+	go func() { stopped <- tn.Stop() }()
+	waitClosed(t, cancelled, "Stop to cancel the running operation")
+	tn.wg.Wait() // heartbeats and reports have stopped: Stop is now waiting for the operation
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while an operation was running")
+	default:
 	}
-	if !returned.Load() {
-		t.Fatal("Stop returned before the running operation, whose context it must cancel")
+	close(proceed)
+	if err := <-stopped; err != nil || !returned.Load() {
+		t.Fatalf("Stop: %v; operation returned before: %v", err, returned.Load())
 	}
 	if err := tn.execute(1, Op{ID: 2, Type: "wait"}); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Execute after Stop: %v, want ErrStopped", err)

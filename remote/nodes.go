@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/procyon-dev/procyon/durable"
-	"github.com/procyon-dev/procyon/procedure"
 )
 
 // NodeInfo is one node of the liveness table (Dispatcher.Nodes), or the
@@ -137,7 +136,7 @@ const (
 	maxNameLen     = 255
 	maxAddrLen     = 1024
 	maxOutcomes    = 1 << 16
-	maxResultBytes = 64 << 20
+	maxResultBytes = 16 << 20
 )
 
 func checkNode(name string, inc uint64) error {
@@ -165,34 +164,16 @@ func (d *Dispatcher) register(ctx context.Context, req *RegisterRequest) (*Regis
 	defer d.nodeWrites.Unlock()
 	resp := &RegisterResponse{Epoch: d.Epoch(), HeartbeatMillis: d.opts.Heartbeat.Milliseconds(), LeaseMillis: d.opts.Lease.Milliseconds()}
 	now := d.clock.Now()
-	d.mu.Lock()
-	n := d.mu.nodes[req.Node]
-	if n != nil && n.info.Incarnation == req.Incarnation {
-		live := n.info.Live
-		if live {
-			n.info.LastHeartbeat = now
-		}
-		d.mu.Unlock()
-		if !live {
-			return nil, fmt.Errorf("%w: node %q incarnation %d was declared dead", ErrUnknownNode, req.Node, req.Incarnation)
-		}
+	known, oldLive, err := d.knownIncarnation(req, now)
+	switch {
+	case err != nil:
+		return nil, err
+	case known:
 		return resp, nil
 	}
-	oldLive := n != nil && n.info.Live
-	d.mu.Unlock()
-	rec, _, err := d.nodesC.Get(d.e.Store().Latest(), req.Node)
-	if err != nil {
-		return nil, err
+	if oldLive != 0 {
+		d.killLocked(ctx, req.Node, oldLive, "registered again as a new incarnation")
 	}
-	for _, u := range rec.Unhandled {
-		if u.Incarnation == req.Incarnation {
-			return nil, fmt.Errorf("%w: node %q incarnation %d was declared dead", ErrUnknownNode, req.Node, req.Incarnation)
-		}
-	}
-	if oldLive {
-		d.killLocked(ctx, n.info.Name, n.info.Incarnation, "registered again as a new incarnation")
-	}
-	info := NodeInfo{Name: req.Node, Addr: req.Addr, Incarnation: req.Incarnation, Live: true, LastHeartbeat: now, Registered: now}
 	err = d.e.Store().Write(ctx, func(tx *durable.Tx) error {
 		rec, _, err := d.nodesC.Get(tx, req.Node)
 		if err != nil {
@@ -205,10 +186,41 @@ func (d *Dispatcher) register(ctx context.Context, req *RegisterRequest) (*Regis
 		return nil, fmt.Errorf("remote: register node %q: %w", req.Node, err)
 	}
 	d.mu.Lock()
-	d.liveLocked(info)
+	d.liveLocked(NodeInfo{Name: req.Node, Addr: req.Addr, Incarnation: req.Incarnation, Live: true, LastHeartbeat: now, Registered: now})
 	d.mu.Unlock()
 	d.log.Info("remote: node registered", "node", req.Node, "addr", req.Addr, "incarnation", req.Incarnation)
 	return resp, nil
+}
+
+// knownIncarnation looks the registering incarnation up: known if it is
+// the live one (its lease is renewed), ErrUnknownNode if it was declared
+// dead; otherwise oldLive is the live incarnation it replaces (0: none).
+func (d *Dispatcher) knownIncarnation(req *RegisterRequest, now time.Time) (known bool, oldLive uint64, err error) {
+	dead := fmt.Errorf("%w: node %q incarnation %d was declared dead", ErrUnknownNode, req.Node, req.Incarnation)
+	d.mu.Lock()
+	n := d.mu.nodes[req.Node]
+	switch {
+	case n != nil && n.info.Incarnation == req.Incarnation && n.info.Live:
+		n.info.LastHeartbeat = now
+		d.mu.Unlock()
+		return true, 0, nil
+	case n != nil && n.info.Incarnation == req.Incarnation:
+		d.mu.Unlock()
+		return false, 0, dead
+	case n != nil && n.info.Live:
+		oldLive = n.info.Incarnation
+	}
+	d.mu.Unlock()
+	rec, _, err := d.nodesC.Get(d.e.Store().Latest(), req.Node)
+	if err != nil {
+		return false, 0, err
+	}
+	for _, u := range rec.Unhandled {
+		if u.Incarnation == req.Incarnation {
+			return false, 0, dead
+		}
+	}
+	return false, oldLive, nil
 }
 
 // liveLocked puts a live incarnation in the table, with a new sender.
@@ -370,28 +382,28 @@ func (d *Dispatcher) checkLeases() {
 	}
 }
 
-// liveness runs checkLeases every Lease/4 on the clock, until Stop.
-func (d *Dispatcher) liveness() {
-	tick := make(chan struct{}, 1)
-	arm := func() procedure.Timer {
-		return d.clock.AfterFunc(max(d.opts.Lease/4, time.Millisecond), func() {
-			select {
-			case tick <- struct{}{}:
-			default:
-			}
-		})
+// armLeaseCheckLocked runs checkLeases Lease/4 from now on the clock
+// (on the goroutine that moves a ManualClock, so that a test sees its
+// effects when Advance returns), and again after each run, until Stop.
+// d.mu is held.
+func (d *Dispatcher) armLeaseCheckLocked() {
+	if d.mu.stopped {
+		return
 	}
-	t := arm()
-	for {
-		select {
-		case <-d.ctx.Done():
-			t.Stop()
+	d.mu.leaseT = d.clock.AfterFunc(max(d.opts.Lease/4, time.Millisecond), func() {
+		d.mu.Lock()
+		if d.mu.stopped {
+			d.mu.Unlock()
 			return
-		case <-tick:
-			d.checkLeases()
-			t = arm()
 		}
-	}
+		d.wg.Add(1)
+		d.mu.Unlock()
+		defer d.wg.Done()
+		d.checkLeases()
+		d.mu.Lock()
+		d.armLeaseCheckLocked()
+		d.mu.Unlock()
+	})
 }
 
 // Nodes returns the liveness table, by name.

@@ -38,11 +38,13 @@
 // compactions and snapshots: the rows acknowledged before the call are in
 // the snapshot, rows written after its flush are not (Manifest.Seq is the
 // last write it holds). It then copies the row files, which are immutable,
-// and writes the manifest last.
+// and writes the manifest last. A snapshot directory must lie outside the
+// region's (ErrOverlap).
 //
 // # Layout
 //
-//	<region dir>/LOCK                 vfs Lock: one Region at a time; flock, so
+//	<region dir>/LOCK                 vfs Lock, taken before Open changes
+//	                                  anything: one Region at a time; flock, so
 //	                                  a killed process releases it (the fencing
 //	                                  of a server declared dead)
 //	<region dir>/log/                 a procyon wal: one record per Put batch
@@ -73,7 +75,7 @@
 // Manifest:
 //
 //	"PRCYSNAP" | u32 version = 1 | uvarint len, region name | u64 seq | u64 rows |
-//	uvarint n | n × (uvarint len, file name | u64 size | u32 CRC of the whole file) |
+//	uvarint n | n × (uvarint len, file name | u64 size | u32 the file's CRC field) |
 //	u32 CRC of every byte before it
 //
 // Log record (one per Put batch; the log frames and checksums it):

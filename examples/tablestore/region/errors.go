@@ -25,6 +25,10 @@ var (
 	// ErrBadRow: a Put was given a row with an empty key. Nothing was
 	// written.
 	ErrBadRow = errors.New("region: row key must not be empty")
+	// ErrOverlap: a snapshot directory and the region (or a clone's
+	// destination) are one directory or one holds the other. Nothing was
+	// changed.
+	ErrOverlap = errors.New("region: directories overlap")
 	// ErrNotEmpty: Clone's destination holds files that are not a copy
 	// of the snapshot (another region). Nothing was changed.
 	ErrNotEmpty = errors.New("region: destination is not empty")

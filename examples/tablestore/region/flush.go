@@ -70,6 +70,17 @@ func (r *Region) flush() error {
 // memstore over to the flush (it stays readable as imm). It returns nil
 // if the memstore is empty.
 func (r *Region) freeze() (*memtable, error) {
+	// Sync first without the lock, so that readers wait at most for the
+	// puts appended meanwhile, which the second Sync covers.
+	r.mu.RLock()
+	err := r.mu.err
+	r.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := r.log.Sync(); err != nil {
+		return nil, r.fail(err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.err != nil {

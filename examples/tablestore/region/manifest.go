@@ -25,8 +25,9 @@ type Manifest struct {
 	Files  []FileRef // the snapshot's row files, newest first
 }
 
-// FileRef names one file of a snapshot with its size and the CRC-32C of
-// its whole content.
+// FileRef names one file of a snapshot with its size and its checksum:
+// the CRC-32C of its bytes before its own checksum field (the value of
+// that field), so that a different intact file does not match.
 type FileRef struct {
 	Name string
 	Size int64

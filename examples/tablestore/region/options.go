@@ -12,8 +12,9 @@ type Options struct {
 	// FS is the file system. Default vfs.OS; tests use vfs.NewMem() and
 	// its crash clones.
 	FS vfs.FS
-	// FlushBytes is the memstore size (keys plus values) at which a Put
-	// flushes it to a new row file. Default 4 MiB.
+	// FlushBytes is the size of the writes (keys plus values) taken into
+	// the memstore since it was last flushed at which a Put flushes it to
+	// a new row file. Default 4 MiB.
 	FlushBytes int
 	// MaxFiles is the number of row files past which a flush is followed
 	// by a compaction of all of them into one. Default 8.

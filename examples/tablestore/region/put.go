@@ -14,16 +14,22 @@ import (
 // may reuse them. A row with an empty key fails the whole Put with
 // ErrBadRow, writing nothing. If ctx ends first, Put returns its error and
 // the batch may still become durable. A Put may flush the memstore (see
-// Options.FlushBytes).
+// Options.FlushBytes); if that flush fails, Put returns its error
+// (ErrFailed) though the batch is durable.
 func (r *Region) Put(ctx context.Context, rows ...Row) error {
 	for _, row := range rows {
 		if len(row.Key) == 0 {
 			return ErrBadRow
 		}
 	}
+	if len(rows) == 0 {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		return r.mu.err
+	}
 	rec := encodePut(rows)
-	p, err := r.append(rows, rec)
-	if err != nil || p == nil {
+	p, err := r.append(rec)
+	if err != nil {
 		return err
 	}
 	if err := p.Wait(ctx); err != nil {
@@ -40,14 +46,11 @@ func (r *Region) Put(ctx context.Context, rows ...Row) error {
 
 // append gives rec the next seq and appends it to the log, in one step
 // under the lock, so that log order is seq order.
-func (r *Region) append(rows []Row, rec []byte) (*wal.Pending, error) {
+func (r *Region) append(rec []byte) (*wal.Pending, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.err != nil {
 		return nil, r.mu.err
-	}
-	if len(rows) == 0 {
-		return nil, nil
 	}
 	seq := r.mu.lastSeq + 1
 	setPutSeq(rec, seq)
@@ -64,12 +67,15 @@ func (r *Region) append(rows []Row, rec []byte) (*wal.Pending, error) {
 }
 
 // applyDurableLocked applies the queued puts that are durable, in order.
-// Log batches become durable in order, so once a put's Wait returns, it
-// and every put before it are applied here.
+// The log makes its records durable in order (DurableSeq), so once a
+// put's Wait returns, it and every put before it are applied here. (Not
+// Pending.Durable: the log may close a later batch's done before an
+// earlier one's.)
 func (r *Region) applyDurableLocked() {
 	q := r.mu.queue
+	durable := r.log.DurableSeq()
 	n := 0
-	for ; n < len(q) && q[n].p.Durable(); n++ {
+	for ; n < len(q) && q[n].p.LastSeq() <= durable; n++ {
 		seq, rows, err := decodePut(q[n].rec)
 		if err != nil {
 			panic(fmt.Sprintf("region: decoding a put this process encoded: %v", err))

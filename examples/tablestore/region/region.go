@@ -160,13 +160,14 @@ func (r *Region) loadFiles() ([]*rowFile, error) {
 		files = append(files, f)
 	}
 	slices.SortFunc(files, func(a, b *rowFile) int { return -compareSeq(a.seq, b.seq) })
-	files = slices.DeleteFunc(files, func(f *rowFile) bool {
+	var live []*rowFile
+	for _, f := range files {
 		if covered(f, files) {
 			doomed = append(doomed, f.name)
-			return true
+		} else {
+			live = append(live, f)
 		}
-		return false
-	})
+	}
 	for _, name := range doomed {
 		r.opts.Logger.Info("region: removing a file a crash left", "region", r.dir, "file", name)
 		if err := r.fs.Remove(filepath.Join(r.files, name)); err != nil {
@@ -178,7 +179,7 @@ func (r *Region) loadFiles() ([]*rowFile, error) {
 			return nil, fmt.Errorf("region: open %s: %w", r.dir, err)
 		}
 	}
-	return files, nil
+	return live, nil
 }
 
 func compareSeq(a, b uint64) int {

@@ -7,10 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"slices"
 	"sync"
 	"testing"
 
+	"github.com/procyon-dev/procyon/internal/seqname"
 	"github.com/procyon-dev/procyon/vfs"
 )
 
@@ -127,8 +127,15 @@ func TestScanDoesNotSeeLaterWrites(t *testing.T) {
 func TestSecondOpenFailsWithErrLocked(t *testing.T) {
 	fs := vfs.NewMem()
 	r := openT(t, fs, regionDir, Options{})
+	// A flush of the first in progress: the second Open must fail before
+	// it cleans up anything.
+	tmp := regionDir + "/files/" + rowFileName(7) + tmpSuffix
+	fs.WriteFile(tmp, []byte("being written"))
 	if _, err := Open(regionDir, Options{FS: fs, Logger: quiet()}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if _, err := fs.Stat(tmp); err != nil {
+		t.Fatalf("the second Open removed the first's file in progress: %v", err)
 	}
 	put(t, r, "a", "1")
 	if err := r.Close(); err != nil {
@@ -229,6 +236,9 @@ func TestConcurrentPuts(t *testing.T) {
 		}
 	}
 	check(r)
+	// The shared keys' values too: the memstore applied the batches in
+	// the log's order, which the reopened region replays.
+	before := collect(t, r.Scan(nil, nil))
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +248,7 @@ func TestConcurrentPuts(t *testing.T) {
 	}
 	r = openT(t, fs, regionDir, Options{})
 	defer r.Close()
-	check(r)
+	wantRows(t, "reopened", collect(t, r.Scan(nil, nil)), before)
 }
 
 func TestCompactionMergesIntoOneFile(t *testing.T) {
@@ -278,9 +288,13 @@ func TestFlushTruncatesLog(t *testing.T) {
 			}
 		}
 	}
+	// Every record is in a row file: no segment before the last flush
+	// is left (segments are named by their first record's seq).
 	segs, _ := fs.List(regionDir + "/log")
-	if len(segs) > 3 { // LOCK, the sealed segment of the last flush, the active one
-		t.Fatalf("log holds %v after five flushes", segs)
+	for _, name := range segs {
+		if seq, ok := seqname.Parse(name, ".wal"); ok && seq <= 50 {
+			t.Fatalf("log holds %v after flushing records 1-50", segs)
+		}
 	}
 }
 
@@ -330,4 +344,45 @@ func TestRemoveAll(t *testing.T) {
 	}
 }
 
-func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+func TestFailedFlushFailsRegion(t *testing.T) {
+	mem := vfs.NewMem()
+	fs := vfs.NewFaulty(mem, vfs.WithPathSuffix(".rows"+tmpSuffix, vfs.FailNth(vfs.OpSync, 1, nil)))
+	r := openT(t, fs, regionDir, Options{})
+	put(t, r, "a", "1", "b", "1")
+	if err := r.Flush(); !errors.Is(err, ErrFailed) || !errors.Is(err, vfs.ErrInjected) {
+		t.Fatalf("Flush with a failing fsync: %v, want ErrFailed wrapping the cause", err)
+	}
+	// Final: no retry, every later call refused.
+	if err := r.Put(context.Background(), Row{Key: []byte("c")}); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Put after a failed flush: %v, want ErrFailed", err)
+	}
+	if _, _, err := r.Get([]byte("a")); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Get after a failed flush: %v, want ErrFailed", err)
+	}
+	if err := r.Flush(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("second Flush: %v, want ErrFailed", err)
+	}
+	r.Close()
+	r = openT(t, mem, regionDir, Options{})
+	defer r.Close()
+	wantRows(t, "reopened", collect(t, r.Scan(nil, nil)), map[string]string{"a": "1", "b": "1"})
+}
+
+func TestFailedSnapshotLeavesRegionWorking(t *testing.T) {
+	mem := vfs.NewMem()
+	fs := vfs.NewFaulty(mem, vfs.WithPathSuffix(manifestName+tmpSuffix, vfs.FailNth(vfs.OpSync, 1, nil)))
+	r := openT(t, fs, regionDir, Options{})
+	defer r.Close()
+	put(t, r, "a", "1")
+	if _, err := r.Snapshot("/root/.snapshot/s1/r1"); !errors.Is(err, vfs.ErrInjected) {
+		t.Fatalf("Snapshot with a failing manifest fsync: %v", err)
+	}
+	if _, err := ReadManifest(mem, "/root/.snapshot/s1/r1"); err == nil {
+		t.Fatal("a failed Snapshot left a manifest")
+	}
+	put(t, r, "b", "1")
+	if _, err := r.Snapshot("/root/.snapshot/s1/r1"); err != nil {
+		t.Fatalf("Snapshot re-run: %v", err)
+	}
+	wantRows(t, "snapshot", collect(t, SnapshotRows(mem, "/root/.snapshot/s1/r1")), map[string]string{"a": "1", "b": "1"})
+}

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/procyon-dev/procyon/internal/crc32c"
 	"github.com/procyon-dev/procyon/vfs"
@@ -22,6 +23,9 @@ import (
 // server that has opened the region since rewrites it whole. Puts go on
 // meanwhile; flushes and compactions wait.
 func (r *Region) Snapshot(dir string) (Manifest, error) {
+	if err := checkApart(dir, r.dir); err != nil {
+		return Manifest{}, err
+	}
 	r.maint.Lock()
 	defer r.maint.Unlock()
 	if err := r.flush(); err != nil {
@@ -71,8 +75,14 @@ func copyRowFile(fsys vfs.FS, src, dir string) (FileRef, error) {
 	if err := writeFileAtomic(fsys, dir, name, data); err != nil {
 		return FileRef{}, err
 	}
-	return FileRef{Name: name, Size: int64(len(data)), CRC: crc32c.Checksum(data)}, nil
+	return FileRef{Name: name, Size: int64(len(data)), CRC: fileCRC(data)}, nil
 }
+
+// fileCRC returns the checksum a FileRef records for a row file: the
+// CRC-32C of its bytes before the checksum field, which is that field's
+// value. (The CRC of a whole file, checksum included, is the same constant
+// for every intact file.)
+func fileCRC(data []byte) uint32 { return crc32c.Checksum(data[:len(data)-4]) }
 
 // countRows returns the number of distinct keys in files.
 func countRows(files []*rowFile) int64 {
@@ -149,8 +159,8 @@ func loadSnapshotFile(fsys vfs.FS, dir string, ref FileRef) (*rowFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	if crc := crc32c.Checksum(data); crc != ref.CRC {
-		return nil, corruptf(path, 0, "CRC %08x, the manifest says %08x", crc, ref.CRC)
+	if crc := fileCRC(data); crc != ref.CRC {
+		return nil, corruptf(path, size-4, "checksum %08x, the manifest says %08x: another file", crc, ref.CRC)
 	}
 	f.name = path
 	return f, nil
@@ -181,6 +191,9 @@ func SnapshotRows(fsys vfs.FS, dir string) iter.Seq2[Row, error] {
 // changes), so that a Clone cut short by a crash is finished by running
 // it again. Open the region only once Clone has returned nil.
 func Clone(fsys vfs.FS, snapDir, dstDir string) error {
+	if err := checkApart(snapDir, dstDir); err != nil {
+		return err
+	}
 	m, err := VerifyManifest(fsys, snapDir)
 	if err != nil {
 		return fmt.Errorf("region: clone %s: %w", snapDir, err)
@@ -224,6 +237,21 @@ func checkCloneTarget(fsys vfs.FS, dstDir string, m Manifest) error {
 		if !slices.ContainsFunc(m.Files, func(f FileRef) bool { return name == f.Name || name == f.Name+tmpSuffix }) {
 			return fmt.Errorf("%w: %s holds %s, not in the snapshot", ErrNotEmpty, dstDir, name)
 		}
+	}
+	return nil
+}
+
+// checkApart returns ErrOverlap if a and b are one directory or one holds
+// the other: a snapshot written there would remove or mix with the other.
+func checkApart(a, b string) error {
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	if err := errors.Join(errA, errB); err != nil {
+		return fmt.Errorf("region: %w", err)
+	}
+	within := func(x, y string) bool { return x == y || strings.HasPrefix(x, y+string(filepath.Separator)) }
+	if within(absA, absB) || within(absB, absA) {
+		return fmt.Errorf("%w: %s and %s", ErrOverlap, a, b)
 	}
 	return nil
 }

@@ -1,11 +1,17 @@
 package region
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/procyon-dev/procyon/internal/crc32c"
 	"github.com/procyon-dev/procyon/vfs"
 )
 
@@ -124,6 +130,11 @@ func TestVerifyManifestNamesDamage(t *testing.T) {
 		{"row file truncated", lastFile, func(b []byte) []byte { return b[:len(b)-5] }, func(b []byte) int64 { return int64(len(b) - 5) }},
 		{"row file grown", lastFile, func(b []byte) []byte { return append(b, 0) }, func(b []byte) int64 { return int64(len(b)) }},
 		{"row file missing", lastFile, nil, at(0)},
+		{"row file replaced by another intact one", lastFile, func(b []byte) []byte {
+			b[len(b)-rowFooterSize-1] ^= 0x40
+			binary.LittleEndian.PutUint32(b[len(b)-4:], crc32c.Checksum(b[:len(b)-4]))
+			return b
+		}, func(b []byte) int64 { return int64(len(b) - 4) }},
 		{"manifest byte", manifest, flip(func([]byte) int { return 14 }), func(b []byte) int64 { return int64(len(b) - 4) }},
 		{"manifest magic", manifest, flip(func([]byte) int { return 0 }), at(0)},
 		{"manifest truncated", manifest, func(b []byte) []byte { return b[:len(b)-9] }, func(b []byte) int64 { return int64(len(b) - 13) }},
@@ -193,4 +204,121 @@ func TestCloneEqualsSnapshotRows(t *testing.T) {
 	if err := Clone(fs, snapDir, dst); !errors.Is(err, ErrNotEmpty) {
 		t.Fatalf("Clone onto a region in use: %v, want ErrNotEmpty", err)
 	}
+}
+
+func TestOverlappingDirectoriesChangeNothing(t *testing.T) {
+	fs := vfs.NewMem()
+	r := openT(t, fs, regionDir, Options{})
+	defer r.Close()
+	put(t, r, "a", "1")
+	ops := fs.Ops()
+	for _, dir := range []string{regionDir, regionDir + "/snap", "/root/data/t1", "/root/data/t1/r1/../r1"} {
+		if _, err := r.Snapshot(dir); !errors.Is(err, ErrOverlap) {
+			t.Fatalf("Snapshot(%s): %v, want ErrOverlap", dir, err)
+		}
+	}
+	if err := Clone(fs, snapDir, snapDir+"/clone"); !errors.Is(err, ErrOverlap) {
+		t.Fatalf("Clone into the snapshot: %v, want ErrOverlap", err)
+	}
+	if fs.Ops() != ops {
+		t.Fatalf("refused calls wrote %d times", fs.Ops()-ops)
+	}
+	if v, ok, _ := r.Get([]byte("a")); !ok || string(v) != "1" {
+		t.Fatalf("Get(a) = %q, %v", v, ok)
+	}
+}
+
+func TestVerifyManifestChecksRowCount(t *testing.T) {
+	fs := vfs.NewMem()
+	m := snapshotT(t, fs)
+	m.Rows++
+	path := filepath.Join(snapDir, manifestName)
+	fs.WriteFile(path, m.encode())
+	_, err := VerifyManifest(fs, snapDir)
+	var ce *CorruptionError
+	if !errors.As(err, &ce) || ce.File != path || ce.Offset != rowsOffset(m) {
+		t.Fatalf("VerifyManifest with a wrong row count: %v; want a CorruptionError naming %s at %d", err, path, rowsOffset(m))
+	}
+	data, _ := fs.ReadFile(path)
+	if got := binary.LittleEndian.Uint64(data[ce.Offset:]); got != uint64(m.Rows) {
+		t.Fatalf("offset %d holds %d, not the row count %d", ce.Offset, got, m.Rows)
+	}
+}
+
+// TestSnapshotDuringPuts takes snapshots while writers put: each
+// snapshot holds, for each writer's key, a value no older than the one
+// acknowledged before the call and no newer than the last one begun
+// before it returned.
+func TestSnapshotDuringPuts(t *testing.T) {
+	fs := vfs.NewMem()
+	r := openT(t, fs, regionDir, Options{FlushBytes: 1 << 10, MaxFiles: 2})
+	defer r.Close()
+	const writers = 4
+	var acked, begun [writers]atomic.Int64
+	stop := make(chan struct{})
+	progress := make(chan struct{}, 1) // a put was acknowledged
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int64(1); ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				begun[w].Store(i)
+				row := Row{Key: fmt.Appendf(nil, "w%d", w), Value: fmt.Appendf(nil, "%09d", i)}
+				if err := r.Put(context.Background(), row); err != nil {
+					t.Errorf("Put: %v", err)
+					return
+				}
+				// Read your writes: the put is applied when Put returns.
+				if v, ok, err := r.Get(row.Key); err != nil || !ok || string(v) < string(row.Value) {
+					t.Errorf("Get(%s) after its Put of %s = %q, %v, %v", row.Key, row.Value, v, ok, err)
+					return
+				}
+				acked[w].Store(i)
+				select {
+				case progress <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	var lo, hi [writers]int64
+	for s := range 10 {
+		// Every writer has acknowledged a put since the last snapshot.
+		for w := 0; w < writers; {
+			if acked[w].Load() > lo[w] {
+				w++
+				continue
+			}
+			<-progress
+		}
+		for w := range writers {
+			lo[w] = acked[w].Load()
+		}
+		dir := fmt.Sprintf("/root/.snapshot/s%d/r1", s)
+		if _, err := r.Snapshot(dir); err != nil {
+			t.Fatal(err)
+		}
+		for w := range writers {
+			hi[w] = begun[w].Load()
+		}
+		rows := collect(t, SnapshotRows(fs, dir))
+		for w := range writers {
+			var v int64
+			if s, ok := rows[fmt.Sprintf("w%d", w)]; ok {
+				v, _ = strconv.ParseInt(s, 10, 64)
+			}
+			if v < lo[w] || v > hi[w] {
+				t.Fatalf("snapshot %d holds write %d of writer %d; acknowledged before it: %d, begun before it returned: %d", s, v, w, lo[w], hi[w])
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("writes per writer: %d %d %d %d", acked[0].Load(), acked[1].Load(), acked[2].Load(), acked[3].Load())
 }
