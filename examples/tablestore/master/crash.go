@@ -13,13 +13,12 @@ import (
 // on that incarnation are marked offline (not those a newer incarnation of
 // the server, restarted under its name, opened since), and those of
 // tables that want them open are assigned again (one assign-region child
-// each). The
-// remote operations outstanding on the server have already failed with
-// remote.ErrNodeDied when it starts (the dispatcher does that with the
-// death); the procedures waiting for them decide (an assignment picks
-// another server, a region snapshot finds the region's new server). A
-// region's rows survive: its log and files are in the shared root, and
-// the next server replays them. It never rolls back.
+// each). The remote operations outstanding on the incarnation have
+// already failed with remote.ErrNodeDied when it starts (the dispatcher
+// does that with the death); the procedures waiting for them decide (an
+// assignment picks another server, a region snapshot finds the region's
+// new server). A region's rows survive: its log and files are in the
+// shared root, and the next server replays them. It never rolls back.
 type ServerCrash struct {
 	Server      string   `json:"server"`
 	Incarnation uint64   `json:"incarnation"`
