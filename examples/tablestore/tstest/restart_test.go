@@ -1,0 +1,149 @@
+package tstest_test
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/procyon-dev/procyon/examples/tablestore/master"
+	"github.com/procyon-dev/procyon/examples/tablestore/tstest"
+	"github.com/procyon-dev/procyon/procedure"
+)
+
+// stepHold holds the steps of one procedure type at one state: their
+// Execute runs (with its effects on disk) but the step fails with a
+// Retryable error, so its commit never happens and it is retried, as
+// after a crash between a step's work and its commit.
+type stepHold struct {
+	typ   atomic.Pointer[string]
+	state atomic.Int64
+}
+
+var errHeld = errors.New("test: step held")
+
+func (h *stepHold) set(typ string, state int64) {
+	h.state.Store(state)
+	h.typ.Store(&typ)
+}
+
+func (h *stepHold) clear() { h.typ.Store(nil) }
+
+func (h *stepHold) hooks() procedure.Hooks {
+	return procedure.Hooks{FailStep: func(si procedure.StepInfo) error {
+		if typ := h.typ.Load(); typ != nil && *typ == si.Type && si.State == h.state.Load() && !si.Rollback {
+			return procedure.Retryable(errHeld)
+		}
+		return nil
+	}}
+}
+
+// restartAt holds procedure id (of type typ) at state until it retried
+// it, then stops the master, lets go and starts a new master.
+func restartAt(t *testing.T, c *tstest.Cluster, h *stepHold, id procedure.ID, name string) {
+	t.Helper()
+	c.Eventually(procTimeout, fmt.Sprintf("procedure %d held at %s", id, name), func() error {
+		in, err := info(c, id)
+		if err != nil {
+			return err
+		}
+		if in.StateName != name || in.Retries == 0 {
+			return fmt.Errorf("at %s, %d retries", in.StateName, in.Retries)
+		}
+		return nil
+	})
+	c.StopMaster()
+	h.clear()
+	c.StartMaster()
+}
+
+// TestSnapshotMasterRestartAtEveryState: for every state of
+// snapshot-table, the master stops after the state's step did its work
+// and before it committed; the new master runs the step again and the
+// snapshot completes, whole and correct (its working directory gone,
+// its MANIFEST and rows right), of an enabled and of a disabled table.
+func TestSnapshotMasterRestartAtEveryState(t *testing.T) {
+	states := []string{"prepare", "pre-operation", "write-snapshot-info", "snapshot-online-regions",
+		"snapshot-offline-regions", "consolidate-snapshot", "verify-snapshot", "complete-snapshot", "post-operation"}
+	for _, disabled := range []bool{false, true} {
+		for state, name := range states {
+			if disabled && name == "snapshot-online-regions" {
+				continue // a disabled table's snapshot skips it
+			}
+			t.Run(fmt.Sprintf("disabled=%v/%s", disabled, name), func(t *testing.T) {
+				var h stepHold
+				c := tstest.New(t, tstest.Options{Hooks: h.hooks()})
+				createTable(t, c, "t14", "b", "c")
+				want := rowsFor("abc", 30, "v")
+				putRows(t, c, "t14", want)
+				if disabled {
+					disable(t, c, "t14")
+				}
+				regs := regionsOf(t, c, "t14")
+				h.set("snapshot-table", int64(state))
+				id := submitSnapshot(t, c, "t14", "s14")
+				restartAt(t, c, &h, id, name)
+				mustProc(t, c, id, "snapshot s14")
+				per := checkSnapshot(t, c, "s14", "t14", regs)
+				if d := diff(union(per), want); d != "" {
+					t.Errorf("snapshot rows: %s", d)
+				}
+			})
+		}
+	}
+}
+
+// TestSplitMasterRestartAtEveryState: as for snapshots, for split-region;
+// the table ends with both daughters served and every row.
+func TestSplitMasterRestartAtEveryState(t *testing.T) {
+	states := []string{"prepare", "close", "write-daughters", "update-catalog", "assign", "cleanup"}
+	for state, name := range states {
+		t.Run(name, func(t *testing.T) {
+			var h stepHold
+			c := tstest.New(t, tstest.Options{Hooks: h.hooks()})
+			createTable(t, c, "t15", "c")
+			want := rowsFor("abcd", 40, "v")
+			putRows(t, c, "t15", want)
+			parent := regionsOf(t, c, "t15")[0]
+			h.set("split-region", int64(state))
+			id, err := c.Master().SplitRegion(ctxT(t), master.SplitRegion{Table: "t15", Region: parent.ID, Key: []byte("b")}, procedure.SubmitOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			restartAt(t, c, &h, id, name)
+			mustProc(t, c, id, "split")
+			regs := regionsOf(t, c, "t15")
+			if len(regs) != 3 || string(regs[0].End) != "b" || string(regs[1].Start) != "b" {
+				t.Fatalf("after the split: %+v", regs)
+			}
+			waitServing(t, c, "t15")
+			checkScan(t, c, "t15", want)
+		})
+	}
+}
+
+// TestCloneMasterRestartAtEveryState: as for snapshots, for a clone
+// (create-table from a snapshot); the clone reads back equal to the
+// snapshot.
+func TestCloneMasterRestartAtEveryState(t *testing.T) {
+	states := []string{"prepare", "clone-files", "assign", "enable"}
+	for state, name := range states {
+		t.Run(name, func(t *testing.T) {
+			var h stepHold
+			c := tstest.New(t, tstest.Options{Hooks: h.hooks()})
+			createTable(t, c, "t16", "b", "c")
+			want := rowsFor("abc", 30, "v")
+			putRows(t, c, "t16", want)
+			mustProc(t, c, submitSnapshot(t, c, "t16", "s16"), "snapshot s16")
+			h.set("create-table", int64(state))
+			id, err := c.Master().CreateTable(ctxT(t), master.CreateTable{Name: "t16clone", FromSnapshot: "s16"}, procedure.SubmitOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			restartAt(t, c, &h, id, name)
+			mustProc(t, c, id, "clone")
+			waitServing(t, c, "t16clone")
+			checkScan(t, c, "t16clone", want)
+		})
+	}
+}
