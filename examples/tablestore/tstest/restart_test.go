@@ -38,8 +38,9 @@ func (h *stepHold) hooks() procedure.Hooks {
 	}}
 }
 
-// restartAt holds procedure id (of type typ) at state until it retried
-// it, then stops the master, lets go and starts a new master.
+// restartAt waits until procedure id, held by h at the state named name,
+// was retried, then stops the master, lets go of the hold and starts a
+// new master.
 func restartAt(t *testing.T, c *tstest.Cluster, h *stepHold, id procedure.ID, name string) {
 	t.Helper()
 	c.Eventually(procTimeout, fmt.Sprintf("procedure %d held at %s", id, name), func() error {
