@@ -148,3 +148,93 @@ func TestCloneMasterRestartAtEveryState(t *testing.T) {
 		})
 	}
 }
+
+// TestLifecycleMasterRestartAtEveryState: as for snapshots, for every
+// state of disable-table, enable-table and delete-table.
+func TestLifecycleMasterRestartAtEveryState(t *testing.T) {
+	for _, tc := range []struct {
+		typ    string
+		states []string
+	}{
+		{"disable-table", []string{"prepare", "unassign", "done"}},
+		{"enable-table", []string{"prepare", "assign", "done"}},
+		{"delete-table", []string{"prepare", "files", "records"}},
+	} {
+		for state, name := range tc.states {
+			t.Run(tc.typ+"/"+name, func(t *testing.T) {
+				var h stepHold
+				c := tstest.New(t, tstest.Options{Hooks: h.hooks()})
+				createTable(t, c, "t17", "b")
+				want := rowsFor("abc", 20, "v")
+				putRows(t, c, "t17", want)
+				if tc.typ != "disable-table" {
+					disable(t, c, "t17")
+				}
+				h.set(tc.typ, int64(state))
+				var id procedure.ID
+				var err error
+				switch tc.typ {
+				case "disable-table":
+					id, err = c.Master().DisableTable(ctxT(t), master.DisableTable{Name: "t17"}, procedure.SubmitOptions{})
+				case "enable-table":
+					id, err = c.Master().EnableTable(ctxT(t), master.EnableTable{Name: "t17"}, procedure.SubmitOptions{})
+				case "delete-table":
+					id, err = c.Master().DeleteTable(ctxT(t), master.DeleteTable{Name: "t17"}, procedure.SubmitOptions{})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				restartAt(t, c, &h, id, name)
+				mustProc(t, c, id, tc.typ)
+				switch tc.typ {
+				case "disable-table":
+					if s := servingMap(c); len(s) != 0 {
+						t.Errorf("disabled, but served: %v", s)
+					}
+				case "enable-table":
+					waitServing(t, c, "t17")
+					checkScan(t, c, "t17", want)
+				case "delete-table":
+					if _, _, err := c.Master().Table("t17"); !errors.Is(err, master.ErrNoTable) {
+						t.Errorf("deleted table: %v", err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestServerCrashMasterRestartAtEveryState: as for snapshots, for every
+// state of server-crash: the dead server's regions end served elsewhere,
+// with every row.
+func TestServerCrashMasterRestartAtEveryState(t *testing.T) {
+	for state, name := range []string{"find", "assign", "done"} {
+		t.Run(name, func(t *testing.T) {
+			var h stepHold
+			c := tstest.New(t, tstest.Options{Hooks: h.hooks()})
+			createTable(t, c, "t18", "b", "c", "d")
+			want := rowsFor("abcd", 40, "v")
+			putRows(t, c, "t18", want)
+			h.set("server-crash", int64(state))
+			c.Kill(busiestServer(t, c, "t18"))
+			var id procedure.ID
+			c.Eventually(procTimeout, "server crash started", func() error {
+				ins, err := c.Master().Engine().List()
+				if err != nil {
+					return err
+				}
+				for _, in := range ins {
+					if in.Type == "server-crash" {
+						id = in.ID
+						return nil
+					}
+				}
+				return errors.New("not yet")
+			})
+			restartAt(t, c, &h, id, name)
+			mustProc(t, c, id, "server crash")
+			waitServing(t, c, "t18")
+			checkScan(t, c, "t18", want)
+		})
+	}
+}
