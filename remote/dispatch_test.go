@@ -355,3 +355,53 @@ func TestWrongNodeKillsIncarnation(t *testing.T) {
 		t.Fatalf("nodes %+v, want rs1 dead", nodes)
 	}
 }
+
+// Retry.Attempts bounds the failed requests in a row: then the node is
+// declared dead (the only safe way to give up on an op that may have
+// reached it), and its ops fail with ErrNodeDied.
+func TestRetryAttemptsDeclareDead(t *testing.T) {
+	w := newWorld(t, Options{Retry: procedure.RetryPolicy{Initial: 1e9, Max: 1e9, Jitter: -1, Attempts: 2}})
+	n := w.node("rs1", 1)
+	n.failNext(1000, nil)
+	id := w.submit(callData{Node: "rs1"})
+	for attempt := 1; attempt <= 2; attempt++ {
+		w.request(n)
+		waitFor(t, "the resend is arranged", func() bool { return w.stats("rs1").Retries == int64(attempt) })
+		w.clock.Advance(w.d.opts.Retry.Initial)
+	}
+	w.request(n) // the third failure in a row
+	if c := w.result(id); c.Kind != "died" {
+		t.Fatalf("outcome %+v, want node died", c)
+	}
+	if nodes := w.d.Nodes(); nodes[0].Live {
+		t.Fatalf("nodes %+v, want rs1 dead", nodes)
+	}
+}
+
+// A node the transport cannot dial yet is dialled again for the resend.
+func TestDialFailureRetried(t *testing.T) {
+	w := newWorld(t, Options{Retry: procedure.RetryPolicy{Initial: 1e9, Max: 1e9, Jitter: -1}})
+	if _, err := w.d.Service().Register(context.Background(), &RegisterRequest{Node: "rs1", Addr: "addr-rs1", Incarnation: 1}); err != nil {
+		t.Fatal(err)
+	}
+	id := w.submit(callData{Node: "rs1"})
+	waitFor(t, "the failed dial counted", func() bool { return w.stats("rs1").Retries == 1 })
+	n := newFakeNode()
+	w.tr.mu.Lock()
+	w.tr.nodes["addr-rs1"] = n
+	w.tr.mu.Unlock()
+	w.clock.Advance(w.d.opts.Retry.Initial)
+	req := w.request(n)
+	if req.Ops[0].Attempt != 2 {
+		t.Fatalf("resent op %+v, want attempt 2", req.Ops[0])
+	}
+	if err := w.report("rs1", 1, result(req.Ops[0].ID, "ok")); err != nil {
+		t.Fatal(err)
+	}
+	if c := w.result(id); string(c.Result) != "ok" {
+		t.Fatalf("%+v", c)
+	}
+	if s := w.stats("rs1"); s.Failures != 1 || s.Batches != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}

@@ -183,6 +183,9 @@ func (d *Dispatcher) serving() error {
 	select {
 	case <-d.stopped:
 		return fmt.Errorf("%w: dispatcher stopped", ErrStopped)
+	default:
+	}
+	select {
 	case <-d.ready:
 		return nil
 	default:

@@ -166,3 +166,25 @@ func FuzzDecodeNodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// A stopped dispatcher answers ErrStopped, and writes nothing.
+func TestServiceAfterStop(t *testing.T) {
+	w := newWorld(t, Options{})
+	w.node("rs1", 1)
+	d := w.d
+	d.Stop()
+	seq := w.store.Seq()
+	ctx := context.Background()
+	if _, err := d.Service().Register(ctx, &RegisterRequest{Node: "rs2", Addr: "a", Incarnation: 1}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("register after Stop: %v", err)
+	}
+	if _, err := d.Service().Heartbeat(ctx, &HeartbeatRequest{Node: "rs1", Incarnation: 1, Epoch: 1}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("heartbeat after Stop: %v", err)
+	}
+	if _, err := d.Service().Report(ctx, &ReportRequest{Node: "rs1", Incarnation: 1, Epoch: 1, Outcomes: []Outcome{{Op: 1, Epoch: 1}}}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("report after Stop: %v", err)
+	}
+	if w.store.Seq() != seq {
+		t.Fatal("a stopped dispatcher wrote")
+	}
+}

@@ -118,14 +118,20 @@ func (s *sender) counts() (queued, inflight int) {
 
 // run sends batches until the sender is closed.
 func (s *sender) run() {
-	client, dialErr := s.d.tr.DialNode(s.node.Addr)
+	var client NodeService
 	failures := 0
 	for {
 		batch, ok := s.next()
 		if !ok {
 			return
 		}
-		err := dialErr
+		var err error
+		if client == nil {
+			if client, err = s.d.tr.DialNode(s.node.Addr); err != nil {
+				client = nil // dialled again for the resend
+				s.st.failures.Add(1)
+			}
+		}
 		if err == nil {
 			err = s.send(client, batch)
 		}
@@ -140,7 +146,7 @@ func (s *sender) run() {
 		default:
 			failures++
 			if a := s.d.opts.Retry.Attempts; a > 0 && failures > a {
-				s.d.kill(s.d.ctx, s.node.Name, s.node.Incarnation, "requests failed "+err.Error())
+				s.d.kill(s.d.ctx, s.node.Name, s.node.Incarnation, "requests failed: "+err.Error())
 				return
 			}
 			s.d.log.Warn("remote: request failed; resending", "node", s.node.Name, "ops", len(batch), "failures", failures, "err", err)
@@ -164,13 +170,13 @@ func (s *sender) next() ([]Op, bool) {
 		ready := q >= s.d.opts.MaxBatch || s.mu.due || (q > 0 && s.d.opts.BatchDelay < 0)
 		if ready && room > 0 && !s.mu.paused {
 			n := min(q, s.d.opts.MaxBatch, room)
-			batch := slices.Clone(s.mu.queue[:n])
-			s.mu.queue = slices.Delete(s.mu.queue, 0, n)
+			batch := s.mu.queue[:n:n] // the queue moves past it: O(batch), not O(queue)
+			s.mu.queue = s.mu.queue[n:]
 			for _, op := range batch {
 				s.mu.inflight[op.ID] = struct{}{}
 			}
 			if len(s.mu.queue) == 0 {
-				s.mu.due = false
+				s.mu.queue, s.mu.due = nil, false // let the backing array go
 			}
 			s.mu.Unlock()
 			return batch, true
@@ -201,11 +207,14 @@ func (s *sender) retry(batch []Op, delay time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.st.retries.Add(1) // counted once the resend is arranged
-	for i := range batch {
-		batch[i].Attempt++
-		delete(s.mu.inflight, batch[i].ID)
+	// A copy: the transport may still hold the request that carried batch.
+	again := make([]Op, len(batch), len(batch)+len(s.mu.queue))
+	for i, op := range batch {
+		op.Attempt++
+		again[i] = op
+		delete(s.mu.inflight, op.ID)
 	}
-	s.mu.queue = append(batch, s.mu.queue...)
+	s.mu.queue = append(again, s.mu.queue...)
 	s.mu.due = true // they waited already
 	if s.mu.closed {
 		return
