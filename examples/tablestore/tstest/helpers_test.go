@@ -26,13 +26,10 @@ import (
 // loaded machine).
 const procTimeout = 60 * time.Second
 
-// The states of snapshot-table the tests stop at (master/snapshot.go):
-// Info.StateName checks them where it matters.
-const (
-	snapStateOfflineRegions = 4 // after the region snapshots were spawned
-	snapStateVerify         = 6 // spawns the verify children
-	snapStateComplete       = 7 // after the verify children were spawned
-)
+// snapStateVerify is the state of snapshot-table that spawns the verify
+// children (master/snapshot.go); the tests that hook it check, by
+// Info.StateName, that the snapshot then waits at complete-snapshot.
+const snapStateVerify = 6
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), procTimeout)
