@@ -2,6 +2,7 @@ package tstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +69,7 @@ type Server struct {
 	RS    *regionserver.Server
 	front *front
 	srv   *httptest.Server
+	out   *gate // its calls to the master
 }
 
 // New starts a master and opts.Servers region servers on a new temporary
@@ -193,6 +196,20 @@ func (c *Cluster) DropOps(name string, on bool) {
 	s.front.setDrop("/remote/v1/execute", on)
 }
 
+// Partition cuts region server name off the master while on is true:
+// its heartbeats and reports fail, and the master's operations do not
+// reach it. It lives on and serves its row API.
+func (c *Cluster) Partition(name string, on bool) {
+	c.mu.Lock()
+	s := c.mu.servers[name]
+	c.mu.Unlock()
+	if s == nil {
+		c.t.Fatalf("tstest: no region server %s", name)
+	}
+	s.out.closed.Store(on)
+	s.front.setDrop("/remote/v1/execute", on)
+}
+
 // AddServer starts a new region server (rs1, rs2, ...) and waits until it
 // registered.
 func (c *Cluster) AddServer() *Server {
@@ -208,14 +225,14 @@ func (c *Cluster) AddServer() *Server {
 // before) on a new address and waits until it registered.
 func (c *Cluster) StartServer(name string) *Server {
 	c.t.Helper()
-	s := &Server{Name: name, front: &front{}}
+	s := &Server{Name: name, front: &front{}, out: &gate{base: http.DefaultTransport}}
 	s.srv = httptest.NewServer(s.front)
 	rs, err := regionserver.New(regionserver.Options{
 		Root:      c.Root,
 		Name:      name,
 		Addr:      s.srv.Listener.Addr().String(),
 		Master:    c.MasterAddr(),
-		Transport: &remote.HTTP{},
+		Transport: &remote.HTTP{Client: &http.Client{Transport: s.out}},
 		Logger:    c.Log.Logger(name),
 	})
 	if err != nil {
@@ -350,6 +367,22 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler) // net/http closes the connection, answering nothing
 	}
 	h.ServeHTTP(w, r)
+}
+
+// gate is an http.RoundTripper that fails every request while closed.
+type gate struct {
+	base   http.RoundTripper
+	closed atomic.Bool
+}
+
+func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
+	if g.closed.Load() {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, errors.New("tstest: partitioned")
+	}
+	return g.base.RoundTrip(r)
 }
 
 // LogRecorder keeps the log records of the cluster's processes in memory.

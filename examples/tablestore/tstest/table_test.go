@@ -391,3 +391,51 @@ func TestDisableWhileServerDies(t *testing.T) {
 	waitServing(t, c, "t11")
 	checkScan(t, c, "t11", want)
 }
+
+// TestDeadServerClosesItsRegions: a server cut off from the master is
+// declared dead while it lives, with regions open; the table is disabled
+// meanwhile (the closes fail with the death and the regions are recorded
+// offline, still open on the server). Once it reaches the master again as
+// a new incarnation, the server must close the regions of its dead
+// incarnation: otherwise their LOCKs stay held, and the snapshot of the
+// disabled table, which opens them from the master, waits for ever.
+func TestDeadServerClosesItsRegions(t *testing.T) {
+	c := tstest.New(t, tstest.Options{})
+	createTable(t, c, "t19", "b", "c")
+	want := rowsFor("abc", 30, "v")
+	putRows(t, c, "t19", want)
+	victim := busiestServer(t, c, "t19")
+
+	// The disable takes the table's lock before the server is declared
+	// dead: afterwards, the crash procedure's assignments of its regions
+	// would hold their locks, failing on the LOCKs the server holds,
+	// until it is back.
+	c.Partition(victim, true)
+	id, err := c.Master().DisableTable(ctxT(t), master.DisableTable{Name: "t19"}, procedure.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDead(t, c, victim)
+	mustProc(t, c, id, "disable t19")
+	c.Partition(victim, false)
+	c.Eventually(procTimeout, victim+" live again", func() error {
+		if !slices.Contains(c.LiveServers(), victim) {
+			return errors.New("not live")
+		}
+		return nil
+	})
+	c.Eventually(procTimeout, "the dead incarnation's regions closed", func() error {
+		if s := servingMap(c); len(s) != 0 {
+			return fmt.Errorf("served: %v", s)
+		}
+		return nil
+	})
+	regs := regionsOf(t, c, "t19")
+	mustProc(t, c, submitSnapshot(t, c, "t19", "s19"), "snapshot of the disabled table")
+	if d := diff(union(checkSnapshot(t, c, "s19", "t19", regs)), want); d != "" {
+		t.Errorf("snapshot rows: %s", d)
+	}
+	enable(t, c, "t19")
+	waitServing(t, c, "t19")
+	checkScan(t, c, "t19", want)
+}
