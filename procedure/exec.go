@@ -530,6 +530,9 @@ func (e *Engine) retireLocked(t *tree, res *Result) {
 			e.locks.release(r)
 		}
 	}
+	if root.typ != nil && root.ps.status == RolledBack {
+		root.typ.stats.rolledBack.Add(1) // before the waiters are told: they may read Stats at once
+	}
 	for _, q := range t.procs {
 		e.dropProcLocked(q)
 		if e.procs[q.id] == q {
@@ -543,11 +546,6 @@ func (e *Engine) retireLocked(t *tree, res *Result) {
 	}
 	delete(e.trees, root.id)
 	e.results.add(root.id, e.expiry(root.ps.completed, root.ps.acked))
-	if root.typ != nil {
-		if root.ps.status == RolledBack {
-			root.typ.stats.rolledBack.Add(1)
-		}
-	}
 }
 
 // topLocked returns the procedure owning the top of t's rollback stack

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/procyon-dev/procyon/procedure"
@@ -403,5 +404,46 @@ func TestDialFailureRetried(t *testing.T) {
 	}
 	if s := w.stats("rs1"); s.Failures != 1 || s.Batches != 1 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// A request the node refuses as malformed is not resent (it would be
+// refused again): its operations fail with ErrRefused, and the node stays
+// live.
+func TestBadRequestRefusesItsOps(t *testing.T) {
+	w := newWorld(t, Options{})
+	n := w.node("rs1", 1)
+	n.failNext(0, &wireError{sentinel: ErrBadRequest, msg: "body over 8 MiB"})
+	id := w.submit(callData{Node: "rs1"})
+	w.request(n)
+	if c := w.result(id); c.Kind != "refused" || !strings.Contains(c.Message, "body over 8 MiB") {
+		t.Fatalf("outcome %+v, want refused with the node's message", c)
+	}
+	if nodes := w.d.Nodes(); len(nodes) != 1 || !nodes[0].Live {
+		t.Fatalf("nodes %+v, want rs1 live", nodes)
+	}
+	if s := w.stats("rs1"); s.Retries != 0 || s.InFlight != 0 {
+		t.Fatalf("stats %+v: the refused request was resent or is still in flight", s)
+	}
+}
+
+// A payload over MaxPayload fails its step (nothing is recorded or sent);
+// the payloads of one request stay under maxBatchBytes.
+func TestPayloadLimits(t *testing.T) {
+	w := newWorld(t, Options{MaxPayload: 1 << 20})
+	w.node("rs1", 1)
+	id := w.submit(callData{Node: "rs1", Payload: make([]byte, 1<<20+1)})
+	r, err := w.e.Wait(context.Background(), id)
+	if err != nil || r.Err() == nil || !strings.Contains(r.Err().Error(), "over Options.MaxPayload") {
+		t.Fatalf("result %v (%v), want the step failed on the payload's size", r.Err(), err)
+	}
+	if w.d.ops.Len(w.store.Latest()) != 0 {
+		t.Fatal("an op was recorded for a refused payload")
+	}
+	if ops := batchLen([]Op{{Payload: make([]byte, 3<<20)}, {Payload: make([]byte, 1<<20)}, {Payload: make([]byte, 1)}}); ops != 2 {
+		t.Fatalf("batchLen %d, want 2 (4 MiB of payloads, then the limit)", ops)
+	}
+	if ops := batchLen([]Op{{Payload: make([]byte, 5<<20)}, {}}); ops != 1 {
+		t.Fatalf("batchLen %d, want 1 (the first op always goes)", ops)
 	}
 }

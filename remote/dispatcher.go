@@ -34,6 +34,11 @@ type Options struct {
 	// MaxInFlight bounds the operations sent to one node and not yet
 	// reported; more wait in the node's queue. Default 4096.
 	MaxInFlight int
+	// MaxPayload bounds one operation's payload: a Call with a larger one
+	// fails its step. A batch carries at most 4 MiB of payloads (at least
+	// one operation), so that a request stays within the HTTP transport's
+	// default body limit (8 MiB, with base64). Default 1 MiB; at most 4 MiB.
+	MaxPayload int
 	// Lease: a node whose last heartbeat is older is dead. Default 3 s.
 	Lease time.Duration
 	// Heartbeat is the interval nodes are told to heartbeat at. Default
@@ -77,6 +82,10 @@ func (o *Options) ensureDefaults() {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 4096
 	}
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 1 << 20
+	}
+	o.MaxPayload = min(o.MaxPayload, maxBatchBytes)
 	if o.Lease <= 0 {
 		o.Lease = 3 * time.Second
 	}
@@ -353,6 +362,8 @@ func (d *Dispatcher) Call(env *procedure.Env, node, typ string, payload []byte) 
 		bad = fmt.Errorf("remote: Call: bad node name %q (1 to %d bytes)", node, maxNameLen)
 	case typ == "" || len(typ) > maxNameLen:
 		bad = fmt.Errorf("remote: Call: bad operation type %q (1 to %d bytes)", typ, maxNameLen)
+	case len(payload) > d.opts.MaxPayload:
+		bad = fmt.Errorf("remote: Call: %s payload of %d bytes is over Options.MaxPayload (%d)", typ, len(payload), d.opts.MaxPayload)
 	}
 	if bad != nil {
 		env.Write(func(*durable.Tx) error { return bad })
@@ -423,6 +434,33 @@ func (d *Dispatcher) failLater(ids ...OpID) {
 		})
 		if err != nil {
 			d.log.Error("remote: failing operations of a dead node failed", "ops", len(ids), "err", err)
+		}
+	})
+}
+
+// refuseLater gives ops the outcome ErrRefused with msg, on a goroutine:
+// a node refused the request that carried them as malformed (resending it
+// would be refused again).
+func (d *Dispatcher) refuseLater(msg string, ids ...OpID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.goLocked(func() {
+		err := d.e.SignalWrite(d.ctx, func(tx *durable.Tx, signal func(string)) error {
+			for _, id := range ids {
+				rec, ok, err := d.ops.Get(tx, uint64(id))
+				if err != nil {
+					return err
+				}
+				if ok && rec.State == opPending {
+					if err := d.finishOp(tx, signal, id, rec, outcomeRefused, nil, msg); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			d.log.Error("remote: failing refused operations failed", "ops", len(ids), "err", err)
 		}
 	})
 }

@@ -138,6 +138,16 @@ func (s *sender) run() {
 		switch {
 		case err == nil:
 			failures = 0
+		case errors.Is(err, ErrBadRequest):
+			// The node refuses the request itself: resending it would be
+			// refused again. Its operations fail; the node stays live.
+			ids := make([]OpID, len(batch))
+			for i, op := range batch {
+				ids[i] = op.ID
+			}
+			s.d.log.Warn("remote: node refused a request; failing its operations", "node", s.node.Name, "ops", len(batch), "err", err)
+			s.d.refuseLater("the node refused the request: "+err.Error(), ids...)
+			s.reported(ids)
 		case errors.Is(err, ErrWrongNode) || errors.Is(err, ErrUnknownNode):
 			s.d.kill(s.d.ctx, s.node.Name, s.node.Incarnation, "the node does not know this incarnation: "+err.Error())
 			return
@@ -169,7 +179,7 @@ func (s *sender) next() ([]Op, bool) {
 		q := len(s.mu.queue)
 		ready := q >= s.d.opts.MaxBatch || s.mu.due || (q > 0 && s.d.opts.BatchDelay < 0)
 		if ready && room > 0 && !s.mu.paused {
-			n := min(q, s.d.opts.MaxBatch, room)
+			n := batchLen(s.mu.queue[:min(q, s.d.opts.MaxBatch, room)])
 			batch := s.mu.queue[:n:n] // the queue moves past it: O(batch), not O(queue)
 			s.mu.queue = s.mu.queue[n:]
 			for _, op := range batch {
@@ -184,6 +194,22 @@ func (s *sender) next() ([]Op, bool) {
 		s.mu.Unlock()
 		<-s.poke
 	}
+}
+
+// maxBatchBytes bounds the payloads of one request (the first operation
+// of a batch always goes: Options.MaxPayload is at most this).
+const maxBatchBytes = 4 << 20
+
+// batchLen returns how many of ops, from the first, fit one request.
+func batchLen(ops []Op) int {
+	size := 0
+	for i, op := range ops {
+		size += len(op.Payload)
+		if i > 0 && size > maxBatchBytes {
+			return i
+		}
+	}
+	return len(ops)
 }
 
 // send sends one batch and records its statistics.
