@@ -63,10 +63,18 @@ func (c *Client) Admin(ctx context.Context, op string, args any, nonce string) (
 
 // Wait waits until procedure id finishes and returns its status; a
 // procedure that failed is returned with an error carrying its message.
+// While the master cannot be reached (it restarts), Wait retries until
+// ctx ends.
 func (c *Client) Wait(ctx context.Context, id uint64) (ProcedureStatus, error) {
 	for {
 		var st ProcedureStatus
 		err := c.call(ctx, http.MethodGet, c.master, "/ts/v1/procedures/"+strconv.FormatUint(id, 10)+"?wait=10s", nil, &st)
+		if err != nil && transient(err) {
+			if serr := sleepCtx(ctx, 50*time.Millisecond); serr != nil {
+				return st, fmt.Errorf("procedure %d: %w (last error: %v)", id, serr, err)
+			}
+			continue
+		}
 		if err != nil {
 			return st, err
 		}
@@ -167,7 +175,7 @@ func (c *Client) Scan(ctx context.Context, table string) ([]Row, error) {
 }
 
 // located returns table's cached layout, locating it if every region is
-// not open somewhere.
+// not open somewhere (and retrying while the master cannot be reached).
 func (c *Client) located(ctx context.Context, table string) (TableInfo, error) {
 	c.mu.Lock()
 	t, ok := c.tables[table]
@@ -177,16 +185,29 @@ func (c *Client) located(ctx context.Context, table string) (TableInfo, error) {
 	}
 	for {
 		t, err := c.Table(ctx, table)
-		if err != nil {
+		if err != nil && !transient(err) {
 			return t, err
 		}
-		if t.allOpen() {
+		if err == nil && t.allOpen() {
 			return t, nil
 		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
-			return t, fmt.Errorf("table %s: regions not all open: %w", table, err)
+		if serr := sleepCtx(ctx, 50*time.Millisecond); serr != nil {
+			if err == nil {
+				err = errors.New("regions not all open")
+			}
+			return t, fmt.Errorf("table %s: %w (last: %v)", table, serr, err)
 		}
 	}
+}
+
+// transient reports whether an error of a call to the master may pass:
+// the master could not be reached (it restarts) or is unavailable.
+func transient(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Code == "unavailable"
+	}
+	return true
 }
 
 // relocate decides whether err means the region moved (or its server is

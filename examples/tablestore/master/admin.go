@@ -95,6 +95,11 @@ func (m *Master) Table(name string) (Table, []Region, error) {
 	return t, rs, nil
 }
 
+// Region returns a region's record (ok false: there is no such region).
+func (m *Master) Region(id string) (Region, bool, error) {
+	return m.cat.regions.Get(m.store.Latest(), id)
+}
+
 // Tables returns every table, by name.
 func (m *Master) Tables() ([]Table, error) {
 	v := m.store.Latest()

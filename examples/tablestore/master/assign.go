@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/procyon-dev/procyon/durable"
@@ -21,12 +22,13 @@ import (
 // assignment of a region runs at a time; a region already open on a live
 // server, or of a table that is not (being) enabled, is left as it is.
 type AssignRegion struct {
-	Table    string      `json:"table"`
-	Region   string      `json:"region"`
-	Server   string      `json:"server,omitempty"`
-	Op       remote.OpID `json:"op,omitempty"`
-	Failures int         `json:"failures,omitempty"`
-	LastErr  string      `json:"last_err,omitempty"`
+	Table       string      `json:"table"`
+	Region      string      `json:"region"`
+	Server      string      `json:"server,omitempty"`
+	Incarnation uint64      `json:"incarnation,omitempty"` // Server's, when it was asked
+	Op          remote.OpID `json:"op,omitempty"`
+	Failures    int         `json:"failures,omitempty"`
+	LastErr     string      `json:"last_err,omitempty"`
 }
 
 type assignState int
@@ -59,20 +61,26 @@ func (sm assignSM) Execute(ctx context.Context, env *procedure.Env, s assignStat
 		if err != nil {
 			return procedure.Next{}, err
 		}
-		if !ok || !t.wantsOpen() || r.State == RegionOpen && m.isLive(r.Server) {
+		live, err := m.isLive(r.Server, r.Incarnation)
+		if err != nil {
+			return procedure.Next{}, err
+		}
+		if !ok || !t.wantsOpen() || r.State == RegionOpen && live {
 			return procedure.Done(), nil
 		}
 		server, err := m.pickServer()
 		if err != nil {
 			return procedure.Next{}, procedure.Retryable(err)
 		}
-		op, err := tablestore.OpenRegion.Call(m.disp, env, server, tablestore.OpenRegionReq{Region: r.RegionDesc})
+		op, err := tablestore.OpenRegion.Call(m.disp, env, server.Name, tablestore.OpenRegionReq{Region: r.RegionDesc})
 		if err != nil {
 			return procedure.Next{}, err
 		}
-		d.Server, d.Op = server, op
+		d.Server, d.Incarnation, d.Op = server.Name, server.Incarnation, op
 		env.Write(func(tx *durable.Tx) error {
-			return m.updateRegion(tx, d.Region, func(r *Region) { r.State, r.Server = RegionOpening, server })
+			return m.updateRegion(tx, d.Region, func(r *Region) {
+				r.State, r.Server, r.Incarnation = RegionOpening, server.Name, server.Incarnation
+			})
 		})
 		return remote.Await(assignOpened, op), nil
 	case assignOpened:
@@ -83,16 +91,16 @@ func (sm assignSM) Execute(ctx context.Context, env *procedure.Env, s assignStat
 			env.Logger().Warn("tablestore: open region failed; assigning it again", "region", d.Region, "server", d.Server, "err", err)
 			env.Write(func(tx *durable.Tx) error {
 				return m.updateRegion(tx, d.Region, func(r *Region) {
-					if r.Server == d.Server {
-						r.State, r.Server = RegionOffline, ""
+					if r.Server == d.Server && r.Incarnation == d.Incarnation {
+						r.State, r.Server, r.Incarnation = RegionOffline, "", 0
 					}
 				})
 			})
 			return procedure.Sleep(assignChoose, backoff(d.Failures)), nil
 		}
-		server := d.Server
+		server, inc := d.Server, d.Incarnation
 		env.Write(func(tx *durable.Tx) error {
-			return m.updateRegion(tx, d.Region, func(r *Region) { r.State, r.Server = RegionOpen, server })
+			return m.updateRegion(tx, d.Region, func(r *Region) { r.State, r.Server, r.Incarnation = RegionOpen, server, inc })
 		})
 		return procedure.Done(), nil
 	}
@@ -150,9 +158,13 @@ func (sm unassignSM) Execute(ctx context.Context, env *procedure.Env, s unassign
 		if !ok || r.State == RegionOffline {
 			return procedure.Done(), nil
 		}
-		if !m.isLive(r.Server) {
+		live, err := m.isLive(r.Server, r.Incarnation)
+		if err != nil {
+			return procedure.Next{}, err
+		}
+		if !live {
 			env.Write(func(tx *durable.Tx) error {
-				return m.updateRegion(tx, d.Region, func(r *Region) { r.State, r.Server = RegionOffline, "" })
+				return m.updateRegion(tx, d.Region, func(r *Region) { r.State, r.Server, r.Incarnation = RegionOffline, "", 0 })
 			})
 			return procedure.Done(), nil
 		}
@@ -173,7 +185,7 @@ func (sm unassignSM) Execute(ctx context.Context, env *procedure.Env, s unassign
 			return procedure.Sleep(unassignClose, backoff(d.Failures)), nil
 		}
 		env.Write(func(tx *durable.Tx) error {
-			return m.updateRegion(tx, d.Region, func(r *Region) { r.State, r.Server = RegionOffline, "" })
+			return m.updateRegion(tx, d.Region, func(r *Region) { r.State, r.Server, r.Incarnation = RegionOffline, "", 0 })
 		})
 		return procedure.Done(), nil
 	}
@@ -215,14 +227,18 @@ func (m *Master) updateRegion(tx *durable.Tx, id string, change func(*Region)) e
 // pickServer returns a live server with the fewest regions assigned; ties
 // are broken round-robin, so that assignments running together (whose
 // records are not yet written) spread over the servers.
-func (m *Master) pickServer() (string, error) {
-	live := m.liveServers()
+func (m *Master) pickServer() (remote.NodeInfo, error) {
+	nodes, err := m.nodes()
+	if err != nil {
+		return remote.NodeInfo{}, err
+	}
+	live := slices.DeleteFunc(nodes, func(n remote.NodeInfo) bool { return !n.Live })
 	if len(live) == 0 {
-		return "", fmt.Errorf("no live region server")
+		return remote.NodeInfo{}, fmt.Errorf("no live region server")
 	}
 	load := make(map[string]int, len(live))
-	for _, s := range live {
-		load[s] = 0
+	for _, n := range live {
+		load[n.Name] = 0
 	}
 	for _, r := range m.cat.regions.All(m.store.Latest()) {
 		if _, ok := load[r.Server]; ok && r.State != RegionOffline {
@@ -232,9 +248,9 @@ func (m *Master) pickServer() (string, error) {
 	start := int(m.rr.Add(1))
 	best := live[start%len(live)]
 	for i := range live {
-		s := live[(start+i)%len(live)]
-		if load[s] < load[best] {
-			best = s
+		n := live[(start+i)%len(live)]
+		if load[n.Name] < load[best.Name] {
+			best = n
 		}
 	}
 	return best, nil

@@ -10,14 +10,15 @@ import (
 
 // ServerCrash is the data of server-crash (HBase's ServerCrashProcedure),
 // started once per dead region-server incarnation: the regions recorded
-// on the server are marked offline, and those of tables that want them
-// open are assigned again elsewhere (one assign-region child each). The
-// remote operations outstanding on the server have already failed with
-// remote.ErrNodeDied when it starts (the dispatcher does that with the
-// death); the procedures waiting for them decide (an assignment picks
-// another server, a region snapshot finds the region's new server). A
-// region's rows survive: its log and files are in the shared root, and
-// the next server replays them. It never rolls back.
+// on that incarnation are marked offline (not those a newer incarnation of
+// the server, restarted under its name, opened since), and those of
+// tables that want them open are assigned again (one assign-region child
+// each). The remote operations outstanding on the incarnation have
+// already failed with remote.ErrNodeDied when it starts (the dispatcher
+// does that with the death); the procedures waiting for them decide (an
+// assignment picks another server, a region snapshot finds the region's
+// new server). A region's rows survive: its log and files are in the
+// shared root, and the next server replays them. It never rolls back.
 type ServerCrash struct {
 	Server      string   `json:"server"`
 	Incarnation uint64   `json:"incarnation"`
@@ -53,17 +54,17 @@ func (sm crashSM) Execute(ctx context.Context, env *procedure.Env, s crashState,
 	case crashFind:
 		d.Regions = d.Regions[:0]
 		for id, r := range m.cat.regions.All(m.store.Latest()) {
-			if r.Server == d.Server && r.State != RegionOffline {
+			if r.Server == d.Server && r.Incarnation == d.Incarnation && r.State != RegionOffline {
 				d.Regions = append(d.Regions, id)
 			}
 		}
-		server := d.Server
+		server, inc := d.Server, d.Incarnation
 		regions := d.Regions
 		env.Write(func(tx *durable.Tx) error {
 			for _, id := range regions {
 				err := m.updateRegion(tx, id, func(r *Region) {
-					if r.Server == server {
-						r.State, r.Server = RegionOffline, ""
+					if r.Server == server && r.Incarnation == inc {
+						r.State, r.Server, r.Incarnation = RegionOffline, "", 0
 					}
 				})
 				if err != nil {

@@ -140,17 +140,17 @@ func (m *Master) handleTable(w http.ResponseWriter, r *http.Request) {
 		tablestore.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
-	addrs := map[string]string{}
+	live := map[string]remote.NodeInfo{}
 	for _, n := range m.disp.Nodes() {
 		if n.Live {
-			addrs[n.Name] = n.Addr
+			live[n.Name] = n
 		}
 	}
 	st := tablestore.TableInfo{Name: t.Name, ID: t.ID, State: string(t.State)}
 	for _, reg := range rs {
 		ri := tablestore.RegionInfo{RegionDesc: reg.RegionDesc, State: string(reg.State), Server: reg.Server}
-		if reg.State == RegionOpen {
-			ri.Addr = addrs[reg.Server]
+		if n, ok := live[reg.Server]; ok && reg.State == RegionOpen && n.Incarnation == reg.Incarnation {
+			ri.Addr = n.Addr
 		}
 		st.Regions = append(st.Regions, ri)
 	}

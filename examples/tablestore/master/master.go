@@ -53,6 +53,9 @@ type Master struct {
 	disp   *remote.Dispatcher
 	cat    catalog
 	rr     atomic.Uint64 // round-robin among equally loaded servers
+	// ready is closed once the dispatcher started: before, its liveness
+	// table is empty, though Engine.Start already resumed the procedures.
+	ready chan struct{}
 
 	create     *procedure.Type[createState, CreateTable]
 	assign     *procedure.Type[assignState, AssignRegion]
@@ -78,7 +81,7 @@ func New(opts Options) (*Master, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	m := &Master{opts: opts, layout: tablestore.Layout{Root: opts.Root}, fs: opts.FS, log: opts.Logger}
+	m := &Master{opts: opts, layout: tablestore.Layout{Root: opts.Root}, fs: opts.FS, log: opts.Logger, ready: make(chan struct{})}
 	so := opts.Store
 	so.Dir = m.layout.MasterDir()
 	if so.Logger == nil {
@@ -109,6 +112,7 @@ func (m *Master) Start(ctx context.Context) error {
 	if err := m.disp.Start(ctx); err != nil {
 		return errors.Join(err, m.engine.Stop())
 	}
+	close(m.ready)
 	return nil
 }
 
@@ -135,25 +139,45 @@ func (m *Master) onNodeDead(ctx context.Context, n remote.NodeInfo) error {
 	return nil
 }
 
+// errStarting fails, for a retry, a step that needs the region servers'
+// liveness before the dispatcher has loaded it.
+var errStarting = errors.New("tablestore/master: starting: the region servers' liveness is not loaded yet")
+
+// nodes returns the dispatcher's liveness table. Until the dispatcher
+// started, it returns a Retryable error: the table is empty then, and a
+// step that believed it would take every server for dead (an unassign
+// would record a region offline that its server still serves).
+func (m *Master) nodes() ([]remote.NodeInfo, error) {
+	select {
+	case <-m.ready:
+		return m.disp.Nodes(), nil
+	default:
+		return nil, procedure.Retryable(errStarting)
+	}
+}
+
 // liveServers returns the names of the live region servers.
-func (m *Master) liveServers() []string {
+func (m *Master) liveServers() ([]string, error) {
+	nodes, err := m.nodes()
 	var live []string
-	for _, n := range m.disp.Nodes() {
+	for _, n := range nodes {
 		if n.Live {
 			live = append(live, n.Name)
 		}
 	}
-	return live
+	return live, err
 }
 
-// isLive reports whether server is a live region server.
-func (m *Master) isLive(server string) bool {
-	for _, n := range m.disp.Nodes() {
+// isLive reports whether server is a live region server, in incarnation
+// inc (0: any).
+func (m *Master) isLive(server string, inc uint64) (bool, error) {
+	nodes, err := m.nodes()
+	for _, n := range nodes {
 		if n.Name == server {
-			return n.Live
+			return n.Live && (inc == 0 || n.Incarnation == inc), nil
 		}
 	}
-	return false
+	return false, err
 }
 
 func tableLock(t string) string     { return "table/" + t }

@@ -44,6 +44,11 @@ type Region struct {
 	tablestore.RegionDesc
 	State  RegionState `json:"state"`
 	Server string      `json:"server,omitempty"` // opening, open, closing: the region server
+	// Incarnation is Server's incarnation that was asked to open it: a
+	// server restarted under its name is another incarnation, and the
+	// crash procedure of the dead one must not take the regions the new
+	// one opened.
+	Incarnation uint64 `json:"incarnation,omitempty"`
 }
 
 // SnapshotState is where a snapshot is.

@@ -49,7 +49,11 @@ func (sm snapRegionSM) Execute(ctx context.Context, env *procedure.Env, s snapRe
 		if !ok {
 			return procedure.Next{}, fmt.Errorf("snapshot %s: region %s has no record", d.Snapshot, d.Region)
 		}
-		if r.State != RegionOpen || !m.isLive(r.Server) {
+		live, err := m.isLive(r.Server, r.Incarnation)
+		if err != nil {
+			return procedure.Next{}, err
+		}
+		if r.State != RegionOpen || !live {
 			d.Tries++
 			return procedure.Sleep(snapRegionLocate, backoff(d.Tries)), nil // in transition
 		}
@@ -73,9 +77,14 @@ func (sm snapRegionSM) Execute(ctx context.Context, env *procedure.Env, s snapRe
 	return procedure.Next{}, fmt.Errorf("snapshot-region: unknown state %d", s)
 }
 
-// Rollback does nothing: the snapshot's rollback removes its working
-// directory with every region snapshot in it.
-func (snapRegionSM) Rollback(context.Context, *procedure.Env, snapRegionState, *SnapshotRegion) error {
+// Rollback forgets the region snapshot operation, if one may still be
+// outstanding: sent later, it would write into the working directory
+// that the snapshot's rollback removes (which removes every region
+// snapshot written before).
+func (sm snapRegionSM) Rollback(_ context.Context, env *procedure.Env, _ snapRegionState, d *SnapshotRegion) error {
+	if d.Op != 0 {
+		sm.m.disp.Cancel(env, d.Op)
+	}
 	return nil
 }
 
@@ -107,12 +116,16 @@ func (sm verifySM) Execute(ctx context.Context, env *procedure.Env, s verifyStat
 	m := sm.m
 	switch s {
 	case verifyChoose:
-		if d.Server == "" || !m.isLive(d.Server) {
+		live, err := m.isLive(d.Server, 0)
+		if err != nil {
+			return procedure.Next{}, err
+		}
+		if !live {
 			server, err := m.pickServer()
 			if err != nil {
 				return procedure.Next{}, procedure.Retryable(err)
 			}
-			d.Server = server
+			d.Server = server.Name
 		}
 		op, err := tablestore.VerifyRegions.Call(m.disp, env, d.Server, tablestore.VerifyRegionsReq{Dirs: d.Dirs})
 		if err != nil {
@@ -136,15 +149,22 @@ func (sm verifySM) Execute(ctx context.Context, env *procedure.Env, s verifyStat
 	return procedure.Next{}, fmt.Errorf("verify-snapshot: unknown state %d", s)
 }
 
-// Rollback does nothing (as snapshot-region's).
-func (verifySM) Rollback(context.Context, *procedure.Env, verifyState, *VerifySnapshot) error {
+// Rollback forgets the verify operation, if one may still be
+// outstanding (as snapshot-region's).
+func (sm verifySM) Rollback(_ context.Context, env *procedure.Env, _ verifyState, d *VerifySnapshot) error {
+	if d.Op != 0 {
+		sm.m.disp.Cancel(env, d.Op)
+	}
 	return nil
 }
 
 // verifyChildren spreads the region snapshots of work over the live
 // servers: one verify-snapshot child per server, each with its share.
 func (m *Master) verifyChildren(name, work string, regions []tablestore.RegionDesc) ([]procedure.Child, error) {
-	live := m.liveServers()
+	live, err := m.liveServers()
+	if err != nil {
+		return nil, err
+	}
 	if len(live) == 0 {
 		return nil, errors.New("no live region server to verify the snapshot")
 	}
