@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/procyon-dev/procyon/durable"
@@ -68,12 +69,14 @@ func (sm assignSM) Execute(ctx context.Context, env *procedure.Env, s assignStat
 		if !ok || !t.wantsOpen() || r.State == RegionOpen && live {
 			return procedure.Done(), nil
 		}
-		server, err := m.pickServer()
+		server, release, err := m.pickServer()
 		if err != nil {
 			return procedure.Next{}, procedure.Retryable(err)
 		}
+		env.AfterCommit(release) // from then on the region's record counts on the server
 		op, err := tablestore.OpenRegion.Call(m.disp, env, server.Name, tablestore.OpenRegionReq{Region: r.RegionDesc})
 		if err != nil {
+			release()
 			return procedure.Next{}, err
 		}
 		d.Server, d.Incarnation, d.Op = server.Name, server.Incarnation, op
@@ -224,17 +227,20 @@ func (m *Master) updateRegion(tx *durable.Tx, id string, change func(*Region)) e
 	return m.cat.regions.Put(tx, id, r)
 }
 
-// pickServer returns a live server with the fewest regions assigned; ties
-// are broken round-robin, so that assignments running together (whose
-// records are not yet written) spread over the servers.
-func (m *Master) pickServer() (remote.NodeInfo, error) {
+// pickServer returns a live server with the fewest regions: those its
+// records count (opening, open, closing) plus those picked for it whose
+// records are not yet written, so that assignments running together (a
+// table's regions, a dead server's) spread over the servers; ties are
+// broken round-robin. The pick counts until release is called (the
+// assignment calls it once its record is durable).
+func (m *Master) pickServer() (server remote.NodeInfo, release func(), err error) {
 	nodes, err := m.nodes()
 	if err != nil {
-		return remote.NodeInfo{}, err
+		return remote.NodeInfo{}, nil, err
 	}
 	live := slices.DeleteFunc(nodes, func(n remote.NodeInfo) bool { return !n.Live })
 	if len(live) == 0 {
-		return remote.NodeInfo{}, fmt.Errorf("no live region server")
+		return remote.NodeInfo{}, nil, fmt.Errorf("no live region server")
 	}
 	load := make(map[string]int, len(live))
 	for _, n := range live {
@@ -245,6 +251,13 @@ func (m *Master) pickServer() (remote.NodeInfo, error) {
 			load[r.Server]++
 		}
 	}
+	m.picks.Lock()
+	defer m.picks.Unlock()
+	for name, n := range m.picks.n {
+		if _, ok := load[name]; ok {
+			load[name] += n
+		}
+	}
 	start := int(m.rr.Add(1))
 	best := live[start%len(live)]
 	for i := range live {
@@ -253,7 +266,20 @@ func (m *Master) pickServer() (remote.NodeInfo, error) {
 			best = n
 		}
 	}
-	return best, nil
+	if m.picks.n == nil {
+		m.picks.n = map[string]int{}
+	}
+	m.picks.n[best.Name]++
+	var once sync.Once
+	return best, func() {
+		once.Do(func() {
+			m.picks.Lock()
+			defer m.picks.Unlock()
+			if m.picks.n[best.Name]--; m.picks.n[best.Name] <= 0 {
+				delete(m.picks.n, best.Name)
+			}
+		})
+	}, nil
 }
 
 // backoff is the delay before the n-th retry of a remote operation: 50 ms

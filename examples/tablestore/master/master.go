@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/procyon-dev/procyon/durable"
@@ -53,6 +54,10 @@ type Master struct {
 	disp   *remote.Dispatcher
 	cat    catalog
 	rr     atomic.Uint64 // round-robin among equally loaded servers
+	picks  struct {
+		sync.Mutex
+		n map[string]int // servers picked by assignments whose records are not yet written
+	}
 	// ready is closed once the dispatcher started: before, its liveness
 	// table is empty, though Engine.Start already resumed the procedures.
 	ready chan struct{}

@@ -121,10 +121,11 @@ func (sm verifySM) Execute(ctx context.Context, env *procedure.Env, s verifyStat
 			return procedure.Next{}, err
 		}
 		if !live {
-			server, err := m.pickServer()
+			server, release, err := m.pickServer()
 			if err != nil {
 				return procedure.Next{}, procedure.Retryable(err)
 			}
+			release() // a verifier opens no region
 			d.Server = server.Name
 		}
 		op, err := tablestore.VerifyRegions.Call(m.disp, env, d.Server, tablestore.VerifyRegionsReq{Dirs: d.Dirs})

@@ -439,3 +439,26 @@ func TestDeadServerClosesItsRegions(t *testing.T) {
 	waitServing(t, c, "t19")
 	checkScan(t, c, "t19", want)
 }
+
+// The regions of a new table spread evenly over the servers although
+// their assignments run together and none sees the others' records yet:
+// with the servers unevenly loaded first (a 2-region table), the least
+// loaded one must not take them all.
+func TestAssignmentsSpread(t *testing.T) {
+	c := tstest.New(t, tstest.Options{})
+	createTable(t, c, "t0", "m")
+	createTable(t, c, "t1", "b", "c", "d", "e", "f", "g", "h", "i")
+	n := map[string]int{}
+	for _, table := range []string{"t0", "t1"} {
+		for _, r := range regionsOf(t, c, table) {
+			n[r.Server]++
+		}
+	}
+	lo, hi := 100, 0
+	for _, s := range []string{"rs1", "rs2", "rs3"} {
+		lo, hi = min(lo, n[s]), max(hi, n[s])
+	}
+	if hi-lo > 1 {
+		t.Fatalf("11 regions on 3 servers: %v, want 3 or 4 each", n)
+	}
+}
