@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/procyon-dev/procyon/procedure"
 )
@@ -445,5 +446,41 @@ func TestPayloadLimits(t *testing.T) {
 	}
 	if ops := batchLen([]Op{{Payload: make([]byte, 5<<20)}, {}}); ops != 1 {
 		t.Fatalf("batchLen %d, want 1 (the first op always goes)", ops)
+	}
+}
+
+// An op cancelled while the request that carries it is failing is not
+// resent with that request.
+func TestCancelWhileInFlightNotResent(t *testing.T) {
+	w := newWorld(t, Options{Retry: procedure.RetryPolicy{Initial: time.Hour, Max: time.Hour, Jitter: -1}})
+	n := w.node("rs1", 1)
+	n.failNext(1, nil)
+	gate := make(chan struct{})
+	w.gate2.Store(&gate)
+	id := w.submit(callData{Node: "rs1", CancelIt: true})
+	if r := w.request(n); len(r.Ops) != 1 {
+		t.Fatalf("request %+v", r)
+	}
+	waitFor(t, "the failed request's resend arranged", func() bool { return w.stats("rs1").Retries == 1 })
+	close(gate) // now Cancel commits, with the op queued for its resend
+	w.result(id)
+	waitFor(t, "the cancelled op out of the queue", func() bool { return w.stats("rs1").Queued == 0 })
+
+	// Cancelled while its request is out: a failed resend leaves it out.
+	w2 := newWorld(t, Options{Retry: procedure.RetryPolicy{Initial: time.Hour, Max: time.Hour, Jitter: -1}})
+	n2 := w2.node("rs1", 1)
+	block := make(chan struct{})
+	n2.block = block
+	gate2 := make(chan struct{})
+	w2.gate2.Store(&gate2)
+	id2 := w2.submit(callData{Node: "rs1", CancelIt: true})
+	w2.request(n2) // the request is out (its Execute blocks)
+	close(gate2)
+	w2.result(id2) // Cancel committed while the op is in flight
+	n2.failNext(1, nil)
+	close(block) // the request fails now
+	waitFor(t, "the failed request's resend arranged", func() bool { return w2.stats("rs1").Retries == 1 })
+	if s := w2.stats("rs1"); s.Queued != 0 || s.InFlight != 0 {
+		t.Fatalf("stats %+v: the cancelled op is queued for a resend", s)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,6 +117,9 @@ type fakeNode struct {
 	// auto, if set, returns the master a request's ops are reported to at
 	// once (result "ok"), from inside Execute; report errors are ignored.
 	auto func() MasterService
+	// block, if set before the first request, holds every Execute until
+	// it is closed.
+	block chan struct{}
 }
 
 var errTransport = errors.New("fake transport: connection reset")
@@ -126,6 +130,9 @@ func (n *fakeNode) Execute(_ context.Context, req *ExecuteRequest) (*ExecuteResp
 	r := *req
 	r.Ops = slices.Clone(req.Ops)
 	n.reqs <- &r
+	if n.block != nil {
+		<-n.block
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.auto != nil {
@@ -185,6 +192,9 @@ type world struct {
 
 	holdMu sync.Mutex
 	hold   chan struct{} // holdStep1: closed by close
+	// gate2, if set, makes the caller's step 2 (Cancel) wait until it is
+	// closed.
+	gate2 atomic.Pointer[chan struct{}]
 }
 
 // holdStep1 makes the caller's step 1 (the one after Await) wait until
@@ -219,6 +229,9 @@ func (w *world) open() {
 	hooks := procedure.Hooks{StepStart: func(info procedure.StepInfo) {
 		if ch := w.held(); ch != nil && info.State == 1 && !info.Rollback {
 			<-ch
+		}
+		if ch := w.gate2.Load(); ch != nil && info.State == 2 && !info.Rollback {
+			<-*ch
 		}
 	}}
 	w.e = procedure.New(w.store, procedure.Options{Clock: w.clock, Logger: quiet(), SweepInterval: -1, Hooks: hooks})

@@ -28,18 +28,22 @@ type sender struct {
 		sync.Mutex
 		queue    []Op              // not sent (or to be resent), oldest first
 		inflight map[OpID]struct{} // sent, not reported
-		armed    bool              // a BatchDelay timer runs for the queue
-		due      bool              // the queue's first op waited BatchDelay
-		paused   bool              // backing off after a failed request
-		closed   bool              // the incarnation died, or Stop
-		batchT   procedure.Timer   // the BatchDelay timer (close stops it)
-		backoffT procedure.Timer   // the resend timer (close stops it)
+		// cancelled are in-flight ops cancelled since they were sent: a
+		// resend of their request leaves them out.
+		cancelled map[OpID]struct{}
+		armed     bool            // a BatchDelay timer runs for the queue
+		due       bool            // the queue's first op waited BatchDelay
+		paused    bool            // backing off after a failed request
+		closed    bool            // the incarnation died, or Stop
+		batchT    procedure.Timer // the BatchDelay timer (close stops it)
+		backoffT  procedure.Timer // the resend timer (close stops it)
 	}
 }
 
 func newSender(d *Dispatcher, node NodeInfo, st *nodeStats) *sender {
 	s := &sender{d: d, node: node, st: st, poke: make(chan struct{}, 1)}
 	s.mu.inflight = make(map[OpID]struct{})
+	s.mu.cancelled = make(map[OpID]struct{})
 	return s
 }
 
@@ -74,11 +78,15 @@ func (s *sender) enqueue(op Op) bool {
 	return true
 }
 
-// forget drops a cancelled op from the queue.
+// forget drops a cancelled op from the queue; one in flight is left out
+// if its request has to be resent.
 func (s *sender) forget(id OpID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.queue = slices.DeleteFunc(s.mu.queue, func(op Op) bool { return op.ID == id })
+	if _, ok := s.mu.inflight[id]; ok {
+		s.mu.cancelled[id] = struct{}{}
+	}
 }
 
 // reported frees the in-flight slots of ops the node reported.
@@ -88,6 +96,7 @@ func (s *sender) reported(ids []OpID) {
 	for _, id := range ids {
 		if _, ok := s.mu.inflight[id]; ok {
 			delete(s.mu.inflight, id)
+			delete(s.mu.cancelled, id)
 			freed = true
 		}
 	}
@@ -234,11 +243,15 @@ func (s *sender) retry(batch []Op, delay time.Duration) {
 	defer s.mu.Unlock()
 	defer s.st.retries.Add(1) // counted once the resend is arranged
 	// A copy: the transport may still hold the request that carried batch.
-	again := make([]Op, len(batch), len(batch)+len(s.mu.queue))
-	for i, op := range batch {
-		op.Attempt++
-		again[i] = op
+	again := make([]Op, 0, len(batch)+len(s.mu.queue))
+	for _, op := range batch {
 		delete(s.mu.inflight, op.ID)
+		if _, gone := s.mu.cancelled[op.ID]; gone {
+			delete(s.mu.cancelled, op.ID) // cancelled while in flight: not resent
+			continue
+		}
+		op.Attempt++
+		again = append(again, op)
 	}
 	s.mu.queue = append(again, s.mu.queue...)
 	s.mu.due = true // they waited already
