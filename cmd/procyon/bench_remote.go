@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -64,6 +65,7 @@ func benchRemote(ctx context.Context, e *env, args []string) error {
 	rows := fs.Int("rows", 10, "rows per region loaded before the snapshot")
 	rounds := fs.Int("rounds", 3, "snapshots taken (the median is reported)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the dispatch part to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -82,7 +84,18 @@ func benchRemote(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cleanup()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	res, err := benchDispatch(ctx, e, filepath.Join(root, "dispatch"), *nodes, *concurrency, *duration)
+	pprof.StopCPUProfile()
 	if err != nil {
 		return err
 	}
