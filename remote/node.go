@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	mrand "math/rand/v2"
 	"sync"
 	"time"
 
@@ -88,7 +87,7 @@ func (o *NodeOptions) EnsureDefaults() {
 		o.CallTimeout = 10 * time.Second
 	}
 	if o.Clock == nil {
-		o.Clock = nodeClock{}
+		o.Clock = systemClock{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -286,14 +285,6 @@ func newIncarnation(old uint64) uint64 {
 	}
 }
 
-// nodeClock is the system clock.
-type nodeClock struct{}
-
-func (nodeClock) Now() time.Time { return time.Now() }
-func (nodeClock) AfterFunc(d time.Duration, f func()) procedure.Timer {
-	return time.AfterFunc(d, f)
-}
-
 // sleepClock waits d on c, or until ctx ends.
 func sleepClock(ctx context.Context, c procedure.Clock, d time.Duration) error {
 	done := make(chan struct{})
@@ -305,17 +296,4 @@ func sleepClock(ctx context.Context, c procedure.Clock, d time.Duration) error {
 		t.Stop()
 		return ctx.Err()
 	}
-}
-
-// nodeRetryDelay is the wait before retry attempt (1 for the first).
-func nodeRetryDelay(p procedure.RetryPolicy, attempt int) time.Duration {
-	d := p.Initial
-	for i := 1; i < attempt && d < p.Max; i++ {
-		d *= 2
-	}
-	d = min(d, p.Max)
-	if p.Jitter > 0 {
-		d = time.Duration(float64(d) * (1 + min(p.Jitter, 1)*(2*mrand.Float64()-1)))
-	}
-	return max(d, time.Microsecond)
 }

@@ -196,7 +196,7 @@ func (r *reporter) send(ctx context.Context, b *reportBatch) error {
 			return ctx.Err()
 		}
 		r.failed(err, len(b.outcomes), attempt)
-		if err := sleepClock(ctx, r.n.opts.Clock, nodeRetryDelay(r.n.opts.Retry, attempt)); err != nil {
+		if err := sleepClock(ctx, r.n.opts.Clock, backoff(r.n.opts.Retry, attempt)); err != nil {
 			return err
 		}
 	}

@@ -59,7 +59,7 @@ func (s *nodeSession) register(ctx context.Context) error {
 		default:
 			s.n.log.Warn("remote: register failed; retrying", "master", s.n.opts.Master, "attempt", attempt, "err", err)
 		}
-		if err := sleepClock(ctx, s.n.opts.Clock, nodeRetryDelay(s.n.opts.Retry, attempt)); err != nil {
+		if err := sleepClock(ctx, s.n.opts.Clock, backoff(s.n.opts.Retry, attempt)); err != nil {
 			return err
 		}
 	}

@@ -267,8 +267,10 @@ func (s *sender) retry(batch []Op, delay time.Duration) {
 	})
 }
 
-// backoff is the delay before resend n (1 for the first): p.Initial
-// doubling up to p.Max, moved by up to ±p.Jitter of itself.
+// backoff is the delay before retry n (1 for the first): p.Initial
+// doubling up to p.Max, moved by up to ±p.Jitter of itself (at most all
+// of it), and never under a microsecond. The dispatcher's resends and
+// the node's retries of Register and reports both wait this.
 func backoff(p procedure.RetryPolicy, n int) time.Duration {
 	d := p.Initial
 	for i := 1; i < n && d < p.Max; i++ {
@@ -276,7 +278,7 @@ func backoff(p procedure.RetryPolicy, n int) time.Duration {
 	}
 	d = min(d, p.Max)
 	if p.Jitter > 0 {
-		d += time.Duration((rand.Float64()*2 - 1) * p.Jitter * float64(d))
+		d = time.Duration(float64(d) * (1 + min(p.Jitter, 1)*(2*rand.Float64()-1)))
 	}
-	return d
+	return max(d, time.Microsecond)
 }
