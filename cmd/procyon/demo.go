@@ -321,7 +321,7 @@ func (d *demoRun) watch(ctx context.Context, id uint64, deadline time.Time) tabl
 // as soon as one region snapshot is on disk (or, if none is, a second
 // after the region snapshots were asked for).
 func (d *demoRun) killServerMidSnapshot(ctx context.Context, id uint64) error {
-	work := d.layout.SnapshotWorkDir(demoSnapshot)
+	work := d.layout.SnapshotWorkDir(demoSnapshot, id)
 	var online time.Time
 	for {
 		st := d.watch(ctx, id, time.Now())

@@ -3,6 +3,7 @@ package tablestore
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -13,7 +14,9 @@ import (
 //	<root>/master/                   the master's durable store
 //	<root>/data/<region id>/         a region's files (package region), readable
 //	                                 by whichever server opens it next
-//	<root>/snapshots/.tmp/<name>/    a snapshot being taken (its working directory)
+//	<root>/snapshots/.tmp/<name>/<proc>/  a snapshot being taken by procedure proc (its
+//	                                 working directory: an attempt of the same name by
+//	                                 another procedure never shares it)
 //	<root>/snapshots/<name>/         a completed snapshot: INFO, MANIFEST and
 //	                                 regions/<region id>/ (each a region snapshot)
 //
@@ -28,9 +31,17 @@ func (l Layout) MasterDir() string { return filepath.Join(l.Root, "master") }
 // RegionDir is region id's data directory.
 func (l Layout) RegionDir(id string) string { return filepath.Join(l.Root, "data", id) }
 
-// SnapshotWorkDir is snapshot name's working directory.
-func (l Layout) SnapshotWorkDir(name string) string {
+// SnapshotTmpDir holds the working directories of snapshot name's
+// attempts.
+func (l Layout) SnapshotTmpDir(name string) string {
 	return filepath.Join(l.Root, "snapshots", ".tmp", name)
+}
+
+// SnapshotWorkDir is the working directory of procedure proc's snapshot
+// name: a region snapshot still running for an attempt that rolled back
+// writes into that attempt's directory, never into a later one's.
+func (l Layout) SnapshotWorkDir(name string, proc uint64) string {
+	return filepath.Join(l.SnapshotTmpDir(name), strconv.FormatUint(proc, 10))
 }
 
 // SnapshotDir is completed snapshot name's directory.

@@ -75,24 +75,26 @@ func (snapSM) Locks(_ snapState, d *SnapshotTable) []procedure.Lock {
 
 // AfterReplay rebuilds the manifest in progress: from the working
 // directory's INFO once it is written, before that from the data.
-func (sm snapSM) AfterReplay(_ procedure.ID, s snapState, d *SnapshotTable) {
+func (sm snapSM) AfterReplay(id procedure.ID, s snapState, d *SnapshotTable) {
 	if s <= snapPrepare {
 		return // prepare makes it
 	}
 	d.manifest = newManifestBuilder(d.info())
-	if in, err := readSnapshotInfo(sm.m.fs, sm.m.layout.SnapshotWorkDir(d.Name)); err == nil {
+	if in, err := readSnapshotInfo(sm.m.fs, sm.m.layout.SnapshotWorkDir(d.Name, uint64(id))); err == nil {
 		d.manifest = newManifestBuilder(in)
 	}
 }
 
 func (sm snapSM) Execute(ctx context.Context, env *procedure.Env, s snapState, d *SnapshotTable) (procedure.Next, error) {
 	m := sm.m
-	work := m.layout.SnapshotWorkDir(d.Name)
+	work := m.layout.SnapshotWorkDir(d.Name, uint64(env.ID()))
 	switch s {
 	case snapPrepare:
 		return sm.prepare(env, d)
 	case snapPreOperation:
-		if err := region.RemoveAll(m.fs, work); err != nil {
+		// Earlier attempts of the name (rolled back, or their late region
+		// snapshots) go; this one starts empty.
+		if err := region.RemoveAll(m.fs, m.layout.SnapshotTmpDir(d.Name)); err != nil {
 			return procedure.Next{}, procedure.Retryable(err)
 		}
 		if err := m.fs.MkdirAll(filepath.Join(work, "regions")); err != nil {
@@ -137,7 +139,7 @@ func (sm snapSM) Execute(ctx context.Context, env *procedure.Env, s snapState, d
 		}
 		return procedure.Spawn(snapComplete, cs...), nil
 	case snapComplete:
-		if err := m.completeSnapshot(d.Name); err != nil {
+		if err := m.completeSnapshot(d.Name, uint64(env.ID())); err != nil {
 			return procedure.Next{}, procedure.Retryable(err)
 		}
 		rows, n := d.Rows, len(d.Regions)
@@ -220,7 +222,7 @@ func (sm snapSM) snapshotOffline(d *SnapshotTable, work string) error {
 // made by another is left alone).
 func (sm snapSM) Rollback(ctx context.Context, env *procedure.Env, s snapState, d *SnapshotTable) error {
 	m := sm.m
-	if err := region.RemoveAll(m.fs, m.layout.SnapshotWorkDir(d.Name)); err != nil {
+	if err := region.RemoveAll(m.fs, m.layout.SnapshotTmpDir(d.Name)); err != nil {
 		return err
 	}
 	rec, ok, err := m.cat.snapshots.Get(m.store.Latest(), d.Name)
@@ -243,11 +245,11 @@ func (d *SnapshotTable) info() snapshotInfo {
 // completeSnapshot moves the working directory into place: a rename, so a
 // snapshot directory is complete or absent. Done again after a crash, it
 // finds the move made.
-func (m *Master) completeSnapshot(name string) error {
-	work, final := m.layout.SnapshotWorkDir(name), m.layout.SnapshotDir(name)
+func (m *Master) completeSnapshot(name string, proc uint64) error {
+	work, final := m.layout.SnapshotWorkDir(name, proc), m.layout.SnapshotDir(name)
 	if _, err := m.fs.Stat(filepath.Join(work, manifestFile)); errors.Is(err, iofs.ErrNotExist) {
 		if _, err := m.fs.Stat(filepath.Join(final, manifestFile)); err == nil {
-			return nil // moved before a crash
+			return region.RemoveAll(m.fs, m.layout.SnapshotTmpDir(name)) // moved before a crash
 		}
 		return fmt.Errorf("snapshot %s: working directory %s has no manifest", name, work)
 	} else if err != nil {
@@ -259,7 +261,12 @@ func (m *Master) completeSnapshot(name string) error {
 	if err := m.fs.SyncDir(filepath.Dir(final)); err != nil {
 		return err
 	}
-	return m.fs.SyncDir(filepath.Dir(work))
+	if err := m.fs.SyncDir(filepath.Dir(work)); err != nil {
+		return err
+	}
+	// What is left of the name's attempts: this one's empty parent, and
+	// whatever a late region snapshot of a rolled-back attempt wrote.
+	return region.RemoveAll(m.fs, m.layout.SnapshotTmpDir(name))
 }
 
 // updateSnapshot changes snapshot name's record in tx (nothing if gone).

@@ -293,7 +293,7 @@ func checkSnapshot(t *testing.T, c *tstest.Cluster, name, table string, want []m
 	t.Helper()
 	l := tablestore.Layout{Root: c.Root}
 	dir := l.SnapshotDir(name)
-	if _, err := os.Stat(l.SnapshotWorkDir(name)); !errors.Is(err, iofs.ErrNotExist) {
+	if _, err := os.Stat(l.SnapshotTmpDir(name)); !errors.Is(err, iofs.ErrNotExist) {
 		t.Errorf("snapshot %s: working directory still there (%v)", name, err)
 	}
 	rec, err := c.Master().Snapshot(name)
@@ -390,7 +390,7 @@ func waitState(t *testing.T, c *tstest.Cluster, id procedure.ID, want string) pr
 // snapshot (its MANIFEST) in snapshot name's working directory.
 func waitRegionSnapshots(t *testing.T, c *tstest.Cluster, name string, regs []master.Region) {
 	t.Helper()
-	work := tablestore.Layout{Root: c.Root}.SnapshotWorkDir(name)
+	work := workDir(t, c, name)
 	c.Eventually(procTimeout, "region snapshots of "+name+" written", func() error {
 		for _, r := range regs {
 			if _, err := region.ReadManifest(vfs.OS, tablestore.RegionSnapshotDir(work, r.ID)); err != nil {
@@ -399,4 +399,15 @@ func waitRegionSnapshots(t *testing.T, c *tstest.Cluster, name string, regs []ma
 		}
 		return nil
 	})
+}
+
+// workDir returns the working directory of snapshot name, which is being
+// taken (its record names the procedure).
+func workDir(t *testing.T, c *tstest.Cluster, name string) string {
+	t.Helper()
+	rec, err := c.Master().Snapshot(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tablestore.Layout{Root: c.Root}.SnapshotWorkDir(name, rec.Proc)
 }

@@ -225,7 +225,7 @@ func TestSnapshotManifestAfterMasterRestart(t *testing.T) {
 	hook.set(func() { c.DropReports(true) })
 	c.DropReports(false)
 	waitState(t, c, id, "complete-snapshot")
-	work := tablestore.Layout{Root: c.Root}.SnapshotWorkDir("s4a")
+	work := workDir(t, c, "s4a")
 	before := readManifest(t, work)
 	c.RestartMaster()
 	hook.clear()
@@ -461,9 +461,14 @@ func TestSnapshotCorruptRegionSnapshot(t *testing.T) {
 			putRows(t, c, "t4f", rowsFor("abc", 30, "v"))
 			regs := regionsOf(t, c, "t4f")
 			l := tablestore.Layout{Root: c.Root}
-			rdir := tablestore.RegionSnapshotDir(l.SnapshotWorkDir("s4f"), regs[0].ID)
 			var damaged atomic.Pointer[string]
 			hook.set(func() {
+				rec, err := c.Master().Snapshot("s4f")
+				if err != nil {
+					t.Errorf("snapshot s4f: %v", err)
+					return
+				}
+				rdir := tablestore.RegionSnapshotDir(l.SnapshotWorkDir("s4f", rec.Proc), regs[0].ID)
 				ents, err := os.ReadDir(rdir)
 				if err != nil {
 					t.Errorf("region snapshot %s: %v", rdir, err)
@@ -490,7 +495,7 @@ func TestSnapshotCorruptRegionSnapshot(t *testing.T) {
 				t.Fatalf("snapshot with %s damaged: error %v, want one naming the file", *path, err)
 			}
 			t.Logf("the snapshot failed with: %v", err)
-			for _, dir := range []string{l.SnapshotWorkDir("s4f"), l.SnapshotDir("s4f")} {
+			for _, dir := range []string{l.SnapshotTmpDir("s4f"), l.SnapshotDir("s4f")} {
 				if _, err := os.Stat(dir); !errors.Is(err, iofs.ErrNotExist) {
 					t.Errorf("after the rollback: %s: %v", dir, err)
 				}
@@ -597,7 +602,7 @@ func TestSnapshotAbortForgetsItsOperations(t *testing.T) {
 	if err := waitProc(t, c, id); !errors.Is(err, procedure.ErrAborted) {
 		t.Fatalf("aborted snapshot: %v, want ErrAborted", err)
 	}
-	work := tablestore.Layout{Root: c.Root}.SnapshotWorkDir("s9")
+	work := tablestore.Layout{Root: c.Root}.SnapshotTmpDir("s9")
 	if _, err := os.Stat(work); !errors.Is(err, iofs.ErrNotExist) {
 		t.Fatalf("after the rollback: working directory: %v", err)
 	}
