@@ -763,6 +763,34 @@ func TestStats(t *testing.T) {
 	}
 }
 
+// Stats count the live procedures by status and give the oldest one's
+// creation time; both are empty once nothing is live.
+func TestStatsActive(t *testing.T) {
+	w := newWorld(t, Options{Workers: 2})
+	defer w.close()
+	w.gates.set("exec:a:1")
+	w.gates.set("exec:b:1")
+	a := w.submit(newScript("a", 2))
+	reach(t, w.gates, "exec:a:1")
+	b := w.submit(newScript("b", 2))
+	reach(t, w.gates, "exec:b:1")
+	ia, err := w.e.Get(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := w.e.Stats()
+	if st.ByStatus[Runnable] != 2 || len(st.ByStatus) != 1 || !st.Oldest.Equal(ia.Created) {
+		t.Fatalf("by status %v, oldest %v, want 2 runnable and %v", st.ByStatus, st.Oldest, ia.Created)
+	}
+	w.gates.open("exec:a:1")
+	w.gates.open("exec:b:1")
+	w.wait(a)
+	w.wait(b)
+	if st := w.e.Stats(); len(st.ByStatus) != 0 || !st.Oldest.IsZero() {
+		t.Fatalf("after both finished: by status %v, oldest %v", st.ByStatus, st.Oldest)
+	}
+}
+
 // A procedure that spawns children and continues at a state past the
 // point of no return reaches that point only once its children succeeded:
 // until then a failing child rolls the tree back and Abort is accepted.

@@ -100,11 +100,15 @@ type Stats struct {
 	LockWaiting  int       // lock requests waiting (procedures and rollbacks parked for locks)
 	LockWait     Histogram // how long lock requests waited to be granted (0: at once)
 	Suspended    int       // procedures suspended on an event or a timer (a count over the live procedures)
+	// ByStatus counts the live procedures by their recorded status.
+	ByStatus map[Status]int
+	// Oldest is when the oldest live procedure was created (zero: none live).
+	Oldest time.Time
 }
 
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
-	s := Stats{Types: map[string]TypeStats{}}
+	s := Stats{Types: map[string]TypeStats{}, ByStatus: map[Status]int{}}
 	for name, ti := range e.types {
 		st := &ti.stats
 		s.Types[name] = TypeStats{
@@ -121,12 +125,16 @@ func (e *Engine) Stats() Stats {
 			s.Quarantined++
 		}
 	}
+	var oldest int64
 	for _, p := range e.procs {
-		if p.ps.status == Suspended {
-			s.Suspended++
+		s.ByStatus[p.ps.status]++
+		if oldest == 0 || p.created < oldest {
+			oldest = p.created
 		}
 	}
 	e.mu.Unlock()
+	s.Suspended = s.ByStatus[Suspended]
+	s.Oldest = timeOf(oldest)
 	s.LockWaiting = int(e.stats.lockWaiting.Load())
 	s.LockWait = e.stats.lockWait.snapshot()
 	s.Queued = e.q.len()
