@@ -509,6 +509,7 @@ func (s *Store) snapshot(ctx context.Context) (SnapshotResult, error) {
 	s.lastSnapSize.Store(size)
 	s.stats.snapshots.Add(1)
 	d := time.Since(start)
+	s.lastSnapNs.Store(int64(d))
 	s.log.Info("durable: snapshot written", "seq", v.seq, "bytes", size, "took", d)
 	return SnapshotResult{Seq: v.seq, Size: size, Duration: d}, nil
 }

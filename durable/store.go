@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/procyon-dev/procyon/internal/gather"
+	"github.com/procyon-dev/procyon/wal"
 )
 
 // writeLock is a lock held by one goroutine at a time: a one-slot
@@ -134,9 +135,14 @@ type Store struct {
 	// Open, read-only after).
 	damage       []error
 	lastSnapSize atomic.Int64
-	snapRunning  atomic.Bool // an automatic snapshot is under way
-	bg           sync.WaitGroup
-	stats        storeStats
+	lastSnapNs   atomic.Int64 // how long the newest snapshot written since Open took
+	recoverNs    int64        // how long Open took (set by Open, read-only after)
+	// wal is the log of the WAL-backed persistence (set by Open, read-only
+	// after), for Stats; nil for other persistences.
+	wal         *wal.WAL
+	snapRunning atomic.Bool // an automatic snapshot is under way
+	bg          sync.WaitGroup
+	stats       storeStats
 }
 
 type storeStats struct {
@@ -229,6 +235,7 @@ func (s *Store) Open(ctx context.Context) error {
 	if s.p == nil {
 		s.p = newWALPersistence(s.opts)
 	}
+	start := time.Now()
 	if err := s.p.Open(); err != nil {
 		s.state.Store(stateClosed)
 		return err
@@ -244,6 +251,10 @@ func (s *Store) Open(ctx context.Context) error {
 		return err
 	}
 	s.durable.Store(v)
+	if wp, ok := s.p.(*walPersistence); ok {
+		s.wal = wp.w
+	}
+	s.recoverNs = int64(time.Since(start))
 	// The recovered trees are the first version: never changed, only
 	// cloned.
 	s.w.trees = slices.Clone(v.trees)
@@ -325,6 +336,15 @@ type Stats struct {
 	SnapshotErrs int64  // snapshots that failed
 	SnapshotSeq  uint64 // sequence number of the newest snapshot
 	SnapshotSize int64  // its size in bytes
+	// SnapshotTime is how long the newest snapshot written since Open took
+	// to write (0: none written yet).
+	SnapshotTime time.Duration
+	// RecoverTime is how long Open took to load the newest snapshot and
+	// replay the log after it.
+	RecoverTime time.Duration
+	// WAL is the log's counters (fsync latency, records per fsync) when
+	// the store keeps its data in a directory; nil for other persistences.
+	WAL *wal.Stats
 	// Damaged is the number of damaged files Open did without (see
 	// Store.Damage); 0 for a sound store.
 	Damaged int
@@ -348,7 +368,13 @@ func (s *Store) Stats() Stats {
 		Snapshots:    s.stats.snapshots.Load(),
 		SnapshotErrs: s.stats.snapshotErrs.Load(),
 		SnapshotSize: s.lastSnapSize.Load(),
+		SnapshotTime: time.Duration(s.lastSnapNs.Load()),
+		RecoverTime:  time.Duration(s.recoverNs),
 		Damaged:      len(s.damage),
+	}
+	if s.wal != nil {
+		ws := s.wal.Stats()
+		st.WAL = &ws
 	}
 	if s.snapMu.TryLock() {
 		st.SnapshotSeq = s.snap.seq

@@ -528,6 +528,36 @@ func TestGroupStats(t *testing.T) {
 	t.Logf("200 queued transactions made %d groups", st.Groups-10)
 }
 
+// TestStoreStatsWALAndSnapshot: a store in a directory reports its log's
+// counters, how long recovery and the newest snapshot took; a store on
+// another persistence has no log counters.
+func TestStoreStatsWALAndSnapshot(t *testing.T) {
+	s := openTestStore(t, Options{Dir: "/d", FS: vfs.NewMem()})
+	defer s.Close()
+	for i := range 5 {
+		mustWrite(t, s.Store, func(tx *Tx) error { return s.counts.Put(tx, int64(i), 1) })
+	}
+	st := s.Stats()
+	if st.WAL == nil || st.WAL.Appends != 5 || st.WAL.Syncs < 1 || st.WAL.RecordsPerSync <= 0 {
+		t.Fatalf("WAL stats after 5 writes: %+v", st.WAL)
+	}
+	if st.RecoverTime <= 0 || st.SnapshotTime != 0 {
+		t.Fatalf("recover time %v, snapshot time %v before any snapshot", st.RecoverTime, st.SnapshotTime)
+	}
+	res, err := s.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.SnapshotTime != res.Duration || st.SnapshotSize != res.Size || st.SnapshotTime <= 0 {
+		t.Fatalf("after a snapshot of %d bytes in %v: time %v, size %d", res.Size, res.Duration, st.SnapshotTime, st.SnapshotSize)
+	}
+	m := openTestStore(t, Options{Persistence: NewMemPersistence()})
+	defer m.Close()
+	if st := m.Stats(); st.WAL != nil {
+		t.Fatalf("memory persistence has WAL stats %+v", st.WAL)
+	}
+}
+
 func TestWriteAsync(t *testing.T) {
 	ctx := context.Background()
 	mp := NewMemPersistence()
