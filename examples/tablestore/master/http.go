@@ -9,7 +9,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/procyon-dev/procyon/examples/tablestore"
+	"github.com/procyon-dev/procyon/metrics"
 	"github.com/procyon-dev/procyon/procedure"
 	"github.com/procyon-dev/procyon/remote"
 )
@@ -25,6 +29,7 @@ import (
 //	GET  /ts/v1/tables/{name}       a table and its regions, with their servers' addresses
 //	GET  /ts/v1/snapshots/{name}    a snapshot's record
 //	GET  /ts/v1/servers             the region servers' liveness
+//	GET  /metrics                   Prometheus metrics of the engine, store and dispatcher (package metrics)
 //	POST /remote/v1/...             the dispatcher (package remote)
 //
 // Errors are tablestore.ErrorBody with a stable code: bad_request (400),
@@ -39,6 +44,9 @@ func (m *Master) Handler() http.Handler {
 	mux.HandleFunc("GET /ts/v1/servers", func(w http.ResponseWriter, r *http.Request) {
 		tablestore.WriteJSON(w, m.disp.Nodes())
 	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewCollector(metrics.Options{Engine: m.engine, Store: m.store, Dispatcher: m.disp}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
 
