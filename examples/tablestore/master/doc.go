@@ -7,7 +7,7 @@
 //
 //	m, err := master.New(master.Options{Root: root, Transport: &remote.HTTP{}})
 //	err = m.Start(ctx)                  // opens the store, resumes the procedures, dispatches
-//	http.Serve(ln, m.Handler())          // admin API, and the dispatcher for the servers
+//	http.Serve(ln, m.Handler())          // admin API, /metrics, and the dispatcher for the servers
 //	id, err := m.CreateTable(ctx, master.CreateTable{Name: "t", Splits: keys}, procedure.SubmitOptions{})
 //	err = m.Wait(ctx, id)
 //	defer m.Stop()
