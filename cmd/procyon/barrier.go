@@ -25,9 +25,9 @@ import (
 )
 
 func init() {
-	register(command{path: "barrier demo", usage: "[flags]", summary: "run a barrier procedure across member processes on an embedded etcd and print its timeline", run: barrierDemo})
-	register(command{path: "barrier member", usage: "-endpoints URLS -name NAME [flags]", summary: "run a barrier member (demo subprocedures) until interrupted", run: barrierMember})
-	register(command{path: "barrier run", usage: "-endpoints URLS -members A,B,... [flags]", summary: "coordinate one barrier procedure on etcd; exit 0 only if every member completed", run: barrierRun})
+	register(command{path: "barrier demo", usage: "[flags]", summary: "run a barrier procedure across member processes on an embedded etcd and print its timeline", define: barrierDemo})
+	register(command{path: "barrier member", usage: "-endpoints URLS -name NAME [flags]", summary: "run a barrier member (demo subprocedures) until interrupted", define: barrierMember})
+	register(command{path: "barrier run", usage: "-endpoints URLS -members A,B,... [flags]", summary: "coordinate one barrier procedure on etcd; exit 0 only if every member completed", define: barrierRun})
 }
 
 // barrierDemoType is the procedure type of the demo subprocedure.
@@ -109,7 +109,7 @@ func (f *etcdFlags) register(fs *flag.FlagSet, needEndpoints bool) {
 
 func (f *etcdFlags) client(ctx context.Context) (*clientv3.Client, error) {
 	if f.endpoints == "" {
-		return nil, errors.New("-endpoints is required")
+		return nil, usagef("-endpoints is required")
 	}
 	return clientv3.New(clientv3.Config{
 		Endpoints:   strings.Split(f.endpoints, ","),
@@ -123,62 +123,57 @@ func (f *etcdFlags) transport(cli *clientv3.Client) (*barrier.Etcd, error) {
 	return barrier.NewEtcd(cli, barrier.EtcdOptions{Prefix: f.prefix, TTL: f.ttl})
 }
 
-func barrierMember(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "barrier member", "-endpoints URLS -name NAME [flags]")
+func barrierMember(fs *flag.FlagSet) runFunc {
 	var ef etcdFlags
 	ef.register(fs, true)
 	name := fs.String("name", "", "member name (required)")
 	work := fs.Duration("work", 20*time.Millisecond, "how long the demo Acquire and Inside each take")
 	failIn := fs.String("fail-in", "", `make the demo subprocedure fail in "acquire" or "inside"`)
 	timeout := fs.Duration("timeout", time.Minute, "this member's timeout per procedure")
-	if err := fs.Parse(args); err != nil {
+	return func(ctx context.Context, e *env, args []string) error {
+		switch {
+		case *name == "":
+			return usagef("-name is required")
+		case *failIn != "" && *failIn != "acquire" && *failIn != "inside":
+			return usagef(`-fail-in must be "acquire" or "inside", got %q`, *failIn)
+		case *work < 0:
+			return usagef("-work must not be negative, got %v", *work)
+		}
+		cli, err := ef.client(ctx)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		tr, err := ef.transport(cli)
+		if err != nil {
+			return err
+		}
+		var outMu sync.Mutex
+		m := barrier.NewMember(tr, *name, barrier.MemberOptions{
+			Timeout: *timeout,
+			OnFinish: func(ref barrier.Ref, outcome error) {
+				outMu.Lock()
+				defer outMu.Unlock()
+				if outcome == nil {
+					fmt.Fprintf(e.stdout, "%s: procedure %s complete\n", *name, ref.Name)
+				} else {
+					fmt.Fprintf(e.stdout, "%s: procedure %s aborted: %v\n", *name, ref.Name, outcome)
+				}
+			},
+		})
+		m.Register(barrierDemoType, func(proc string, _ []byte) (barrier.Subprocedure, error) {
+			return &demoSub{member: *name, work: *work, failIn: *failIn, out: e.stdout, outMu: &outMu}, nil
+		})
+		fmt.Fprintf(e.stdout, "%s: member running (pid %d), waiting for procedures\n", *name, os.Getpid())
+		err = m.Run(ctx)
+		if ctx.Err() != nil {
+			return nil // interrupted: the normal way to stop
+		}
 		return err
 	}
-	switch {
-	case fs.NArg() != 0:
-		return errUsage
-	case *name == "":
-		return errors.New("-name is required")
-	case *failIn != "" && *failIn != "acquire" && *failIn != "inside":
-		return fmt.Errorf(`-fail-in must be "acquire" or "inside", got %q`, *failIn)
-	case *work < 0:
-		return fmt.Errorf("-work must not be negative, got %v", *work)
-	}
-	cli, err := ef.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	tr, err := ef.transport(cli)
-	if err != nil {
-		return err
-	}
-	var outMu sync.Mutex
-	m := barrier.NewMember(tr, *name, barrier.MemberOptions{
-		Timeout: *timeout,
-		OnFinish: func(ref barrier.Ref, outcome error) {
-			outMu.Lock()
-			defer outMu.Unlock()
-			if outcome == nil {
-				fmt.Fprintf(e.stdout, "%s: procedure %s complete\n", *name, ref.Name)
-			} else {
-				fmt.Fprintf(e.stdout, "%s: procedure %s aborted: %v\n", *name, ref.Name, outcome)
-			}
-		},
-	})
-	m.Register(barrierDemoType, func(proc string, _ []byte) (barrier.Subprocedure, error) {
-		return &demoSub{member: *name, work: *work, failIn: *failIn, out: e.stdout, outMu: &outMu}, nil
-	})
-	fmt.Fprintf(e.stdout, "%s: member running (pid %d), waiting for procedures\n", *name, os.Getpid())
-	err = m.Run(ctx)
-	if ctx.Err() != nil {
-		return nil // interrupted: the normal way to stop
-	}
-	return err
 }
 
-func barrierRun(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "barrier run", "-endpoints URLS -members A,B,... [flags]")
+func barrierRun(fs *flag.FlagSet) runFunc {
 	var ef etcdFlags
 	ef.register(fs, true)
 	members := fs.String("members", "", "comma-separated member names (required)")
@@ -187,36 +182,35 @@ func barrierRun(ctx context.Context, e *env, args []string) error {
 	procArgs := fs.String("args", "", "argument bytes handed to every member")
 	timeout := fs.Duration("timeout", time.Minute, "whole-procedure timeout")
 	asJSON := fs.Bool("json", false, "print the timeline as one JSON object")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *members == "" {
-		return errors.New("-members is required")
-	}
-	if *name == "" {
-		*name = fmt.Sprintf("run-%d", time.Now().Unix())
-	}
-	cli, err := ef.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	tr, err := ef.transport(cli)
-	if err != nil {
-		return err
-	}
-	_, st, err := coordinate(ctx, tr, *name, *procType, []byte(*procArgs), strings.Split(*members, ","), *timeout)
-	if st != nil {
-		if *asJSON {
-			json.NewEncoder(e.stdout).Encode(timelineJSON(*st))
-		} else {
-			printTimeline(e.stdout, *st)
+	return func(ctx context.Context, e *env, args []string) error {
+		if *members == "" {
+			return usagef("-members is required")
 		}
+		if *name == "" {
+			*name = fmt.Sprintf("run-%d", time.Now().Unix())
+		}
+		cli, err := ef.client(ctx)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		tr, err := ef.transport(cli)
+		if err != nil {
+			return err
+		}
+		_, st, err := coordinate(ctx, tr, *name, *procType, []byte(*procArgs), strings.Split(*members, ","), *timeout)
+		if st != nil {
+			if *asJSON {
+				json.NewEncoder(e.stdout).Encode(timelineJSON(*st))
+			} else {
+				printTimeline(e.stdout, *st)
+			}
+		}
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		return nil
 	}
-	if err != nil {
-		return &exitError{code: 1, err: err}
-	}
-	return nil
 }
 
 // coordinate runs one procedure to its outcome and returns its results
@@ -358,146 +352,144 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func barrierDemo(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "barrier demo", "[flags]")
+func barrierDemo(fs *flag.FlagSet) runFunc {
 	n := fs.Int("members", 3, "member processes to start")
 	work := fs.Duration("work", 20*time.Millisecond, "how long each member's Acquire and Inside take")
 	fail := fs.String("fail", "", `make one member fail a phase, e.g. "m2:inside" or "m1:acquire"`)
 	ttl := fs.Duration("ttl", 2*time.Second, "session lease TTL")
 	timeout := fs.Duration("timeout", 30*time.Second, "whole-procedure timeout")
 	verbose := fs.Bool("v", false, "show the member processes' output as it comes (it is shown on failure anyway)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *n < 1 || *n > 32 {
-		return fmt.Errorf("-members must be between 1 and 32, got %d", *n)
-	}
-	failMember, failPhase, _ := strings.Cut(*fail, ":")
-	if *fail != "" && failPhase != "acquire" && failPhase != "inside" {
-		return fmt.Errorf(`-fail must be MEMBER:acquire or MEMBER:inside, got %q`, *fail)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-
-	srv, stopEtcd, err := startEmbeddedEtcd("", false)
-	if err != nil {
-		return err
-	}
-	defer stopEtcd()
-	endpoints := strings.Join(srv.Endpoints(), ",")
-	fmt.Fprintf(e.stdout, "embedded etcd at %s\n", endpoints)
-
-	// The members are separate processes of this same binary.
-	var members []string
-	var procs []*exec.Cmd
-	var outputs []*lockedBuffer
-	defer func() {
-		for _, p := range procs {
-			if p.ProcessState == nil {
-				p.Process.Kill()
-				p.Wait()
-			}
+	return func(ctx context.Context, e *env, args []string) error {
+		if *n < 1 || *n > 32 {
+			return usagef("-members must be between 1 and 32, got %d", *n)
 		}
-	}()
-	for i := range *n {
-		name := fmt.Sprintf("m%d", i+1)
-		margs := []string{"barrier", "member", "-endpoints", endpoints, "-name", name, "-ttl", ttl.String(), "-work", work.String()}
-		if name == failMember {
-			margs = append(margs, "-fail-in", failPhase)
+		failMember, failPhase, _ := strings.Cut(*fail, ":")
+		if *fail != "" && failPhase != "acquire" && failPhase != "inside" {
+			return usagef(`-fail must be MEMBER:acquire or MEMBER:inside, got %q`, *fail)
 		}
-		cmd := exec.Command(self, margs...)
-		out := &lockedBuffer{}
-		var w io.Writer = out
-		if *verbose {
-			w = io.MultiWriter(out, e.stdout)
-		}
-		cmd.Stdout, cmd.Stderr = w, w
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start member %s: %w", name, err)
-		}
-		members, procs, outputs = append(members, name), append(procs, cmd), append(outputs, out)
-		fmt.Fprintf(e.stdout, "member %s: pid %d\n", name, cmd.Process.Pid)
-	}
-
-	cli, err := srv.Client(ctx)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	tr, err := barrier.NewEtcd(cli, barrier.EtcdOptions{TTL: *ttl})
-	if err != nil {
-		return err
-	}
-	// Start once every member's session is open, so that each hears of the
-	// procedure even if it is aborted at once. (A member that starts late
-	// would join late: the procedure waits for it within its timeout.)
-	for deadline := time.Now().Add(*timeout); ; time.Sleep(10 * time.Millisecond) {
-		live, err := tr.LiveMembers(ctx)
+		self, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("list live members: %w", err)
+			return err
 		}
-		if !slices.ContainsFunc(members, func(m string) bool { return !slices.Contains(live, m) }) {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("members did not connect within %v (connected: %v)", *timeout, live)
-		}
-	}
-	procName := fmt.Sprintf("demo-%d", time.Now().Unix())
-	_, st, runErr := coordinate(ctx, tr, procName, barrierDemoType, nil, members, *timeout)
-	fmt.Fprintln(e.stdout)
-	if st != nil {
-		printTimeline(e.stdout, *st)
-	}
 
-	// Let every member tell how the procedure ended for it (it learns of
-	// an abort through its watch, a moment after the coordinator) before
-	// stopping them; a member that never heard of it is shown as such.
-	ended := func(out *lockedBuffer) bool {
-		o := out.String()
-		return strings.Contains(o, "procedure "+procName+" complete") || strings.Contains(o, "procedure "+procName+" aborted")
-	}
-	for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
-		if !slices.ContainsFunc(outputs, func(o *lockedBuffer) bool { return !ended(o) }) {
-			break
+		srv, stopEtcd, err := startEmbeddedEtcd("", false)
+		if err != nil {
+			return err
 		}
-	}
+		defer stopEtcd()
+		endpoints := strings.Join(srv.Endpoints(), ",")
+		fmt.Fprintf(e.stdout, "embedded etcd at %s\n", endpoints)
 
-	// Stop the members and check that each one exited cleanly.
-	var memberErrs []error
-	for i, p := range procs {
-		p.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- p.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				memberErrs = append(memberErrs, fmt.Errorf("member %s: %w", members[i], err))
+		// The members are separate processes of this same binary.
+		var members []string
+		var procs []*exec.Cmd
+		var outputs []*lockedBuffer
+		defer func() {
+			for _, p := range procs {
+				if p.ProcessState == nil {
+					p.Process.Kill()
+					p.Wait()
+				}
 			}
-		case <-time.After(10 * time.Second):
-			p.Process.Kill()
-			<-done
-			memberErrs = append(memberErrs, fmt.Errorf("member %s did not stop on SIGTERM", members[i]))
+		}()
+		for i := range *n {
+			name := fmt.Sprintf("m%d", i+1)
+			margs := []string{"barrier", "member", "-endpoints", endpoints, "-name", name, "-ttl", ttl.String(), "-work", work.String()}
+			if name == failMember {
+				margs = append(margs, "-fail-in", failPhase)
+			}
+			cmd := exec.Command(self, margs...)
+			out := &lockedBuffer{}
+			var w io.Writer = out
+			if *verbose {
+				w = io.MultiWriter(out, e.stdout)
+			}
+			cmd.Stdout, cmd.Stderr = w, w
+			if err := cmd.Start(); err != nil {
+				return fmt.Errorf("start member %s: %w", name, err)
+			}
+			members, procs, outputs = append(members, name), append(procs, cmd), append(outputs, out)
+			fmt.Fprintf(e.stdout, "member %s: pid %d\n", name, cmd.Process.Pid)
 		}
-	}
-	if runErr != nil || len(memberErrs) > 0 || *verbose {
-		if !*verbose {
-			fmt.Fprintln(e.stdout, "\nmember output:")
-			for i, out := range outputs {
-				for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-					fmt.Fprintf(e.stdout, "  [%s] %s\n", members[i], line)
+
+		cli, err := srv.Client(ctx)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		tr, err := barrier.NewEtcd(cli, barrier.EtcdOptions{TTL: *ttl})
+		if err != nil {
+			return err
+		}
+		// Start once every member's session is open, so that each hears of the
+		// procedure even if it is aborted at once. (A member that starts late
+		// would join late: the procedure waits for it within its timeout.)
+		for deadline := time.Now().Add(*timeout); ; time.Sleep(10 * time.Millisecond) {
+			live, err := tr.LiveMembers(ctx)
+			if err != nil {
+				return fmt.Errorf("list live members: %w", err)
+			}
+			if !slices.ContainsFunc(members, func(m string) bool { return !slices.Contains(live, m) }) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("members did not connect within %v (connected: %v)", *timeout, live)
+			}
+		}
+		procName := fmt.Sprintf("demo-%d", time.Now().Unix())
+		_, st, runErr := coordinate(ctx, tr, procName, barrierDemoType, nil, members, *timeout)
+		fmt.Fprintln(e.stdout)
+		if st != nil {
+			printTimeline(e.stdout, *st)
+		}
+
+		// Let every member tell how the procedure ended for it (it learns of
+		// an abort through its watch, a moment after the coordinator) before
+		// stopping them; a member that never heard of it is shown as such.
+		ended := func(out *lockedBuffer) bool {
+			o := out.String()
+			return strings.Contains(o, "procedure "+procName+" complete") || strings.Contains(o, "procedure "+procName+" aborted")
+		}
+		for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+			if !slices.ContainsFunc(outputs, func(o *lockedBuffer) bool { return !ended(o) }) {
+				break
+			}
+		}
+
+		// Stop the members and check that each one exited cleanly.
+		var memberErrs []error
+		for i, p := range procs {
+			p.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- p.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					memberErrs = append(memberErrs, fmt.Errorf("member %s: %w", members[i], err))
+				}
+			case <-time.After(10 * time.Second):
+				p.Process.Kill()
+				<-done
+				memberErrs = append(memberErrs, fmt.Errorf("member %s did not stop on SIGTERM", members[i]))
+			}
+		}
+		if runErr != nil || len(memberErrs) > 0 || *verbose {
+			if !*verbose {
+				fmt.Fprintln(e.stdout, "\nmember output:")
+				for i, out := range outputs {
+					for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+						fmt.Fprintf(e.stdout, "  [%s] %s\n", members[i], line)
+					}
 				}
 			}
 		}
+		if runErr != nil {
+			return &exitError{code: 1, err: runErr}
+		}
+		if err := errors.Join(memberErrs...); err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		fmt.Fprintf(e.stdout, "\nevery member completed\n")
+		return nil
 	}
-	if runErr != nil {
-		return &exitError{code: 1, err: runErr}
-	}
-	if err := errors.Join(memberErrs...); err != nil {
-		return &exitError{code: 1, err: err}
-	}
-	fmt.Fprintf(e.stdout, "\nevery member completed\n")
-	return nil
 }

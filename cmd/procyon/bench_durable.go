@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -20,7 +21,7 @@ import (
 func init() {
 	register(command{path: "bench durable", usage: "[flags]",
 		summary: "benchmark durable transactions, snapshots under load, and recovery",
-		run:     benchDurable})
+		define:  benchDurable})
 }
 
 type durableBenchResult struct {
@@ -68,8 +69,7 @@ type durableBenchResult struct {
 	SnapP99Ratio  float64   `json:"p99_during_snapshot_ratio,omitempty"` // median of each round's p99 during / p99 without
 }
 
-func benchDurable(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "bench durable", "[flags]")
+func benchDurable(fs *flag.FlagSet) runFunc {
 	dir := fs.String("dir", "procyon-bench", "parent directory for the benchmark's data (a fresh subdirectory is made and removed)")
 	writers := fs.Int("writers", 64, "concurrent writers, each committing one put per transaction")
 	keys := fs.Int("keys", 100_000, "keys loaded before the run (and the key space writers update)")
@@ -81,68 +81,67 @@ func benchDurable(ctx context.Context, e *env, args []string) error {
 	baseline := fs.Bool("baseline", true, "also run the WAL alone (procyon bench wal with the same writers and value size, same directory) for the same duration, and report the ratio")
 	rounds := fs.Int("rounds", 1, "run the store and the WAL alone this many times each, interleaved (every other round in reverse order, the disk synced before each run), and report medians and the median of the rounds' ratios")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := firstErr(
-		intIn("writers", *writers, 1, 100_000),
-		intIn("keys", *keys, 1, 100_000_000),
-		sizeIn("value-size", *valueSize, 0, 1<<20),
-		positive("duration", *duration),
-		fraction("snapshot-share", *share),
-		atLeast("replay", *replay, 0),
-		intIn("rounds", *rounds, 1, 1000),
-	); err != nil {
-		return err
-	}
-	root, cleanup, err := benchDir(*dir, "durable-")
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	data := filepath.Join(root, "data")
-	var res durableBenchResult
-	if *recoverMode {
-		res, err = benchDurableRecover(ctx, data, *keys, *valueSize, *replay)
-	} else {
-		res, err = benchDurableRounds(ctx, root, *rounds, *baseline, *writers, *keys, *valueSize, *duration, *share)
-	}
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(e.stdout, res)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "keys × value size\t%d × %d B (loaded in %.1f s)\n", res.Keys, res.ValueSize, res.LoadSec)
-	if *recoverMode {
-		fmt.Fprintf(tw, "snapshot\t%d B\n", res.SnapshotBytes)
-		fmt.Fprintf(tw, "replayed transactions\t%d\n", res.ReplayTxns)
-		fmt.Fprintf(tw, "recovery (snapshot + replay)\t%.0f ms\n", res.RecoverMs)
+	return func(ctx context.Context, e *env, args []string) error {
+		if err := firstErr(
+			intIn("writers", *writers, 1, 100_000),
+			intIn("keys", *keys, 1, 100_000_000),
+			sizeIn("value-size", *valueSize, 0, 1<<20),
+			positive("duration", *duration),
+			fraction("snapshot-share", *share),
+			atLeast("replay", *replay, 0),
+			intIn("rounds", *rounds, 1, 1000),
+		); err != nil {
+			return err
+		}
+		root, cleanup, err := benchDir(*dir, "durable-")
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		data := filepath.Join(root, "data")
+		var res durableBenchResult
+		if *recoverMode {
+			res, err = benchDurableRecover(ctx, data, *keys, *valueSize, *replay)
+		} else {
+			res, err = benchDurableRounds(ctx, root, *rounds, *baseline, *writers, *keys, *valueSize, *duration, *share)
+		}
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(e.stdout, res)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintf(tw, "keys × value size\t%d × %d B (loaded in %.1f s)\n", res.Keys, res.ValueSize, res.LoadSec)
+		if *recoverMode {
+			fmt.Fprintf(tw, "snapshot\t%d B\n", res.SnapshotBytes)
+			fmt.Fprintf(tw, "replayed transactions\t%d\n", res.ReplayTxns)
+			fmt.Fprintf(tw, "recovery (snapshot + replay)\t%.0f ms\n", res.RecoverMs)
+			return tw.Flush()
+		}
+		fmt.Fprintf(tw, "writers\t%d, one %d-byte put per durable transaction, %.1f s\n", res.Writers, res.ValueSize, res.DurationSec)
+		if res.Rounds > 1 {
+			fmt.Fprintf(tw, "rounds\t%d, interleaved with the WAL alone; medians below\n", res.Rounds)
+		}
+		fmt.Fprintf(tw, "transactions/s\t%.0f\n", res.TxnsPerSec)
+		if res.WALAppendsPerSec > 0 {
+			fmt.Fprintf(tw, "WAL alone, same run\t%.0f appends/s (ratio %.2f)\n", res.WALAppendsPerSec, res.RatioToWAL)
+		}
+		if res.TxnsPerCommit > 0 {
+			fmt.Fprintf(tw, "group commits\t%.1f transactions each, %.0f µs from append to durable\n", res.TxnsPerCommit, res.CommitUs)
+		}
+		if res.WALRecsPerSync > 0 {
+			fmt.Fprintf(tw, "WAL alone: syncs\t%.1f records each, %.0f µs per fsync\n", res.WALRecsPerSync, res.WALSyncUs)
+		}
+		fmt.Fprintf(tw, "latency p50 / p99 (no snapshot)\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
+		fmt.Fprintf(tw, "snapshot\t%.0f ms, %d B\n", res.SnapshotMs, res.SnapshotBytes)
+		fmt.Fprintf(tw, "latency p99 during the snapshot\t%.0f µs (%d transactions)\n", res.P99usDuringSnap, res.TxnsDuringSnap)
+		if res.SnapP99Ratio > 0 {
+			fmt.Fprintf(tw, "p99 during / without the snapshot\t%.2f (median of the rounds' ratios)\n", res.SnapP99Ratio)
+		}
+		fmt.Fprintf(tw, "heap per key\t%.0f B (%.2f × raw key+value)\n", res.HeapBytesPerKey, res.HeapToRaw)
 		return tw.Flush()
 	}
-	fmt.Fprintf(tw, "writers\t%d, one %d-byte put per durable transaction, %.1f s\n", res.Writers, res.ValueSize, res.DurationSec)
-	if res.Rounds > 1 {
-		fmt.Fprintf(tw, "rounds\t%d, interleaved with the WAL alone; medians below\n", res.Rounds)
-	}
-	fmt.Fprintf(tw, "transactions/s\t%.0f\n", res.TxnsPerSec)
-	if res.WALAppendsPerSec > 0 {
-		fmt.Fprintf(tw, "WAL alone, same run\t%.0f appends/s (ratio %.2f)\n", res.WALAppendsPerSec, res.RatioToWAL)
-	}
-	if res.TxnsPerCommit > 0 {
-		fmt.Fprintf(tw, "group commits\t%.1f transactions each, %.0f µs from append to durable\n", res.TxnsPerCommit, res.CommitUs)
-	}
-	if res.WALRecsPerSync > 0 {
-		fmt.Fprintf(tw, "WAL alone: syncs\t%.1f records each, %.0f µs per fsync\n", res.WALRecsPerSync, res.WALSyncUs)
-	}
-	fmt.Fprintf(tw, "latency p50 / p99 (no snapshot)\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
-	fmt.Fprintf(tw, "snapshot\t%.0f ms, %d B\n", res.SnapshotMs, res.SnapshotBytes)
-	fmt.Fprintf(tw, "latency p99 during the snapshot\t%.0f µs (%d transactions)\n", res.P99usDuringSnap, res.TxnsDuringSnap)
-	if res.SnapP99Ratio > 0 {
-		fmt.Fprintf(tw, "p99 during / without the snapshot\t%.2f (median of the rounds' ratios)\n", res.SnapP99Ratio)
-	}
-	fmt.Fprintf(tw, "heap per key\t%.0f B (%.2f × raw key+value)\n", res.HeapBytesPerKey, res.HeapToRaw)
-	return tw.Flush()
 }
 
 // benchDurableRounds runs the store's write benchmark and, with baseline,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -23,7 +24,7 @@ import (
 func init() {
 	register(command{path: "bench procedures", usage: "[flags]",
 		summary: "benchmark the procedure engine: procedures/s with durable step commits, or recovery of live procedures",
-		run:     benchProcedures})
+		define:  benchProcedures})
 }
 
 type procBenchResult struct {
@@ -165,8 +166,7 @@ func (w *benchWorld) close() {
 	w.s.Close()
 }
 
-func benchProcedures(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "bench procedures", "[flags]")
+func benchProcedures(fs *flag.FlagSet) runFunc {
 	dir := fs.String("dir", "procyon-bench", "parent directory for the benchmark's data (a fresh subdirectory is made and removed)")
 	concurrency := fs.Int("concurrency", 256, "procedures in flight: each client submits one, waits for its result, and submits the next")
 	steps := fs.Int("steps", 3, "steps per procedure; each writes one small metadata key in its commit")
@@ -179,74 +179,73 @@ func benchProcedures(ctx context.Context, e *env, args []string) error {
 	rounds := fs.Int("rounds", 1, "run the -locks modes this many times, interleaved, and report medians (and each mode's ratio to none)")
 	baseline := fs.Bool("baseline", true, "first time the disk: a one-record pwrite+fdatasync loop (over preallocated zeros, as the log writes) for 1 s in the same directory, reported as raw_fsyncs_per_sec")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := firstErr(
-		intIn("concurrency", *concurrency, 1, 100_000),
-		intIn("steps", *steps, 1, 1000),
-		positive("duration", *duration),
-		intIn("workers", *workers, 1, 10_000),
-		intIn("live", *live, 1, 20_000_000),
-		intIn("rounds", *rounds, 1, 1000),
-	); err != nil {
-		return err
-	}
-	modes, err := parseLockModes(*locks)
-	if err != nil {
-		return err
-	}
-	if !*recoverMode && (len(modes) > 1 || *rounds > 1) {
-		return benchLockModes(ctx, e, *dir, modes, *rounds, *steps, *workers, *committers, *concurrency, *duration, *baseline, *asJSON)
-	}
-	root, cleanup, err := benchDir(*dir, "procedures-")
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	data := filepath.Join(root, "data")
-	var res procBenchResult
-	if *recoverMode {
-		res, err = benchProcRecover(ctx, data, *steps, *workers, *committers, *live, *concurrency)
-	} else {
-		var raw float64
-		if *baseline {
-			if raw, err = rawFsyncsPerSec(ctx, filepath.Join(root, "raw")); err != nil {
-				return err
+	return func(ctx context.Context, e *env, args []string) error {
+		if err := firstErr(
+			intIn("concurrency", *concurrency, 1, 100_000),
+			intIn("steps", *steps, 1, 1000),
+			positive("duration", *duration),
+			intIn("workers", *workers, 1, 10_000),
+			intIn("live", *live, 1, 20_000_000),
+			intIn("rounds", *rounds, 1, 1000),
+		); err != nil {
+			return err
+		}
+		modes, err := parseLockModes(*locks)
+		if err != nil {
+			return err
+		}
+		if !*recoverMode && (len(modes) > 1 || *rounds > 1) {
+			return benchLockModes(ctx, e, *dir, modes, *rounds, *steps, *workers, *committers, *concurrency, *duration, *baseline, *asJSON)
+		}
+		root, cleanup, err := benchDir(*dir, "procedures-")
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		data := filepath.Join(root, "data")
+		var res procBenchResult
+		if *recoverMode {
+			res, err = benchProcRecover(ctx, data, *steps, *workers, *committers, *live, *concurrency)
+		} else {
+			var raw float64
+			if *baseline {
+				if raw, err = rawFsyncsPerSec(ctx, filepath.Join(root, "raw")); err != nil {
+					return err
+				}
+			}
+			res, err = benchProcRun(ctx, data, modes[0], *steps, *workers, *committers, *concurrency, *duration)
+			if raw > 0 {
+				res.RawFsyncsPerSec, res.ProcsPerRawFsync = raw, res.ProcsPerSec/raw
 			}
 		}
-		res, err = benchProcRun(ctx, data, modes[0], *steps, *workers, *committers, *concurrency, *duration)
-		if raw > 0 {
-			res.RawFsyncsPerSec, res.ProcsPerRawFsync = raw, res.ProcsPerSec/raw
+		if err != nil {
+			return err
 		}
-	}
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(e.stdout, res)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	if *recoverMode {
-		fmt.Fprintf(tw, "live procedures\t%d (%d-step, built in %.1f s)\n", res.Live, res.Steps, res.BuildSec)
-		fmt.Fprintf(tw, "restart: store open + engine load\t%.0f ms + %.0f ms = %.0f ms\n", res.StoreOpenMs, res.LoadMs, res.RecoverMs)
-		fmt.Fprintf(tw, "heap per live procedure\t%.0f B (store records %.0f B, engine %.0f B)\n", res.BytesPerLP, res.RecordBytes, res.EngineBytes)
+		if *asJSON {
+			return writeJSON(e.stdout, res)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+		if *recoverMode {
+			fmt.Fprintf(tw, "live procedures\t%d (%d-step, built in %.1f s)\n", res.Live, res.Steps, res.BuildSec)
+			fmt.Fprintf(tw, "restart: store open + engine load\t%.0f ms + %.0f ms = %.0f ms\n", res.StoreOpenMs, res.LoadMs, res.RecoverMs)
+			fmt.Fprintf(tw, "heap per live procedure\t%.0f B (store records %.0f B, engine %.0f B)\n", res.BytesPerLP, res.RecordBytes, res.EngineBytes)
+			return tw.Flush()
+		}
+		fmt.Fprintf(tw, "procedures\t%d-step, %d in flight, %d workers, %.1f s, locks %s\n", res.Steps, res.Concurrency, res.Workers, res.DurationSec, res.Locks)
+		fmt.Fprintf(tw, "procedures/s\t%.0f\n", res.ProcsPerSec)
+		fmt.Fprintf(tw, "steps/s\t%.0f\n", res.StepsPerSec)
+		fmt.Fprintf(tw, "store commits/s\t%.0f\n", res.CommitsPerS)
+		fmt.Fprintf(tw, "latency p50 / p99 (submit to result)\t%.2f ms / %.2f ms\n", res.P50ms, res.P99ms)
+		fmt.Fprintf(tw, "CPU per procedure (user+system)\t%.1f µs\n", res.CPUus)
+		if res.Locks != "none" {
+			fmt.Fprintf(tw, "lock wait p99\t%.3f ms (%d requests)\n", res.LockWaitP99ms, res.LockWaits)
+		}
+		if res.RawFsyncsPerSec > 0 {
+			fmt.Fprintf(tw, "disk, same run\t%.0f raw fsyncs/s (%.0f µs each): %.1f procedures per raw fsync\n",
+				res.RawFsyncsPerSec, 1e6/res.RawFsyncsPerSec, res.ProcsPerRawFsync)
+		}
 		return tw.Flush()
 	}
-	fmt.Fprintf(tw, "procedures\t%d-step, %d in flight, %d workers, %.1f s, locks %s\n", res.Steps, res.Concurrency, res.Workers, res.DurationSec, res.Locks)
-	fmt.Fprintf(tw, "procedures/s\t%.0f\n", res.ProcsPerSec)
-	fmt.Fprintf(tw, "steps/s\t%.0f\n", res.StepsPerSec)
-	fmt.Fprintf(tw, "store commits/s\t%.0f\n", res.CommitsPerS)
-	fmt.Fprintf(tw, "latency p50 / p99 (submit to result)\t%.2f ms / %.2f ms\n", res.P50ms, res.P99ms)
-	fmt.Fprintf(tw, "CPU per procedure (user+system)\t%.1f µs\n", res.CPUus)
-	if res.Locks != "none" {
-		fmt.Fprintf(tw, "lock wait p99\t%.3f ms (%d requests)\n", res.LockWaitP99ms, res.LockWaits)
-	}
-	if res.RawFsyncsPerSec > 0 {
-		fmt.Fprintf(tw, "disk, same run\t%.0f raw fsyncs/s (%.0f µs each): %.1f procedures per raw fsync\n",
-			res.RawFsyncsPerSec, 1e6/res.RawFsyncsPerSec, res.ProcsPerRawFsync)
-	}
-	return tw.Flush()
 }
 
 // parseLockModes parses -locks.
@@ -258,7 +257,7 @@ func parseLockModes(s string) ([]string, error) {
 		case "none", "uncontended", "contended":
 			out = append(out, m)
 		default:
-			return nil, fmt.Errorf("-locks: unknown mode %q (none, uncontended, contended)", m)
+			return nil, usagef("-locks: unknown mode %q (none, uncontended, contended)", m)
 		}
 	}
 	return out, nil

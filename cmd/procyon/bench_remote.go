@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,10 +31,10 @@ import (
 func init() {
 	register(command{path: "bench remote", usage: "[flags]",
 		summary: "benchmark remote dispatch to node processes on loopback, and a table store snapshot of many regions",
-		run:     benchRemote})
+		define:  benchRemote})
 	register(command{path: "bench remote-node", usage: "-master ADDR -name NAME",
 		summary: "internal: a node process for bench remote (answers \"echo\" operations)",
-		run:     benchRemoteNode})
+		define:  benchRemoteNode})
 }
 
 // remoteBenchResult is bench remote's JSON object.
@@ -56,8 +57,7 @@ type remoteBenchResult struct {
 	SnapshotMsRuns []float64 `json:"snapshot_ms_runs,omitempty"`
 }
 
-func benchRemote(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "bench remote", "[flags]")
+func benchRemote(fs *flag.FlagSet) runFunc {
 	dir := fs.String("dir", "procyon-bench", "parent directory for the benchmark's data (a fresh subdirectory is made and removed)")
 	nodes := fs.Int("nodes", 3, "node processes (and region servers)")
 	concurrency := fs.Int("concurrency", 1024, "procedures in flight, each one remote operation: submit, dispatch, report, the step after it")
@@ -67,58 +67,57 @@ func benchRemote(ctx context.Context, e *env, args []string) error {
 	rounds := fs.Int("rounds", 3, "snapshots taken (the median is reported)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the dispatch part to this file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := firstErr(
-		intIn("nodes", *nodes, 1, 64),
-		intIn("concurrency", *concurrency, 1, 100_000),
-		positive("duration", *duration),
-		intIn("regions", *regions, 0, 100_000),
-		intIn("rows", *rows, 0, 100_000),
-		intIn("rounds", *rounds, 1, 100),
-	); err != nil {
-		return err
-	}
-	root, cleanup, err := benchDir(*dir, "remote-")
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	return func(ctx context.Context, e *env, args []string) error {
+		if err := firstErr(
+			intIn("nodes", *nodes, 1, 64),
+			intIn("concurrency", *concurrency, 1, 100_000),
+			positive("duration", *duration),
+			intIn("regions", *regions, 0, 100_000),
+			intIn("rows", *rows, 0, 100_000),
+			intIn("rounds", *rounds, 1, 100),
+		); err != nil {
+			return err
+		}
+		root, cleanup, err := benchDir(*dir, "remote-")
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		defer cleanup()
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+		}
+		res, err := benchDispatch(ctx, e, filepath.Join(root, "dispatch"), *nodes, *concurrency, *duration)
+		pprof.StopCPUProfile()
+		if err != nil {
 			return err
 		}
-	}
-	res, err := benchDispatch(ctx, e, filepath.Join(root, "dispatch"), *nodes, *concurrency, *duration)
-	pprof.StopCPUProfile()
-	if err != nil {
-		return err
-	}
-	if *regions > 0 {
-		if err := benchSnapshot(ctx, e, filepath.Join(root, "tablestore"), *nodes, *regions, *rows, *rounds, &res); err != nil {
-			return err
+		if *regions > 0 {
+			if err := benchSnapshot(ctx, e, filepath.Join(root, "tablestore"), *nodes, *regions, *rows, *rounds, &res); err != nil {
+				return err
+			}
 		}
+		if *asJSON {
+			return writeJSON(e.stdout, res)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintf(tw, "remote operations\t%d node processes, %d in flight, %.1f s\n", res.Nodes, res.Concurrency, res.DurationSec)
+		fmt.Fprintf(tw, "operations/s\t%.0f (each: a step that dispatches, a report that commits, the step after it)\n", res.OpsPerSec)
+		fmt.Fprintf(tw, "operations per request\t%.1f\n", res.OpsPerBatch)
+		fmt.Fprintf(tw, "latency p50 / p99\t%.2f ms / %.2f ms\n", res.P50ms, res.P99ms)
+		fmt.Fprintf(tw, "master CPU per operation\t%.1f µs\n", res.CPUus)
+		if res.Regions > 0 {
+			fmt.Fprintf(tw, "table store\t%d regions on %d region servers, %d rows; created in %.0f ms\n", res.Regions, res.Nodes, res.Rows, res.CreateMs)
+			fmt.Fprintf(tw, "snapshot, end to end\t%.0f ms median of %v\n", res.SnapshotMs, res.SnapshotMsRuns)
+		}
+		return tw.Flush()
 	}
-	if *asJSON {
-		return writeJSON(e.stdout, res)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "remote operations\t%d node processes, %d in flight, %.1f s\n", res.Nodes, res.Concurrency, res.DurationSec)
-	fmt.Fprintf(tw, "operations/s\t%.0f (each: a step that dispatches, a report that commits, the step after it)\n", res.OpsPerSec)
-	fmt.Fprintf(tw, "operations per request\t%.1f\n", res.OpsPerBatch)
-	fmt.Fprintf(tw, "latency p50 / p99\t%.2f ms / %.2f ms\n", res.P50ms, res.P99ms)
-	fmt.Fprintf(tw, "master CPU per operation\t%.1f µs\n", res.CPUus)
-	if res.Regions > 0 {
-		fmt.Fprintf(tw, "table store\t%d regions on %d region servers, %d rows; created in %.0f ms\n", res.Regions, res.Nodes, res.Rows, res.CreateMs)
-		fmt.Fprintf(tw, "snapshot, end to end\t%.0f ms median of %v\n", res.SnapshotMs, res.SnapshotMsRuns)
-	}
-	return tw.Flush()
 }
 
 // echoOp is the bench's remote operation: the node answers the payload.
@@ -377,36 +376,34 @@ func stopBenchProcs(procs []*exec.Cmd) {
 	}
 }
 
-func benchRemoteNode(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "bench remote-node", "-master ADDR -name NAME")
+func benchRemoteNode(fs *flag.FlagSet) runFunc {
 	masterAddr := fs.String("master", "", "the bench's master address (required)")
 	name := fs.String("name", "", "node name (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	return func(ctx context.Context, e *env, args []string) error {
+		if *masterAddr == "" || *name == "" {
+			return usagef("-master and -name are required")
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		n, err := remote.NewNode(remote.NodeOptions{Name: *name, Addr: ln.Addr().String(), Master: *masterAddr,
+			Transport: &remote.HTTP{}, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return err
+		}
+		n.Handle(echoOp, func(ctx context.Context, op remote.Op) ([]byte, error) { return op.Payload, nil })
+		srv := &http.Server{Handler: remote.NodeHandler(n.Service(), remote.HTTPOptions{})}
+		go srv.Serve(ln)
+		defer srv.Close()
+		if err := n.Start(ctx); err != nil {
+			return err
+		}
+		defer n.Stop()
+		if err := json.NewEncoder(e.stdout).Encode(readyLine{Event: "ready", Role: "node", Name: *name, Addr: ln.Addr().String(), PID: os.Getpid()}); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
 	}
-	if *masterAddr == "" || *name == "" {
-		return errors.New("-master and -name are required")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	n, err := remote.NewNode(remote.NodeOptions{Name: *name, Addr: ln.Addr().String(), Master: *masterAddr,
-		Transport: &remote.HTTP{}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return err
-	}
-	n.Handle(echoOp, func(ctx context.Context, op remote.Op) ([]byte, error) { return op.Payload, nil })
-	srv := &http.Server{Handler: remote.NodeHandler(n.Service(), remote.HTTPOptions{})}
-	go srv.Serve(ln)
-	defer srv.Close()
-	if err := n.Start(ctx); err != nil {
-		return err
-	}
-	defer n.Stop()
-	if err := json.NewEncoder(e.stdout).Encode(readyLine{Event: "ready", Role: "node", Name: *name, Addr: ln.Addr().String(), PID: os.Getpid()}); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
 }

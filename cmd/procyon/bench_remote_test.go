@@ -28,7 +28,7 @@ func TestBenchRemote(t *testing.T) {
 	if res.Regions != 20 || res.Rows != 100 || len(res.SnapshotMsRuns) != 2 || res.SnapshotMs <= 0 {
 		t.Fatalf("table store part: %+v", res)
 	}
-	if code, _, errOut := runBarrierCLI(t, "bench", "remote", "-nodes", "0"); code != 1 || !strings.Contains(errOut, "-nodes must be") {
+	if code, _, errOut := runBarrierCLI(t, "bench", "remote", "-nodes", "0"); code != 2 || !strings.Contains(errOut, "-nodes must be") {
 		t.Fatalf("-nodes 0: exit %d, %q", code, errOut)
 	}
 }

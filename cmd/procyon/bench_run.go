@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +13,7 @@ import (
 
 func intIn(name string, v, lo, hi int) error {
 	if v < lo || v > hi {
-		return fmt.Errorf("-%s must be between %d and %d, got %d", name, lo, hi, v)
+		return usagef("-%s must be between %d and %d, got %d", name, lo, hi, v)
 	}
 	return nil
 }
@@ -22,7 +21,7 @@ func intIn(name string, v, lo, hi int) error {
 // sizeIn is intIn for a size in bytes whose bound hi is whole MiB.
 func sizeIn(name string, v, lo, hi int) error {
 	if v < lo || v > hi {
-		return fmt.Errorf("-%s must be between %d and %d MiB, got %d", name, lo, hi>>20, v)
+		return usagef("-%s must be between %d and %d MiB, got %d", name, lo, hi>>20, v)
 	}
 	return nil
 }
@@ -32,23 +31,23 @@ func atLeast(name string, v, lo int) error {
 	case v >= lo:
 		return nil
 	case lo == 0:
-		return fmt.Errorf("-%s must not be negative, got %d", name, v)
+		return usagef("-%s must not be negative, got %d", name, v)
 	default:
-		return fmt.Errorf("-%s must be at least %d, got %d", name, lo, v)
+		return usagef("-%s must be at least %d, got %d", name, lo, v)
 	}
 }
 
 // fraction checks that v is in (0, 1].
 func fraction(name string, v float64) error {
 	if v <= 0 || v > 1 {
-		return fmt.Errorf("-%s must be in (0, 1], got %v", name, v)
+		return usagef("-%s must be in (0, 1], got %v", name, v)
 	}
 	return nil
 }
 
 func positive(name string, d time.Duration) error {
 	if d <= 0 {
-		return fmt.Errorf("-%s must be positive, got %v", name, d)
+		return usagef("-%s must be positive, got %v", name, d)
 	}
 	return nil
 }

@@ -5,13 +5,15 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 )
 
 // TestBenchFlagChecks runs every bench command with one bad flag: each
-// fails with exit 1 and the message naming the flag, and creates nothing.
+// fails with exit 2 (a usage error) and the message naming the flag, and
+// creates nothing.
 func TestBenchFlagChecks(t *testing.T) {
 	parent := filepath.Join(t.TempDir(), "bench")
 	for _, c := range []struct {
@@ -40,8 +42,9 @@ func TestBenchFlagChecks(t *testing.T) {
 	} {
 		args := append(c.args, "-dir", parent)
 		code, out, errOut := runCLI(t, args...)
-		if code != 1 || out != "" || errOut != c.want {
-			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1, stderr %q", args, code, out, errOut, c.want)
+		want := c.want + "Run 'procyon " + strings.Join(c.args[:2], " ") + " --help' for usage.\n"
+		if code != 2 || out != "" || errOut != want {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2, stderr %q", args, code, out, errOut, want)
 		}
 	}
 	if _, err := os.Stat(parent); !os.IsNotExist(err) {

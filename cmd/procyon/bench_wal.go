@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +18,7 @@ import (
 )
 
 func init() {
-	register(command{path: "bench wal", usage: "[flags]", summary: "benchmark the write-ahead log against one thread writing the same batches (one pwrite + fdatasync)", run: benchWAL})
+	register(command{path: "bench wal", usage: "[flags]", summary: "benchmark the write-ahead log against one thread writing the same batches (one pwrite + fdatasync)", define: benchWAL})
 }
 
 type walBenchResult struct {
@@ -54,8 +55,7 @@ type walBenchResult struct {
 	OpenMs        float64 `json:"open_ms,omitempty"`
 }
 
-func benchWAL(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "bench wal", "[flags]")
+func benchWAL(fs *flag.FlagSet) runFunc {
 	dir := fs.String("dir", "procyon-bench", "parent directory for the benchmark's data (a fresh subdirectory is made and removed)")
 	writers := fs.Int("writers", 1, "concurrent appenders")
 	size := fs.Int("size", 256, "record size in bytes")
@@ -67,101 +67,100 @@ func benchWAL(ctx context.Context, e *env, args []string) error {
 	replay := fs.Bool("replay", false, "measure reopening the log and reading back -records records instead")
 	records := fs.Int("records", 1_000_000, "with -replay, records to write and read back")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := firstErr(
-		intIn("writers", *writers, 1, 100_000),
-		sizeIn("size", *size, 1, 16<<20),
-		positive("duration", *duration),
-		atLeast("sync-every", *syncEvery, 1),
-		atLeast("records", *records, 1),
-	); err != nil {
-		return err
-	}
-	root, cleanup, err := benchDir(*dir, "wal-")
-	if err != nil {
-		return err
-	}
-	defer cleanup()
+	return func(ctx context.Context, e *env, args []string) error {
+		if err := firstErr(
+			intIn("writers", *writers, 1, 100_000),
+			sizeIn("size", *size, 1, 16<<20),
+			positive("duration", *duration),
+			atLeast("sync-every", *syncEvery, 1),
+			atLeast("records", *records, 1),
+		); err != nil {
+			return err
+		}
+		root, cleanup, err := benchDir(*dir, "wal-")
+		if err != nil {
+			return err
+		}
+		defer cleanup()
 
-	var res walBenchResult
-	if *replay {
-		res, err = benchWALReplay(root, *size, *records)
-	} else {
-		k := *writers
-		if !*syncMode {
-			k = *syncEvery
-		}
-		n := k * (*size + walFrameHeader)
-		rawPath := filepath.Join(root, "raw")
-		skelPath := filepath.Join(root, "skeleton")
-		withSkel := *baseline && *skeleton && *syncMode
-		// The baselines run half before the log and half after (raw
-		// first and last): the disk's drift over the run then cancels to
-		// first order.
-		var before, after rawRun
-		var skelBefore, skelAfter skeletonRun
-		if *baseline {
-			if before, err = rawLoop(ctx, rawPath, n, *duration/2); err != nil {
-				return err
+		var res walBenchResult
+		if *replay {
+			res, err = benchWALReplay(root, *size, *records)
+		} else {
+			k := *writers
+			if !*syncMode {
+				k = *syncEvery
+			}
+			n := k * (*size + walFrameHeader)
+			rawPath := filepath.Join(root, "raw")
+			skelPath := filepath.Join(root, "skeleton")
+			withSkel := *baseline && *skeleton && *syncMode
+			// The baselines run half before the log and half after (raw
+			// first and last): the disk's drift over the run then cancels to
+			// first order.
+			var before, after rawRun
+			var skelBefore, skelAfter skeletonRun
+			if *baseline {
+				if before, err = rawLoop(ctx, rawPath, n, *duration/2); err != nil {
+					return err
+				}
+			}
+			if withSkel {
+				if skelBefore, err = runSkeleton(ctx, skelPath, *writers, *size, *duration/2); err != nil {
+					return err
+				}
+			}
+			res, err = benchWALAppend(ctx, filepath.Join(root, "log"), *writers, *size, *duration, *syncMode, *syncEvery)
+			if err == nil && withSkel {
+				skelAfter, err = runSkeleton(ctx, skelPath, *writers, *size, *duration/2)
+			}
+			if err == nil && *baseline {
+				after, err = rawLoop(ctx, rawPath, n, *duration/2)
+				res.setRaw(k, n, before.add(after))
+			}
+			if err == nil && withSkel {
+				res.setSkeleton(skelBefore.add(skelAfter))
 			}
 		}
-		if withSkel {
-			if skelBefore, err = runSkeleton(ctx, skelPath, *writers, *size, *duration/2); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
-		res, err = benchWALAppend(ctx, filepath.Join(root, "log"), *writers, *size, *duration, *syncMode, *syncEvery)
-		if err == nil && withSkel {
-			skelAfter, err = runSkeleton(ctx, skelPath, *writers, *size, *duration/2)
+		if *asJSON {
+			return writeJSON(e.stdout, res)
 		}
-		if err == nil && *baseline {
-			after, err = rawLoop(ctx, rawPath, n, *duration/2)
-			res.setRaw(k, n, before.add(after))
+		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+		if *replay {
+			fmt.Fprintf(tw, "replay\t%d records of %d bytes\n", res.Records, res.RecordSize)
+			fmt.Fprintf(tw, "open (checks every record)\t%.1f ms\n", res.OpenMs)
+			fmt.Fprintf(tw, "open + read back\t%.2f s\n", res.DurationSec)
+			fmt.Fprintf(tw, "records/s\t%.0f\n", res.RecordsPerSec)
+			return tw.Flush()
 		}
-		if err == nil && withSkel {
-			res.setSkeleton(skelBefore.add(skelAfter))
+		mode := "durable append each (waits for fsync)"
+		if !res.Sync {
+			mode = fmt.Sprintf("non-waiting appends, Sync every %d per writer", res.SyncEvery)
 		}
-	}
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return writeJSON(e.stdout, res)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	if *replay {
-		fmt.Fprintf(tw, "replay\t%d records of %d bytes\n", res.Records, res.RecordSize)
-		fmt.Fprintf(tw, "open (checks every record)\t%.1f ms\n", res.OpenMs)
-		fmt.Fprintf(tw, "open + read back\t%.2f s\n", res.DurationSec)
-		fmt.Fprintf(tw, "records/s\t%.0f\n", res.RecordsPerSec)
+		fmt.Fprintf(tw, "mode\t%s\n", mode)
+		fmt.Fprintf(tw, "writers × record size\t%d × %d B, %.1f s\n", res.Writers, res.RecordSize, res.DurationSec)
+		fmt.Fprintf(tw, "appends/s\t%.0f\n", res.AppendsPerSec)
+		fmt.Fprintf(tw, "MB/s\t%.1f\n", res.MBPerSec)
+		fmt.Fprintf(tw, "syncs/s\t%.0f\n", res.SyncsPerSec)
+		fmt.Fprintf(tw, "records/sync\t%.1f\n", res.RecordsPerSyn)
+		fmt.Fprintf(tw, "fsync (mean)\t%.0f µs\n", res.SyncUs)
+		fmt.Fprintf(tw, "latency p50 / p99\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
+		if res.RawPerSec > 0 {
+			fmt.Fprintf(tw, "raw ceiling\tone thread: 1 pwrite of k=%d records (%d B) + fdatasync, over preallocated zeros\n", res.RawK, res.RawWriteBytes)
+			fmt.Fprintf(tw, "raw records/s\t%.0f (fdatasync %.0f µs mean)\n", res.RawPerSec, res.RawSyncUs)
+			fmt.Fprintf(tw, "time in fdatasync\tlog %.0f%%, raw %.0f%%\n", 100*res.SyncBusy, 100*res.RawSyncBusy)
+			fmt.Fprintf(tw, "ratio to raw\t%.2f\n", res.RatioToRaw)
+		}
+		if res.SkelPerSec > 0 {
+			fmt.Fprintf(tw, "skeleton\tthe same writers on a group commit with no log around it (-skeleton)\n")
+			fmt.Fprintf(tw, "skeleton records/s\t%.0f (fdatasync %.0f µs mean), %.2f of raw\n", res.SkelPerSec, res.SkelSyncUs, res.SkelToRaw)
+			fmt.Fprintf(tw, "ratio to skeleton\t%.2f\n", res.RatioToSkel)
+		}
 		return tw.Flush()
 	}
-	mode := "durable append each (waits for fsync)"
-	if !res.Sync {
-		mode = fmt.Sprintf("non-waiting appends, Sync every %d per writer", res.SyncEvery)
-	}
-	fmt.Fprintf(tw, "mode\t%s\n", mode)
-	fmt.Fprintf(tw, "writers × record size\t%d × %d B, %.1f s\n", res.Writers, res.RecordSize, res.DurationSec)
-	fmt.Fprintf(tw, "appends/s\t%.0f\n", res.AppendsPerSec)
-	fmt.Fprintf(tw, "MB/s\t%.1f\n", res.MBPerSec)
-	fmt.Fprintf(tw, "syncs/s\t%.0f\n", res.SyncsPerSec)
-	fmt.Fprintf(tw, "records/sync\t%.1f\n", res.RecordsPerSyn)
-	fmt.Fprintf(tw, "fsync (mean)\t%.0f µs\n", res.SyncUs)
-	fmt.Fprintf(tw, "latency p50 / p99\t%.0f µs / %.0f µs\n", res.P50us, res.P99us)
-	if res.RawPerSec > 0 {
-		fmt.Fprintf(tw, "raw ceiling\tone thread: 1 pwrite of k=%d records (%d B) + fdatasync, over preallocated zeros\n", res.RawK, res.RawWriteBytes)
-		fmt.Fprintf(tw, "raw records/s\t%.0f (fdatasync %.0f µs mean)\n", res.RawPerSec, res.RawSyncUs)
-		fmt.Fprintf(tw, "time in fdatasync\tlog %.0f%%, raw %.0f%%\n", 100*res.SyncBusy, 100*res.RawSyncBusy)
-		fmt.Fprintf(tw, "ratio to raw\t%.2f\n", res.RatioToRaw)
-	}
-	if res.SkelPerSec > 0 {
-		fmt.Fprintf(tw, "skeleton\tthe same writers on a group commit with no log around it (-skeleton)\n")
-		fmt.Fprintf(tw, "skeleton records/s\t%.0f (fdatasync %.0f µs mean), %.2f of raw\n", res.SkelPerSec, res.SkelSyncUs, res.SkelToRaw)
-		fmt.Fprintf(tw, "ratio to skeleton\t%.2f\n", res.RatioToSkel)
-	}
-	return tw.Flush()
 }
 
 // rawPrealloc is how far ahead the raw loop writes zeros: the log's

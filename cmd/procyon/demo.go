@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ import (
 func init() {
 	register(command{path: "demo", usage: "[-dir DIR]",
 		summary: "run the table store (a master and 3 region servers as processes), snapshot a table while it is written, SIGKILL a region server and the master mid-snapshot, recover, clone the snapshot and check it from disk",
-		run:     demo})
+		define:  demo})
 }
 
 const (
@@ -29,51 +30,49 @@ const (
 	demoClone    = "demo-clone"
 )
 
-func demo(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "demo", "[-dir DIR]")
+func demo(fs *flag.FlagSet) runFunc {
 	dir := fs.String("dir", "", "root directory, empty or absent (default: a temporary directory, removed at the end)")
 	regions := fs.Int("regions", 8, "regions of the demo table (2 to 99)")
 	rows := fs.Int("rows", 4000, "rows loaded before the snapshot")
 	lease := fs.Duration("lease", time.Second, "a region server silent for longer is dead")
-	if err := parseFlags(fs, args); err != nil {
+	return func(ctx context.Context, e *env, args []string) error {
+		switch {
+		case *regions < 2 || *regions > 99:
+			return usagef("-regions must be 2 to 99, got %d", *regions)
+		case *rows < *regions:
+			return usagef("-rows must be at least -regions (%d), got %d", *regions, *rows)
+		case *lease < 100*time.Millisecond:
+			return usagef("-lease must be at least 100ms, got %v", *lease)
+		}
+		if *dir == "" {
+			d, err := os.MkdirTemp("", "procyon-demo-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(d)
+			*dir = d
+		} else {
+			if err := os.MkdirAll(*dir, 0o755); err != nil {
+				return err
+			}
+			if ents, err := os.ReadDir(*dir); err != nil {
+				return err
+			} else if len(ents) > 0 {
+				return fmt.Errorf("%s is not empty; give an empty or new directory", *dir)
+			}
+		}
+		d := &demoRun{e: e, dir: *dir, layout: tablestore.Layout{Root: *dir}, start: time.Now(), regions: *regions, rows: *rows, lease: *lease}
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		err := d.run(ctx)
+		if d.c != nil {
+			d.c.Close()
+			if err != nil && !errors.As(err, new(*exitError)) {
+				fmt.Fprint(e.stderr, d.c.Tails())
+			}
+		}
 		return err
 	}
-	switch {
-	case *regions < 2 || *regions > 99:
-		return fmt.Errorf("-regions must be 2 to 99, got %d", *regions)
-	case *rows < *regions:
-		return fmt.Errorf("-rows must be at least -regions (%d), got %d", *regions, *rows)
-	case *lease < 100*time.Millisecond:
-		return fmt.Errorf("-lease must be at least 100ms, got %v", *lease)
-	}
-	if *dir == "" {
-		d, err := os.MkdirTemp("", "procyon-demo-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		*dir = d
-	} else {
-		if err := os.MkdirAll(*dir, 0o755); err != nil {
-			return err
-		}
-		if ents, err := os.ReadDir(*dir); err != nil {
-			return err
-		} else if len(ents) > 0 {
-			return fmt.Errorf("%s is not empty; give an empty or new directory", *dir)
-		}
-	}
-	d := &demoRun{e: e, dir: *dir, layout: tablestore.Layout{Root: *dir}, start: time.Now(), regions: *regions, rows: *rows, lease: *lease}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	err := d.run(ctx)
-	if d.c != nil {
-		d.c.Close()
-		if err != nil && !errors.As(err, new(*exitError)) {
-			fmt.Fprint(e.stderr, d.c.Tails())
-		}
-	}
-	return err
 }
 
 // demoRun is one run of the demo: the story is in run, the checks in

@@ -23,13 +23,22 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 }
 
 func TestHelpListsVerbs(t *testing.T) {
-	code, out, _ := runCLI(t, "help")
-	if code != 0 {
-		t.Fatalf("help exit %d", code)
-	}
-	for _, verb := range []string{"bench wal", "wal dump", "wal verify", "wal repair"} {
-		if !strings.Contains(out, verb) {
-			t.Errorf("help does not list %q:\n%s", verb, out)
+	for _, c := range []struct {
+		args  []string
+		verbs []string
+	}{
+		{[]string{"help"}, []string{"bench", "wal", "demo", "verify"}},
+		{[]string{"help", "bench"}, []string{"wal", "procedures"}},
+		{[]string{"help", "wal"}, []string{"dump", "verify", "repair"}},
+	} {
+		code, out, _ := runCLI(t, c.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d", c.args, code)
+		}
+		for _, verb := range c.verbs {
+			if !strings.Contains(out, "  "+verb+" ") {
+				t.Errorf("%v does not list %q:\n%s", c.args, verb, out)
+			}
 		}
 	}
 	if code, _, errOut := runCLI(t, "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"path/filepath"
 
@@ -31,8 +32,8 @@ const (
 )
 
 func init() {
-	register(command{path: "verify", usage: "[-json] DIR", summary: verifyHelp, run: verifyCmd})
-	register(command{path: "repair", usage: "[-yes] [-accept-loss] [-remove-damaged-snapshots] DIR", summary: repairHelp, run: repairCmd})
+	register(command{path: "verify", usage: "[-json] DIR", summary: verifyHelp, define: verifyCmd, args: 1})
+	register(command{path: "repair", usage: "[-yes] [-accept-loss] [-remove-damaged-snapshots] DIR", summary: repairHelp, define: repairCmd, args: 1})
 }
 
 // notStore turns durable.ErrNotStore into a usage exit.
@@ -116,43 +117,38 @@ func storeToJSON(r *durable.VerifyReport) storeVerifyJSON {
 	return j
 }
 
-func verifyCmd(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "verify", "[-json] DIR")
+func verifyCmd(fs *flag.FlagSet) runFunc {
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errUsage
-	}
-	r, err := durable.Verify(vfs.OS, fs.Arg(0))
-	if err != nil {
-		return notStore(err)
-	}
-	var verdict *exitError
-	switch {
-	case r.Err != nil:
-		verdict = &exitError{code: exitNoOpen, err: fmt.Errorf("the store would not open: %w", r.Err)}
-	case r.Damaged():
-		verdict = &exitError{code: exitDamaged, err: errors.New("damage found: recovery can no longer fall back past it (see above; procyon repair)")}
-	}
-	if *asJSON {
-		j := storeToJSON(r)
+	return func(ctx context.Context, e *env, args []string) error {
+		r, err := durable.Verify(vfs.OS, args[0])
+		if err != nil {
+			return notStore(err)
+		}
+		var verdict *exitError
+		switch {
+		case r.Err != nil:
+			verdict = &exitError{code: exitNoOpen, err: fmt.Errorf("the store would not open: %w", r.Err)}
+		case r.Damaged():
+			verdict = &exitError{code: exitDamaged, err: errors.New("damage found: recovery can no longer fall back past it (see above; procyon repair)")}
+		}
+		if *asJSON {
+			j := storeToJSON(r)
+			if verdict != nil {
+				j.ExitCode = verdict.code
+			}
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(j); err != nil {
+				return err
+			}
+		} else {
+			printVerify(e, r)
+		}
 		if verdict != nil {
-			j.ExitCode = verdict.code
+			return verdict
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(j); err != nil {
-			return err
-		}
-	} else {
-		printVerify(e, r)
+		return nil
 	}
-	if verdict != nil {
-		return verdict
-	}
-	return nil
 }
 
 func printVerify(e *env, r *durable.VerifyReport) {
@@ -214,43 +210,38 @@ func printVerify(e *env, r *durable.VerifyReport) {
 	}
 }
 
-func repairCmd(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "repair", "[-yes] [-accept-loss] [-remove-damaged-snapshots] DIR")
+func repairCmd(fs *flag.FlagSet) runFunc {
 	yes := fs.Bool("yes", false, "apply the repair (without it, only say what it would drop)")
 	acceptLoss := fs.Bool("accept-loss", false, "cut the log recovery needs at its damage when no intact segment follows it, "+
 		"dropping the acknowledged transactions from the damage on (the plan says which)")
 	rmSnaps := fs.Bool("remove-damaged-snapshots", false, "also remove damaged snapshots (kept by default)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errUsage
-	}
-	plan, err := durable.PlanRepair(fs.Arg(0), durable.RepairOptions{RemoveDamagedSnapshots: *rmSnaps, AcceptLoss: *acceptLoss})
-	if err != nil {
-		return notStore(err)
-	}
-	fmt.Fprint(e.stdout, plan.String())
-	if plan.Refusal != nil {
-		msg := "repair refused: nothing changed"
-		if plan.Loss != nil {
-			msg += "; to cut the log there, dropping what LOSS says, run again with -accept-loss -yes"
+	return func(ctx context.Context, e *env, args []string) error {
+		plan, err := durable.PlanRepair(args[0], durable.RepairOptions{RemoveDamagedSnapshots: *rmSnaps, AcceptLoss: *acceptLoss})
+		if err != nil {
+			return notStore(err)
 		}
-		return &exitError{code: exitNoOpen, err: errors.New(msg)}
-	}
-	if len(plan.Actions) == 0 {
-		fmt.Fprintln(e.stdout, "nothing to repair")
+		fmt.Fprint(e.stdout, plan.String())
+		if plan.Refusal != nil {
+			msg := "repair refused: nothing changed"
+			if plan.Loss != nil {
+				msg += "; to cut the log there, dropping what LOSS says, run again with -accept-loss -yes"
+			}
+			return &exitError{code: exitNoOpen, err: errors.New(msg)}
+		}
+		if len(plan.Actions) == 0 {
+			fmt.Fprintln(e.stdout, "nothing to repair")
+			return nil
+		}
+		if !*yes {
+			fmt.Fprintln(e.stdout, "\nnothing changed; run again with -yes to apply the above")
+			return &exitError{code: exitDamaged, err: errors.New("repair not applied")}
+		}
+		if err := durable.Repair(plan); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, "repaired")
 		return nil
 	}
-	if !*yes {
-		fmt.Fprintln(e.stdout, "\nnothing changed; run again with -yes to apply the above")
-		return &exitError{code: exitDamaged, err: errors.New("repair not applied")}
-	}
-	if err := durable.Repair(plan); err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stdout, "repaired")
-	return nil
 }
 
 // refuseStoreLog stops "procyon wal repair" on the log of a durable store

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,8 +19,8 @@ import (
 )
 
 func init() {
-	register(command{path: "tablestore master", usage: "-root DIR [flags]", summary: "run the table store's master (procedures, catalog, dispatcher) until interrupted", run: tablestoreMaster})
-	register(command{path: "tablestore regionserver", usage: "-root DIR -name NAME -master ADDR [flags]", summary: "run a table store region server until interrupted", run: tablestoreRegionServer})
+	register(command{path: "tablestore master", usage: "-root DIR [flags]", summary: "run the table store's master (procedures, catalog, dispatcher) until interrupted", define: tablestoreMaster})
+	register(command{path: "tablestore regionserver", usage: "-root DIR -name NAME -master ADDR [flags]", summary: "run a table store region server until interrupted", define: tablestoreRegionServer})
 }
 
 // readyLine is the JSON line a table store process prints once it serves:
@@ -33,74 +34,66 @@ type readyLine struct {
 	Epoch uint64 `json:"epoch,omitempty"`
 }
 
-func tablestoreMaster(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "tablestore master", "-root DIR [flags]")
+func tablestoreMaster(fs *flag.FlagSet) runFunc {
 	root := fs.String("root", "", "the shared root directory (required)")
 	addr := fs.String("addr", "127.0.0.1:7700", "address to serve the admin API and the region servers on")
 	lease := fs.Duration("lease", 3*time.Second, "a region server silent for longer is dead")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(ctx context.Context, e *env, args []string) error {
+		switch {
+		case *root == "":
+			return usagef("-root is required")
+		case *lease <= 0:
+			return usagef("-lease must be positive")
+		}
+		log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		m, err := master.New(master.Options{Root: *root, Transport: &remote.HTTP{}, Remote: remote.Options{Lease: *lease}, Logger: log})
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", *addr)
+		if err != nil {
+			return err
+		}
+		if err := m.Start(ctx); err != nil {
+			ln.Close()
+			return err
+		}
+		return serveUntilDone(ctx, e, ln, m.Handler(), readyLine{Event: "ready", Role: "master", Addr: ln.Addr().String(), PID: os.Getpid(), Epoch: m.Dispatcher().Epoch()}, m.Stop)
 	}
-	switch {
-	case fs.NArg() != 0:
-		return errUsage
-	case *root == "":
-		return errors.New("-root is required")
-	case *lease <= 0:
-		return errors.New("-lease must be positive")
-	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	m, err := master.New(master.Options{Root: *root, Transport: &remote.HTTP{}, Remote: remote.Options{Lease: *lease}, Logger: log})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	if err := m.Start(ctx); err != nil {
-		ln.Close()
-		return err
-	}
-	return serveUntilDone(ctx, e, ln, m.Handler(), readyLine{Event: "ready", Role: "master", Addr: ln.Addr().String(), PID: os.Getpid(), Epoch: m.Dispatcher().Epoch()}, m.Stop)
 }
 
-func tablestoreRegionServer(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "tablestore regionserver", "-root DIR -name NAME -master ADDR [flags]")
+func tablestoreRegionServer(fs *flag.FlagSet) runFunc {
 	root := fs.String("root", "", "the shared root directory (required)")
 	name := fs.String("name", "", "the server's name, stable across its restarts (required)")
 	masterAddr := fs.String("master", "", "the master's address (required)")
 	addr := fs.String("addr", "127.0.0.1:0", "address to serve the row API and the master's operations on")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(ctx context.Context, e *env, args []string) error {
+		switch {
+		case *root == "" || *name == "" || *masterAddr == "":
+			return usagef("-root, -name and -master are required")
+		}
+		ln, err := net.Listen("tcp", *addr)
+		if err != nil {
+			return err
+		}
+		log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		s, err := regionserver.New(regionserver.Options{Root: *root, Name: *name, Addr: ln.Addr().String(), Master: *masterAddr, Transport: &remote.HTTP{}, Logger: log})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		srv := serveHTTP(ln, s.Handler())
+		if err := s.Start(ctx); err != nil {
+			srv.Close()
+			return err
+		}
+		ready := readyLine{Event: "ready", Role: "regionserver", Name: *name, Addr: ln.Addr().String(), PID: os.Getpid()}
+		if err := json.NewEncoder(e.stdout).Encode(ready); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return errors.Join(srv.Stop(), s.Stop())
 	}
-	switch {
-	case fs.NArg() != 0:
-		return errUsage
-	case *root == "" || *name == "" || *masterAddr == "":
-		return errors.New("-root, -name and -master are required")
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s, err := regionserver.New(regionserver.Options{Root: *root, Name: *name, Addr: ln.Addr().String(), Master: *masterAddr, Transport: &remote.HTTP{}, Logger: log})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	srv := serveHTTP(ln, s.Handler())
-	if err := s.Start(ctx); err != nil {
-		srv.Close()
-		return err
-	}
-	ready := readyLine{Event: "ready", Role: "regionserver", Name: *name, Addr: ln.Addr().String(), PID: os.Getpid()}
-	if err := json.NewEncoder(e.stdout).Encode(ready); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return errors.Join(srv.Stop(), s.Stop())
 }
 
 // serveUntilDone serves h on ln, prints ready, and at the end of ctx

@@ -23,34 +23,16 @@ const (
 
 func init() {
 	register(command{path: "wal dump", usage: "DIR [-need-from N]",
-		summary: "list a log's segments and records (sequence, size, type, checksum status); exit codes as wal verify", run: walDump})
+		summary: "list a log's segments and records (sequence, size, type, checksum status); exit codes as wal verify", define: walDump, args: 1})
 	register(command{path: "wal verify", usage: "DIR [-json] [-need-from N]",
-		summary: "check a log, read-only; exit 0 clean, 1 damage (naming file and offset), 2 usage error or not a log, 3 torn tail Open would cut", run: walVerify})
+		summary: "check a log, read-only; exit 0 clean, 1 damage (naming file and offset), 2 usage error or not a log, 3 torn tail Open would cut", define: walVerify, args: 1})
 	register(command{path: "wal repair", usage: "[-yes] [-need-from N] DIR",
-		summary: "say exactly what repairing a damaged log would drop (refused if it would drop an intact later segment); with -yes, do it", run: walRepair})
+		summary: "say exactly what repairing a damaged log would drop (refused if it would drop an intact later segment); with -yes, do it", define: walRepair, args: 1})
 }
 
 // needFromFlag adds the -need-from flag shared by the wal verbs.
 func needFromFlag(fs *flag.FlagSet) *uint64 {
 	return fs.Uint64("need-from", 0, "records before this sequence number are held elsewhere (the store's snapshot): damage wholly before it does not make the log unopenable, and repair deletes the segments holding it")
-}
-
-// parseDirArgs parses flags given before or after the one DIR argument.
-func parseDirArgs(fs *flag.FlagSet, args []string) (string, error) {
-	if err := fs.Parse(args); err != nil {
-		return "", err
-	}
-	if fs.NArg() == 0 {
-		return "", errUsage
-	}
-	dir := fs.Arg(0)
-	if err := fs.Parse(fs.Args()[1:]); err != nil {
-		return "", err
-	}
-	if fs.NArg() != 0 {
-		return "", errUsage
-	}
-	return dir, nil
 }
 
 // notLog turns wal.ErrNotLog into exit code 2 with a message saying what
@@ -75,29 +57,27 @@ func notLog(dir string, err error) error {
 	return &exitError{code: exitWALNotLog, err: errors.New(msg)}
 }
 
-func walDump(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "wal dump", "DIR [-need-from N]")
+func walDump(fs *flag.FlagSet) runFunc {
 	needFrom := needFromFlag(fs)
-	dir, err := parseDirArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEGMENT\tOFFSET\tTYPE\tSEQ\tSTREAM\tSIZE\tCHECKSUM")
-	rep, err := wal.Dump(vfs.OS, dir, wal.CheckOptions{NeedFrom: *needFrom}, func(d wal.DumpFrame) {
-		if d.Type == "bad" {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\t%s\n", d.Segment, d.Offset, d.Type, d.Status)
-			return
+	return func(ctx context.Context, e *env, args []string) error {
+		dir := args[0]
+		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEGMENT\tOFFSET\tTYPE\tSEQ\tSTREAM\tSIZE\tCHECKSUM")
+		rep, err := wal.Dump(vfs.OS, dir, wal.CheckOptions{NeedFrom: *needFrom}, func(d wal.DumpFrame) {
+			if d.Type == "bad" {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t-\t-\t-\t%s\n", d.Segment, d.Offset, d.Type, d.Status)
+				return
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\n", d.Segment, d.Offset, d.Type, d.Seq, d.Stream, d.Size, d.Status)
+		})
+		tw.Flush()
+		if err != nil {
+			return notLog(dir, err)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%s\n", d.Segment, d.Offset, d.Type, d.Seq, d.Stream, d.Size, d.Status)
-	})
-	tw.Flush()
-	if err != nil {
-		return notLog(dir, err)
+		fmt.Fprintln(e.stdout)
+		printReport(e, rep)
+		return verdictError(rep)
 	}
-	fmt.Fprintln(e.stdout)
-	printReport(e, rep)
-	return verdictError(rep)
 }
 
 // verdictError maps a report to the documented exit codes.
@@ -217,69 +197,65 @@ func reportJSON(rep *wal.Report, code int) verifyJSON {
 	return v
 }
 
-func walVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "wal verify", "DIR [-json] [-need-from N]")
+func walVerify(fs *flag.FlagSet) runFunc {
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	needFrom := needFromFlag(fs)
-	dir, err := parseDirArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	rep, err := wal.Verify(vfs.OS, dir, wal.CheckOptions{NeedFrom: *needFrom})
-	if err != nil {
-		err = notLog(dir, err)
+	return func(ctx context.Context, e *env, args []string) error {
+		dir := args[0]
+		rep, err := wal.Verify(vfs.OS, dir, wal.CheckOptions{NeedFrom: *needFrom})
+		if err != nil {
+			err = notLog(dir, err)
+			if *asJSON {
+				code := 1
+				var ee *exitError
+				if errors.As(err, &ee) {
+					code = ee.code
+				}
+				writeJSON(e.stdout, verifyJSON{Dir: dir, Verdict: "error", ExitCode: code, Error: err.Error(), Segments: []segmentJSON{}})
+			}
+			return err
+		}
+		verr := verdictError(rep)
 		if *asJSON {
-			code := 1
+			code := 0
 			var ee *exitError
-			if errors.As(err, &ee) {
+			if errors.As(verr, &ee) {
 				code = ee.code
 			}
-			writeJSON(e.stdout, verifyJSON{Dir: dir, Verdict: "error", ExitCode: code, Error: err.Error(), Segments: []segmentJSON{}})
+			writeJSON(e.stdout, reportJSON(rep, code))
+			return verr
 		}
-		return err
-	}
-	verr := verdictError(rep)
-	if *asJSON {
-		code := 0
-		var ee *exitError
-		if errors.As(verr, &ee) {
-			code = ee.code
-		}
-		writeJSON(e.stdout, reportJSON(rep, code))
+		printReport(e, rep)
 		return verr
 	}
-	printReport(e, rep)
-	return verr
 }
 
-func walRepair(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "wal repair", "[-yes] [-need-from N] DIR")
+func walRepair(fs *flag.FlagSet) runFunc {
 	yes := fs.Bool("yes", false, "apply the repair (without it, only say what would be dropped)")
 	needFrom := needFromFlag(fs)
-	dir, err := parseDirArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := refuseStoreLog(dir); err != nil { // a store's log: see store.go
-		return err
-	}
-	opts := wal.CheckOptions{NeedFrom: *needFrom}
-	plan, err := wal.PlanRepair(vfs.OS, dir, opts)
-	if err != nil {
-		return notLog(dir, err)
-	}
-	if plan == nil {
-		fmt.Fprintln(e.stdout, "no damage: nothing to repair (a torn tail, if any, is cut when the log opens)")
+	return func(ctx context.Context, e *env, args []string) error {
+		dir := args[0]
+		if err := refuseStoreLog(dir); err != nil { // a store's log: see store.go
+			return err
+		}
+		opts := wal.CheckOptions{NeedFrom: *needFrom}
+		plan, err := wal.PlanRepair(vfs.OS, dir, opts)
+		if err != nil {
+			return notLog(dir, err)
+		}
+		if plan == nil {
+			fmt.Fprintln(e.stdout, "no damage: nothing to repair (a torn tail, if any, is cut when the log opens)")
+			return nil
+		}
+		fmt.Fprint(e.stdout, plan.String())
+		if !*yes {
+			fmt.Fprintln(e.stdout, "\nnothing changed; run again with -yes to drop the above")
+			return &exitError{code: 1, err: errors.New("log is damaged; repair not applied")}
+		}
+		if err := wal.Repair(vfs.OS, dir, plan); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, "repaired")
 		return nil
 	}
-	fmt.Fprint(e.stdout, plan.String())
-	if !*yes {
-		fmt.Fprintln(e.stdout, "\nnothing changed; run again with -yes to drop the above")
-		return &exitError{code: 1, err: errors.New("log is damaged; repair not applied")}
-	}
-	if err := wal.Repair(vfs.OS, dir, plan); err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stdout, "repaired")
-	return nil
 }
