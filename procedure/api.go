@@ -597,6 +597,20 @@ func (e *Engine) Get(id ID) (Info, error) {
 	return in, nil
 }
 
+// Finished reports whether procedure id will run no more steps: it
+// succeeded or rolled back (a finished root whose result is kept), or the
+// store holds no such procedure. It reads only the stored record's status
+// byte: a cheap check for code that keeps things for a procedure (package
+// remote drops the outcome of an operation whose procedure is gone).
+func (e *Engine) Finished(id ID) bool {
+	b, ok, _ := e.procsC.Get(e.store.Latest(), uint64(id)) // Bytes values: no decoding error
+	if !ok {
+		return true
+	}
+	st, ok := storedStatus(b)
+	return ok && (st == Succeeded || st == RolledBack)
+}
+
 // List returns the status of every procedure the store holds (live ones
 // and finished roots whose results are kept), by id.
 func (e *Engine) List() ([]Info, error) {

@@ -367,6 +367,15 @@ func (d *recDecoder) uint32(what string) uint32 {
 }
 
 // decodeRecord decodes a record. The result's data aliases b.
+// storedStatus returns the status of an encoded record without decoding
+// the rest (ok false: not a record this program reads).
+func storedStatus(b []byte) (Status, bool) {
+	if len(b) < 2 || b[0] != recordV1 && b[0] != recordV2 {
+		return 0, false
+	}
+	return Status(b[1]), true
+}
+
 func decodeRecord(b []byte) (*record, error) {
 	d := &recDecoder{b: b}
 	v := d.byte("version")

@@ -95,6 +95,9 @@ func TestRecordRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, r) {
 			t.Fatalf("%d: got %+v\nwant %+v", i, got, r)
 		}
+		if st, ok := storedStatus(b); !ok || st != r.status {
+			t.Fatalf("%d: storedStatus %v %v, want %v", i, st, ok, r.status)
+		}
 		// Every strict prefix is an error, never a panic.
 		for n := range len(b) {
 			if _, err := decodeRecord(b[:n]); !errors.Is(err, errRecord) {

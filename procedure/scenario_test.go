@@ -826,3 +826,28 @@ func TestSpawnBeforePointOfNoReturn(t *testing.T) {
 		}
 	}
 }
+
+// Finished: false for a live procedure, true once its root finished
+// (its result kept) and for an id the store does not hold.
+func TestFinished(t *testing.T) {
+	w := newWorld(t, Options{})
+	defer w.close()
+	w.gates.set("exec:live:0")
+	live := w.submit(newScript("live", 2))
+	reach(t, w.gates, "exec:live:0")
+	if w.e.Finished(live) {
+		t.Fatal("a running procedure reported finished")
+	}
+	w.gates.open("exec:live:0")
+	w.wait(live)
+	if !w.e.Finished(live) {
+		t.Fatal("a succeeded procedure reported not finished")
+	}
+	f := newScript("f", 3)
+	f.FailAt = 1
+	failed := w.submit(f)
+	w.wait(failed)
+	if !w.e.Finished(failed) || !w.e.Finished(1<<40) {
+		t.Fatal("a rolled-back procedure or an unknown id reported not finished")
+	}
+}

@@ -504,13 +504,7 @@ func (d *Dispatcher) finishOp(tx *durable.Tx, signal func(string), id OpID, rec 
 
 // procGone reports whether procedure id will never read an outcome: it
 // does not exist, or it finished.
-func (d *Dispatcher) procGone(id uint64) bool {
-	in, err := d.e.Get(procedure.ID(id))
-	if errors.Is(err, procedure.ErrNotFound) {
-		return true
-	}
-	return err == nil && (in.Status == procedure.Succeeded || in.Status == procedure.RolledBack)
-}
+func (d *Dispatcher) procGone(id uint64) bool { return d.e.Finished(procedure.ID(id)) }
 
 // Outcome returns op's outcome in the step after Await: its result bytes,
 // or an *OpError (ErrNodeDied, ErrRefused, ErrFailed). The outcome is
