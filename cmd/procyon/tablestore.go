@@ -58,7 +58,8 @@ func tablestoreMaster(fs *flag.FlagSet) runFunc {
 			ln.Close()
 			return err
 		}
-		return serveUntilDone(ctx, e, ln, m.Handler(), readyLine{Event: "ready", Role: "master", Addr: ln.Addr().String(), PID: os.Getpid(), Epoch: m.Dispatcher().Epoch()}, m.Stop)
+		srv := serveHTTP(ln, m.Handler())
+		return readyUntilDone(ctx, e, srv, readyLine{Event: "ready", Role: "master", Addr: ln.Addr().String(), PID: os.Getpid(), Epoch: m.Dispatcher().Epoch()}, m.Stop)
 	}
 }
 
@@ -87,19 +88,13 @@ func tablestoreRegionServer(fs *flag.FlagSet) runFunc {
 			srv.Close()
 			return err
 		}
-		ready := readyLine{Event: "ready", Role: "regionserver", Name: *name, Addr: ln.Addr().String(), PID: os.Getpid()}
-		if err := json.NewEncoder(e.stdout).Encode(ready); err != nil {
-			return err
-		}
-		<-ctx.Done()
-		return errors.Join(srv.Stop(), s.Stop())
+		return readyUntilDone(ctx, e, srv, readyLine{Event: "ready", Role: "regionserver", Name: *name, Addr: ln.Addr().String(), PID: os.Getpid()}, s.Stop)
 	}
 }
 
-// serveUntilDone serves h on ln, prints ready, and at the end of ctx
-// shuts the server down and calls stop.
-func serveUntilDone(ctx context.Context, e *env, ln net.Listener, h http.Handler, ready readyLine, stop func() error) error {
-	srv := serveHTTP(ln, h)
+// readyUntilDone prints ready for a process whose srv serves, and at the
+// end of ctx stops srv and then calls stop.
+func readyUntilDone(ctx context.Context, e *env, srv *httpServing, ready readyLine, stop func() error) error {
 	if err := json.NewEncoder(e.stdout).Encode(ready); err != nil {
 		srv.Close()
 		return errors.Join(err, stop())
