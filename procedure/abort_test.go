@@ -96,7 +96,7 @@ func abortRunningStep(t *testing.T, returnErr bool) {
 		if !last {
 			w.fs.SetCrashAfter(k)
 		}
-		err = w.e.Abort(ctx, id)
+		err = w.e.Abort(ctx, id, "test", "a test aborts it")
 		w.fs.SetCrashAfter(0)
 		what := fmt.Sprintf("crash at op %d of the abort", k)
 		if !w.fs.Crashed() {
@@ -124,7 +124,7 @@ func abortRunningStep(t *testing.T, returnErr bool) {
 			t.Fatalf("%s: acknowledged abort lost: %+v", what, in)
 		case !in.Aborted:
 			<-x.reach // the step runs again
-			if err := w.e.Abort(ctx, id); err != nil {
+			if err := w.e.Abort(ctx, id, "test", "a test aborts it"); err != nil {
 				t.Fatalf("%s: abort after the restart: %v", what, err)
 			}
 		}
@@ -168,7 +168,7 @@ func TestAbortRunningStepCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-x.reach
-	if err := w.e.Abort(context.Background(), id); err != nil {
+	if err := w.e.Abort(context.Background(), id, "test", "a test aborts it"); err != nil {
 		t.Fatal(err)
 	}
 	r := w.wait(id)

@@ -173,7 +173,13 @@ func (e *Engine) notLiveLocked(r durable.Reader, id ID) error {
 // its Rollback runs (Rollback must tolerate a state that did part of its
 // work, or none). Wait on the tree returns an error matching
 // ErrRolledBack whose source is "abort".
-func (e *Engine) Abort(ctx context.Context, id ID) error {
+//
+// who and why (both required) are recorded durably with the abort, in the
+// root's error and in the audit log (Engine.Audit), as for Bypass.
+func (e *Engine) Abort(ctx context.Context, id ID, who, why string) error {
+	if who == "" || why == "" {
+		return errors.New("procedure: Abort needs who and why")
+	}
 	if !e.running() {
 		return e.notRunning()
 	}
@@ -199,7 +205,7 @@ func (e *Engine) Abort(ctx context.Context, id ID) error {
 		c.begin(t)
 		c.markDirty(root)
 		root.ps.aborted = true
-		root.ps.err = &Error{Source: abortSource, Message: fmt.Sprintf("aborted by a client (procedure %d)", id), outcome: outcomeAborted}
+		root.ps.err = &Error{Source: abortSource, Message: fmt.Sprintf("aborted by %s (procedure %d): %s", who, id, why), outcome: outcomeAborted}
 		root.ps.updated = e.now()
 		t.ts.failed = true
 		e.stackRunningLocked(c, t)
@@ -480,6 +486,13 @@ func (e *Engine) Ack(ctx context.Context, id ID) error {
 	return nil
 }
 
+// HistoryStep is one executed state of a procedure (Info.History).
+type HistoryStep struct {
+	State int64
+	Name  string    // State's name if its type is a fmt.Stringer
+	At    time.Time // when the step that executed it committed (zero: recorded before times were)
+}
+
 // Info is the status of one procedure.
 type Info struct {
 	ID, Parent, Root ID
@@ -509,6 +522,10 @@ type Info struct {
 	Deadline         time.Time // its timeout's deadline (zero: none)
 	StepDeadline     time.Time // the deadline its last step set (Env.SetTimeout; zero: none)
 	Locks            []Lock    // locks it holds (across steps, or for its current step)
+	// History is its executed forward states still on its tree's rollback
+	// stack (Executed), each with the time its step committed: its
+	// timeline. A rolled-back state leaves it.
+	History []HistoryStep
 	WaitingForLocks  bool      // parked until its locks are free
 }
 
@@ -611,17 +628,3 @@ func (e *Engine) Finished(id ID) bool {
 	return ok && (st == Succeeded || st == RolledBack)
 }
 
-// List returns the status of every procedure the store holds (live ones
-// and finished roots whose results are kept), by id.
-func (e *Engine) List() ([]Info, error) {
-	var out []Info
-	for k, b := range e.procsC.All(e.store.Latest()) { // Bytes values: no decoding error
-		out = append(out, e.infoOf(ID(k), b))
-	}
-	e.mu.Lock()
-	for i := range out {
-		e.overlayLocked(&out[i])
-	}
-	e.mu.Unlock()
-	return out, nil
-}

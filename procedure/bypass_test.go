@@ -30,10 +30,7 @@ var bypassClockStart = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 // treeIDs returns the ids of the live procedures of root's tree.
 func treeIDs(t *testing.T, w *world, root ID) []ID {
 	t.Helper()
-	ins, err := w.e.List()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ins := slices.Collect(w.e.List(Query{}))
 	var ids []ID
 	for _, in := range ins {
 		if in.Root == root {
@@ -437,7 +434,7 @@ func TestTakenStepDoesNotRunAfterOperator(t *testing.T) {
 			if op == "bypass" {
 				err = fw.e.Bypass(context.Background(), target, "ops", "stuck")
 			} else {
-				err = fw.e.Abort(context.Background(), target)
+				err = fw.e.Abort(context.Background(), target, "test", "a test aborts it")
 			}
 			if err != nil {
 				t.Fatal(err)

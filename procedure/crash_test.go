@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -505,10 +506,7 @@ func runCrashRound(t *testing.T, seed uint64, round int) {
 // operatorAction aborts or bypasses a random live procedure of a random
 // tree and notes what was acknowledged.
 func operatorAction(t *testing.T, w *world, m *crashModel, rng *rand.Rand, what string) {
-	ins, err := w.e.List()
-	if err != nil {
-		return
-	}
+	ins := slices.Collect(w.e.List(Query{}))
 	byID := map[ID]Info{}
 	var roots, kids []Info // live ones
 	for _, in := range ins {
@@ -531,7 +529,7 @@ func operatorAction(t *testing.T, w *world, m *crashModel, rng *rand.Rand, what 
 	in := live[rng.IntN(len(live))]
 	ctx := context.Background()
 	if rng.IntN(2) == 0 {
-		err := w.e.Abort(ctx, in.ID)
+		err := w.e.Abort(ctx, in.ID, "test", "a test aborts it")
 		switch {
 		case err == nil:
 			m.mu.Lock()
@@ -564,7 +562,7 @@ func operatorAction(t *testing.T, w *world, m *crashModel, rng *rand.Rand, what 
 	m.mu.Lock()
 	m.bypassTried[in.Root] = true
 	m.mu.Unlock()
-	err = w.e.Bypass(ctx, in.ID, "crash-test", "random bypass")
+	err := w.e.Bypass(ctx, in.ID, "crash-test", "random bypass")
 	switch {
 	case err == nil:
 		m.mu.Lock()

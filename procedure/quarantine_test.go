@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,7 +136,7 @@ func TestQuarantineAndUpgrade(t *testing.T) {
 	if r := w.wait(w.submit(newScript("other", 2))); r.Err() != nil {
 		t.Fatal(r.Err())
 	}
-	list, _ := w.e.List()
+	list := slices.Collect(w.e.List(Query{}))
 	q := 0
 	for _, in := range list {
 		if in.Quarantined != "" {

@@ -372,7 +372,7 @@ func TestCorruptStackQuarantined(t *testing.T) {
 			if !strings.Contains(in.Quarantined, tc.want) {
 				t.Fatalf("bad tree: %+v", in)
 			}
-			if err := w.e.Abort(context.Background(), bad); !errors.Is(err, ErrQuarantined) {
+			if err := w.e.Abort(context.Background(), bad, "test", "a test aborts it"); !errors.Is(err, ErrQuarantined) {
 				t.Fatalf("abort of a quarantined tree: %v", err)
 			}
 			if s := w.e.Stats(); s.Quarantined != 1 {
@@ -400,10 +400,10 @@ func TestAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	reach(t, w.gates, "exec:early:2")
-	if err := w.e.Abort(context.Background(), early); err != nil {
+	if err := w.e.Abort(context.Background(), early, "test", "a test aborts it"); err != nil {
 		t.Fatalf("abort before the point of no return: %v", err)
 	}
-	if err := w.e.Abort(context.Background(), early); err != nil {
+	if err := w.e.Abort(context.Background(), early, "test", "a test aborts it"); err != nil {
 		t.Fatalf("second abort: %v", err)
 	}
 	w.gates.open("exec:early:2")
@@ -414,10 +414,10 @@ func TestAbort(t *testing.T) {
 	if fx := w.fx(early); len(fx) != 0 {
 		t.Fatalf("fx %v", fx)
 	}
-	if err := w.e.Abort(context.Background(), early); !errors.Is(err, ErrFinished) {
+	if err := w.e.Abort(context.Background(), early, "test", "a test aborts it"); !errors.Is(err, ErrFinished) {
 		t.Fatalf("abort of a finished one: %v", err)
 	}
-	if err := w.e.Abort(context.Background(), 12345); !errors.Is(err, ErrNotFound) {
+	if err := w.e.Abort(context.Background(), 12345, "test", "a test aborts it"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("abort of an unknown one: %v", err)
 	}
 
@@ -426,11 +426,11 @@ func TestAbort(t *testing.T) {
 	w.gates.set("exec:late:3")
 	late, _ := w.ponr.Submit(context.Background(), newScript("late", 5), SubmitOptions{})
 	reach(t, w.gates, "exec:late:3")
-	if err := w.e.Abort(context.Background(), late); !errors.Is(err, ErrAbortRefused) || !strings.Contains(err.Error(), "(ponr) is at state 3") {
+	if err := w.e.Abort(context.Background(), late, "test", "a test aborts it"); !errors.Is(err, ErrAbortRefused) || !strings.Contains(err.Error(), "(ponr) is at state 3") {
 		t.Fatalf("abort past the point of no return: %v", err)
 	}
 	w.restart() // the refusal is derived from the records
-	if err := w.e.Abort(context.Background(), late); !errors.Is(err, ErrAbortRefused) {
+	if err := w.e.Abort(context.Background(), late, "test", "a test aborts it"); !errors.Is(err, ErrAbortRefused) {
 		t.Fatalf("abort past the point of no return after restart: %v", err)
 	}
 	w.gates.open("exec:late:3")
@@ -813,7 +813,7 @@ func TestSpawnBeforePointOfNoReturn(t *testing.T) {
 		}
 		reach(t, w.gates, "exec:"+name+"kid:1")
 		if abort {
-			if err := w.e.Abort(context.Background(), id); err != nil {
+			if err := w.e.Abort(context.Background(), id, "test", "a test aborts it"); err != nil {
 				t.Fatalf("abort while the children run: %v", err)
 			}
 		}

@@ -296,7 +296,7 @@ func TestAbortErrorSurvivesCrashes(t *testing.T) {
 		if err != nil {
 			return 0, err
 		}
-		if err := e.Abort(ctx, id); err != nil && !errors.Is(err, procedure.ErrFinished) {
+		if err := e.Abort(ctx, id, "test", "a test aborts it"); err != nil && !errors.Is(err, procedure.ErrFinished) {
 			return 0, err
 		}
 		return id, nil
@@ -405,7 +405,7 @@ func TestErrorShapeAfterRestart(t *testing.T) {
 	own := p.submit(sem{Name: "own", Fail: "code"}, procedure.SubmitOptions{})
 	aborted := p.submit(sem{Name: "aborted", Wait: "never"}, procedure.SubmitOptions{})
 	p.suspended(aborted)
-	if err := p.e.Abort(context.Background(), aborted); err != nil {
+	if err := p.e.Abort(context.Background(), aborted, "test", "a test aborts it"); err != nil {
 		t.Fatal(err)
 	}
 	ok := p.submit(sem{Name: "ok"}, procedure.SubmitOptions{})

@@ -233,7 +233,7 @@ func TestOpOfGoneProcedureCollected(t *testing.T) {
 	}
 	for _, id := range []procedure.ID{a, b} {
 		w.suspended(id)
-		if err := w.e.Abort(context.Background(), id); err != nil {
+		if err := w.e.Abort(context.Background(), id, "test", "a test aborts it"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := w.caller.Result(w.e.Wait(context.Background(), id)); !errors.Is(err, procedure.ErrAborted) {

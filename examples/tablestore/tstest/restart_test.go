@@ -3,6 +3,7 @@ package tstest_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -219,10 +220,7 @@ func TestServerCrashMasterRestartAtEveryState(t *testing.T) {
 			c.Kill(busiestServer(t, c, "t18"))
 			var id procedure.ID
 			c.Eventually(procTimeout, "server crash started", func() error {
-				ins, err := c.Master().Engine().List()
-				if err != nil {
-					return err
-				}
+				ins := slices.Collect(c.Master().Engine().List(procedure.Query{}))
 				for _, in := range ins {
 					if in.Type == "server-crash" {
 						id = in.ID

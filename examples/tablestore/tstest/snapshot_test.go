@@ -596,7 +596,7 @@ func TestSnapshotAbortForgetsItsOperations(t *testing.T) {
 		}
 		return nil
 	})
-	if err := c.Master().Engine().Abort(ctxT(t), id); err != nil {
+	if err := c.Master().Engine().Abort(ctxT(t), id, "test", "a test aborts it"); err != nil {
 		t.Fatal(err)
 	}
 	if err := waitProc(t, c, id); !errors.Is(err, procedure.ErrAborted) {

@@ -336,10 +336,7 @@ func waitCrashHeld(t *testing.T, c *tstest.Cluster, server string) procedure.ID 
 	t.Helper()
 	var id procedure.ID
 	c.Eventually(procTimeout, "server crash of "+server+" held", func() error {
-		ins, err := c.Master().Engine().List()
-		if err != nil {
-			return err
-		}
+		ins := slices.Collect(c.Master().Engine().List(procedure.Query{}))
 		for _, in := range ins {
 			if in.Type == "server-crash" && in.Completed.IsZero() && in.Retries > 0 {
 				id = in.ID
@@ -366,10 +363,7 @@ func TestDisableWhileServerDies(t *testing.T) {
 	disable(t, c, "t11")
 	waitDead(t, c, victim)
 	c.Eventually(procTimeout, "server crash of "+victim+" done", func() error {
-		ins, err := c.Master().Engine().List()
-		if err != nil {
-			return err
-		}
+		ins := slices.Collect(c.Master().Engine().List(procedure.Query{}))
 		for _, in := range ins {
 			if in.Type == "server-crash" && in.Completed.IsZero() {
 				return errors.New("running")
