@@ -525,8 +525,8 @@ type Info struct {
 	// History is its executed forward states still on its tree's rollback
 	// stack (Executed), each with the time its step committed: its
 	// timeline. A rolled-back state leaves it.
-	History []HistoryStep
-	WaitingForLocks  bool      // parked until its locks are free
+	History         []HistoryStep
+	WaitingForLocks bool // parked until its locks are free
 }
 
 func timeOf(ns int64) time.Time {
@@ -627,4 +627,3 @@ func (e *Engine) Finished(id ID) bool {
 	st, ok := storedStatus(b)
 	return ok && (st == Succeeded || st == RolledBack)
 }
-
