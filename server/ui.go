@@ -1,0 +1,4 @@
+package server
+
+// routeUI registers the web UI.
+func (s *Server) routeUI() {}
