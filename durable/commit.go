@@ -187,8 +187,7 @@ func (s *Store) appendGroup(g *group) (uint64, error) {
 	if err != nil {
 		return 0, s.setFailed(err)
 	}
-	s.stats.groups.Add(1)
-	s.stats.groupNs.Add(int64(took))
+	s.stats.commitLatency.Observe(took)
 	return p.Seq() + uint64(len(recs)) - 1, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/procyon-dev/procyon/internal/gather"
+	"github.com/procyon-dev/procyon/internal/pow2hist"
 	"github.com/procyon-dev/procyon/wal"
 )
 
@@ -146,13 +147,14 @@ type Store struct {
 }
 
 type storeStats struct {
-	commits      atomic.Int64
-	groups       atomic.Int64
-	gathers      atomic.Int64 // waits of the committer for a group to fill (for tests)
-	groupNs      atomic.Int64
-	aborts       atomic.Int64
-	snapshots    atomic.Int64
-	snapshotErrs atomic.Int64
+	commits atomic.Int64
+	gathers atomic.Int64 // waits of the committer for a group to fill (for tests)
+	// commitLatency: the durable groups, by how long they took from
+	// append to durable.
+	commitLatency pow2hist.Recorder
+	aborts        atomic.Int64
+	snapshots     atomic.Int64
+	snapshotErrs  atomic.Int64
 }
 
 // New returns a store with opts. Register its collections with
@@ -355,6 +357,16 @@ type Stats struct {
 	Groups int64
 	// GroupTime is the time those took, from append to durable, in all.
 	GroupTime time.Duration
+	// CommitLatency is those groups by the time they took, in power-of-two
+	// buckets: CommitLatency[i] counts the groups under 2^i µs (and at or
+	// above 2^(i-1) µs); the last bucket also counts everything above.
+	CommitLatency [pow2hist.Buckets]int64
+}
+
+// CommitQuantile returns an upper bound of the q-quantile (0 < q <= 1)
+// of CommitLatency: the bound of the bucket it falls in.
+func (s Stats) CommitQuantile(q float64) time.Duration {
+	return pow2hist.Quantile(s.CommitLatency[:], q)
 }
 
 // Stats returns the store's counters.
@@ -362,8 +374,6 @@ func (s *Store) Stats() Stats {
 	st := Stats{
 		Seq:          s.current().seq,
 		Commits:      s.stats.commits.Load(),
-		Groups:       s.stats.groups.Load(),
-		GroupTime:    time.Duration(s.stats.groupNs.Load()),
 		Aborts:       s.stats.aborts.Load(),
 		Snapshots:    s.stats.snapshots.Load(),
 		SnapshotErrs: s.stats.snapshotErrs.Load(),
@@ -372,6 +382,7 @@ func (s *Store) Stats() Stats {
 		RecoverTime:  time.Duration(s.recoverNs),
 		Damaged:      len(s.damage),
 	}
+	st.CommitLatency, st.Groups, st.GroupTime = s.stats.commitLatency.Load()
 	if s.wal != nil {
 		ws := s.wal.Stats()
 		st.WAL = &ws

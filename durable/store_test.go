@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/procyon-dev/procyon/vfs"
 	"github.com/procyon-dev/procyon/wal"
@@ -526,6 +527,14 @@ func TestGroupStats(t *testing.T) {
 		t.Fatalf("after 200 more queued: %d commits, %d groups; want 210, 11 to 210", st.Commits, st.Groups)
 	}
 	t.Logf("200 queued transactions made %d groups", st.Groups-10)
+	var n int64
+	for _, c := range st.CommitLatency {
+		n += c
+	}
+	if mean := st.GroupTime / time.Duration(st.Groups); n != st.Groups || st.CommitQuantile(1) < mean {
+		t.Fatalf("commit latency histogram of %d groups, max under %v; want %d groups, max at least the mean %v",
+			n, st.CommitQuantile(1), st.Groups, mean)
+	}
 }
 
 // TestStoreStatsWALAndSnapshot: a store in a directory reports its log's

@@ -25,6 +25,9 @@
 //	procyon_procedure_steps_total                  counter    type, direction (forward, rollback)
 //	procyon_procedure_step_retries_total           counter    type
 //	procyon_procedure_step_duration_seconds        histogram  type
+//	procyon_procedure_duration_seconds             histogram  type
+//	procyon_procedure_event_waits_total            counter    type
+//	procyon_procedure_event_wait_seconds           histogram  type
 //	procyon_procedure_active                       gauge      status (runnable, waiting, suspended, ...)
 //	procyon_procedure_oldest_active_age_seconds    gauge
 //	procyon_procedure_quarantined_trees            gauge
@@ -38,8 +41,7 @@
 //	Store
 //	procyon_store_commits_total                    counter
 //	procyon_store_aborts_total                     counter
-//	procyon_store_group_commits_total              counter
-//	procyon_store_group_commit_seconds_total       counter
+//	procyon_store_commit_seconds                   histogram
 //	procyon_store_snapshots_total                  counter
 //	procyon_store_snapshot_failures_total          counter
 //	procyon_store_snapshot_size_bytes              gauge
@@ -64,9 +66,20 @@
 //	procyon_remote_batch_retries_total             counter    node
 //	procyon_remote_round_trip_seconds              histogram  node
 //
-// The mean store commit latency is
-// rate(procyon_store_group_commit_seconds_total) /
-// rate(procyon_store_group_commits_total). Procedures waiting for an event
-// or a timer are procyon_procedure_active{status="suspended"}. The oldest
-// age is measured against the system clock.
+// A procedure's duration runs from its creation (a root's submission) to
+// its end: a root's when its tree completed, whatever the outcome; a
+// child's when it succeeded. An event wait runs from the commit of the
+// step that returned WaitEvent to the wake-up (by the signal, a timeout
+// the type handles, or a recovery that found the event signalled; 0 if
+// it was signalled already); waits ended by a failure, an abort or a
+// bypass are not observed. Both are measured on the engine's clock
+// (procedure.Options.Clock). Procedures waiting for an event or a timer
+// are procyon_procedure_active{status="suspended"}. Store commit latency
+// is per group commit (one fsync on the WAL), from append to durable;
+// its _count is the number of group commits, so
+// rate(procyon_store_commits_total) / rate(procyon_store_commit_seconds_count)
+// is the mean group size; records per fsync over a window is
+// rate(procyon_wal_records_total) / rate(procyon_wal_fsyncs_total) (the
+// gauge is the mean since the store opened). The oldest age is measured
+// against the system clock.
 package metrics

@@ -15,6 +15,7 @@ type engineMetrics struct {
 	submitted, finished, stepFailures, timedOut, steps, retries, stepSeconds *prometheus.Desc
 	active, oldest, quarantined, queued, workers, stuck                      *prometheus.Desc
 	lockWaiting, lockWait, recovered, recoverSeconds                         *prometheus.Desc
+	duration, eventWaits, eventWait                                          *prometheus.Desc
 }
 
 func newEngineMetrics(ns string, e *procedure.Engine) *engineMetrics {
@@ -27,6 +28,9 @@ func newEngineMetrics(ns string, e *procedure.Engine) *engineMetrics {
 	m.steps = m.add(ns, "steps_total", "Steps committed, by direction: forward or rollback.", "type", "direction")
 	m.retries = m.add(ns, "step_retries_total", "Steps retried after a retryable error.", "type")
 	m.stepSeconds = m.add(ns, "step_duration_seconds", "How long Execute and Rollback calls took (their commits not included).", "type")
+	m.duration = m.add(ns, "duration_seconds", "How long procedures took from creation to end: a root's submission to its tree's completion (any outcome), a child's creation to its success.", "type")
+	m.eventWaits = m.add(ns, "event_waits_total", "Steps committed that wait for an event (WaitEvent).", "type")
+	m.eventWait = m.add(ns, "event_wait_seconds", "How long event waits lasted, from the suspending commit to the wake-up by the signal or a handled timeout (0: signalled already).", "type")
 	m.active = m.add(ns, "active", "Live procedures (of unfinished trees), by recorded status; suspended ones wait for an event or a timer.", "status")
 	m.oldest = m.add(ns, "oldest_active_age_seconds", "Age of the oldest live procedure (0: none).")
 	m.quarantined = m.add(ns, "quarantined_trees", "Procedure trees quarantined (never run).")
@@ -75,4 +79,7 @@ func (m *engineMetrics) collectType(ch chan<- prometheus.Metric, name string, ts
 	ch <- counter(m.steps, ts.RollbackSteps, name, "rollback")
 	ch <- counter(m.retries, ts.Retries, name)
 	ch <- fromHistogram(m.stepSeconds, ts.StepLatency, name)
+	ch <- fromHistogram(m.duration, ts.Duration, name)
+	ch <- counter(m.eventWaits, ts.EventWaits, name)
+	ch <- fromHistogram(m.eventWait, ts.EventWait, name)
 }

@@ -238,6 +238,13 @@ procyon_store_snapshots_total 1
 	if got := mustValue(t, reg, "procyon_procedure_step_duration_seconds", "type", "greet"); got != 10 {
 		t.Errorf("step duration count %v, want 10", got)
 	}
+	// Each greeting waited once for its operation's event, and ended.
+	for name, want := range map[string]float64{"procyon_procedure_duration_seconds": 4,
+		"procyon_procedure_event_waits_total": 4, "procyon_procedure_event_wait_seconds": 4} {
+		if got := mustValue(t, reg, name, "type", "greet"); got != want {
+			t.Errorf("%s{type=greet} = %v, want %v", name, got, want)
+		}
+	}
 	if got := mustValue(t, reg, "procyon_remote_operations_sent_total", "node", "n1"); got < 4 {
 		t.Errorf("operations sent to n1: %v, want at least 4", got)
 	}
@@ -252,6 +259,9 @@ procyon_store_snapshots_total 1
 		t.Errorf("in flight after all reported: %v", got)
 	}
 	st := m.store.Stats()
+	if got := mustValue(t, reg, "procyon_store_commit_seconds"); got != float64(st.Groups) || got < 1 {
+		t.Errorf("commit latency count %v, store stats say %d groups", got, st.Groups)
+	}
 	if got := mustValue(t, reg, "procyon_wal_fsyncs_total"); got != float64(st.WAL.Syncs) || got < 1 {
 		t.Errorf("fsyncs %v, WAL stats say %d", got, st.WAL.Syncs)
 	}

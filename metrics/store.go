@@ -11,10 +11,10 @@ import (
 type storeMetrics struct {
 	s *durable.Store
 	descs
-	commits, aborts, groups, groupSeconds, snapshots, snapshotErrs *prometheus.Desc
-	snapshotBytes, snapshotSeconds, damaged, recoverSeconds        *prometheus.Desc
-	walAppends, walBytes, walSyncs, walSyncSeconds, walFailures    *prometheus.Desc
-	walSegments, walRecordsPerSync                                 *prometheus.Desc
+	commits, aborts, commitSeconds, snapshots, snapshotErrs     *prometheus.Desc
+	snapshotBytes, snapshotSeconds, damaged, recoverSeconds     *prometheus.Desc
+	walAppends, walBytes, walSyncs, walSyncSeconds, walFailures *prometheus.Desc
+	walSegments, walRecordsPerSync                              *prometheus.Desc
 }
 
 func newStoreMetrics(ns string, s *durable.Store) *storeMetrics {
@@ -22,8 +22,7 @@ func newStoreMetrics(ns string, s *durable.Store) *storeMetrics {
 	st, wal := ns+"_store", ns+"_wal"
 	m.commits = m.add(st, "commits_total", "Transactions committed.")
 	m.aborts = m.add(st, "aborts_total", "Transactions that failed or were dropped.")
-	m.groups = m.add(st, "group_commits_total", "Group commits: batches of transactions made durable together.")
-	m.groupSeconds = m.add(st, "group_commit_seconds_total", "Time group commits took from append to durable, in all (divide by group_commits_total for the mean commit latency).")
+	m.commitSeconds = m.add(st, "commit_seconds", "Group commit latency: how long batches of transactions made durable together took from append to durable.")
 	m.snapshots = m.add(st, "snapshots_total", "Snapshots written.")
 	m.snapshotErrs = m.add(st, "snapshot_failures_total", "Snapshots that failed.")
 	m.snapshotBytes = m.add(st, "snapshot_size_bytes", "Size of the newest snapshot.")
@@ -44,8 +43,7 @@ func (m *storeMetrics) collect(ch chan<- prometheus.Metric) {
 	st := m.s.Stats()
 	ch <- counter(m.commits, st.Commits)
 	ch <- counter(m.aborts, st.Aborts)
-	ch <- counter(m.groups, st.Groups)
-	ch <- prometheus.MustNewConstMetric(m.groupSeconds, prometheus.CounterValue, st.GroupTime.Seconds())
+	ch <- constHistogram(m.commitSeconds, st.CommitLatency[:], st.GroupTime)
 	ch <- counter(m.snapshots, st.Snapshots)
 	ch <- counter(m.snapshotErrs, st.SnapshotErrs)
 	ch <- gauge(m.snapshotBytes, float64(st.SnapshotSize))

@@ -114,6 +114,7 @@ func (e *Engine) afterStepLocked(c *commit) {
 	e.releaseStepLocksLocked(p)
 	switch {
 	case c.outcome == nil:
+		countStepLocked(c)
 		p.retries, p.lastErr = 0, ""
 		if p.timeoutDue == c.timeoutKind || !e.timeoutPassedLocked(p, p.timeoutDue) {
 			p.timeoutDue = 0 // handled, or replaced by the step

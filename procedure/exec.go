@@ -532,8 +532,8 @@ func (e *Engine) retireLocked(t *tree, res *Result) {
 			e.locks.release(r)
 		}
 	}
-	if root.typ != nil && root.ps.status == RolledBack {
-		root.typ.stats.rolledBack.Add(1) // before the waiters are told: they may read Stats at once
+	if root.typ != nil {
+		root.typ.stats.retired(root) // before the waiters are told: they may read Stats at once
 	}
 	for _, q := range t.procs {
 		e.dropProcLocked(q)

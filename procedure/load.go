@@ -230,6 +230,7 @@ func (l *loader) resumeWaits(t *tree, now int64) error {
 					return err
 				}
 				if set {
+					countEventWait(p, now)
 					p.ps.status, p.ps.w().wait = Runnable, waitState{}
 					e.eventWaits.markWoken(p, w.event)
 				} else {

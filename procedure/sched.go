@@ -246,6 +246,7 @@ func checkEventName(event string) error {
 // wakeLocked makes suspended p runnable (in memory: its record is
 // rewritten by its next commit) and queues it at the front.
 func (e *Engine) wakeLocked(p *proc) {
+	e.countWakeLocked(p)
 	e.eventWaits.unsuspend(p)
 	p.ps.status = Runnable
 	p.ps.w().wait = waitState{}

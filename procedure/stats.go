@@ -1,26 +1,17 @@
 package procedure
 
 import (
-	"github.com/procyon-dev/procyon/internal/pow2hist"
+	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/procyon-dev/procyon/internal/pow2hist"
 )
 
-// latencyBuckets: bucket i counts durations in [2^(i-1), 2^i) µs (bucket 0:
-// under 1 µs); the last one is open.
-const latencyBuckets = 28
+// histogram is one of the engine's latency histograms (pow2hist's shape).
+type histogram struct{ r pow2hist.Recorder }
 
-type histogram struct {
-	counts [latencyBuckets]atomic.Int64
-	n      atomic.Int64
-	sum    atomic.Int64
-}
-
-func (h *histogram) observe(d time.Duration) {
-	h.counts[pow2hist.Bucket(d, latencyBuckets)].Add(1)
-	h.n.Add(1)
-	h.sum.Add(int64(d))
-}
+func (h *histogram) observe(d time.Duration) { h.r.Observe(d) }
 
 // Histogram is a snapshot of a latency histogram with power-of-two
 // buckets.
@@ -35,11 +26,10 @@ type Histogram struct {
 }
 
 func (h *histogram) snapshot() Histogram {
-	out := Histogram{Count: h.n.Load(), Sum: time.Duration(h.sum.Load()),
-		Bounds: make([]time.Duration, latencyBuckets), Buckets: make([]int64, latencyBuckets)}
-	for i := range latencyBuckets {
+	counts, n, sum := h.r.Load()
+	out := Histogram{Count: n, Sum: sum, Bounds: make([]time.Duration, len(counts)), Buckets: counts[:]}
+	for i := range out.Bounds {
 		out.Bounds[i] = pow2hist.Bound(i)
-		out.Buckets[i] = h.counts[i].Load()
 	}
 	return out
 }
@@ -51,8 +41,8 @@ func (h Histogram) Quantile(q float64) time.Duration { return pow2hist.Quantile(
 // typeStats are a type's counters.
 type typeStats struct {
 	submitted, succeeded, failed, rolledBack, aborted, bypassed atomic.Int64
-	steps, rollbackSteps, retries, timedOut                     atomic.Int64
-	latency                                                     histogram
+	steps, rollbackSteps, retries, timedOut, eventWaits         atomic.Int64
+	latency, duration, eventWait                                histogram
 }
 
 // TypeStats are the counters of one procedure type since Start.
@@ -70,6 +60,71 @@ type TypeStats struct {
 	// StepLatency: how long Execute and Rollback calls took (not their
 	// commits).
 	StepLatency Histogram
+	// Duration: how long procedures took on the engine's clock, from
+	// their creation (a root's submission) to their end: a root's when its
+	// tree completed, whatever the outcome; a child's when it succeeded
+	// (children whose tree rolled them back are not in it).
+	Duration Histogram
+	// EventWaits counts the committed steps that returned WaitEvent.
+	EventWaits int64
+	// EventWait: how long those waits lasted, from the commit of the step
+	// (the record's update time) to the wake-up by the event's signal, a
+	// timeout with OnTimeout, or a recovery that found the event
+	// signalled; 0 when the event was signalled already. Waits ended by a
+	// failure, an abort or a bypass are not in it.
+	EventWait Histogram
+}
+
+// sinceNs is the duration from from to to (unix ns on the engine's
+// clock), 0 if the clock went back.
+func sinceNs(from, to int64) time.Duration { return max(time.Duration(to-from), 0) }
+
+// retired counts root, whose tree completed (with root.ps.completed
+// set): its outcome if it rolled back, and its duration.
+func (st *typeStats) retired(root *proc) {
+	if root.ps.status == RolledBack {
+		st.rolledBack.Add(1)
+	}
+	st.duration.observe(sinceNs(root.created, root.ps.completed))
+}
+
+// countStepLocked counts what the durable forward step c ended or began
+// (countCommitted counts the steps themselves): a child's duration when
+// it succeeded, an event wait, and its end when the event was signalled
+// already (the commit woke the procedure at once).
+func countStepLocked(c *commit) {
+	p := c.p
+	if p.typ == nil || c.stepErr != nil {
+		return
+	}
+	st := &p.typ.stats
+	switch c.next.kind {
+	case nextDone:
+		if p.parent != 0 { // roots: when their tree completes (retired)
+			st.duration.observe(sinceNs(p.created, p.ps.updated))
+		}
+	case nextEvent:
+		st.eventWaits.Add(1)
+		if slices.Contains(c.wake, p) {
+			st.eventWait.observe(0)
+		}
+	}
+}
+
+// countWakeLocked counts the end of p's wait if p is suspended on an
+// event: it is being woken.
+func (e *Engine) countWakeLocked(p *proc) {
+	if p.ps.status == Suspended && p.ps.wait().kind == waitEvent {
+		countEventWait(p, e.now())
+	}
+}
+
+// countEventWait counts the end at now of p's wait for an event, which
+// began with the commit that suspended p (its record's update time).
+func countEventWait(p *proc, now int64) {
+	if p.typ != nil {
+		p.typ.stats.eventWait.observe(sinceNs(p.ps.updated, now))
+	}
 }
 
 type engineStats struct {
@@ -115,7 +170,8 @@ func (e *Engine) Stats() Stats {
 			Submitted: st.submitted.Load(), Succeeded: st.succeeded.Load(), Failed: st.failed.Load(),
 			RolledBack: st.rolledBack.Load(), Aborted: st.aborted.Load(), Bypassed: st.bypassed.Load(),
 			Steps: st.steps.Load(), RollbackSteps: st.rollbackSteps.Load(), StepLatency: st.latency.snapshot(),
-			Retries: st.retries.Load(), TimedOut: st.timedOut.Load(),
+			Retries: st.retries.Load(), TimedOut: st.timedOut.Load(), Duration: st.duration.snapshot(),
+			EventWaits: st.eventWaits.Load(), EventWait: st.eventWait.snapshot(),
 		}
 	}
 	e.mu.Lock()

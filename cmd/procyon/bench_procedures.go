@@ -1,12 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,7 +21,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/procyon-dev/procyon/durable"
+	"github.com/procyon-dev/procyon/metrics"
 	"github.com/procyon-dev/procyon/procedure"
 )
 
@@ -62,6 +70,11 @@ type procBenchResult struct {
 	BytesPerLP       float64 `json:"bytes_per_live_procedure,omitempty"`
 	RecordBytes      float64 `json:"record_bytes_per_procedure,omitempty"`
 	EngineBytes      float64 `json:"engine_bytes_per_live_procedure,omitempty"`
+	// With -scrape: how many times /metrics was read during the run, and
+	// how long a read took (request to the body's end).
+	Scrapes     int     `json:"scrapes,omitempty"`
+	ScrapeP50ms float64 `json:"scrape_p50_ms,omitempty"`
+	ScrapeMaxms float64 `json:"scrape_max_ms,omitempty"`
 }
 
 // benchData is a bench procedure's data: which metadata slot it writes,
@@ -178,8 +191,12 @@ func benchProcedures(fs *flag.FlagSet) runFunc {
 	locks := fs.String("locks", "none", "comma-separated lock modes to run: none; uncontended (each procedure holds an exclusive region lock under one of 16 tables, no two alike); contended (16 tables, one procedure in ten takes a whole table exclusively)")
 	rounds := fs.Int("rounds", 1, "run the -locks modes this many times, interleaved, and report medians (and each mode's ratio to none)")
 	baseline := fs.Bool("baseline", true, "first time the disk: a one-record pwrite+fdatasync loop (over preallocated zeros, as the log writes) for 1 s in the same directory, reported as raw_fsyncs_per_sec")
+	scrape := fs.Duration("scrape", 0, "while procedures run, serve the metrics collector over HTTP on loopback and read /metrics at this interval, as Prometheus would, reporting the reads' count and p50/max duration (0: off)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	return func(ctx context.Context, e *env, args []string) error {
+		if *scrape < 0 {
+			return usagef("-scrape must be 0 (off) or positive, got %v", *scrape)
+		}
 		if err := firstErr(
 			intIn("concurrency", *concurrency, 1, 100_000),
 			intIn("steps", *steps, 1, 1000),
@@ -194,8 +211,10 @@ func benchProcedures(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
+		cfg := procRunConfig{locks: modes[0], steps: *steps, workers: *workers, committers: *committers,
+			concurrency: *concurrency, duration: *duration, scrape: *scrape}
 		if !*recoverMode && (len(modes) > 1 || *rounds > 1) {
-			return benchLockModes(ctx, e, *dir, modes, *rounds, *steps, *workers, *committers, *concurrency, *duration, *baseline, *asJSON)
+			return benchLockModes(ctx, e, *dir, modes, *rounds, cfg, *baseline, *asJSON)
 		}
 		root, cleanup, err := benchDir(*dir, "procedures-")
 		if err != nil {
@@ -213,7 +232,7 @@ func benchProcedures(fs *flag.FlagSet) runFunc {
 					return err
 				}
 			}
-			res, err = benchProcRun(ctx, data, modes[0], *steps, *workers, *committers, *concurrency, *duration)
+			res, err = benchProcRun(ctx, data, cfg)
 			if raw > 0 {
 				res.RawFsyncsPerSec, res.ProcsPerRawFsync = raw, res.ProcsPerSec/raw
 			}
@@ -243,6 +262,9 @@ func benchProcedures(fs *flag.FlagSet) runFunc {
 		if res.RawFsyncsPerSec > 0 {
 			fmt.Fprintf(tw, "disk, same run\t%.0f raw fsyncs/s (%.0f µs each): %.1f procedures per raw fsync\n",
 				res.RawFsyncsPerSec, 1e6/res.RawFsyncsPerSec, res.ProcsPerRawFsync)
+		}
+		if *scrape > 0 {
+			fmt.Fprintf(tw, "metrics scrapes\t%d, every %v: p50 %.2f ms, max %.2f ms\n", res.Scrapes, *scrape, res.ScrapeP50ms, res.ScrapeMaxms)
 		}
 		return tw.Flush()
 	}
@@ -289,12 +311,14 @@ type lockRunSummary struct {
 	P99ms          float64   `json:"p99_ms"`
 	LockWaitP99ms  float64   `json:"lock_wait_p99_ms"`
 	CPUus          float64   `json:"cpu_us_per_procedure"`
+	Scrapes        int       `json:"scrapes,omitempty"`       // with -scrape: in all its runs
+	ScrapeP50ms    float64   `json:"scrape_p50_ms,omitempty"` // the median of its runs' p50
 }
 
-// benchLockModes runs each lock mode rounds times, interleaved (so that
-// the disk's drift hits every mode alike), and reports each mode's median
-// and, per round, its ratio to none.
-func benchLockModes(ctx context.Context, e *env, parent string, modes []string, rounds, steps, workers, committers, concurrency int, d time.Duration, baseline, asJSON bool) error {
+// benchLockModes runs each lock mode rounds times with cfg, interleaved
+// (so that the disk's drift hits every mode alike), and reports each
+// mode's median and, per round, its ratio to none.
+func benchLockModes(ctx context.Context, e *env, parent string, modes []string, rounds int, cfg procRunConfig, baseline, asJSON bool) error {
 	root, cleanup, err := benchDir(parent, "procedures-")
 	if err != nil {
 		return err
@@ -321,7 +345,8 @@ func benchLockModes(ctx context.Context, e *env, parent string, modes []string, 
 		for _, m := range order {
 			dir := filepath.Join(root, fmt.Sprintf("data-%d-%s", r, m))
 			syscall.Sync()
-			res, err := benchProcRun(ctx, dir, m, steps, workers, committers, concurrency, d)
+			cfg.locks = m
+			res, err := benchProcRun(ctx, dir, cfg)
 			if err != nil {
 				return err
 			}
@@ -346,7 +371,7 @@ func benchLockModes(ctx context.Context, e *env, parent string, modes []string, 
 		DurationSec     float64          `json:"duration_sec"`
 		RawFsyncsPerSec float64          `json:"raw_fsyncs_per_sec,omitempty"`
 		Modes           []lockRunSummary `json:"modes"`
-	}{Concurrency: concurrency, Steps: steps, Workers: workers, DurationSec: d.Seconds(), RawFsyncsPerSec: raw}
+	}{Concurrency: cfg.concurrency, Steps: cfg.steps, Workers: cfg.workers, DurationSec: cfg.duration.Seconds(), RawFsyncsPerSec: raw}
 	for _, m := range modes {
 		rs := runs[m]
 		sum := lockRunSummary{Locks: m, Runs: len(rs)}
@@ -364,6 +389,10 @@ func benchLockModes(ctx context.Context, e *env, parent string, modes []string, 
 		sum.P99ms = pick(func(r procBenchResult) float64 { return r.P99ms })
 		sum.LockWaitP99ms = pick(func(r procBenchResult) float64 { return r.LockWaitP99ms })
 		sum.CPUus = pick(func(r procBenchResult) float64 { return r.CPUus })
+		sum.ScrapeP50ms = pick(func(r procBenchResult) float64 { return r.ScrapeP50ms })
+		for _, r := range rs {
+			sum.Scrapes += r.Scrapes
+		}
 		if m != "none" && len(ratios[m]) > 0 {
 			sum.VsNone = median(ratios[m])
 		}
@@ -373,7 +402,7 @@ func benchLockModes(ctx context.Context, e *env, parent string, modes []string, 
 		return writeJSON(e.stdout, out)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "procedures\t%d-step, %d in flight, %d workers, %d x %.1f s per mode, interleaved\n", steps, concurrency, workers, rounds, d.Seconds())
+	fmt.Fprintf(tw, "procedures\t%d-step, %d in flight, %d workers, %d x %.1f s per mode, interleaved\n", cfg.steps, cfg.concurrency, cfg.workers, rounds, cfg.duration.Seconds())
 	if raw > 0 {
 		fmt.Fprintf(tw, "disk, before the runs\t%.0f raw fsyncs/s\n", raw)
 	}
@@ -400,27 +429,47 @@ func median(v []float64) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
-func benchProcRun(ctx context.Context, dir, locks string, steps, workers, committers, concurrency int, d time.Duration) (procBenchResult, error) {
-	res := procBenchResult{Mode: "run", Locks: locks, Concurrency: concurrency, Steps: steps, Workers: workers}
-	w := newProcBench(dir, steps, workers, committers, false)
+// procRunConfig is what a timed run of the bench type does.
+type procRunConfig struct {
+	locks                                   string // none, uncontended or contended (benchLockData)
+	steps, workers, committers, concurrency int
+	duration                                time.Duration
+	// scrape: read the metrics over HTTP at this interval while clients
+	// submit (0: no metrics served).
+	scrape time.Duration
+}
+
+func benchProcRun(ctx context.Context, dir string, cfg procRunConfig) (procBenchResult, error) {
+	res := procBenchResult{Mode: "run", Locks: cfg.locks, Concurrency: cfg.concurrency, Steps: cfg.steps, Workers: cfg.workers}
+	w := newProcBench(dir, cfg.steps, cfg.workers, cfg.committers, false)
 	if err := w.e.Start(ctx); err != nil { // opens the store too
 		return res, err
 	}
 	defer w.e.Stop() // and closes it
+	var sc *scraper
+	if cfg.scrape > 0 {
+		var err error
+		if sc, err = startScraper(w, cfg.scrape); err != nil {
+			return res, err
+		}
+	}
 	commits0 := w.s.Stats().Commits
 	cpu0 := processCPU()
-	run := startWorkers(ctx, concurrency, func(c int) worker {
+	run := startWorkers(ctx, cfg.concurrency, func(c int) worker {
 		return func(i uint64) error {
-			id, err := w.typ.Submit(ctx, benchLockData(locks, c, i), procedure.SubmitOptions{})
+			id, err := w.typ.Submit(ctx, benchLockData(cfg.locks, c, i), procedure.SubmitOptions{})
 			if err == nil {
 				_, err = w.e.Wait(ctx, id)
 			}
 			return err
 		}
 	})
-	sleepCtx(ctx, d)
+	sleepCtx(ctx, cfg.duration)
 	err := run.stop()
 	el := time.Since(run.start)
+	if sc != nil {
+		err = cmp.Or(err, sc.stop(&res))
+	}
 	if err != nil {
 		return res, err
 	}
@@ -428,7 +477,7 @@ func benchProcRun(ctx context.Context, dir, locks string, steps, workers, commit
 	res.DurationSec = el.Seconds()
 	res.Procedures = int64(len(all))
 	res.ProcsPerSec = float64(len(all)) / el.Seconds()
-	res.StepsPerSec = res.ProcsPerSec * float64(steps)
+	res.StepsPerSec = res.ProcsPerSec * float64(cfg.steps)
 	res.CommitsPerS = float64(w.s.Stats().Commits-commits0) / el.Seconds()
 	if len(all) > 0 {
 		res.CPUus = float64((processCPU() - cpu0).Microseconds()) / float64(len(all))
@@ -520,4 +569,89 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// scraper serves a bench's metrics collector on loopback and reads
+// /metrics at an interval, as Prometheus would, timing each read.
+type scraper struct {
+	srv  *http.Server
+	url  string
+	quit chan struct{}
+	done chan struct{} // closed when the reading goroutine returned
+	took []time.Duration
+	err  error // the first failed read, which ends the reading
+}
+
+// startScraper serves w's metrics on a loopback port and reads them every
+// interval until stop.
+func startScraper(w *benchWorld, every time.Duration) (*scraper, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(metrics.NewCollector(metrics.Options{Engine: w.e, Store: w.s})); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError})
+	s := &scraper{srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
+		url: "http://" + ln.Addr().String() + "/metrics", quit: make(chan struct{}), done: make(chan struct{})}
+	go s.srv.Serve(ln) // returns when stop closes the server
+	go s.loop(every)
+	return s, nil
+}
+
+func (s *scraper) loop(every time.Duration) {
+	defer close(s.done)
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-tick.C:
+		}
+		took, err := scrapeOnce(client, s.url)
+		if err != nil {
+			s.err = err
+			return
+		}
+		s.took = append(s.took, took)
+	}
+}
+
+// scrapeOnce reads url to the end and returns how long that took.
+func scrapeOnce(c *http.Client, url string) (time.Duration, error) {
+	start := time.Now()
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, fmt.Errorf("bench: scrape: %w", err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0, fmt.Errorf("bench: scrape: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("bench: scrape: GET %s: %s", url, resp.Status)
+	}
+	return time.Since(start), nil
+}
+
+// stop ends the reading and the server, and puts the reads' count and
+// their p50 and max durations in res. It returns the error of a failed
+// read.
+func (s *scraper) stop(res *procBenchResult) error {
+	close(s.quit)
+	<-s.done
+	s.srv.Close()
+	slices.Sort(s.took)
+	l := latencies(s.took)
+	res.Scrapes = len(l)
+	if len(l) > 0 {
+		res.ScrapeP50ms = float64(l.quantile(0.5)) / float64(time.Millisecond)
+		res.ScrapeMaxms = float64(l[len(l)-1]) / float64(time.Millisecond)
+	}
+	return s.err
 }

@@ -37,6 +37,9 @@ func TestBenchProceduresJSON(t *testing.T) {
 	if code, _, _ := runCLI(t, "bench", "procedures", "-steps", "0"); code == 0 {
 		t.Fatal("-steps 0 accepted")
 	}
+	if code, _, errOut := runCLI(t, "bench", "procedures", "-scrape", "-1s"); code == 0 || !strings.Contains(errOut, "-scrape") {
+		t.Fatalf("-scrape -1s: exit %d, %q", code, errOut)
+	}
 	if code, _, errOut := runCLI(t, "bench", "procedures", "-locks", "none,bogus"); code == 0 || !strings.Contains(errOut, "bogus") {
 		t.Fatalf("-locks bogus: exit %d, %q", code, errOut)
 	}
@@ -68,5 +71,41 @@ func TestBenchProceduresLockModes(t *testing.T) {
 		if m.Runs != 2 || len(m.All) != 2 || m.Rate <= 0 || (i > 0 && m.VsNone <= 0) {
 			t.Fatalf("mode %+v\n%s", m, out)
 		}
+	}
+}
+
+// -scrape reads the metrics over HTTP while the procedures run, and
+// reports the reads; without it nothing is scraped.
+func TestBenchProceduresScrape(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "bench")
+	for _, scrape := range []string{"50ms", "0"} {
+		code, out, errOut := runCLI(t, "bench", "procedures", "-dir", parent, "-duration", "300ms", "-concurrency", "32",
+			"-baseline=false", "-scrape", scrape, "-json")
+		if code != 0 {
+			t.Fatalf("-scrape %s: exit %d: %s", scrape, code, errOut)
+		}
+		var res struct {
+			Rate    float64 `json:"procedures_per_sec"`
+			Scrapes int     `json:"scrapes"`
+			P50     float64 `json:"scrape_p50_ms"`
+			Max     float64 `json:"scrape_max_ms"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("-scrape %s: %v\n%s", scrape, err, out)
+		}
+		switch {
+		case res.Rate <= 0:
+			t.Errorf("-scrape %s: %s", scrape, out)
+		case scrape == "0" && (res.Scrapes != 0 || res.P50 != 0 || res.Max != 0):
+			t.Errorf("-scrape 0 scraped: %s", out)
+		case scrape != "0" && (res.Scrapes < 1 || res.P50 <= 0 || res.Max < res.P50):
+			t.Errorf("-scrape %s: %d scrapes, p50 %v ms, max %v ms", scrape, res.Scrapes, res.P50, res.Max)
+		}
+	}
+	// The table says it too.
+	code, out, errOut := runCLI(t, "bench", "procedures", "-dir", parent, "-duration", "200ms", "-concurrency", "8",
+		"-baseline=false", "-scrape", "50ms")
+	if code != 0 || !strings.Contains(out, "metrics scrapes") {
+		t.Fatalf("table: exit %d: %s%s", code, out, errOut)
 	}
 }

@@ -40,3 +40,18 @@ func TestQuantile(t *testing.T) {
 		t.Errorf("empty: %v", got)
 	}
 }
+
+// A Recorder counts each duration in its bucket, with the number and the
+// sum.
+func TestRecorder(t *testing.T) {
+	var r Recorder
+	for _, d := range []time.Duration{0, 3 * time.Microsecond, 3 * time.Microsecond, time.Hour} {
+		r.Observe(d)
+	}
+	counts, n, sum := r.Load()
+	want := [Buckets]int64{}
+	want[0], want[2], want[Buckets-1] = 1, 2, 1
+	if counts != want || n != 4 || sum != time.Hour+6*time.Microsecond {
+		t.Fatalf("counts %v, n %d, sum %v", counts, n, sum)
+	}
+}
