@@ -607,10 +607,10 @@ func TestCharts(t *testing.T) {
 	if len(cs) != 5 || cs[0].Title != "steps" {
 		t.Fatalf("charts %+v", cs)
 	}
-	if cs[0].Points != "0.0,70.0 150.0,4.0 300.0,37.0" || cs[0].Max != 10 || cs[0].Last != 5 || cs[0].Span != 2*time.Second {
+	if cs[0].Points != "0.0,70.0 100.0,4.0 200.0,37.0" || cs[0].Max != 10 || cs[0].Last != 5 || cs[0].Span != 2*time.Second {
 		t.Fatalf("steps chart %+v", cs[0])
 	}
-	if cs[1].Points != "0.0,70.0 150.0,70.0 300.0,70.0" {
+	if cs[1].Points != "0.0,70.0 100.0,70.0 200.0,70.0" {
 		t.Fatalf("an all-zero chart is not flat at the bottom: %q", cs[1].Points)
 	}
 	if cs := charts(nil); cs[0].Points != "" {

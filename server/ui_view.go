@@ -194,7 +194,7 @@ func scale(d, total time.Duration) float64 {
 
 // Chart geometry (SVG user units).
 const (
-	chartW = 300
+	chartW = 200
 	chartH = 70
 )
 
