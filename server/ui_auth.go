@@ -57,6 +57,10 @@ func (s *Server) uiSignin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusForbidden, err.Error())
 		return
 	}
+	if s.open() {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	if token == "" {

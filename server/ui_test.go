@@ -617,3 +617,25 @@ func TestCharts(t *testing.T) {
 		t.Fatalf("no samples: %+v", cs[0])
 	}
 }
+
+func TestUIPaging(t *testing.T) {
+	env := newUIEnv(t)
+	a, b, c := env.submitStuck(t), env.submitStuck(t), env.submitStuck(t)
+	row := func(id procedure.ID) string { return `id="proc-` + strconv.FormatUint(uint64(id), 10) + `"` }
+	_, body := env.req(t, "/ui/?type=stuck&limit=2", nil)
+	if !strings.Contains(body, row(c)) || !strings.Contains(body, row(b)) || strings.Contains(body, row(a)) {
+		t.Fatalf("the first page should hold %d and %d only:\n%s", c, b, body)
+	}
+	m := regexp.MustCompile(`href="(/ui/\?[^"]*)" id="older"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no link to the older page:\n%s", body)
+	}
+	older := strings.ReplaceAll(m[1], "&amp;", "&")
+	_, body = env.req(t, older, nil)
+	if !strings.Contains(body, row(a)) || strings.Contains(body, row(b)) || strings.Contains(body, `id="older"`) {
+		t.Fatalf("the older page (%s) should hold %d only, and be the last:\n%s", older, a, body)
+	}
+	if !strings.Contains(body, `hx-get="/ui/procedures/list?before=`) {
+		t.Fatalf("the older page's refresh does not keep its cursor:\n%s", body)
+	}
+}
