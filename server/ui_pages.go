@@ -87,8 +87,8 @@ func statusList() []string {
 	return []string{"runnable", "waiting", "suspended", "failed", "succeeded", "rolled-back"}
 }
 
-// typeNames returns the engine's types, and the submittable ones.
-func (s *Server) typeNames() (all, submittable []string) {
+// uiTypeNames returns the engine's types, and the submittable ones.
+func (s *Server) uiTypeNames() (all, submittable []string) {
 	for name, ti := range s.engineInfo().Types {
 		all = append(all, name)
 		if ti.Submittable {
@@ -111,7 +111,7 @@ func (s *Server) proceduresPage(w http.ResponseWriter, r *http.Request, id ident
 	if err != nil && msg == "" {
 		status, msg = http.StatusBadRequest, "Filter: "+err.Error()
 	}
-	d.Types, form.Types = s.typeNames()
+	d.Types, form.Types = s.uiTypeNames()
 	d.Submit = form
 	s.page(w, status, "procedures", id, uiPage{Title: "Procedures", Nav: "procedures", Error: msg, Data: d})
 }
