@@ -312,7 +312,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	b.do("abort the ticked one",
 		chromedp.SetValue(chromedp.CSS("#bulk-why"), "bulk: one"),
 		chromedp.Click(chromedp.CSS("#abort-selected")),
-		chromedp.WaitVisible(chromedp.CSS("#bulk-result")))
+		chromedp.WaitVisible(chromedp.CSS("#bulk-done")))
 	if s := b.text("#bulk-result"); !strings.Contains(s, idStr(s1)) || !strings.Contains(s, "aborted") {
 		t.Fatalf("abort selected: %q", s)
 	}
@@ -329,7 +329,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	b.do("confirm",
 		chromedp.SetValue(chromedp.CSS("#bulk-confirm-why"), "bulk: all stuck"),
 		chromedp.Click(chromedp.CSS("#bulk-confirm-button")),
-		chromedp.WaitVisible(chromedp.CSS("#bulk-result")))
+		chromedp.WaitVisible(chromedp.CSS("#bulk-done")))
 	b.poll("the result lists two aborted", `[...document.querySelectorAll('#bulk-result td')].filter(td => td.textContent === 'aborted').length === 2`)
 	env.until(t, s2, "rolled back", isStatus(procedure.RolledBack))
 	env.until(t, s3, "rolled back", isStatus(procedure.RolledBack))
