@@ -199,8 +199,8 @@ func (s *Server) uiBulkAbort(w http.ResponseWriter, r *http.Request, id identity
 	s.page(w, http.StatusOK, "bulk", id, uiPage{Title: "Bulk abort", Nav: "procedures", Data: d})
 }
 
-// matchingRoots returns the unfinished roots filter selects, at most
-// bulkLimit, and whether there are more.
+// matchingRoots returns the unfinished roots filter selects that are not
+// already rolling back, at most bulkLimit, and whether there are more.
 func (s *Server) matchingRoots(filter url.Values) ([]Procedure, bool, error) {
 	q, _, err := parseQuery(filter)
 	if err != nil {
@@ -208,7 +208,7 @@ func (s *Server) matchingRoots(filter url.Values) ([]Procedure, bool, error) {
 	}
 	var out []Procedure
 	for in := range s.e.List(q) {
-		if in.Parent != 0 || !in.Completed.IsZero() {
+		if in.Parent != 0 || !in.Completed.IsZero() || in.RollingBack {
 			continue
 		}
 		if len(out) == bulkLimit {
