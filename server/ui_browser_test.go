@@ -47,6 +47,9 @@ type browserT struct {
 func newBrowser(t *testing.T, env *uiEnv) *browserT {
 	t.Helper()
 	path := findBrowser()
+	if path == "" && os.Getenv("CI") != "" {
+		t.Fatal("no Chromium found and CI is set: .ci/run installs Debian's chromium; the browser tests must run in CI")
+	}
 	if path == "" {
 		t.Skip("no Chromium found (/usr/bin/chromium, or chromium, chromium-browser, google-chrome on PATH): " +
 			"install Debian's chromium to run the browser tests (.ci/run does)")
