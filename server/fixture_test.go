@@ -48,7 +48,7 @@ func (ponr) Execute(ctx context.Context, env *procedure.Env, s int, d *job) (pro
 }
 
 func (ponr) Rollback(ctx context.Context, env *procedure.Env, s int, d *job) error { return nil }
-func (ponr) NoReturn(s int) bool                                                { return s >= 1 }
+func (ponr) NoReturn(s int) bool                                                   { return s >= 1 }
 
 type fixture struct {
 	e      *procedure.Engine
@@ -154,7 +154,9 @@ func (f *fixture) do(method, path, secret, body string) answer {
 }
 
 // op serves a request as the operator.
-func (f *fixture) op(method, path, body string) answer { return f.do(method, path, operateSecret, body) }
+func (f *fixture) op(method, path, body string) answer {
+	return f.do(method, path, operateSecret, body)
+}
 
 // must checks the status and decodes the JSON body into out (nil: not).
 func (a answer) must(t testing.TB, status int, out any) {
