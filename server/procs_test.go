@@ -112,6 +112,9 @@ func TestDetail(t *testing.T) {
 	if len(d.Executed) != 1 || d.Executed[0] != "0" {
 		t.Fatalf("executed: %v", d.Executed)
 	}
+	if len(d.History) != 1 || d.History[0].State != "0" || d.History[0].At.Before(d.Created) {
+		t.Fatalf("history: %+v", d.History)
+	}
 	child := d.Tree[1].ID
 	f.do("GET", fmt.Sprintf("/api/v1/procedures/%d", child), readSecret, "").must(t, 200, &d)
 	if d.Parent != parent || d.Event != stuckEvent || d.Status != "suspended" {

@@ -90,12 +90,6 @@ func TestAudit(t *testing.T) {
 	f.unchanged(t, before, "bad audit requests")
 	var page AuditList
 	f.do("GET", "/api/v1/audit?limit=1", readSecret, "").must(t, 200, &page)
-	if page.Actions == nil {
-		t.Fatal("audit: null, want a list")
-	}
-	if len(page.Actions) == 0 {
-		t.Skip("Engine.Audit yields nothing yet (branch audit): the rest waits for it")
-	}
 	if len(page.Actions) != 1 || page.Next == "" || page.Actions[0].Kind != "bypass" || page.Actions[0].Target != b ||
 		page.Actions[0].Who != "operator" || page.Actions[0].Why != "second" {
 		t.Fatalf("first page: %+v", page)
