@@ -92,7 +92,8 @@ func TestListBadQuery(t *testing.T) {
 	f.submit(t, f.stuck, job{})
 	before := f.seq()
 	for _, q := range []string{"status=bogus", "status=", "limit=0", "limit=1001", "limit=x", "root=abc", "root=0",
-		"parent=-1", "before=1.5", "since=yesterday", "until=2026-13-01T00:00:00Z", "bogus=1", "type=a&type=b", "status=%zz"} {
+		"parent=-1", "before=1.5", "since=yesterday", "until=2026-13-01T00:00:00Z", "bogus=1", "type=a&type=b", "status=%zz",
+		"since=2026-12-05T17:00:00Z&until=2026-12-05T17:00:00Z", "since=2026-12-06T00:00:00Z&until=2026-12-05T00:00:00Z"} {
 		f.do("GET", "/api/v1/procedures?"+q, readSecret, "").refused(t, 400, CodeBadRequest)
 	}
 	f.unchanged(t, before, "bad list queries")
