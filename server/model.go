@@ -121,6 +121,9 @@ func parseQuery(v url.Values) (q procedure.Query, limit int, err error) {
 			return q, 0, fmt.Errorf("unknown parameter %q", key)
 		}
 	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
+		return q, 0, fmt.Errorf("since (%s) is not before until (%s)", q.Since.Format(time.RFC3339Nano), q.Until.Format(time.RFC3339Nano))
+	}
 	return q, limit, nil
 }
 
