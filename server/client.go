@@ -40,14 +40,15 @@ func (e *APIError) Error() string {
 
 // Sentinels an *APIError matches by its code.
 var (
-	ErrBadRequest   = errors.New(CodeBadRequest)
-	ErrUnauthorized = errors.New(CodeUnauthorized)
-	ErrForbidden    = errors.New(CodeForbidden)
-	ErrNotFound     = errors.New(CodeNotFound)
-	ErrConflict     = errors.New(CodeConflict)
-	ErrTooLarge     = errors.New(CodeTooLarge)
-	ErrUnavailable  = errors.New(CodeUnavailable)
-	ErrInternal     = errors.New(CodeInternal)
+	ErrBadRequest       = errors.New(CodeBadRequest)
+	ErrUnauthorized     = errors.New(CodeUnauthorized)
+	ErrForbidden        = errors.New(CodeForbidden)
+	ErrNotFound         = errors.New(CodeNotFound)
+	ErrMethodNotAllowed = errors.New(CodeMethodNotAllowed)
+	ErrConflict         = errors.New(CodeConflict)
+	ErrTooLarge         = errors.New(CodeTooLarge)
+	ErrUnavailable      = errors.New(CodeUnavailable)
+	ErrInternal         = errors.New(CodeInternal)
 )
 
 // Is matches the sentinel of e's code.
@@ -56,7 +57,7 @@ func (e *APIError) Is(target error) bool {
 }
 
 func isSentinel(err error) bool {
-	for _, s := range []error{ErrBadRequest, ErrUnauthorized, ErrForbidden, ErrNotFound, ErrConflict, ErrTooLarge, ErrUnavailable, ErrInternal} {
+	for _, s := range []error{ErrBadRequest, ErrUnauthorized, ErrForbidden, ErrNotFound, ErrMethodNotAllowed, ErrConflict, ErrTooLarge, ErrUnavailable, ErrInternal} {
 		if err == s {
 			return true
 		}
@@ -126,6 +127,8 @@ func codeOfStatus(status int) string {
 		return CodeForbidden
 	case http.StatusNotFound:
 		return CodeNotFound
+	case http.StatusMethodNotAllowed:
+		return CodeMethodNotAllowed
 	case http.StatusConflict:
 		return CodeConflict
 	case http.StatusRequestEntityTooLarge:

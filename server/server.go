@@ -65,6 +65,10 @@ type Server struct {
 	types   map[string]SubmitType
 	hashed  []hashedToken
 	sampler *sampler
+
+	api    *http.ServeMux // the API, the probes, /metrics, pprof (routeAPI)
+	routes []route        // what api serves, in registration order
+	cop    *http.CrossOriginProtection
 }
 
 // New returns a server for opts.Engine. It starts the sampler behind the
@@ -96,7 +100,13 @@ func New(opts Options) (*Server, error) {
 }
 
 // ServeHTTP serves the API, the UI and the probes.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if ownsPath(r.URL.Path) {
+		s.serveAPI(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Close stops the sampler. The engine is the caller's.
 func (s *Server) Close() error {

@@ -310,14 +310,15 @@ type Error struct {
 
 // Error codes: stable, part of the API.
 const (
-	CodeBadRequest   = "bad_request"  // 400: malformed body, unknown field, bad parameter
-	CodeUnauthorized = "unauthorized" // 401: no or unknown credentials
-	CodeForbidden    = "forbidden"    // 403: the credentials' role may not do this
-	CodeNotFound     = "not_found"    // 404: no such procedure (or route)
-	CodeConflict     = "conflict"     // 409: refused in its state (past the point of no return, finished, quarantined)
-	CodeTooLarge     = "too_large"    // 413: body over the limit
-	CodeUnavailable  = "unavailable"  // 503: not ready (recovering, stopping, failed)
-	CodeInternal     = "internal"     // 500
+	CodeBadRequest       = "bad_request"        // 400: malformed body, unknown field, bad parameter
+	CodeUnauthorized     = "unauthorized"       // 401: no or unknown credentials
+	CodeForbidden        = "forbidden"          // 403: the credentials' role may not do this
+	CodeNotFound         = "not_found"          // 404: no such procedure (or route)
+	CodeMethodNotAllowed = "method_not_allowed" // 405: the route does not take this method (Allow lists those it does)
+	CodeConflict         = "conflict"           // 409: refused in its state (past the point of no return, finished, quarantined)
+	CodeTooLarge         = "too_large"          // 413: body over the limit
+	CodeUnavailable      = "unavailable"        // 503: not ready (recovering, stopping, failed)
+	CodeInternal         = "internal"           // 500
 )
 
 // LockList is GET /api/v1/locks.
