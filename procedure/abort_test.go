@@ -123,11 +123,13 @@ func abortRunningStep(t *testing.T, returnErr bool) {
 		case acked && !in.Aborted:
 			t.Fatalf("%s: acknowledged abort lost: %+v", what, in)
 		case !in.Aborted:
+			checkAbortAudited(t, what, w.e, id, false)
 			<-x.reach // the step runs again
 			if err := w.e.Abort(ctx, id, "test", "a test aborts it"); err != nil {
 				t.Fatalf("%s: abort after the restart: %v", what, err)
 			}
 		}
+		checkAbortAudited(t, what, w.e, id, true)
 		r := w.wait(id)
 		if r.Status != RolledBack || !errors.Is(r.Err(), ErrRolledBack) || r.Error.Source != "abort" {
 			t.Fatalf("%s: %v %v", what, r.Status, r.Err())
@@ -144,6 +146,20 @@ func abortRunningStep(t *testing.T, returnErr bool) {
 		if t.Failed() || last {
 			return
 		}
+	}
+}
+
+// checkAbortAudited checks that the audit log holds the abort of root id
+// iff it took effect: it commits with the abort.
+func checkAbortAudited(t *testing.T, what string, e *Engine, id ID, took bool) {
+	t.Helper()
+	log := auditLog(e)
+	switch {
+	case !took && len(log) != 0:
+		t.Fatalf("%s: an abort that did not take effect is audited: %+v", what, log)
+	case took && (len(log) != 1 || log[0].Kind != "abort" || log[0].Target != id || log[0].Root != id ||
+		log[0].Who != "test" || log[0].Why != "a test aborts it"):
+		t.Fatalf("%s: audit log %+v, want the abort of %d alone", what, log, id)
 	}
 }
 

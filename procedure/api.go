@@ -200,16 +200,16 @@ func (e *Engine) Abort(ctx context.Context, id ID, who, why string) error {
 		case t.ts.pastPONR:
 			return fmt.Errorf("%w: procedure %d: its tree (root %d) is past its point of no return: %s", ErrAbortRefused, id, t.root.id, t.ts.ponr)
 		}
-		root := t.root
+		root, now := t.root, e.now()
 		c.p, c.t = root, t
 		c.begin(t)
 		c.markDirty(root)
 		root.ps.aborted = true
 		root.ps.err = &Error{Source: abortSource, Message: fmt.Sprintf("aborted by %s (procedure %d): %s", who, id, why), outcome: outcomeAborted}
-		root.ps.updated = e.now()
+		root.ps.updated = now
 		t.ts.failed = true
-		e.stackRunningLocked(c, t)
-		return nil
+		e.stackRunningLocked(c, t, now)
+		return e.appendAudit(tx, Action{Kind: "abort", Target: id, Root: root.id, Who: who, Why: why, At: timeOf(now)})
 	})
 	if c == nil {
 		return err
@@ -217,7 +217,7 @@ func (e *Engine) Abort(ctx context.Context, id ID, who, why string) error {
 	if t.root.typ != nil {
 		t.root.typ.stats.aborted.Add(1)
 	}
-	e.log.Info("procedure: aborted", "id", id, "root", t.root.id)
+	e.log.Info("procedure: aborted", "id", id, "root", t.root.id, "who", who, "why", why)
 	e.mu.Lock()
 	for _, q := range t.procs {
 		if q.running && q.run != nil {
@@ -236,12 +236,12 @@ func (e *Engine) Abort(ctx context.Context, id ID, who, why string) error {
 // not committed on t's rollback stack, in c: the tree is failing, and
 // the step may have done its work even if its commit is lost. The
 // step's own commit then finds its state on top of its entries and adds
-// none (pushEntryLocked).
-func (e *Engine) stackRunningLocked(c *commit, t *tree) {
+// none, only its own time (pushEntryLocked).
+func (e *Engine) stackRunningLocked(c *commit, t *tree, now int64) {
 	for _, q := range t.procs {
 		if q.running && q.run != nil && q.ps.steps == q.run.steps && q.ps.bypass == nil {
 			c.markDirty(q)
-			e.pushEntryLocked(q, q.run.state, false)
+			e.pushEntryLocked(q, entry{state: q.run.state, at: now})
 		}
 	}
 }
@@ -341,19 +341,10 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 		c.begin(t)
 		now := e.now()
 		b := Bypass{Who: who, Why: why, At: now, Target: id}
-		e.bypassSubtreeLocked(c, p, b)
-		switch {
-		case p == t.root:
-			status := Succeeded
-			if t.ts.failed {
-				status = RolledBack
-			}
-			return e.completeLocked(tx, c, t, status, now)
-		case !t.ts.failed:
-			e.bypassAncestorsLocked(c, p, b)
-			return e.childDoneLocked(tx, c, e.procs[p.parent], now)
+		if err := e.bypassLocked(tx, c, p, b); err != nil {
+			return err
 		}
-		return nil
+		return e.appendAudit(tx, Action{Kind: "bypass", Target: id, Root: t.root.id, Who: who, Why: why, At: timeOf(now)})
 	})
 	if c == nil {
 		return err
@@ -373,6 +364,24 @@ func (e *Engine) Bypass(ctx context.Context, id ID, who, why string) error {
 	}
 	e.postCommitLocked(c)
 	e.mu.Unlock()
+	return nil
+}
+
+// bypassLocked bypasses p (Bypass's commit function, past its checks).
+func (e *Engine) bypassLocked(tx *durable.Tx, c *commit, p *proc, b Bypass) error {
+	t := p.t
+	e.bypassSubtreeLocked(c, p, b)
+	switch {
+	case p == t.root:
+		status := Succeeded
+		if t.ts.failed {
+			status = RolledBack
+		}
+		return e.completeLocked(tx, c, t, status, b.At)
+	case !t.ts.failed:
+		e.bypassAncestorsLocked(c, p, b)
+		return e.childDoneLocked(tx, c, e.procs[p.parent], b.At)
+	}
 	return nil
 }
 
@@ -490,7 +499,7 @@ func (e *Engine) Ack(ctx context.Context, id ID) error {
 type HistoryStep struct {
 	State int64
 	Name  string    // State's name if its type is a fmt.Stringer
-	At    time.Time // when the step that executed it committed (zero: recorded before times were)
+	At    time.Time // when the step that executed it (the last one, if it ran again) committed; zero: recorded before times were
 }
 
 // Info is the status of one procedure.
@@ -551,6 +560,7 @@ func (e *Engine) infoOf(id ID, b []byte) Info {
 	for _, en := range r.entries {
 		in.Executed = append(in.Executed, en.state)
 	}
+	in.History = e.historyOf(r)
 	in.Steps = int(r.steps)
 	in.Submitter, in.Nonce = r.submitter, r.nonce
 	in.Created, in.Updated, in.Completed, in.Acked = timeOf(r.created), timeOf(r.updated), timeOf(r.completed), timeOf(r.acked)
@@ -562,6 +572,22 @@ func (e *Engine) infoOf(id ID, b []byte) Info {
 	}
 	in.Event, in.WakeAt, in.Deadline, in.StepDeadline = r.wait.event, timeOf(r.wait.until), timeOf(r.timeout), timeOf(r.stepTimeout)
 	return in
+}
+
+// historyOf returns the executed states of r with their names and times.
+func (e *Engine) historyOf(r *record) []HistoryStep {
+	if len(r.entries) == 0 {
+		return nil
+	}
+	ti := e.types[r.typ]
+	h := make([]HistoryStep, len(r.entries))
+	for i, en := range r.entries {
+		h[i] = HistoryStep{State: en.state, Name: fmt.Sprint(en.state), At: timeOf(en.at)}
+		if ti != nil {
+			h[i].Name = ti.stateName(en.state)
+		}
+	}
+	return h
 }
 
 // overlayLocked adds what only memory knows to in.

@@ -174,17 +174,17 @@ func (e *Engine) applyStepLocked(tx *durable.Tx, c *commit) error {
 	var err error
 	switch {
 	case c.stepErr != nil:
-		e.stepFailedLocked(c)
+		e.stepFailedLocked(c, now)
 	case c.next.kind == nextDone:
 		err = e.stepDoneLocked(tx, c, now)
 	case c.next.kind == nextSpawn && len(c.next.children) > 0:
 		err = e.spawnLocked(tx, c, now)
 	case c.next.kind == nextEvent:
-		err = e.waitEventLocked(tx, c)
+		err = e.waitEventLocked(tx, c, now)
 	case c.next.kind == nextSleep:
 		e.sleepLocked(c, now)
 	default: // GoTo, Again, Spawn without children
-		e.pushEntryLocked(p, c.state, false)
+		e.pushEntryLocked(p, entry{state: c.state, at: now})
 		if c.next.kind != nextAgain {
 			ps.next = c.next.state
 		}
@@ -217,10 +217,10 @@ func stepExtLocked(c *commit) {
 
 // stepFailedLocked records a failed step: its procedure failed, its tree
 // rolls back.
-func (e *Engine) stepFailedLocked(c *commit) {
+func (e *Engine) stepFailedLocked(c *commit, now int64) {
 	p, ps := c.p, &c.p.ps
 	if !c.notRun { // Execute may have done part of its work: its Rollback runs
-		e.pushEntryLocked(p, c.state, false)
+		e.pushEntryLocked(p, entry{state: c.state, at: now})
 	}
 	ps.status = Failed
 	if ps.err == nil { // else the first failure (an abort, a timeout) stays
@@ -233,7 +233,7 @@ func (e *Engine) stepFailedLocked(c *commit) {
 // tree, a child tells its parent.
 func (e *Engine) stepDoneLocked(tx *durable.Tx, c *commit, now int64) error {
 	p, t, ps := c.p, c.t, &c.p.ps
-	e.pushEntryLocked(p, c.state, false)
+	e.pushEntryLocked(p, entry{state: c.state, at: now})
 	ps.status = Succeeded
 	ps.ext = nil // no locks, no timeout; not suspended
 	c.finished = append(c.finished, p)
@@ -253,7 +253,7 @@ func (e *Engine) stepDoneLocked(tx *durable.Tx, c *commit, now int64) error {
 // for them, and they are created runnable.
 func (e *Engine) spawnLocked(tx *durable.Tx, c *commit, now int64) error {
 	p, t, ps := c.p, c.t, &c.p.ps
-	e.pushEntryLocked(p, c.state, true)
+	e.pushEntryLocked(p, entry{state: c.state, at: now, spawn: true})
 	ps.next = c.next.state
 	ps.status = Waiting
 	ps.pending = int32(len(c.next.children))
@@ -301,9 +301,9 @@ func (e *Engine) applyEventsLocked(tx *durable.Tx, c *commit, now int64) error {
 // waitEventLocked records a step that waits for an event: suspended,
 // unless the event is signalled in this transaction's state (so a signal
 // is never lost).
-func (e *Engine) waitEventLocked(tx *durable.Tx, c *commit) error {
+func (e *Engine) waitEventLocked(tx *durable.Tx, c *commit, now int64) error {
 	p, ps := c.p, &c.p.ps
-	e.pushEntryLocked(p, c.state, false)
+	e.pushEntryLocked(p, entry{state: c.state, at: now})
 	ps.next = c.next.state
 	e.checkPONRLocked(c.t, p, ps.next)
 	_, set, err := e.events.Get(tx, c.next.event)
@@ -324,7 +324,7 @@ func (e *Engine) waitEventLocked(tx *durable.Tx, c *commit) error {
 // unless that has passed.
 func (e *Engine) sleepLocked(c *commit, now int64) {
 	p, ps := c.p, &c.p.ps
-	e.pushEntryLocked(p, c.state, false)
+	e.pushEntryLocked(p, entry{state: c.state, at: now})
 	ps.next = c.next.state
 	e.checkPONRLocked(c.t, p, ps.next)
 	if until := c.next.until.UnixNano(); until > now {

@@ -150,6 +150,7 @@ func runBypassScene(t *testing.T, sc bypassScene) {
 		in, gerr := fw.e.Get(target)
 		durable := errors.Is(gerr, ErrNotFound) || (gerr == nil && in.Bypass != nil)
 		t.Logf("%s: acknowledged %v, durable %v", what, acked, durable)
+		checkBypassAudited(t, what, fw.e, target, root, durable)
 		switch {
 		case durable:
 			// The target's record is gone with its completed tree, or
@@ -160,6 +161,7 @@ func runBypassScene(t *testing.T, sc bypassScene) {
 			if err := fw.e.Bypass(ctx, target, "ops", "stuck for good"); err != nil {
 				t.Fatalf("%s: bypass after the restart: %v", what, err)
 			}
+			checkBypassAudited(t, what+", bypassed again", fw.e, target, root, true)
 		}
 		sc.settle(t, fw, target, root)
 		r := fw.wait(root)
@@ -172,6 +174,20 @@ func runBypassScene(t *testing.T, sc bypassScene) {
 		if last {
 			return
 		}
+	}
+}
+
+// checkBypassAudited checks that the audit log holds the scene's bypass
+// iff it took effect: it commits with the bypass.
+func checkBypassAudited(t *testing.T, what string, e *Engine, target, root ID, took bool) {
+	t.Helper()
+	log := auditLog(e)
+	switch {
+	case !took && len(log) != 0:
+		t.Fatalf("%s: a bypass that did not take effect is audited: %+v", what, log)
+	case took && (len(log) != 1 || log[0].Kind != "bypass" || log[0].Target != target || log[0].Root != root ||
+		log[0].Who != "ops" || log[0].Why != "stuck for good" || !log[0].At.Equal(bypassClockStart)):
+		t.Fatalf("%s: audit log %+v, want the bypass of %d alone", what, log, target)
 	}
 }
 

@@ -76,7 +76,15 @@
 // Bypass finishes a procedure stuck for good without running it (HBCK2's
 // bypass); Ack lets a result go early (results are kept for
 // Options.ResultTTL, or Options.AckedResultTTL after Ack). Get, List,
-// Locks and Stats show what runs and what waits.
+// Locks and Stats show what runs and what waits; Info.History is a
+// procedure's timeline (each executed state still on the rollback stack,
+// with the time its step committed).
+//
+// Audit log: every Abort and Bypass that takes effect appends an Action
+// (who, why, the procedure, its root, when) in the transaction that
+// carries it out, so it is durable iff the action is; one refused, bad
+// or doing nothing appends none. Engine.Audit reads it newest first; it
+// keeps the newest Options.AuditKeep entries.
 //
 // Scheduling: a step may take hierarchical locks (Lock; all or none,
 // before it runs; TypeOptions.HoldLocks keeps them until the procedure
@@ -94,7 +102,7 @@
 //
 // # On-disk format
 //
-// The engine keeps four collections in the store (prefix Options.Name,
+// The engine keeps five collections in the store (prefix Options.Name,
 // default "procedure"):
 //
 //	<name>.procs    uint64 id -> procedure record (below)
@@ -102,6 +110,9 @@
 //	<name>.events   string event -> uvarint unix ns it was signalled (present: signalled)
 //	<name>.meta     "next-id" -> uvarint: ids below it may be in use (raised
 //	                by 1024 at a time, in the commit that needs it)
+//	<name>.audit    uint64 seq -> audit entry (below); the keys are
+//	                contiguous (appended at the next, trimmed from the
+//	                oldest), so the next seq is the first key plus the count
 //
 // A procedure record; integers are varints (uvarint unless marked signed),
 // strings and byte strings are a uvarint length and the bytes:
@@ -120,22 +131,37 @@
 //	|       |  version 2 only: xflags uvarint (not 0), then
 //	|       |  [error code str, u8 outcome]  [step timeout signed]
 //	|       |  [bypass-of: target id, u8 role]
+//	|       |  [entry times: k, the leading entries without a time (k <
+//	|       |   n entries), then for each later entry its time minus the
+//	|       |   previous one's (the first: minus created), signed]
 //	+-------+-------------------------------------------------------------
 //	entry: state (signed) | stack index | u8 entry flags (1: spawned children)
 //	status: 1 runnable, 2 waiting (children), 3 succeeded, 4 failed,
-//	        5 rolled back, 6 suspended (an event or a time: the wait section);
-//	        bit 7 (128) set: the flags2 byte follows flags
+//	        5 rolled back, 6 suspended (an event or a time: the wait section)
 //	flags:  1 error, 2 bypass, 4 aborted, 8 completed, 16 acked, 32 wait,
 //	        64 timeout, 128 locks (each optional section is present iff its
 //	        flag is set)
 //	xflags: 1 error code and outcome (present iff the error section is),
 //	        2 step timeout (Env.SetTimeout's deadline), 4 bypass-of
 //	        (present iff the bypass section is; a version 1 record's
-//	        bypass was direct)
+//	        bypass was direct), 8 entry times (present iff an entry has
+//	        a time: when the last step that ran its state committed;
+//	        entries stored before times were have none)
 //	outcome: 1 aborted, 2 timed out, 4 a child's failure
 //	modes:  1 shared, 2 exclusive
 //	roles:  0 the procedure bypassed, 1 a descendant of it, 2 an ancestor
 //	times:  unix nanoseconds
+//
+// An audit entry (its key is its seq):
+//
+//	+---------+---------+--------+------+--------+-----+-----+
+//	| version | kind    | target | root | at     | who | why |
+//	| u8 1    | u8      | id     | id   | signed | str | str |
+//	+---------+---------+--------+------+--------+-----+-----+
+//	kind: 1 abort, 2 bypass
+//
+// Audit skips an entry that does not decode, logging its key, so that the
+// rest of the log stays readable.
 //
 // A record is written as version 1 when it needs no extension section
 // (most records), as version 2 otherwise; both are read. An error in a

@@ -16,8 +16,8 @@ import (
 // comment.
 type Options struct {
 	// Name prefixes the engine's collections ("<Name>.procs",
-	// "<Name>.nonces", "<Name>.meta"), so that a store can hold more than
-	// one engine. Default "procedure".
+	// "<Name>.nonces", "<Name>.meta", "<Name>.events", "<Name>.audit"),
+	// so that a store can hold more than one engine. Default "procedure".
 	Name string
 	// Workers is the number of goroutines running steps. A worker holds a
 	// procedure only while its step executes: waiting for the step's
@@ -52,6 +52,9 @@ type Options struct {
 	SweepInterval time.Duration
 	// SweepBatch bounds the results deleted by one commit. Default 1000.
 	SweepBatch int
+	// AuditKeep bounds the audit log (Engine.Audit): the commit that
+	// appends an entry deletes the oldest beyond it. Default 10000.
+	AuditKeep int
 	// Retry is how failing steps are retried, for types whose
 	// TypeOptions.Retry is zero: a step that returned a Retryable error, a
 	// failed rollback step, a failed step past the point of no return.
@@ -136,6 +139,9 @@ func (o *Options) ensureDefaults() {
 	if o.SweepBatch <= 0 {
 		o.SweepBatch = 1000
 	}
+	if o.AuditKeep <= 0 {
+		o.AuditKeep = 10000
+	}
 	o.Retry = o.Retry.withDefaults(RetryPolicy{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.2})
 	if o.Clock == nil {
 		o.Clock = systemClock{}
@@ -165,6 +171,7 @@ type Engine struct {
 	nonces *durable.Collection[string, uint64]
 	meta   *durable.Collection[string, uint64]
 	events *durable.Collection[string, uint64] // signalled events -> when (unix ns)
+	audit  *durable.Collection[uint64, []byte] // operators' actions (audit.go)
 	types  map[string]*typeInfo                // fixed once started
 
 	q         *runQueue
@@ -395,6 +402,7 @@ func New(store *durable.Store, opts Options) *Engine {
 		nonces:   durable.NewCollection[string, uint64](store, opts.Name+".nonces", u64),
 		meta:     durable.NewCollection[string, uint64](store, opts.Name+".meta", u64),
 		events:   durable.NewCollection[string, uint64](store, opts.Name+".events", u64),
+		audit:    durable.NewCollection[uint64, []byte](store, opts.Name+".audit", durable.Bytes()),
 		types:    map[string]*typeInfo{},
 		q:        newRunQueue(),
 		failedCh: make(chan struct{}),

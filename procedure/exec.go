@@ -406,27 +406,29 @@ func (e *Engine) endStep(p *proc, info StepInfo, how endHow, err error) {
 	e.mu.Unlock()
 }
 
-// pushEntryLocked adds state to p's executed states, at the top of the
-// tree's rollback stack, unless p's last executed state is the same one
-// and did not spawn children: a state run again (Again, or a GoTo to
-// itself) is one entry, rolled back once. It runs inside the commit
-// function, and the store runs commit functions one at a time, so the
-// stack's index order is the commit order of the tree's steps (whichever
-// of its procedures made them). The state whose Execute failed gets an
-// entry too (it may have done part of its work), unless the step failed
-// before Execute ran (commit.notRun).
-func (e *Engine) pushEntryLocked(p *proc, state int64, spawn bool) {
+// pushEntryLocked adds en (a state, the time its step commits, whether
+// it spawned children) to p's executed states, at the top of the tree's
+// rollback stack, unless p's last executed state is the same one and did
+// not spawn children: a state run again (Again, or a GoTo to itself) is
+// one entry, rolled back once, and takes the later time (and spawn). It
+// runs inside the commit function, and the store runs commit functions
+// one at a time, so the stack's index order is the commit order of the
+// tree's steps (whichever of its procedures made them). The state whose
+// Execute failed gets an entry too (it may have done part of its work),
+// unless the step failed before Execute ran (commit.notRun).
+func (e *Engine) pushEntryLocked(p *proc, en entry) {
 	es := p.ps.entries
-	if n := len(es); n > 0 && es[n-1].state == state && !es[n-1].spawn {
-		if spawn {
+	if n := len(es); n > 0 && es[n-1].state == en.state && !es[n-1].spawn {
+		if top := es[n-1]; top.at != en.at || en.spawn {
 			es = slices.Clone(es) // entries are never changed in place (undo keeps the old slice)
-			es[n-1].spawn = true
+			es[n-1].at, es[n-1].spawn = en.at, en.spawn
 			p.ps.entries = es
 		}
 		return
 	}
 	t := p.t
-	p.ps.entries = append(es, entry{state: state, idx: t.ts.nextIdx, spawn: spawn})
+	en.idx = t.ts.nextIdx
+	p.ps.entries = append(es, en)
 	t.ts.nextIdx++
 }
 

@@ -71,7 +71,8 @@ const (
 	xflagErr         = 1 << 0 // the error's code and outcome
 	xflagStepTimeout = 1 << 1 // the step's deadline (Env.SetTimeout)
 	xflagBypassOf    = 1 << 2 // the bypass's target and this procedure's role
-	xflagsKnown      = xflagErr | xflagStepTimeout | xflagBypassOf
+	xflagEntryTimes  = 1 << 3 // when each entry's step committed
+	xflagsKnown      = xflagErr | xflagStepTimeout | xflagBypassOf | xflagEntryTimes
 
 	waitEvent = 1 // suspended until an event is signalled
 	waitTimer = 2 // suspended until a time
@@ -88,6 +89,9 @@ type waitState struct {
 // root's rollback stack.
 type entry struct {
 	state int64
+	// at is when the last step that ran the state committed (unix ns; 0:
+	// stored before entries had times).
+	at    int64
 	idx   uint32 // index in the tree's rollback stack
 	spawn bool   // the step spawned children (a later run of the same state is a new entry)
 }
@@ -263,7 +267,22 @@ func (r *record) xflags() uint64 {
 	if r.bypass != nil {
 		x |= xflagBypassOf
 	}
+	if r.untimedPrefix() < len(r.entries) {
+		x |= xflagEntryTimes
+	}
 	return x
+}
+
+// untimedPrefix returns the number of r's leading entries without a time
+// (stored before entries had times): the entry-times section starts
+// after them.
+func (r *record) untimedPrefix() int {
+	for i, en := range r.entries {
+		if en.at != 0 {
+			return i
+		}
+	}
+	return len(r.entries)
 }
 
 func (r *record) extended() bool { return r.xflags() != 0 }
@@ -286,6 +305,23 @@ func appendExtension(dst []byte, r *record) []byte {
 	if r.bypass != nil {
 		dst = binary.AppendUvarint(dst, uint64(r.bypass.Target))
 		dst = append(dst, byte(r.bypass.Role))
+	}
+	if x&xflagEntryTimes != 0 {
+		dst = appendEntryTimes(dst, r)
+	}
+	return dst
+}
+
+// appendEntryTimes appends the entry-times section: the number of leading
+// entries without a time, then each later entry's time as its difference
+// from the previous one's (the first: from created), a few bytes each.
+func appendEntryTimes(dst []byte, r *record) []byte {
+	k := r.untimedPrefix()
+	dst = binary.AppendUvarint(dst, uint64(k))
+	prev := r.created
+	for _, en := range r.entries[k:] {
+		dst = binary.AppendVarint(dst, en.at-prev)
+		prev = en.at
 	}
 	return dst
 }
@@ -536,6 +572,27 @@ func (d *recDecoder) extension(r *record) {
 		if r.bypass.Role = BypassRole(d.byte("bypass role")); d.err == nil && r.bypass.Role > BypassAncestor {
 			d.fail("bypass role")
 		}
+	}
+	if x&xflagEntryTimes != 0 {
+		d.entryTimes(r)
+	}
+}
+
+// entryTimes decodes the entry-times section into r's entries (see
+// appendEntryTimes). It holds at least one time.
+func (d *recDecoder) entryTimes(r *record) {
+	k := d.uvarint("entry times")
+	if d.err == nil && k >= uint64(len(r.entries)) {
+		d.fail("entry times")
+	}
+	if d.err != nil {
+		return
+	}
+	prev := r.created
+	for i := range r.entries[k:] {
+		en := &r.entries[int(k)+i]
+		en.at = prev + d.varint("entry time")
+		prev = en.at
 	}
 }
 

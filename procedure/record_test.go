@@ -29,6 +29,13 @@ func sampleRecords() []*record {
 			err: &Error{Source: "t#12", Message: "region r7: offline", Code: "tables.region-offline", outcome: outcomeChildFailed | outcomeTimedOut}},
 		{status: Suspended, root: 11, parent: 11, typ: "t", version: 1, wait: waitState{kind: waitEvent, event: "report"}, stepTimeout: -9},
 		{status: Failed, root: 13, typ: "t", version: 1, err: &Error{Source: "abort", Message: "m", outcome: outcomeAborted}, timeout: 5, stepTimeout: 1 << 50},
+		// Entry times: all of them, after a prefix stored without, one
+		// earlier than the one before (a clock set back), one at 0.
+		{status: Runnable, root: 15, typ: "t", version: 1, next: 3, steps: 3, created: 1 << 60, updated: 1<<60 + 9,
+			entries: []entry{{state: 0, idx: 0, at: 1<<60 + 1}, {state: 1, idx: 1, at: 1<<60 + 5, spawn: true}, {state: 2, idx: 2, at: 1<<60 + 3}}},
+		{status: Waiting, root: 15, parent: 15, typ: "t", version: 1, next: 2, created: 7, updated: 9,
+			entries:     []entry{{state: 0, idx: 3}, {state: 1, idx: 4}, {state: 5, idx: 5, at: 8}, {state: 6, idx: 6}, {state: 7, idx: 7, at: -1}},
+			stepTimeout: 3},
 	}
 }
 
@@ -46,6 +53,13 @@ var legacyRecords = []struct {
 	{"01050d000701780100000000000000000561626f72741361626f72746564206279206120636c69656e7418",
 		&record{status: RolledBack, root: 7, typ: "x", version: 1, aborted: true, completed: 12,
 			err: &Error{Source: "abort", Message: "aborted by a client", outcome: outcomeAborted}}},
+	// Entries stored before they had times: they decode with none.
+	{"0101000003017801040202000000020101c801d804000000",
+		&record{status: Runnable, root: 3, typ: "x", version: 1, next: 2, steps: 2, created: 100, updated: 300,
+			entries: []entry{{state: 0, idx: 0}, {state: 1, idx: 1, spawn: true}}}},
+	{"0206200303017801020101000200c801900300000001016502880e",
+		&record{status: Suspended, parent: 3, root: 3, typ: "x", version: 1, next: 1, steps: 1, created: 100, updated: 200,
+			entries: []entry{{state: 0, idx: 2}}, wait: waitState{kind: waitEvent, event: "e"}, stepTimeout: 900}},
 }
 
 // Records written before the extension sections decode, their errors'
@@ -177,5 +191,44 @@ func TestRecordBypassWithoutRole(t *testing.T) {
 	b[len(b)-len(ext)] |= 8
 	if _, err := decodeRecord(b); !errors.Is(err, errRecord) {
 		t.Fatalf("unknown extension bit: %v", err)
+	}
+}
+
+// Entry times are an extension section: a record whose entries have none
+// is written as before them (version 1 when nothing else needs the
+// extension); one with times counts the leading entries without and
+// stores the others as differences; a section that holds no time is
+// corruption.
+func TestRecordEntryTimes(t *testing.T) {
+	r := &record{status: Runnable, root: 3, typ: "x", version: 1, next: 2, steps: 2, created: 100, updated: 300,
+		entries: []entry{{state: 0, idx: 0}, {state: 1, idx: 1, spawn: true}}}
+	if b := appendRecord(nil, r); b[0] != recordV1 || hex.EncodeToString(b) != legacyRecords[3].hex {
+		t.Fatalf("entries without times: % x, want the format before times", b)
+	}
+	r.entries[1].at = 250
+	b := appendRecord(nil, r)
+	section := append([]byte{xflagEntryTimes, 1}, binary.AppendVarint(nil, 150)...) // one untimed, then created+150
+	if b[0] != recordV2 || !bytes.HasSuffix(b, section) {
+		t.Fatalf("entry times: % x, want the suffix % x", b, section)
+	}
+	got, err := decodeRecord(b)
+	if err != nil || !reflect.DeepEqual(got.entries, r.entries) {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	// Every entry untimed, or more than there are: not a section this
+	// program writes.
+	for _, k := range []byte{2, 3} {
+		bad := append(slices.Clone(b[:len(b)-len(section)]), xflagEntryTimes, k)
+		if _, err := decodeRecord(bad); !errors.Is(err, errRecord) {
+			t.Fatalf("entry times after %d of 2 untimed entries accepted: %v", k, err)
+		}
+	}
+	// The section without entries.
+	st := &record{status: Runnable, root: 4, typ: "t", version: 1, stepTimeout: 7}
+	sb := appendRecord(nil, st)
+	tail := binary.AppendVarint(nil, 7)
+	bad := append(append(slices.Clone(sb[:len(sb)-len(tail)-1]), xflagStepTimeout|xflagEntryTimes), tail...)
+	if _, err := decodeRecord(append(bad, 0, 2)); !errors.Is(err, errRecord) {
+		t.Fatalf("entry times without entries accepted: %v", err)
 	}
 }
