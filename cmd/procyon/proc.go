@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -246,7 +247,12 @@ func printDetail(w io.Writer, d server.ProcedureDetail, now time.Time) {
 		printAudit(w, d.Audit)
 	}
 	if len(d.Result) > 0 {
-		fmt.Fprintf(w, "\nresult: %s\n", d.Result)
+		var b bytes.Buffer
+		if json.Compact(&b, d.Result) != nil {
+			b.Reset()
+			b.Write(d.Result)
+		}
+		fmt.Fprintf(w, "\nresult: %s\n", b.Bytes())
 	} else if len(d.ResultBytes) > 0 {
 		fmt.Fprintf(w, "\nresult: %d bytes (not JSON)\n", len(d.ResultBytes))
 	}
