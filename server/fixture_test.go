@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -34,7 +35,8 @@ const (
 )
 
 // ponr is stuck past its point of no return: state 1 is NoReturn, and it
-// waits there for an event nobody signals.
+// waits there for an event nobody signals, holding a shared lock on
+// table/N.
 type ponr struct{}
 
 func (ponr) Execute(ctx context.Context, env *procedure.Env, s int, d *job) (procedure.Next, error) {
@@ -48,7 +50,10 @@ func (ponr) Execute(ctx context.Context, env *procedure.Env, s int, d *job) (pro
 }
 
 func (ponr) Rollback(ctx context.Context, env *procedure.Env, s int, d *job) error { return nil }
-func (ponr) NoReturn(s int) bool                                                   { return s >= 1 }
+func (ponr) Locks(s int, d *job) []procedure.Lock {
+	return []procedure.Lock{procedure.SharedLock(fmt.Sprintf("table/%d", d.N))}
+}
+func (ponr) NoReturn(s int) bool { return s >= 1 }
 
 type fixture struct {
 	e      *procedure.Engine
@@ -80,7 +85,7 @@ func newFixture(t testing.TB, edit func(*Options)) *fixture {
 			}
 			return procedure.Done(), nil
 		}}, nil)
-	f.ponr = procedure.Register[int, job](e, "ponr", ponr{}, nil)
+	f.ponr = procedure.Register[int, job](e, "ponr", ponr{}, &procedure.TypeOptions[job]{HoldLocks: true})
 	f.parent = procedure.Register(e, "parent", procedure.StateMachineFuncs[int, job]{
 		Exec: func(ctx context.Context, env *procedure.Env, s int, d *job) (procedure.Next, error) {
 			if s == 0 {
