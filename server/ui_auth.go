@@ -1,0 +1,93 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// errCrossOrigin: a POST from a page of another site.
+var errCrossOrigin = errors.New("refused: this form was posted from another site (its Origin or Referer is not this server)")
+
+// sameOrigin accepts a request whose Origin, or else Referer, names the
+// host it was sent to, and one with neither (not from a browser: a
+// browser sends Origin with every cross-origin POST).
+func sameOrigin(r *http.Request) error {
+	from := r.Header.Get("Origin")
+	if from == "" {
+		from = r.Header.Get("Referer")
+	}
+	if from == "" {
+		return nil
+	}
+	u, err := url.Parse(from)
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+		return errCrossOrigin
+	}
+	return nil
+}
+
+// signinData is the sign-in form's.
+type signinData struct {
+	Next string
+	Open bool
+}
+
+// safeNext keeps a post-sign-in target within the UI.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+		return "/ui/"
+	}
+	return next
+}
+
+func (s *Server) uiSigninPage(w http.ResponseWriter, r *http.Request) {
+	s.page(w, http.StatusOK, "signin", identity{}, uiPage{Title: "Sign in",
+		Data: signinData{Next: safeNext(r.URL.Query().Get("next")), Open: s.open()}})
+}
+
+// uiSignin checks the token posted and keeps it in the session cookie.
+func (s *Server) uiSignin(w http.ResponseWriter, r *http.Request) {
+	next := safeNext(r.FormValue("next"))
+	fail := func(status int, msg string) {
+		s.page(w, status, "signin", identity{}, uiPage{Title: "Sign in", Error: msg, Data: signinData{Next: next}})
+	}
+	if err := sameOrigin(r); err != nil {
+		fail(http.StatusForbidden, err.Error())
+		return
+	}
+	if s.open() {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	token := strings.TrimSpace(r.PostFormValue("token"))
+	if token == "" {
+		fail(http.StatusBadRequest, "Give a token.")
+		return
+	}
+	check := r.Clone(r.Context())
+	check.TLS = nil // the token alone is checked, not a client certificate
+	check.Header = http.Header{"Authorization": {"Bearer " + token}}
+	id, err := s.identify(check)
+	if err != nil {
+		fail(http.StatusUnauthorized, "Unknown token.")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	s.opts.Logger.Info("server: ui sign-in", "who", id.Who, "role", id.Role.String())
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// uiSignout forgets the session cookie.
+func (s *Server) uiSignout(w http.ResponseWriter, r *http.Request) {
+	if err := sameOrigin(r); err != nil {
+		s.uiFail(w, r, identity{}, http.StatusForbidden, err.Error())
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	http.Redirect(w, r, "/ui/signin", http.StatusSeeOther)
+}
