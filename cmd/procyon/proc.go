@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +93,7 @@ func checkFilter(q url.Values) error {
 		switch key {
 		case "status":
 			for _, s := range strings.Split(val, ",") {
-				if !contains(statusNames, strings.TrimSpace(s)) {
+				if !slices.Contains(statusNames, strings.TrimSpace(s)) {
 					return usagef("status %q: not one of %s", s, strings.Join(statusNames, ", "))
 				}
 			}
@@ -107,15 +108,6 @@ func checkFilter(q url.Values) error {
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // printProcTable prints procedures one per line.
@@ -499,7 +491,7 @@ func parseFilter(s string) (url.Values, error) {
 			continue
 		}
 		key = strings.TrimSpace(key)
-		if !contains(filterKeys, key) {
+		if !slices.Contains(filterKeys, key) {
 			return nil, usagef("--filter: unknown key %q (%s)", key, strings.Join(filterKeys, ", "))
 		}
 		if q.Has(key) {
