@@ -2,16 +2,26 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/procyon-dev/procyon/server"
 )
@@ -40,6 +50,9 @@ func startServe(t *testing.T, args ...string) *servingProc {
 			t.Fatalf("serve printed %q first: %v", line, err)
 		}
 		p.url = "http://" + rl.Addr
+		if slices.Contains(args, "--tls-cert") {
+			p.url = "https://" + rl.Addr
+		}
 	case code := <-p.done:
 		cancel()
 		t.Fatalf("serve exited %d before it was ready:\n%s", code, p.stderr.String())
@@ -230,4 +243,77 @@ func TestUntilStarted(t *testing.T) {
 	if code, _ := serve("/api/v1/procedures"); code != 299 {
 		t.Errorf("after start: %d", code)
 	}
+}
+
+// TestServeMutualTLS: with --tls-cert, --tls-key and --client-ca, a
+// client certificate named in the credentials file is its identity, and a
+// client without one is refused (no token either).
+func TestServeMutualTLS(t *testing.T) {
+	pki := t.TempDir()
+	ca, caKey := newTestCert(t, pki, "ca", "procyon test CA", nil, nil)
+	newTestCert(t, pki, "server", "127.0.0.1", ca, caKey)
+	newTestCert(t, pki, "ops", "ops", ca, caKey)
+	newTestCert(t, pki, "stranger", "stranger", ca, caKey)
+	access := filepath.Join(pki, "access")
+	if err := os.WriteFile(access, []byte("cert:ops operate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := func(name string) string { return filepath.Join(pki, name) }
+	p := startServe(t, "--dir", t.TempDir(), "--listen", "127.0.0.1:0", "--token-file", access,
+		"--tls-cert", file("server.pem"), "--tls-key", file("server.key"), "--client-ca", file("ca.pem"))
+	tlsArgs := func(who string) []string {
+		return []string{"--endpoint", p.url, "--ca-file", file("ca.pem"), "--cert-file", file(who + ".pem"), "--key-file", file(who + ".key")}
+	}
+	cliOK(t, append([]string{"proc", "submit", "create-table", "--args", `{"name": "t"}`}, tlsArgs("ops")...)...)
+	code, _, errOut := runCLI(t, append([]string{"proc", "list"}, tlsArgs("stranger")...)...)
+	if code != 1 || !strings.Contains(errOut, "unauthorized: ") {
+		t.Fatalf("a certificate without a role: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "proc", "list", "--endpoint", p.url, "--ca-file", file("ca.pem"))
+	if code != 1 || !strings.Contains(errOut, "unauthorized: ") {
+		t.Fatalf("no certificate, no token: exit %d, %q", code, errOut)
+	}
+}
+
+// newTestCert writes name.pem and name.key: a certificate for cn signed
+// by parent (nil: self-signed, a CA), valid for 127.0.0.1.
+func newTestCert(t *testing.T, dir, name, cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(int64(len(name)) + time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	if parent == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(file, typ string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(name+".pem", "CERTIFICATE", der)
+	write(name+".key", "EC PRIVATE KEY", kb)
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
 }
