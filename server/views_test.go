@@ -48,7 +48,7 @@ func TestViews(t *testing.T) {
 	}
 	var eng EngineInfo
 	f.do("GET", "/api/v1/engine", readSecret, "").must(t, 200, &eng)
-	if eng.Types["finish"].Succeeded != 1 || !eng.Types["finish"].Submittable || eng.ByStatus["suspended"] != 2 {
+	if eng.Types["finish"].Submitted != 1 || len(eng.Types) != 4 || !eng.Types["finish"].Submittable || eng.ByStatus["suspended"] != 2 {
 		t.Fatalf("engine: %+v", eng)
 	}
 	var samples SampleList
@@ -81,6 +81,8 @@ func TestAudit(t *testing.T) {
 	b := f.submit(t, f.stuck, job{})
 	f.op("POST", fmt.Sprintf("/api/v1/procedures/%d/abort", a), `{"why":"first"}`).must(t, 200, nil)
 	f.op("POST", fmt.Sprintf("/api/v1/procedures/%d/bypass", b), `{"why":"second"}`).must(t, 200, nil)
+	f.finished(t, a)
+	f.settle(t)
 	before := f.seq()
 	for _, q := range []string{"before=x", "before=0", "limit=0", "limit=1001", "bogus=1", "limit=1&limit=2"} {
 		f.do("GET", "/api/v1/audit?"+q, readSecret, "").refused(t, 400, CodeBadRequest)
