@@ -190,7 +190,17 @@ func TestUIBrowserScenario(t *testing.T) {
 	b.poll("the list shows the first at state 0", `document.querySelector('#proc-`+idStr(first)+`')?.dataset.state === '0'`)
 	env.step(t, b.ctx)
 	b.poll("the list refreshes to state 1", `document.querySelector('#proc-`+idStr(first)+`')?.dataset.state === '1'`)
-	for range 5 {
+	env.step(t, b.ctx)
+	in := env.until(t, first, "at state 2", func(in procedure.Info) bool { return in.State == 2 })
+	b.open("/ui/procedures/"+idStr(first), "#timeline")
+	if len(in.History) > 0 {
+		b.poll("the timeline has a bar per step", `document.querySelectorAll('#timeline rect.bar').length === `+strconv.Itoa(len(in.History)))
+	} else {
+		t.Logf("the engine records no step history on this build (Info.History): the timeline's bars are not checked here")
+	}
+	b.shot("04-procedure-timeline")
+	b.open("/ui/", "#proc-"+idStr(second))
+	for range 4 {
 		env.step(t, b.ctx)
 	}
 	b.poll("the list shows both succeeded", rowIs(first, "succeeded")+" && "+rowIs(second, "succeeded"))
@@ -198,7 +208,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	if s := b.text("#status"); s != "succeeded" {
 		t.Fatalf("status %q, want succeeded", s)
 	}
-	b.shot("04-procedure-succeeded")
+	b.shot("05-procedure-succeeded")
 
 	// A parent with two children: its tree, then abort it.
 	b.open("/ui/", "#submit-type")
@@ -227,7 +237,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	if s := b.text("#tree-" + idStr(parent)); !strings.Contains(s, "waiting") {
 		t.Fatalf("the root in the tree: %q", s)
 	}
-	b.shot("05-procedure-tree")
+	b.shot("06-procedure-tree")
 	const reason = "browser test: abort the parent"
 	b.do("abort with a reason",
 		chromedp.SetValue(chromedp.CSS("#abort-why"), reason),
@@ -246,7 +256,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	} else {
 		t.Logf("the engine's audit log is empty on this build (Engine.Audit): the audit section's entry is not checked")
 	}
-	b.shot("06-procedure-aborted")
+	b.shot("07-procedure-aborted")
 
 	// Bypass a stuck one.
 	stuck := env.submitStuck(t)
@@ -259,7 +269,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	if eval[bool](b, `document.querySelector('#bypass-button') === null`) == false {
 		t.Fatal("a finished procedure still offers bypass")
 	}
-	b.shot("07-procedure-bypassed")
+	b.shot("08-procedure-bypassed")
 
 	// A remote operation on node n1.
 	caller, err := env.caller.Submit(b.ctx, opData{Node: "n1"}, procedure.SubmitOptions{})
@@ -272,7 +282,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	if s := b.text("#remote"); !strings.Contains(s, "slow") || !strings.Contains(s, "pending") {
 		t.Fatalf("the remote operations: %q", s)
 	}
-	b.shot("08-procedure-remote")
+	b.shot("09-procedure-remote")
 	select {
 	case env.opGate <- struct{}{}:
 	case <-b.ctx.Done():
@@ -284,7 +294,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	if s := b.text("#node-n1"); !strings.Contains(s, "live") || !strings.Contains(s, "n1") {
 		t.Fatalf("the nodes page's n1: %q", s)
 	}
-	b.shot("09-nodes")
+	b.shot("10-nodes")
 
 	// The charts: the sampler adds a point a second; wait for three.
 	b.open("/ui/engine", "#charts svg")
@@ -293,10 +303,10 @@ func TestUIBrowserScenario(t *testing.T) {
 	if s := b.text("#types"); !strings.Contains(s, "stepper") {
 		t.Fatalf("the engine page's types: %q", s)
 	}
-	b.shot("10-engine")
+	b.shot("11-engine")
 
 	b.open("/ui/audit", "#audit-log")
-	b.shot("11-audit")
+	b.shot("12-audit")
 
 	// Bulk: tick one (the tick survives the list's refresh), abort it;
 	// then a dry run of all matching, confirmed.
@@ -308,7 +318,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	if !eval[bool](b, `document.querySelector('#sel-`+idStr(s1)+`').checked`) {
 		t.Fatal("the list's refresh lost the tick")
 	}
-	b.shot("12-procedures-filtered")
+	b.shot("13-procedures-filtered")
 	b.do("abort the ticked one",
 		chromedp.SetValue(chromedp.CSS("#bulk-why"), "bulk: one"),
 		chromedp.Click(chromedp.CSS("#abort-selected")),
@@ -325,7 +335,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	if in, _ := env.e.Get(s2); in.Aborted {
 		t.Fatal("the dry run aborted")
 	}
-	b.shot("13-bulk-dry-run")
+	b.shot("14-bulk-dry-run")
 	b.do("confirm",
 		chromedp.SetValue(chromedp.CSS("#bulk-confirm-why"), "bulk: all stuck"),
 		chromedp.Click(chromedp.CSS("#bulk-confirm-button")),
@@ -335,7 +345,7 @@ func TestUIBrowserScenario(t *testing.T) {
 	env.until(t, s3, "rolled back", isStatus(procedure.RolledBack))
 
 	b.open("/ui/", "#procs-table")
-	b.shot("14-procedures")
+	b.shot("15-procedures")
 }
 
 func TestUIBrowserReadToken(t *testing.T) {
@@ -420,5 +430,5 @@ func TestUIBrowserProcedurePage(t *testing.T) {
 	if s := b.text("#header"); !strings.Contains(s, "<script>alert(1)</script>") {
 		t.Fatalf("the last error is not shown as text: %q", s)
 	}
-	b.shot("15-procedure-made-up")
+	b.shot("30-procedure-made-up")
 }

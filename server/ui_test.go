@@ -31,7 +31,7 @@ type stepData struct {
 }
 
 // stepper runs a step each time the test sends on gate, holding an
-// exclusive lock on its table while it runs.
+// exclusive lock on its table until it finishes (HoldLocks).
 type stepper struct{ gate chan struct{} }
 
 var _ procedure.Locker[int, stepData] = stepper{}
@@ -108,7 +108,7 @@ func newUIEnv(t *testing.T, tokens ...Token) *uiEnv {
 	env.e = procedure.New(store, procedure.Options{Logger: quiet})
 	tr := remote.NewLocal()
 	d := remote.NewDispatcher(env.e, tr, remote.Options{Logger: quiet})
-	env.stepper = procedure.Register[int, stepData](env.e, "stepper", stepper{env.gate}, nil)
+	env.stepper = procedure.Register[int, stepData](env.e, "stepper", stepper{env.gate}, &procedure.TypeOptions[stepData]{HoldLocks: true})
 	env.stuck = procedure.Register[int, waitData](env.e, "stuck", procedure.StateMachineFuncs[int, waitData]{Exec: waitFor}, nil)
 	child := procedure.Register[int, waitData](env.e, "child", procedure.StateMachineFuncs[int, waitData]{Exec: waitFor}, nil)
 	env.parent = procedure.Register[int, parentData](env.e, "parent", procedure.StateMachineFuncs[int, parentData]{
