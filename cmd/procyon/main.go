@@ -47,6 +47,7 @@ func register(c command) { commands = append(commands, c) }
 // groupSummaries are the one-line helps of the command groups.
 var groupSummaries = map[string]string{
 	"barrier":    "globally-barriered procedures across member processes on etcd",
+	"proc":       "procedures on a running server (procyon serve): list, show, wait, submit, abort, bypass, ack",
 	"bench":      "benchmarks of the log, the store, the engine, remote dispatch and barriers (see BENCHMARKS.md)",
 	"tablestore": "the table store's processes (master, region server)",
 	"wal":        "write-ahead log tools: dump, verify, repair",

@@ -13,13 +13,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/procyon-dev/procyon/examples/tablestore/master"
 	"github.com/procyon-dev/procyon/examples/tablestore/regionserver"
 	"github.com/procyon-dev/procyon/remote"
 )
 
 func init() {
-	register(command{path: "tablestore master", usage: "-root DIR [flags]", summary: "run the table store's master (procedures, catalog, dispatcher) until interrupted", define: tablestoreMaster})
+	register(command{path: "tablestore master", usage: "-root DIR [flags]", summary: "run the table store's master (procedures, catalog, dispatcher, the operator's API and UI) until interrupted; procyon serve with the table store's flag names", define: tablestoreMaster})
 	register(command{path: "tablestore regionserver", usage: "-root DIR -name NAME -master ADDR [flags]", summary: "run a table store region server until interrupted", define: tablestoreRegionServer})
 }
 
@@ -34,32 +33,17 @@ type readyLine struct {
 	Epoch uint64 `json:"epoch,omitempty"`
 }
 
+// tablestoreMaster is serve under the flag names the table store's
+// processes use (-root, -addr): one way to run a master.
 func tablestoreMaster(fs *flag.FlagSet) runFunc {
 	root := fs.String("root", "", "the shared root directory (required)")
-	addr := fs.String("addr", "127.0.0.1:7700", "address to serve the admin API and the region servers on")
-	lease := fs.Duration("lease", 3*time.Second, "a region server silent for longer is dead")
+	addr := fs.String("addr", "127.0.0.1:7700", "address to serve the admin API, the region servers, and the operator's API, UI and /metrics on")
+	sf := addServeFlags(fs)
 	return func(ctx context.Context, e *env, args []string) error {
-		switch {
-		case *root == "":
+		if *root == "" {
 			return usagef("-root is required")
-		case *lease <= 0:
-			return usagef("-lease must be positive")
 		}
-		log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		m, err := master.New(master.Options{Root: *root, Transport: &remote.HTTP{}, Remote: remote.Options{Lease: *lease}, Logger: log})
-		if err != nil {
-			return err
-		}
-		ln, err := net.Listen("tcp", *addr)
-		if err != nil {
-			return err
-		}
-		if err := m.Start(ctx); err != nil {
-			ln.Close()
-			return err
-		}
-		srv := serveHTTP(ln, m.Handler())
-		return readyUntilDone(ctx, e, srv, readyLine{Event: "ready", Role: "master", Addr: ln.Addr().String(), PID: os.Getpid(), Epoch: m.Dispatcher().Epoch()}, m.Stop)
+		return runMaster(ctx, e, *root, *addr, sf)
 	}
 }
 

@@ -12,6 +12,13 @@
 //	err = m.Wait(ctx, id)
 //	defer m.Stop()
 //
+// The operator's API and web UI (package server) show and act on the
+// master's engine; procyon serve mounts them beside Handler, on one
+// listener (Handler keeps /ts/ and /remote/, the server the rest):
+//
+//	srv, err := server.New(server.Options{Engine: m.Engine(), Dispatcher: m.Dispatcher(),
+//		Gatherer: m.Metrics(), Types: m.SubmitTypes()})
+//
 // # Model
 //
 // A region is offline, opening, open or closing; when it is not offline

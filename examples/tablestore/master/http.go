@@ -16,6 +16,7 @@ import (
 	"github.com/procyon-dev/procyon/metrics"
 	"github.com/procyon-dev/procyon/procedure"
 	"github.com/procyon-dev/procyon/remote"
+	"github.com/procyon-dev/procyon/server"
 )
 
 // Handler serves the master's admin API and the dispatcher's service to
@@ -44,10 +45,30 @@ func (m *Master) Handler() http.Handler {
 	mux.HandleFunc("GET /ts/v1/servers", func(w http.ResponseWriter, r *http.Request) {
 		tablestore.WriteJSON(w, m.disp.Nodes())
 	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// newRegistry returns the registry of the master's metrics: the engine's,
+// the store's and the dispatcher's (package metrics).
+func (m *Master) newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics.NewCollector(metrics.Options{Engine: m.engine, Store: m.store, Dispatcher: m.disp}))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux
+	return reg
+}
+
+// Metrics returns the registry /metrics serves: serve it elsewhere (a
+// server.Server's Gatherer), or register more collectors on it.
+func (m *Master) Metrics() *prometheus.Registry { return m.reg }
+
+// SubmitTypes returns the admin procedure types (those the admin API
+// starts) for a server.Server's Options.Types: an operator submits them
+// with JSON arguments from the server's API or UI.
+func (m *Master) SubmitTypes() []server.SubmitType {
+	return []server.SubmitType{
+		server.JSONType(m.create), server.JSONType(m.disable), server.JSONType(m.enable),
+		server.JSONType(m.drop), server.JSONType(m.split), server.JSONType(m.snapshot),
+	}
 }
 
 // adminOps are the procedure types the admin API may start.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/procyon-dev/procyon/durable"
 	"github.com/procyon-dev/procyon/examples/tablestore"
 	"github.com/procyon-dev/procyon/procedure"
@@ -53,7 +55,8 @@ type Master struct {
 	engine *procedure.Engine
 	disp   *remote.Dispatcher
 	cat    catalog
-	rr     atomic.Uint64 // round-robin among equally loaded servers
+	reg    *prometheus.Registry // the metrics /metrics serves
+	rr     atomic.Uint64        // round-robin among equally loaded servers
 	picks  struct {
 		sync.Mutex
 		n map[string]int // servers picked by assignments whose records are not yet written
@@ -106,6 +109,7 @@ func New(opts Options) (*Master, error) {
 	m.disp = remote.NewDispatcher(m.engine, opts.Transport, ro)
 	m.cat = newCatalog(m.store)
 	m.register()
+	m.reg = m.newRegistry()
 	return m, nil
 }
 
