@@ -57,6 +57,7 @@ func (e *Engine) afterBatch(batch []*commit) {
 		case kindSubmit:
 			if c.outcome == nil {
 				c.p.committed = true
+				e.indexLocked(c.p)
 				e.armTimeoutLocked(c.p)
 				e.enqueueLocked(c.p, false)
 			}
@@ -166,6 +167,12 @@ func (e *Engine) postCommitLocked(c *commit) {
 	for _, q := range c.added {
 		q.committed = true
 		e.armTimeoutLocked(q)
+	}
+	for _, q := range c.dirty { // before a completed tree retires (dirty holds added)
+		e.indexLocked(q)
+	}
+	for _, q := range c.wake {
+		e.indexLocked(q)
 	}
 	if p := c.p; p != nil && p.ps.status == Suspended && p.ps.wait().kind == waitTimer && !c.completed {
 		e.armSleepLocked(p)

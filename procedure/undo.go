@@ -74,6 +74,7 @@ func (e *Engine) undoLocked(c *commit) {
 	}
 	for i := len(u.procs) - 1; i >= 0; i-- {
 		u.procs[i].p.ps = u.procs[i].ps
+		e.indexLocked(u.procs[i].p) // a wake may have moved it meanwhile
 	}
 	for _, p := range c.added {
 		delete(e.procs, p.id)
