@@ -57,7 +57,6 @@ func (e *Engine) afterBatch(batch []*commit) {
 		case kindSubmit:
 			if c.outcome == nil {
 				c.p.committed = true
-				e.indexLocked(c.p)
 				e.armTimeoutLocked(c.p)
 				e.enqueueLocked(c.p, false)
 			}

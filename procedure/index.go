@@ -11,11 +11,12 @@ import (
 // sets by status and by type. It is built by load and kept by the
 // engine, under Engine.mu.
 //
-// A live procedure enters it once its creating record is durable
-// (proc.committed) and leaves it when its tree retires; its status entry
-// follows proc.ps.status, which is what Get reports once no commit of it
-// is in flight (a stored Waiting or Suspended procedure that memory knows
-// runnable is reported runnable). A finished root stays under its final
+// A live procedure enters it when the commit that creates it is applied
+// (before its record is durable: a record is never visible before List
+// can find it) and leaves it when its tree retires; its status entry
+// follows proc.ps.status once each change is durable, which is what Get
+// reports once no commit of it is in flight (a stored Waiting or
+// Suspended procedure that memory knows runnable is reported runnable). A finished root stays under its final
 // status until Sweep deletes its record. The entries change only when a
 // record is added or deleted or a status changes: on the commit path that
 // is a comparison, and a delete and an insert in two small B-trees when
@@ -135,20 +136,23 @@ func (ix *procIndex) setOdd(ids []ID) {
 	ix.odd = slices.Compact(ids)
 }
 
-// indexLocked brings p's entry up to date: it enters the index once its
-// creating record is durable, and follows its status.
+// indexNewLocked enters a procedure just created (its record is being
+// written: from then on List considers it, so that a record is never
+// durable before the index has it).
+func (e *Engine) indexNewLocked(p *proc) {
+	e.ix.add(p.id, p.ps.status, p.typeName)
+	e.ix.noteCreated(p.id, p.created)
+	p.indexed, p.ixStatus = true, p.ps.status
+}
+
+// indexLocked moves p's entry to its status if that changed. It is called
+// once the change is durable (or, for a change only memory knows, a
+// wake-up, at once), so that the index says what Get says.
 func (e *Engine) indexLocked(p *proc) {
-	if !p.committed || p.ixStatus == ixGone || (p.indexed && p.ixStatus == p.ps.status) {
-		return
-	}
-	if p.indexed {
+	if p.indexed && p.ixStatus != p.ps.status {
 		e.ix.move(p.id, p.ixStatus, p.ps.status)
-	} else {
-		e.ix.add(p.id, p.ps.status, p.typeName)
-		e.ix.noteCreated(p.id, p.created)
-		p.indexed = true
+		p.ixStatus = p.ps.status
 	}
-	p.ixStatus = p.ps.status
 }
 
 // unindexLocked takes p, whose record is deleted, out of the index for
@@ -157,8 +161,5 @@ func (e *Engine) unindexLocked(p *proc) {
 	if p.indexed {
 		e.ix.remove(p.id, p.ixStatus, p.typeName)
 	}
-	p.indexed, p.ixStatus = false, ixGone
+	p.indexed = false
 }
-
-// ixGone is the ixStatus of a procedure whose record was deleted.
-const ixGone Status = 0xff

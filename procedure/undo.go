@@ -78,12 +78,14 @@ func (e *Engine) undoLocked(c *commit) {
 	}
 	for _, p := range c.added {
 		delete(e.procs, p.id)
+		e.unindexLocked(p)
 	}
 	t.ts = u.ts
 	t.procs = t.procs[:u.nprocs]
 	if u.newTree {
 		delete(e.trees, t.root.id)
 		delete(e.procs, t.root.id)
+		e.unindexLocked(t.root)
 	}
 }
 
