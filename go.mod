@@ -3,7 +3,6 @@ module github.com/procyon-dev/procyon
 go 1.26.0
 
 require (
-	github.com/google/btree v1.1.3
 	github.com/prometheus/client_golang v1.23.2
 	github.com/prometheus/client_model v0.6.2
 	github.com/prometheus/common v0.67.5

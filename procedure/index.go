@@ -1,10 +1,6 @@
 package procedure
 
-import (
-	"slices"
-
-	"github.com/google/btree"
-)
+import "slices"
 
 // procIndex is what List reads instead of the procedures collection: the
 // id of every record in it (live procedures and kept results), in ordered
@@ -16,17 +12,18 @@ import (
 // can find it) and leaves it when its tree retires; its status entry
 // follows proc.ps.status once each change is durable, which is what Get
 // reports once no commit of it is in flight (a stored Waiting or
-// Suspended procedure that memory knows runnable is reported runnable). A finished root stays under its final
-// status until Sweep deletes its record. The entries change only when a
-// record is added or deleted or a status changes: on the commit path that
-// is a comparison, and a delete and an insert in two small B-trees when
-// the status changed.
+// Suspended procedure that memory knows runnable is reported runnable).
+// A finished root stays under its final status until Sweep deletes its
+// record. The entries change only when a record is added or deleted or a
+// status changes: on the commit path that is a comparison, and, when the
+// status changed, an idSet delete and insert (an append when the id is
+// the set's newest, as it mostly is); no allocation but an occasional
+// new block.
 type procIndex struct {
 	// byStatus[s]: the ids whose status is s (0: an undecodable record).
 	// An id is in exactly one of them.
-	byStatus [numStatuses]*btree.BTreeG[uint64]
-	byType   map[string]*btree.BTreeG[uint64] // by type name; none for ""
-	free     *btree.FreeListG[uint64]         // nodes shared by the sets
+	byStatus [numStatuses]*idSet
+	byType   map[string]*idSet // by type name; none for ""
 
 	// odd are the procedures of trees quarantined on load, ascending:
 	// their records may name a parent or root that is not in their tree,
@@ -48,24 +45,17 @@ type procIndex struct {
 // undecodable record) to Suspended.
 const numStatuses = int(Suspended) + 1
 
-// ixDegree is the B-trees' degree: nodes of up to 63 ids.
-const ixDegree = 32
-
 func newProcIndex() *procIndex {
-	ix := &procIndex{byType: map[string]*btree.BTreeG[uint64]{}, free: btree.NewFreeListG[uint64](256)}
+	ix := &procIndex{byType: map[string]*idSet{}}
 	for i := range ix.byStatus {
-		ix.byStatus[i] = ix.newSet()
+		ix.byStatus[i] = &idSet{}
 	}
 	ix.created.ordered = true
 	return ix
 }
 
-func (ix *procIndex) newSet() *btree.BTreeG[uint64] {
-	return btree.NewWithFreeListG(ixDegree, btree.Less[uint64](), ix.free)
-}
-
 // status returns the set of status st (nil: no record can have it).
-func (ix *procIndex) status(st Status) *btree.BTreeG[uint64] {
+func (ix *procIndex) status(st Status) *idSet {
 	if int(st) >= numStatuses {
 		return nil
 	}
@@ -75,17 +65,17 @@ func (ix *procIndex) status(st Status) *btree.BTreeG[uint64] {
 // add enters a record.
 func (ix *procIndex) add(id ID, st Status, typ string) {
 	if s := ix.status(st); s != nil {
-		s.ReplaceOrInsert(uint64(id))
+		s.Insert(uint64(id))
 	}
 	if typ == "" {
 		return
 	}
 	s := ix.byType[typ]
 	if s == nil {
-		s = ix.newSet()
+		s = &idSet{}
 		ix.byType[typ] = s
 	}
-	s.ReplaceOrInsert(uint64(id))
+	s.Insert(uint64(id))
 }
 
 // move changes a record's status.
@@ -94,15 +84,15 @@ func (ix *procIndex) move(id ID, from, to Status) {
 		s.Delete(uint64(id))
 	}
 	if s := ix.status(to); s != nil {
-		s.ReplaceOrInsert(uint64(id))
+		s.Insert(uint64(id))
 	}
 }
 
 // remove takes a deleted record out.
 func (ix *procIndex) remove(id ID, st Status, typ string) {
-	if s := ix.status(st); s == nil || !ix.deleted(s, id) {
+	if s := ix.status(st); s == nil || !s.Delete(uint64(id)) {
 		for _, s := range ix.byStatus { // not where expected: wherever it is
-			if ix.deleted(s, id) {
+			if s.Delete(uint64(id)) {
 				break
 			}
 		}
@@ -113,11 +103,6 @@ func (ix *procIndex) remove(id ID, st Status, typ string) {
 			delete(ix.byType, typ)
 		}
 	}
-}
-
-func (ix *procIndex) deleted(s *btree.BTreeG[uint64], id ID) bool {
-	_, ok := s.Delete(uint64(id))
-	return ok
 }
 
 // noteCreated notes that record id was created at created (unix ns); ids

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -11,8 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/google/btree"
 
 	"github.com/procyon-dev/procyon/durable"
 )
@@ -310,9 +309,9 @@ func (lw *listWorld) checkIndex() {
 	e := lw.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	set := func(s *btree.BTreeG[uint64]) []uint64 {
+	set := func(s *idSet) []uint64 {
 		var out []uint64
-		s.Descend(func(id uint64) bool { out = append(out, id); return true })
+		s.Descend(math.MaxUint64, func(id uint64) bool { out = append(out, id); return true })
 		return out
 	}
 	for st, s := range e.ix.byStatus {

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/google/btree"
 )
 
 // Query selects procedures for List. The zero Query selects every
@@ -233,9 +231,9 @@ func (l *listing) candidatesLocked(ids []uint64) []uint64 {
 }
 
 // descend appends the first l.n ids of s <= l.hi, descending.
-func (l *listing) descend(ids []uint64, s *btree.BTreeG[uint64]) []uint64 {
+func (l *listing) descend(ids []uint64, s *idSet) []uint64 {
 	n := 0
-	s.DescendLessOrEqual(l.hi, func(id uint64) bool {
+	s.Descend(l.hi, func(id uint64) bool {
 		ids = append(ids, id)
 		n++
 		return n < l.n
