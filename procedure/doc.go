@@ -84,7 +84,7 @@
 // the last id of a page as Query.Before for the next. It reads an index
 // the engine keeps in memory: the ids of the records by status and by
 // type, in sorted blocks (about 16 bytes a procedure), built by Start's
-// scan as it goes (it adds about a tenth to a load) and changed on the
+// scan by appending (a small part of a load) and changed on the
 // commit path only when a record is created or deleted or its status
 // changes. A page selected by a status, type, tree or parent costs about
 // its size in record reads, whatever the store holds; a page selected
