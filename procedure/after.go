@@ -168,6 +168,12 @@ func (e *Engine) postCommitLocked(c *commit) {
 		q.committed = true
 		e.armTimeoutLocked(q)
 	}
+	for _, q := range c.dirty { // before a completed tree retires (dirty holds added)
+		e.indexLocked(q)
+	}
+	for _, q := range c.wake {
+		e.indexLocked(q)
+	}
 	if p := c.p; p != nil && p.ps.status == Suspended && p.ps.wait().kind == waitTimer && !c.completed {
 		e.armSleepLocked(p)
 	}

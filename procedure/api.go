@@ -268,6 +268,11 @@ func (e *Engine) adminCommit(ctx context.Context, fn func(tx *durable.Tx, c *com
 	case err != nil:
 		return nil, e.afterFailedAdmin(c, err)
 	}
+	e.mu.Lock()
+	for _, q := range c.dirty {
+		e.indexLocked(q)
+	}
+	e.mu.Unlock()
 	return c, nil
 }
 

@@ -268,6 +268,7 @@ func (e *Engine) spawnLocked(tx *durable.Tx, c *commit, now int64) error {
 			cp.ps.w().timeout = now + int64(ch.t.timeout)
 		}
 		e.procs[id] = cp
+		e.indexNewLocked(cp)
 		t.procs = append(t.procs, cp)
 		c.added = append(c.added, cp)
 		c.markDirty(cp)
@@ -389,6 +390,7 @@ func (e *Engine) applySubmitLocked(tx *durable.Tx, c *commit) error {
 	c.markDirty(p)
 	e.checkPONRLocked(t, p, p.ps.next)
 	e.procs[id], e.trees[id] = p, t
+	e.indexNewLocked(p)
 	if c.sopts.Nonce != "" {
 		if err := e.nonces.Put(tx, c.sopts.Nonce, uint64(id)); err != nil {
 			return err

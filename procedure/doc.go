@@ -86,6 +86,19 @@
 // or doing nothing appends none. Engine.Audit reads it newest first; it
 // keeps the newest Options.AuditKeep entries.
 //
+// Listing: List(Query) yields the procedures the store holds (live ones
+// and kept results) that match a Query (statuses, type, tree, parent,
+// error text, creation time), newest first, each as Get returns it; pass
+// the last id of a page as Query.Before for the next. It reads an index
+// the engine keeps in memory: the ids of the records by status and by
+// type, in sorted blocks (about 16 bytes a procedure), built by Start's
+// scan by appending (a small part of a load) and changed on the
+// commit path only when a record is created or deleted or its status
+// changes. A page selected by a status, type, tree or parent costs about
+// its size in record reads, whatever the store holds; a page selected
+// only by error text or time reads records until it is full (Since stops
+// the scan while creation times grow with ids).
+//
 // Scheduling: a step may take hierarchical locks (Lock; all or none,
 // before it runs; TypeOptions.HoldLocks keeps them until the procedure
 // finishes), wait for a level-triggered event (WaitEvent, Signal), sleep

@@ -213,6 +213,9 @@ type Engine struct {
 
 	locks      *lockManager // the lock table and the requests waiting in it
 	eventWaits *eventWaits  // procedures suspended on, or woken by, events
+
+	ix      *procIndex // the records by status and type, for List (index.go)
+	ixReady bool       // load built ix
 }
 
 // proc is a live procedure. Its immutable fields are set when it is
@@ -252,6 +255,9 @@ type proc struct {
 	lockWaiting bool        // parked until its step's lock request (rt.stepLocks) is granted
 	timeoutDue  timeoutKind // a timeout passed: its next step is OnTimeout (0: none)
 	rt          *procRT     // scheduling state; nil for the many procedures that never use it
+
+	indexed  bool   // in Engine.ix (indexLocked)
+	ixStatus Status // the status it is indexed under
 }
 
 // stepRun is what a running procedure's step started with. It is set
@@ -412,6 +418,7 @@ func New(store *durable.Store, opts Options) *Engine {
 		watchers: map[ID][]chan struct{}{},
 		nonceIn:  map[string]*nonceWait{},
 		timers:   map[*engineTimer]struct{}{},
+		ix:       newProcIndex(),
 	}
 	e.locks = newLockManager(e.procs, opts.Clock, &e.stats, e.lockGrantedLocked)
 	e.eventWaits = newEventWaits(e.procs, e.wakeLocked)

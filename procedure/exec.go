@@ -537,6 +537,11 @@ func (e *Engine) retireLocked(t *tree, res *Result) {
 	}
 	for _, q := range t.procs {
 		e.dropProcLocked(q)
+		if q == root {
+			e.indexLocked(q) // its record stays: the result
+		} else {
+			e.unindexLocked(q)
+		}
 		if e.procs[q.id] == q {
 			delete(e.procs, q.id)
 		}

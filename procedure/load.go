@@ -40,6 +40,7 @@ func (e *Engine) load(ctx context.Context) error {
 	if err := l.queue(now.UnixNano()); err != nil {
 		return fmt.Errorf("procedure: load: %w", err)
 	}
+	l.index()
 	e.stats.recovered.Store(int64(live))
 	e.stats.recoverTime.Store(int64(time.Since(start)))
 	e.log.Info("procedure: recovered", "live", live, "trees", len(l.order), "quarantined", quarantined,
@@ -69,6 +70,7 @@ func (l *loader) record(k uint64, b []byte) {
 	r, derr := decodeRecord(b)
 	if derr != nil {
 		// The record itself is unreadable: it stays as it is, alone.
+		e.ix.noteCreated(id, 0) // Info.Created is zero
 		p := &proc{id: id, committed: true, quarantine: fmt.Sprintf("undecodable record: %v", derr)}
 		t := &tree{root: p, procs: []*proc{p}, quarantine: fmt.Sprintf("procedure %d: %s", id, p.quarantine)}
 		p.t = t
@@ -76,7 +78,9 @@ func (l *loader) record(k uint64, b []byte) {
 		l.order = append(l.order, t)
 		return
 	}
+	e.ix.noteCreated(id, r.created)
 	if r.parent == 0 && r.completed != 0 {
+		e.ix.add(id, r.status, r.typ)
 		e.results.add(id, e.expiry(r.completed, r.acked))
 		l.results++
 		return
@@ -103,6 +107,24 @@ func (l *loader) record(k uint64, b []byte) {
 	}
 	p.t = t
 	t.procs = append(t.procs, p)
+}
+
+// index enters the live procedures in the index (the kept results are,
+// as they are scanned), with their statuses as the load left them.
+func (l *loader) index() {
+	e := l.e
+	var odd []ID
+	for _, t := range l.order {
+		for _, p := range t.procs {
+			e.ix.add(p.id, p.ps.status, p.typeName)
+			p.indexed, p.ixStatus = true, p.ps.status
+			if t.quarantine != "" {
+				odd = append(odd, p.id)
+			}
+		}
+	}
+	e.ix.setOdd(odd)
+	e.ixReady = true
 }
 
 // proc returns the live procedure r stores, with its data decoded

@@ -270,9 +270,9 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 			return total, nil
 		}
 		var later []resultEntry
-		deleted := 0
+		var gone []sweptRecord
 		err := e.store.Write(context.WithoutCancel(ctx), func(tx *durable.Tx) error {
-			later, deleted = later[:0], 0
+			later, gone = later[:0], gone[:0]
 			for _, id := range batch {
 				b, ok, err := e.procsC.Get(tx, uint64(id))
 				if err != nil {
@@ -299,11 +299,17 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 						}
 					}
 				}
-				deleted++
+				gone = append(gone, sweptRecord{id, r.status, r.typ})
 			}
 			return nil
 		})
+		deleted := len(gone)
 		e.mu.Lock()
+		if err == nil {
+			for _, g := range gone {
+				e.ix.remove(g.id, g.status, g.typ)
+			}
+		}
 		if err != nil {
 			for _, id := range batch { // try again later
 				e.results.add(id, now)
@@ -325,6 +331,13 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 			return total, ctx.Err()
 		}
 	}
+}
+
+// sweptRecord is a result Sweep deleted, for the index.
+type sweptRecord struct {
+	id     ID
+	status Status
+	typ    string
 }
 
 func (e *Engine) sweeper() {

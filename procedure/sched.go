@@ -250,6 +250,7 @@ func (e *Engine) wakeLocked(p *proc) {
 	e.eventWaits.unsuspend(p)
 	p.ps.status = Runnable
 	p.ps.w().wait = waitState{}
+	e.indexLocked(p)
 	e.stopTimerLocked(p.rd().sleepTimer)
 	p.sched().sleepTimer = nil
 	e.enqueueLocked(p, true)

@@ -74,15 +74,18 @@ func (e *Engine) undoLocked(c *commit) {
 	}
 	for i := len(u.procs) - 1; i >= 0; i-- {
 		u.procs[i].p.ps = u.procs[i].ps
+		e.indexLocked(u.procs[i].p) // a wake may have moved it meanwhile
 	}
 	for _, p := range c.added {
 		delete(e.procs, p.id)
+		e.unindexLocked(p)
 	}
 	t.ts = u.ts
 	t.procs = t.procs[:u.nprocs]
 	if u.newTree {
 		delete(e.trees, t.root.id)
 		delete(e.procs, t.root.id)
+		e.unindexLocked(t.root)
 	}
 }
 
