@@ -11,8 +11,12 @@ import (
 )
 
 // compactTable rewrites a table's files: a long step that needs the
-// table exclusively. Here the step lasts until the example closes proceed.
-type compactTable struct{ proceed <-chan struct{} }
+// table exclusively. Here the step says it started, then lasts until the
+// example closes proceed.
+type compactTable struct {
+	started chan<- procedure.ID
+	proceed <-chan struct{}
+}
 
 var _ procedure.Locker[int, string] = compactTable{}
 
@@ -22,6 +26,7 @@ func (compactTable) Locks(s int, table *string) []procedure.Lock {
 
 func (c compactTable) Execute(ctx context.Context, env *procedure.Env, s int, table *string) (procedure.Next, error) {
 	fmt.Printf("compact %s: procedure %d\n", *table, env.ID())
+	c.started <- env.ID()
 	<-c.proceed
 	return procedure.Done(), nil
 }
@@ -39,15 +44,15 @@ func Example_locks() {
 	ctx := context.Background()
 	s := durable.New(durable.Options{Persistence: durable.NewMemPersistence(), Logger: slog.New(slog.DiscardHandler)})
 	e := procedure.New(s, procedure.Options{Logger: slog.New(slog.DiscardHandler)})
-	proceed := make(chan struct{})
-	compact := procedure.Register[int, string](e, "compact-table", compactTable{proceed}, nil)
+	started, proceed := make(chan procedure.ID, 2), make(chan struct{})
+	compact := procedure.Register[int, string](e, "compact-table", compactTable{started, proceed}, nil)
 	if err := e.Start(ctx); err != nil {
 		log.Fatal(err)
 	}
 	defer e.Stop()
 
 	first, _ := compact.Submit(ctx, "users", procedure.SubmitOptions{})
-	e.WaitFor(ctx, first, func(in procedure.Info) bool { return len(in.Locks) > 0 })
+	<-started // it holds the table and runs
 	second, _ := compact.Submit(ctx, "users", procedure.SubmitOptions{})
 	e.WaitFor(ctx, second, func(in procedure.Info) bool { return in.WaitingForLocks })
 	for _, l := range e.Locks() {

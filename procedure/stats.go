@@ -155,7 +155,9 @@ type Stats struct {
 	LockWaiting  int       // lock requests waiting (procedures and rollbacks parked for locks)
 	LockWait     Histogram // how long lock requests waited to be granted (0: at once)
 	Suspended    int       // procedures suspended on an event or a timer (a count over the live procedures)
-	// ByStatus counts the live procedures by their recorded status.
+	// ByStatus counts the live procedures by their recorded status (those of
+	// trees that completed are not counted, also while their last commit is
+	// on its way to the disk).
 	ByStatus map[Status]int
 	// Oldest is when the oldest live procedure was created (zero: none live).
 	Oldest time.Time
@@ -183,6 +185,9 @@ func (e *Engine) Stats() Stats {
 	}
 	var oldest int64
 	for _, p := range e.procs {
+		if p.t.ts.done {
+			continue // completed: its commit is on its way, then it retires (Wait may return first)
+		}
 		s.ByStatus[p.ps.status]++
 		if oldest == 0 || p.created < oldest {
 			oldest = p.created
