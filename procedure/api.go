@@ -526,16 +526,20 @@ type Info struct {
 	Err              *Error
 	Bypass           *Bypass // nil, or who bypassed it, why, which procedure (Target) and how it reached this one (Role)
 	Aborted          bool
-	RollingBack      bool   // its tree failed and is rolling back
-	Running          bool   // a worker holds it
-	Quarantined      string // why its tree does not run ("" if it does)
-	Retries          int    // failed attempts of its current step (or its tree's rollback step)
-	LastError        string
-	Event            string    // Suspended: the event it waits for
-	WakeAt           time.Time // Suspended: the time it sleeps until
-	Deadline         time.Time // its timeout's deadline (zero: none)
-	StepDeadline     time.Time // the deadline its last step set (Env.SetTimeout; zero: none)
-	Locks            []Lock    // locks it holds (across steps, or for its current step)
+	RollingBack      bool // its tree failed and is rolling back
+	// NoReturn says which procedure of its live tree reached a state past
+	// its point of no return, and which state ("": none, and Abort is
+	// accepted): the reason Abort would give for ErrAbortRefused.
+	NoReturn     string
+	Running      bool   // a worker holds it
+	Quarantined  string // why its tree does not run ("" if it does)
+	Retries      int    // failed attempts of its current step (or its tree's rollback step)
+	LastError    string
+	Event        string    // Suspended: the event it waits for
+	WakeAt       time.Time // Suspended: the time it sleeps until
+	Deadline     time.Time // its timeout's deadline (zero: none)
+	StepDeadline time.Time // the deadline its last step set (Env.SetTimeout; zero: none)
+	Locks        []Lock    // locks it holds (across steps, or for its current step)
 	// History is its executed forward states still on its tree's rollback
 	// stack (Executed), each with the time its step committed: its
 	// timeline. A rolled-back state leaves it.
@@ -619,6 +623,9 @@ func (e *Engine) overlayLocked(in *Info) {
 	}
 	in.WaitingForLocks = p.lockWaiting
 	in.RollingBack = t.ts.failed && !t.ts.done
+	if t.ts.pastPONR && !t.ts.done {
+		in.NoReturn = t.ts.ponr
+	}
 	if t.root == p && t.retries > 0 {
 		in.Retries, in.LastError = t.retries, t.lastErr
 	}

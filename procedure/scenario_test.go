@@ -400,6 +400,9 @@ func TestAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	reach(t, w.gates, "exec:early:2")
+	if in, err := w.e.Get(early); err != nil || in.NoReturn != "" {
+		t.Fatalf("Info.NoReturn before the point of no return: %q, %v", in.NoReturn, err)
+	}
 	if err := w.e.Abort(context.Background(), early, "test", "a test aborts it"); err != nil {
 		t.Fatalf("abort before the point of no return: %v", err)
 	}
@@ -429,7 +432,13 @@ func TestAbort(t *testing.T) {
 	if err := w.e.Abort(context.Background(), late, "test", "a test aborts it"); !errors.Is(err, ErrAbortRefused) || !strings.Contains(err.Error(), "(ponr) is at state 3") {
 		t.Fatalf("abort past the point of no return: %v", err)
 	}
+	if in, err := w.e.Get(late); err != nil || !strings.Contains(in.NoReturn, "(ponr) is at state 3") {
+		t.Fatalf("Info.NoReturn past the point of no return: %q, %v", in.NoReturn, err)
+	}
 	w.restart() // the refusal is derived from the records
+	if in, err := w.e.Get(late); err != nil || !strings.Contains(in.NoReturn, "(ponr) is at state 3") {
+		t.Fatalf("Info.NoReturn after restart: %q, %v", in.NoReturn, err)
+	}
 	if err := w.e.Abort(context.Background(), late, "test", "a test aborts it"); !errors.Is(err, ErrAbortRefused) {
 		t.Fatalf("abort past the point of no return after restart: %v", err)
 	}

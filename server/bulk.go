@@ -90,14 +90,16 @@ func (s *Server) bulkRoots(q procedure.Query, limit int) (roots []procedure.Info
 	return roots, false
 }
 
-// dryRunOutcome says what aborting in would do, as far as its Info
-// tells: a quarantined tree refuses; whether a tree is past its point of
-// no return is known only when tried.
+// dryRunOutcome says what aborting in would do: a quarantined tree, or
+// one past its point of no return (Info.NoReturn), refuses. A step that
+// commits between the dry run and the abort may change that.
 func dryRunOutcome(in procedure.Info) BulkOutcome {
-	o := BulkOutcome{ID: in.ID, Type: in.Type, Outcome: outcomeWouldAbort,
-		Message: "unless its tree is past its point of no return (unknown until tried)"}
-	if in.Quarantined != "" {
+	o := BulkOutcome{ID: in.ID, Type: in.Type, Outcome: outcomeWouldAbort}
+	switch {
+	case in.Quarantined != "":
 		o.Outcome, o.Message = CodeConflict, "quarantined: "+in.Quarantined
+	case in.NoReturn != "":
+		o.Outcome, o.Message = CodeConflict, "past its point of no return: "+in.NoReturn
 	}
 	return o
 }

@@ -62,8 +62,7 @@
 // says there were more), and aborts each: the outcome is "aborted" or the
 // code that refused it (conflict: past the point of no return, or
 // quarantined). With dryRun it aborts nothing and says "would abort",
-// or the code it knows would refuse (a quarantined tree); whether a tree
-// is past its point of no return is known only when tried.
+// or conflict for a tree past its point of no return or quarantined.
 //
 // # Errors
 //

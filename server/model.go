@@ -37,7 +37,7 @@ func procOf(in procedure.Info) Procedure {
 		Status: in.Status.String(), State: in.StateName, Steps: in.Steps,
 		Submitter: in.Submitter, Nonce: in.Nonce, Created: in.Created, Updated: in.Updated,
 		Completed: timePtr(in.Completed), Acked: timePtr(in.Acked),
-		Running: in.Running, WaitingForLocks: in.WaitingForLocks, RollingBack: in.RollingBack,
+		Running: in.Running, WaitingForLocks: in.WaitingForLocks, RollingBack: in.RollingBack, NoReturn: in.NoReturn,
 		Quarantined: in.Quarantined, Retries: in.Retries, LastError: in.LastError,
 		Event: in.Event, WakeAt: timePtr(in.WakeAt), Deadline: timePtr(in.Deadline),
 		StepDeadline: timePtr(in.StepDeadline), Aborted: in.Aborted,

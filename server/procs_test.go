@@ -288,6 +288,11 @@ func TestBulkAbort(t *testing.T) {
 	if !dry.DryRun || dry.More || !slices.Equal(got, stuck) {
 		t.Fatalf("dry run: %+v, want roots %v (no children)", dry, stuck)
 	}
+	f.op("POST", "/api/v1/procedures/abort", `{"filter":{"type":"ponr"},"why":"drain","dryRun":true}`).must(t, 200, &dry)
+	if len(dry.Results) != 1 || dry.Results[0].ID != past || dry.Results[0].Outcome != CodeConflict ||
+		!strings.Contains(dry.Results[0].Message, "point of no return") {
+		t.Fatalf("dry run past the point of no return: %+v, want conflict for %d", dry, past)
+	}
 	f.op("POST", "/api/v1/procedures/abort", `{"why":"drain","dryRun":true,"limit":2}`).must(t, 200, &dry)
 	if len(dry.Results) != 2 || !dry.More {
 		t.Fatalf("dry run with limit 2: %+v", dry)

@@ -164,7 +164,7 @@ func (s *Server) uiBulkAbort(w http.ResponseWriter, r *http.Request, id identity
 	filter := uiFilter(r.PostForm)
 	filter.Del("before")
 	d := bulkData{DryRun: mode == bulkDryRun, Filter: filter, Query: filter.Encode(), Why: why}
-	var targets []Procedure
+	var targets []procedure.Info
 	switch mode {
 	case bulkSelected:
 		for _, v := range r.PostForm["id"] {
@@ -173,18 +173,25 @@ func (s *Server) uiBulkAbort(w http.ResponseWriter, r *http.Request, id identity
 				s.uiFail(w, r, id, http.StatusBadRequest, "Selection: "+err.Error())
 				return
 			}
-			targets = append(targets, Procedure{ID: pid})
+			in, err := s.e.Get(pid)
+			if err != nil {
+				_, body := errorOf(err)
+				d.Rows = append(d.Rows, BulkOutcome{ID: pid, Outcome: body.Code, Message: body.Message})
+				continue
+			}
+			targets = append(targets, in)
 		}
-		if len(targets) == 0 {
+		if len(targets) == 0 && len(d.Rows) == 0 {
 			s.uiFail(w, r, id, http.StatusBadRequest, "Nothing selected: tick the procedures to abort.")
 			return
 		}
 	case bulkDryRun, bulkMatching:
-		var err error
-		if targets, d.More, err = s.matchingRoots(filter); err != nil {
+		q, _, err := parseQuery(filter)
+		if err != nil {
 			s.uiFail(w, r, id, http.StatusBadRequest, "Filter: "+err.Error())
 			return
 		}
+		targets, d.More = s.bulkRoots(q, bulkLimit)
 	default:
 		s.uiFail(w, r, id, http.StatusBadRequest, fmt.Sprintf("Unknown bulk action %q.", mode))
 		return
@@ -193,44 +200,12 @@ func (s *Server) uiBulkAbort(w http.ResponseWriter, r *http.Request, id identity
 		s.uiFail(w, r, id, http.StatusBadRequest, "A reason is required to abort.")
 		return
 	}
-	for _, p := range targets {
-		d.Rows = append(d.Rows, s.bulkOne(r, id, p, d.DryRun, why))
+	for _, in := range targets {
+		if d.DryRun {
+			d.Rows = append(d.Rows, dryRunOutcome(in))
+		} else {
+			d.Rows = append(d.Rows, s.abortOne(r, id, in, why))
+		}
 	}
 	s.page(w, http.StatusOK, "bulk", id, uiPage{Title: "Bulk abort", Nav: "procedures", Data: d})
-}
-
-// matchingRoots returns the unfinished roots filter selects that are not
-// already rolling back, at most bulkLimit, and whether there are more.
-func (s *Server) matchingRoots(filter url.Values) ([]Procedure, bool, error) {
-	q, _, err := parseQuery(filter)
-	if err != nil {
-		return nil, false, err
-	}
-	var out []Procedure
-	for in := range s.e.List(q) {
-		if in.Parent != 0 || !in.Completed.IsZero() || in.RollingBack {
-			continue
-		}
-		if len(out) == bulkLimit {
-			return out, true, nil
-		}
-		out = append(out, procOf(in))
-	}
-	return out, false, nil
-}
-
-// bulkOne aborts p (or, on a dry run, says it would).
-func (s *Server) bulkOne(r *http.Request, id identity, p Procedure, dryRun bool, why string) BulkOutcome {
-	o := BulkOutcome{ID: p.ID, Type: p.Type}
-	if dryRun {
-		o.Outcome = "would abort"
-		return o
-	}
-	if err := s.e.Abort(r.Context(), p.ID, id.Who, why); err != nil {
-		o.Outcome, o.Message = "refused", err.Error()
-		return o
-	}
-	s.opts.Logger.Info("server: ui abort", "who", id.Who, "id", p.ID, "why", why, "bulk", true)
-	o.Outcome = "aborted"
-	return o
 }

@@ -27,12 +27,15 @@ type Procedure struct {
 	Completed *time.Time   `json:"completed,omitempty"`
 	Acked     *time.Time   `json:"acked,omitempty"`
 	// What only memory knows (Info's overlay).
-	Running         bool   `json:"running,omitempty"`
-	WaitingForLocks bool   `json:"waitingForLocks,omitempty"`
-	RollingBack     bool   `json:"rollingBack,omitempty"`
-	Quarantined     string `json:"quarantined,omitempty"`
-	Retries         int    `json:"retries,omitempty"`
-	LastError       string `json:"lastError,omitempty"`
+	Running         bool `json:"running,omitempty"`
+	WaitingForLocks bool `json:"waitingForLocks,omitempty"`
+	RollingBack     bool `json:"rollingBack,omitempty"`
+	// NoReturn: which procedure of its tree is past its point of no
+	// return, at which state (abort is refused); empty if none.
+	NoReturn    string `json:"noReturn,omitempty"`
+	Quarantined string `json:"quarantined,omitempty"`
+	Retries     int    `json:"retries,omitempty"`
+	LastError   string `json:"lastError,omitempty"`
 	// What it waits for and until when.
 	Event        string     `json:"event,omitempty"`
 	WakeAt       *time.Time `json:"wakeAt,omitempty"`
