@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -218,4 +219,28 @@ func clip(s string, n int) string {
 		return "-"
 	}
 	return s
+}
+
+// withClient returns the run function of a client verb: it makes the
+// client from cf's flags, then runs do.
+func withClient(cf *clientFlags, do func(ctx context.Context, e *env, c *server.Client, args []string) error) runFunc {
+	return func(ctx context.Context, e *env, args []string) error {
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		return do(ctx, e, c, args)
+	}
+}
+
+// withProc is withClient for a verb on one procedure, whose id is its
+// argument.
+func withProc(cf *clientFlags, do func(ctx context.Context, e *env, c *server.Client, id procedure.ID) error) runFunc {
+	return withClient(cf, func(ctx context.Context, e *env, c *server.Client, args []string) error {
+		id, err := parseProcID(args[0])
+		if err != nil {
+			return err
+		}
+		return do(ctx, e, c, id)
+	})
 }

@@ -22,11 +22,7 @@ func init() {
 
 func showLocks(fs *flag.FlagSet) runFunc {
 	cf := addClientFlags(fs)
-	return func(ctx context.Context, e *env, args []string) error {
-		c, err := cf.client()
-		if err != nil {
-			return err
-		}
+	return withClient(cf, func(ctx context.Context, e *env, c *server.Client, args []string) error {
 		rows, err := c.Locks(ctx)
 		if err != nil {
 			return apiFailure(err)
@@ -48,16 +44,12 @@ func showLocks(fs *flag.FlagSet) runFunc {
 			}
 		}
 		return tw.Flush()
-	}
+	})
 }
 
 func showNodes(fs *flag.FlagSet) runFunc {
 	cf := addClientFlags(fs)
-	return func(ctx context.Context, e *env, args []string) error {
-		c, err := cf.client()
-		if err != nil {
-			return err
-		}
+	return withClient(cf, func(ctx context.Context, e *env, c *server.Client, args []string) error {
 		nodes, err := c.Nodes(ctx)
 		if err != nil {
 			return apiFailure(err)
@@ -77,20 +69,17 @@ func showNodes(fs *flag.FlagSet) runFunc {
 				ago(n.LastHeartbeat, now), n.Queued, n.InFlight, n.Failures, n.RTTp50Ms, n.RTTp99Ms)
 		}
 		return tw.Flush()
-	}
+	})
 }
 
 func showAudit(fs *flag.FlagSet) runFunc {
 	cf := addClientFlags(fs)
 	before := fs.Uint64("before", 0, "the page before this sequence number (the cursor the previous page printed; 0: the newest)")
 	all := fs.Bool("all", false, "follow the cursor to the oldest entry")
-	return func(ctx context.Context, e *env, args []string) error {
-		c, err := cf.client()
-		if err != nil {
-			return err
-		}
+	return withClient(cf, func(ctx context.Context, e *env, c *server.Client, args []string) error {
 		var actions []server.Action
 		var page server.AuditList
+		var err error
 		for cursor := *before; ; {
 			if page, err = c.Audit(ctx, cursor); err != nil {
 				return apiFailure(err)
@@ -111,7 +100,7 @@ func showAudit(fs *flag.FlagSet) runFunc {
 			fmt.Fprintf(e.stderr, "more: --before %s\n", page.Next)
 		}
 		return nil
-	}
+	})
 }
 
 // printAudit prints audit entries, newest first as the server gives them.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/procyon-dev/procyon/procedure"
 	"github.com/procyon-dev/procyon/server"
 )
 
@@ -46,11 +47,7 @@ func procList(fs *flag.FlagSet) runFunc {
 	before := fs.String("before", "", "the page after this id (the cursor the previous page printed)")
 	limit := fs.Int("limit", 100, "procedures per page (1 to 1000)")
 	all := fs.Bool("all", false, "follow the cursor to the last page")
-	return func(ctx context.Context, e *env, args []string) error {
-		c, err := cf.client()
-		if err != nil {
-			return err
-		}
+	return withClient(cf, func(ctx context.Context, e *env, c *server.Client, args []string) error {
 		q := url.Values{}
 		for key, val := range map[string]string{"status": *status, "type": *typ, "root": *root, "parent": *parent,
 			"error": *errText, "since": *since, "until": *until, "before": *before} {
@@ -62,9 +59,10 @@ func procList(fs *flag.FlagSet) runFunc {
 			return err
 		}
 		q.Set("limit", strconv.Itoa(*limit))
-		var page server.ProcedureList
 		var procs []server.Procedure
+		var page server.ProcedureList
 		for {
+			var err error
 			if page, err = c.List(ctx, q); err != nil {
 				return apiFailure(err)
 			}
@@ -82,7 +80,7 @@ func procList(fs *flag.FlagSet) runFunc {
 			fmt.Fprintf(e.stderr, "more: --before %s\n", page.Next)
 		}
 		return nil
-	}
+	})
 }
 
 // checkFilter checks the filter values a server would refuse: statuses,
@@ -160,15 +158,7 @@ func errorText(p server.Procedure) string {
 
 func procShow(fs *flag.FlagSet) runFunc {
 	cf := addClientFlags(fs)
-	return func(ctx context.Context, e *env, args []string) error {
-		c, err := cf.client()
-		if err != nil {
-			return err
-		}
-		id, err := parseProcID(args[0])
-		if err != nil {
-			return err
-		}
+	return withProc(cf, func(ctx context.Context, e *env, c *server.Client, id procedure.ID) error {
 		d, err := c.Get(ctx, id)
 		if err != nil {
 			return apiFailure(err)
@@ -178,7 +168,7 @@ func procShow(fs *flag.FlagSet) runFunc {
 		}
 		printDetail(e.stdout, d, time.Now())
 		return nil
-	}
+	})
 }
 
 // printDetail prints a procedure as sections: its fields, the tree drawn
@@ -327,11 +317,7 @@ func procSubmit(fs *flag.FlagSet) runFunc {
 	argsFile := fs.String("args-file", "", "file holding the procedure's data as JSON")
 	nonce := fs.String("nonce", "", "makes the submission idempotent: the same nonce again returns the same id")
 	timeout := fs.Duration("timeout", 0, "the procedure's deadline, from now (0: none)")
-	return func(ctx context.Context, e *env, args []string) error {
-		c, err := cf.client()
-		if err != nil {
-			return err
-		}
+	return withClient(cf, func(ctx context.Context, e *env, c *server.Client, args []string) error {
 		if *timeout < 0 {
 			return usagef("--timeout must not be negative, got %v", *timeout)
 		}
@@ -352,7 +338,7 @@ func procSubmit(fs *flag.FlagSet) runFunc {
 		}
 		_, err = fmt.Fprintln(e.stdout, id)
 		return err
-	}
+	})
 }
 
 // submitArgs returns the data of --args or --args-file, checked to be
@@ -383,15 +369,7 @@ func procReasoned(action string) func(fs *flag.FlagSet) runFunc {
 	return func(fs *flag.FlagSet) runFunc {
 		cf := addClientFlags(fs)
 		why := fs.String("why", "", "why (required; recorded in the audit log with who and when)")
-		return func(ctx context.Context, e *env, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
-			id, err := parseProcID(args[0])
-			if err != nil {
-				return err
-			}
+		return withProc(cf, func(ctx context.Context, e *env, c *server.Client, id procedure.ID) error {
 			if strings.TrimSpace(*why) == "" {
 				return usagef("--why is required")
 			}
@@ -404,7 +382,7 @@ func procReasoned(action string) func(fs *flag.FlagSet) runFunc {
 				return apiFailure(err)
 			}
 			return printProc(e, cf, p)
-		}
+		})
 	}
 }
 
@@ -419,21 +397,13 @@ func printProc(e *env, cf *clientFlags, p server.Procedure) error {
 
 func procAck(fs *flag.FlagSet) runFunc {
 	cf := addClientFlags(fs)
-	return func(ctx context.Context, e *env, args []string) error {
-		c, err := cf.client()
-		if err != nil {
-			return err
-		}
-		id, err := parseProcID(args[0])
-		if err != nil {
-			return err
-		}
+	return withProc(cf, func(ctx context.Context, e *env, c *server.Client, id procedure.ID) error {
 		p, err := c.Ack(ctx, id)
 		if err != nil {
 			return apiFailure(err)
 		}
 		return printProc(e, cf, p)
-	}
+	})
 }
 
 func procBulkAbort(fs *flag.FlagSet) runFunc {
@@ -443,11 +413,7 @@ func procBulkAbort(fs *flag.FlagSet) runFunc {
 	why := fs.String("why", "", "why (required; recorded for each procedure aborted)")
 	dryRun := fs.Bool("dry-run", false, "only list what would be aborted")
 	limit := fs.Int("limit", 100, "abort at most this many roots (1 to 10000)")
-	return func(ctx context.Context, e *env, args []string) error {
-		c, err := cf.client()
-		if err != nil {
-			return err
-		}
+	return withClient(cf, func(ctx context.Context, e *env, c *server.Client, args []string) error {
 		f, err := parseFilter(*filter)
 		if err != nil {
 			return err
@@ -470,7 +436,7 @@ func procBulkAbort(fs *flag.FlagSet) runFunc {
 			return printJSON(e.stdout, res)
 		}
 		return printBulk(e.stdout, res)
-	}
+	})
 }
 
 // parseFilter parses --filter: KEY=VALUE pairs separated by commas, where

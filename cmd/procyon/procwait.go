@@ -28,15 +28,7 @@ func procWait(fs *flag.FlagSet) runFunc {
 	cf := addClientFlags(fs)
 	timeout := fs.Duration("timeout", 10*time.Minute, "stop waiting after this long (exit 3)")
 	poll := fs.Duration("poll", time.Second, "each long poll's timeout (at most 1m): a progress line is printed when a poll shows a change")
-	return func(ctx context.Context, e *env, args []string) error {
-		c, err := cf.client()
-		if err != nil {
-			return err
-		}
-		id, err := parseProcID(args[0])
-		if err != nil {
-			return err
-		}
+	return withProc(cf, func(ctx context.Context, e *env, c *server.Client, id procedure.ID) error {
 		if err := firstErr(positive("timeout", *timeout), positive("poll", *poll)); err != nil {
 			return err
 		}
@@ -58,7 +50,7 @@ func procWait(fs *flag.FlagSet) runFunc {
 			}
 		}
 		return outcome(p)
-	}
+	})
 }
 
 // waiter follows one procedure with long polls until it finishes.
