@@ -216,6 +216,8 @@ type Engine struct {
 
 	ix      *procIndex // the records by status and type, for List (index.go)
 	ixReady bool       // load built ix
+	// quarantined counts the quarantined trees in trees (for Stats).
+	quarantined int
 }
 
 // proc is a live procedure. Its immutable fields are set when it is
@@ -258,6 +260,7 @@ type proc struct {
 
 	indexed  bool   // in Engine.ix (indexLocked)
 	ixStatus Status // the status it is indexed under
+	ixLive   bool   // counted in Engine.ix.live: indexed and its tree not retired
 }
 
 // stepRun is what a running procedure's step started with. It is set

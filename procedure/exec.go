@@ -539,6 +539,7 @@ func (e *Engine) retireLocked(t *tree, res *Result) {
 		e.dropProcLocked(q)
 		if q == root {
 			e.indexLocked(q) // its record stays: the result
+			e.ix.countLive(q, false)
 		} else {
 			e.unindexLocked(q)
 		}
@@ -552,6 +553,9 @@ func (e *Engine) retireLocked(t *tree, res *Result) {
 		}
 	}
 	delete(e.trees, root.id)
+	if t.quarantine != "" {
+		e.quarantined--
+	}
 	e.results.add(root.id, e.expiry(root.ps.completed, root.ps.acked))
 }
 

@@ -118,3 +118,11 @@ func (s *idSet) Descend(hi uint64, fn func(id uint64) bool) {
 		hi = math.MaxUint64
 	}
 }
+
+// Min returns the smallest id (false if the set is empty).
+func (s *idSet) Min() (uint64, bool) {
+	if len(s.blocks) == 0 {
+		return 0, false
+	}
+	return s.blocks[0][0], true
+}

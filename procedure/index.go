@@ -25,6 +25,11 @@ type procIndex struct {
 	byStatus [numStatuses]*idSet
 	byType   map[string]*idSet // by type name; none for ""
 
+	// live[s] counts the live procedures (of trees not retired) indexed
+	// under status s: Stats reads them instead of visiting every
+	// procedure under the engine's lock.
+	live [numStatuses]int
+
 	// odd are the procedures of trees quarantined on load, ascending:
 	// their records may name a parent or root that is not in their tree,
 	// so Root and Parent queries consider them all.
@@ -128,6 +133,20 @@ func (e *Engine) indexNewLocked(p *proc) {
 	e.ix.add(p.id, p.ps.status, p.typeName)
 	e.ix.noteCreated(p.id, p.created)
 	p.indexed, p.ixStatus = true, p.ps.status
+	e.ix.countLive(p, true)
+}
+
+// countLive counts p as live (or no longer), under its indexed status.
+func (ix *procIndex) countLive(p *proc, live bool) {
+	if p.ixLive == live || int(p.ixStatus) >= numStatuses {
+		return
+	}
+	p.ixLive = live
+	if live {
+		ix.live[p.ixStatus]++
+	} else {
+		ix.live[p.ixStatus]--
+	}
 }
 
 // indexLocked moves p's entry to its status if that changed. It is called
@@ -136,7 +155,10 @@ func (e *Engine) indexNewLocked(p *proc) {
 func (e *Engine) indexLocked(p *proc) {
 	if p.indexed && p.ixStatus != p.ps.status {
 		e.ix.move(p.id, p.ixStatus, p.ps.status)
+		live := p.ixLive
+		e.ix.countLive(p, false)
 		p.ixStatus = p.ps.status
+		e.ix.countLive(p, live)
 	}
 }
 
@@ -146,5 +168,6 @@ func (e *Engine) unindexLocked(p *proc) {
 	if p.indexed {
 		e.ix.remove(p.id, p.ixStatus, p.typeName)
 	}
+	e.ix.countLive(p, false)
 	p.indexed = false
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -300,11 +301,19 @@ func randomQuery(r *rand.Rand, known []ID, t0, t1 time.Time) Query {
 func (lw *listWorld) checkIndex() {
 	lw.t.Helper()
 	byStatus, byType := map[Status][]uint64{}, map[string][]uint64{}
+	live, oldest := map[Status]int{}, time.Time{} // what Stats must say: every record but the kept results
 	for _, in := range naiveList(lw.e, Query{}) {
+		if in.Parent != 0 || in.Completed.IsZero() {
+			live[in.Status]++
+			oldest = in.Created // naiveList is newest first: the last one is the smallest id
+		}
 		byStatus[in.Status] = append(byStatus[in.Status], uint64(in.ID))
 		if in.Type != "" {
 			byType[in.Type] = append(byType[in.Type], uint64(in.ID))
 		}
+	}
+	if st := lw.e.Stats(); !maps.Equal(st.ByStatus, live) || !st.Oldest.Equal(oldest) {
+		lw.t.Fatalf("Stats: by status %v, oldest %v; the records say %v, %v", st.ByStatus, st.Oldest, live, oldest)
 	}
 	e := lw.e
 	e.mu.Lock()

@@ -115,9 +115,13 @@ func (l *loader) index() {
 	e := l.e
 	var odd []ID
 	for _, t := range l.order {
+		if t.quarantine != "" {
+			e.quarantined++
+		}
 		for _, p := range t.procs {
 			e.ix.add(p.id, p.ps.status, p.typeName)
 			p.indexed, p.ixStatus = true, p.ps.status
+			e.ix.countLive(p, true)
 			if t.quarantine != "" {
 				odd = append(odd, p.id)
 			}

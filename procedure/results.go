@@ -126,7 +126,11 @@ func (e *Engine) Wait(ctx context.Context, id ID) (Result, error) {
 		if p := e.procs[id]; p != nil && p.committed {
 			w = &waiter{done: make(chan struct{})}
 			e.waiters[id] = append(e.waiters[id], w)
-			maybeDone = p.ps.status == Succeeded || p.t.ts.done
+			// A completed tree tells its waiters when it retires (after
+			// its commit is durable): waiting for that, rather than
+			// reading the store once it is durable, means that what
+			// follows Wait (Stats, List) sees the tree gone.
+			maybeDone = p.ps.status == Succeeded && !p.t.ts.done
 		}
 		e.mu.Unlock()
 		if maybeDone {

@@ -155,11 +155,12 @@ type Stats struct {
 	LockWaiting  int       // lock requests waiting (procedures and rollbacks parked for locks)
 	LockWait     Histogram // how long lock requests waited to be granted (0: at once)
 	Suspended    int       // procedures suspended on an event or a timer (a count over the live procedures)
-	// ByStatus counts the live procedures by their recorded status (those of
-	// trees that completed are not counted, also while their last commit is
-	// on its way to the disk).
+	// ByStatus counts the live procedures (of trees not yet completed and
+	// retired) by status, as Get reports it once their commits are durable.
+	// It is kept by List's index: reading it visits no procedure.
 	ByStatus map[Status]int
-	// Oldest is when the oldest live procedure was created (zero: none live).
+	// Oldest is when the live procedure with the smallest id, the oldest
+	// unless the clock went back, was created (zero: none live).
 	Oldest time.Time
 }
 
@@ -178,21 +179,13 @@ func (e *Engine) Stats() Stats {
 	}
 	e.mu.Lock()
 	s.Live, s.Trees, s.Results = len(e.procs), len(e.trees), len(e.results)
-	for _, t := range e.trees {
-		if t.quarantine != "" {
-			s.Quarantined++
+	s.Quarantined = e.quarantined
+	for st, n := range e.ix.live {
+		if n > 0 {
+			s.ByStatus[Status(st)] = n
 		}
 	}
-	var oldest int64
-	for _, p := range e.procs {
-		if p.t.ts.done {
-			continue // completed: its commit is on its way, then it retires (Wait may return first)
-		}
-		s.ByStatus[p.ps.status]++
-		if oldest == 0 || p.created < oldest {
-			oldest = p.created
-		}
-	}
+	oldest := e.oldestLiveLocked()
 	e.mu.Unlock()
 	s.Suspended = s.ByStatus[Suspended]
 	s.Oldest = timeOf(oldest)
@@ -208,4 +201,22 @@ func (e *Engine) Stats() Stats {
 	s.Recovered = int(e.stats.recovered.Load())
 	s.RecoverTime = time.Duration(e.stats.recoverTime.Load())
 	return s
+}
+
+// oldestLiveLocked returns when the oldest live procedure was created
+// (unix ns; 0: none live), without visiting them: the live procedure
+// with the smallest id is the root of a tree that is not finished, so its
+// status is one of the unfinished ones, and the smallest id of those
+// index sets is it (ids grow with creation, unless the clock went back).
+func (e *Engine) oldestLiveLocked() int64 {
+	var first uint64
+	for _, st := range []Status{Runnable, Waiting, Failed, Suspended, 0} {
+		if id, ok := e.ix.status(st).Min(); ok && (first == 0 || id < first) {
+			first = id
+		}
+	}
+	if p := e.procs[ID(first)]; p != nil {
+		return p.created
+	}
+	return 0
 }

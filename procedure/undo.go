@@ -108,6 +108,7 @@ func (e *Engine) quarantineLocked(t *tree, reason string) {
 		return
 	}
 	t.quarantine = reason
+	e.quarantined++
 	id := ID(0)
 	if t.root != nil {
 		id = t.root.id
