@@ -544,6 +544,17 @@ func (e *Engine) Stop() error {
 
 func (e *Engine) running() bool { return e.state.Load() == engRunning }
 
+// Ready returns nil while the engine runs: Start recovered its procedures
+// and it has neither stopped nor failed. Otherwise it says why:
+// ErrNotStarted, or the error that made it fail (Err). It is what a
+// readiness probe asks.
+func (e *Engine) Ready() error {
+	if e.running() {
+		return nil
+	}
+	return e.notRunning()
+}
+
 // Err returns the error that made the engine fail (wrapping
 // ErrEngineFailed and the store's error), or nil.
 func (e *Engine) Err() error {

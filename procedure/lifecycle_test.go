@@ -57,8 +57,14 @@ func TestStartOpensStoreStopClosesIt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	w := newLifecycleWorld(durable.Options{Persistence: durable.NewMemPersistence()})
+	if err := w.e.Ready(); !errors.Is(err, procedure.ErrNotStarted) {
+		t.Fatalf("Ready before Start: %v, want ErrNotStarted", err)
+	}
 	if err := w.e.Start(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if err := w.e.Ready(); err != nil {
+		t.Fatalf("Ready after Start: %v", err)
 	}
 	w.runOne(t, ctx, "a")
 	if err := w.storeWrite(ctx); err != nil {
@@ -66,6 +72,9 @@ func TestStartOpensStoreStopClosesIt(t *testing.T) {
 	}
 	if err := w.e.Stop(); err != nil {
 		t.Fatalf("Stop: %v", err)
+	}
+	if err := w.e.Ready(); !errors.Is(err, procedure.ErrNotStarted) {
+		t.Fatalf("Ready after Stop: %v, want ErrNotStarted", err)
 	}
 	if err := w.storeWrite(ctx); !errors.Is(err, durable.ErrClosed) {
 		t.Fatalf("write after Stop: %v, want ErrClosed", err)

@@ -41,8 +41,8 @@ type Options struct {
 	// none.
 	ClientCerts map[string]Role
 	// Ready reports whether the server is ready to act (/readyz): nil once
-	// the control plane recovered. Default: ready while the engine has not
-	// failed.
+	// the control plane recovered. Default: Engine.Ready (started, and
+	// neither stopped nor failed).
 	Ready func() error
 	// Pprof serves net/http/pprof under /debug/pprof/ (Operate role).
 	// Default off.

@@ -99,7 +99,7 @@ func (s *Server) ready() error {
 	if s.opts.Ready != nil {
 		return s.opts.Ready()
 	}
-	return s.e.Err()
+	return s.e.Ready()
 }
 
 func writeText(w http.ResponseWriter, status int, msg string) {

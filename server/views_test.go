@@ -138,10 +138,17 @@ func TestProbes(t *testing.T) {
 	g := newFixture(t, nil)
 	g.do("GET", "/metrics", readSecret, "").refused(t, 404, CodeNotFound)
 	g.do("GET", "/debug/pprof/", operateSecret, "").refused(t, 404, CodeNotFound)
-	// The engine's failure makes the default readiness fail.
+	// By default /readyz is Engine.Ready: ready while the engine runs,
+	// not once it stopped (or before it started, or after it failed).
+	if a := g.do("GET", "/readyz", "", ""); a.status != 200 {
+		t.Fatalf("readyz of a running engine: %d %q", a.status, a.body)
+	}
 	g.e.Stop()
 	if a := g.do("GET", "/healthz", "", ""); a.status != 200 {
 		t.Fatalf("healthz after Stop: %d", a.status)
+	}
+	if a := g.do("GET", "/readyz", "", ""); a.status != 503 || !strings.Contains(string(a.body), "not running") {
+		t.Fatalf("readyz after Stop: %d %q", a.status, a.body)
 	}
 	g.op("POST", "/api/v1/procedures", `{"type":"finish"}`).refused(t, 503, CodeUnavailable)
 }
