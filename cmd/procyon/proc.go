@@ -185,8 +185,11 @@ func printDetail(w io.Writer, d server.ProcedureDetail, now time.Time) {
 	if p.Parent != 0 {
 		field("parent", "%d (root %d)", p.Parent, p.Root)
 	}
-	if p.Submitter != "" || p.Nonce != "" {
-		field("submitter", "%s (nonce %q)", orDash(p.Submitter), p.Nonce)
+	if p.Submitter != "" {
+		field("submitter", "%s", p.Submitter)
+	}
+	if p.Nonce != "" {
+		field("nonce", "%q", p.Nonce)
 	}
 	field("created", "%s (%s ago)", stamp(p.Created), ago(p.Created, now))
 	field("updated", "%s (%s ago)", stamp(p.Updated), ago(p.Updated, now))
