@@ -22,7 +22,6 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, who identity) erro
 // server's API mux (ServeHTTP sends their paths there).
 func (s *Server) routeAPI() {
 	s.api = http.NewServeMux()
-	s.cop = http.NewCrossOriginProtection()
 	s.routeProcedures()
 	s.routeViews()
 	s.routeProbes()
@@ -95,7 +94,7 @@ func ownsPath(path string) bool {
 // serveAPI serves a request of the API mux: a route, or a JSON 404 or
 // 405. Unsafe cross-origin browser requests are refused first.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
-	if err := s.cop.Check(r); err != nil {
+	if err := s.sameOrigin(r); err != nil {
 		s.writeJSON(w, http.StatusForbidden, Error{Code: CodeForbidden, Message: "cross-origin request refused"})
 		return
 	}

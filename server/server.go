@@ -83,7 +83,8 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, e: opts.Engine, mux: http.NewServeMux(), types: map[string]SubmitType{}}
+	s := &Server{opts: opts, e: opts.Engine, mux: http.NewServeMux(), types: map[string]SubmitType{},
+		cop: http.NewCrossOriginProtection()}
 	for _, t := range opts.Types {
 		if _, dup := s.types[t.Name()]; dup {
 			return nil, errors.New("server: type " + t.Name() + " given twice in Options.Types")

@@ -119,7 +119,7 @@ func (s *Server) uiRead(h uiHandler) http.HandlerFunc {
 // uiOperate wraps an action: a same-origin POST by an Operate visitor.
 func (s *Server) uiOperate(h uiHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := sameOrigin(r); err != nil {
+		if err := s.sameOrigin(r); err != nil {
 			s.uiFail(w, r, identity{}, http.StatusForbidden, err.Error())
 			return
 		}

@@ -10,19 +10,20 @@ import (
 // errCrossOrigin: a POST from a page of another site.
 var errCrossOrigin = errors.New("refused: this form was posted from another site (its Origin or Referer is not this server)")
 
-// sameOrigin accepts a request whose Origin, or else Referer, names the
-// host it was sent to, and one with neither (not from a browser: a
-// browser sends Origin with every cross-origin POST).
-func sameOrigin(r *http.Request) error {
-	from := r.Header.Get("Origin")
-	if from == "" {
-		from = r.Header.Get("Referer")
+// sameOrigin refuses an unsafe request (a POST) from a page of another
+// site, for the API and the UI alike: http.CrossOriginProtection's check
+// (Sec-Fetch-Site, else Origin against the request's host), and, for a
+// request without Origin, its Referer's host. A request with none of
+// them is not from a browser, and goes on to the credential check.
+func (s *Server) sameOrigin(r *http.Request) error {
+	if err := s.cop.Check(r); err != nil {
+		return errCrossOrigin
 	}
-	if from == "" {
+	ref := r.Header.Get("Referer")
+	if r.Header.Get("Origin") != "" || ref == "" || r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return nil
 	}
-	u, err := url.Parse(from)
-	if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+	if u, err := url.Parse(ref); err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
 		return errCrossOrigin
 	}
 	return nil
@@ -53,7 +54,7 @@ func (s *Server) uiSignin(w http.ResponseWriter, r *http.Request) {
 	fail := func(status int, msg string) {
 		s.page(w, status, "signin", identity{}, uiPage{Title: "Sign in", Error: msg, Data: signinData{Next: next}})
 	}
-	if err := sameOrigin(r); err != nil {
+	if err := s.sameOrigin(r); err != nil {
 		fail(http.StatusForbidden, err.Error())
 		return
 	}
@@ -83,7 +84,7 @@ func (s *Server) uiSignin(w http.ResponseWriter, r *http.Request) {
 
 // uiSignout forgets the session cookie.
 func (s *Server) uiSignout(w http.ResponseWriter, r *http.Request) {
-	if err := sameOrigin(r); err != nil {
+	if err := s.sameOrigin(r); err != nil {
 		s.uiFail(w, r, identity{}, http.StatusForbidden, err.Error())
 		return
 	}
