@@ -51,18 +51,17 @@ var (
 	ErrInternal         = errors.New(CodeInternal)
 )
 
-// Is matches the sentinel of e's code.
-func (e *APIError) Is(target error) bool {
-	return target != nil && target.Error() == e.Body.Code && isSentinel(target)
+// sentinels maps each code to its sentinel.
+var sentinels = map[string]error{
+	CodeBadRequest: ErrBadRequest, CodeUnauthorized: ErrUnauthorized, CodeForbidden: ErrForbidden,
+	CodeNotFound: ErrNotFound, CodeMethodNotAllowed: ErrMethodNotAllowed, CodeConflict: ErrConflict,
+	CodeTooLarge: ErrTooLarge, CodeUnavailable: ErrUnavailable, CodeInternal: ErrInternal,
 }
 
-func isSentinel(err error) bool {
-	for _, s := range []error{ErrBadRequest, ErrUnauthorized, ErrForbidden, ErrNotFound, ErrMethodNotAllowed, ErrConflict, ErrTooLarge, ErrUnavailable, ErrInternal} {
-		if err == s {
-			return true
-		}
-	}
-	return false
+// Is matches the sentinel of e's code.
+func (e *APIError) Is(target error) bool {
+	s, ok := sentinels[e.Body.Code]
+	return ok && s == target
 }
 
 // do sends a request with body (nil: none) as JSON and decodes the answer
