@@ -4,7 +4,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/procyon-dev/procyon/procedure"
+	"github.com/procyon-dev/procyon/internal/pow2hist"
+	"github.com/procyon-dev/procyon/wal"
 )
 
 // Samples the engine page's charts keep: ten minutes, one a second.
@@ -31,9 +32,9 @@ type counters struct {
 	steps    int64
 	finished int64
 	commits  int64
-	stepLat  procedure.Histogram
-	syncs    [64]int64
-	nsyncs   int
+	stepLat  [pow2hist.Buckets]int64 // every type's step latency buckets, summed
+	wal      wal.Stats               // zero without a log
+	live     int
 }
 
 func newSampler(s *Server) *sampler {
@@ -71,15 +72,18 @@ func (sp *sampler) stop() {
 func (sp *sampler) read() counters {
 	c := counters{at: time.Now()}
 	st := sp.s.e.Stats()
+	c.live = st.Live
 	for _, ts := range st.Types {
 		c.steps += ts.Steps + ts.RollbackSteps
 		c.finished += ts.Succeeded + ts.RolledBack
-		c.stepLat = addHist(c.stepLat, ts.StepLatency)
+		for i, n := range ts.StepLatency.Buckets {
+			c.stepLat[min(i, len(c.stepLat)-1)] += n
+		}
 	}
 	ss := sp.s.e.Store().Stats()
 	c.commits = ss.Commits
-	if w := ss.WAL; w != nil {
-		c.nsyncs = copy(c.syncs[:], w.SyncLatency[:])
+	if ss.WAL != nil {
+		c.wal = *ss.WAL
 	}
 	return c
 }
@@ -100,12 +104,14 @@ func (sp *sampler) sample() {
 		Steps:    float64(cur.steps-prev.steps) / secs,
 		Finished: float64(cur.finished-prev.finished) / secs,
 		Commits:  float64(cur.commits-prev.commits) / secs,
-		Live:     sp.s.e.Stats().Live,
+		Live:     cur.live,
 	}
-	if d := subHist(cur.stepLat, prev.stepLat); d.Count > 0 {
-		smp.StepP99Ms = ms(d.Quantile(0.99))
+	d := cur.stepLat
+	for i := range d {
+		d[i] -= prev.stepLat[i]
 	}
-	smp.FsyncP99Ms = syncP99(cur.syncs[:cur.nsyncs], prev.syncs[:prev.nsyncs])
+	smp.StepP99Ms = ms(pow2hist.Quantile(d[:], 0.99))
+	smp.FsyncP99Ms = syncP99(cur.wal, prev.wal)
 	sp.ring = append(sp.ring, smp)
 	if len(sp.ring) > sampleKeep {
 		sp.ring = sp.ring[len(sp.ring)-sampleKeep:]
@@ -119,56 +125,12 @@ func (sp *sampler) samples() []Sample {
 	return append([]Sample{}, sp.ring...)
 }
 
-// addHist returns a+b (b's bounds; a may be empty).
-func addHist(a, b procedure.Histogram) procedure.Histogram {
-	if a.Buckets == nil {
-		a = procedure.Histogram{Bounds: b.Bounds, Buckets: make([]int64, len(b.Buckets))}
-	}
-	a.Count += b.Count
-	a.Sum += b.Sum
-	for i := range b.Buckets {
-		if i < len(a.Buckets) {
-			a.Buckets[i] += b.Buckets[i]
-		}
-	}
-	return a
-}
-
-// subHist returns the observations of cur not in prev.
-func subHist(cur, prev procedure.Histogram) procedure.Histogram {
-	d := procedure.Histogram{Count: cur.Count - prev.Count, Sum: cur.Sum - prev.Sum, Bounds: cur.Bounds,
-		Buckets: make([]int64, len(cur.Buckets))}
-	for i := range cur.Buckets {
-		d.Buckets[i] = cur.Buckets[i]
-		if i < len(prev.Buckets) {
-			d.Buckets[i] -= prev.Buckets[i]
-		}
-	}
-	return d
-}
-
 // syncP99 is the 99th percentile of the fsyncs between two readings of
-// the WAL's histogram (bucket i: under 2^i µs), as the bucket's bound.
-func syncP99(cur, prev []int64) float64 {
-	var total int64
-	d := make([]int64, len(cur))
-	for i := range cur {
-		d[i] = cur[i]
-		if i < len(prev) {
-			d[i] -= prev[i]
-		}
-		total += d[i]
+// the WAL's counters, in milliseconds (0: none).
+func syncP99(cur, prev wal.Stats) float64 {
+	d := cur
+	for i := range d.SyncLatency {
+		d.SyncLatency[i] -= prev.SyncLatency[i]
 	}
-	if total == 0 {
-		return 0
-	}
-	need := (total*99 + 99) / 100
-	var seen int64
-	for i, n := range d {
-		seen += n
-		if seen >= need {
-			return float64(int64(1)<<i) / 1000
-		}
-	}
-	return 0
+	return ms(d.SyncQuantile(0.99))
 }
