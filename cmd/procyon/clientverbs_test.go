@@ -346,6 +346,14 @@ func TestProcShowAbortBypassAck(t *testing.T) {
 	w := newCLIWorld(t)
 	parent := w.submit(jobData{Children: 2, ChildEvent: "kids"})
 	w.waitStatus(parent, procedure.Waiting)
+	for _, kid := range []procedure.ID{parent + 1, parent + 2} { // suspended on "kids", no step running
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := w.e.WaitFor(ctx, kid, func(in procedure.Info) bool { return in.Status == procedure.Suspended && !in.Running })
+		cancel()
+		if err != nil {
+			t.Fatalf("child %d never suspended: %v", kid, err)
+		}
+	}
 	out := w.ok("proc", "show", idStr(parent))
 	for _, re := range []string{
 		`(?m)^status +waiting$`,
