@@ -403,6 +403,9 @@ func TestDialFailureRetried(t *testing.T) {
 	if c := w.result(id); string(c.Result) != "ok" {
 		t.Fatalf("%+v", c)
 	}
+	// The request reaches the fake node before Execute returns, and the
+	// batch is counted after it returns.
+	waitFor(t, "the batch counted", func() bool { return w.stats("rs1").Batches == 1 })
 	if s := w.stats("rs1"); s.Failures != 1 || s.Batches != 1 {
 		t.Fatalf("stats %+v", s)
 	}

@@ -180,6 +180,23 @@ func (w *cliWorld) waitStatus(id procedure.ID, st procedure.Status) {
 	}
 }
 
+// waitTreeParked waits until parent waits for its n children and each
+// child is suspended on its event with no step running (the parent turns
+// waiting as soon as it spawns them, before they ran their first step).
+func (w *cliWorld) waitTreeParked(parent procedure.ID, n int) {
+	w.t.Helper()
+	w.waitStatus(parent, procedure.Waiting)
+	for i := 1; i <= n; i++ {
+		kid := parent + procedure.ID(i)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := w.e.WaitFor(ctx, kid, func(in procedure.Info) bool { return in.Status == procedure.Suspended && !in.Running })
+		cancel()
+		if err != nil {
+			w.t.Fatalf("child %d never suspended: %v", kid, err)
+		}
+	}
+}
+
 func idStr(id procedure.ID) string { return strconv.FormatUint(uint64(id), 10) }
 
 // listIDs runs proc list --output json with args and returns the ids.
@@ -213,7 +230,7 @@ func TestProcSubmitWaitList(t *testing.T) {
 	// A tree, listed by parent and root while it runs (a finished tree
 	// keeps only its root's result).
 	parent := w.submit(jobData{Children: 2, ChildEvent: "kids"})
-	w.waitStatus(parent, procedure.Waiting)
+	w.waitTreeParked(parent, 2)
 	kids := w.listIDs("--parent", idStr(parent))
 	if len(kids) != 2 || kids[0] < kids[1] || kids[1] <= parent {
 		t.Fatalf("children of %d, newest first: %v", parent, kids)
@@ -345,15 +362,7 @@ func (l *lineWriter) String() string {
 func TestProcShowAbortBypassAck(t *testing.T) {
 	w := newCLIWorld(t)
 	parent := w.submit(jobData{Children: 2, ChildEvent: "kids"})
-	w.waitStatus(parent, procedure.Waiting)
-	for _, kid := range []procedure.ID{parent + 1, parent + 2} { // suspended on "kids", no step running
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := w.e.WaitFor(ctx, kid, func(in procedure.Info) bool { return in.Status == procedure.Suspended && !in.Running })
-		cancel()
-		if err != nil {
-			t.Fatalf("child %d never suspended: %v", kid, err)
-		}
-	}
+	w.waitTreeParked(parent, 2)
 	out := w.ok("proc", "show", idStr(parent))
 	for _, re := range []string{
 		`(?m)^status +waiting$`,
