@@ -12,16 +12,17 @@ import (
 
 // recover builds the latest version from the persistence: the newest
 // snapshot that reads back whole and that the log covers, then every
-// record after it, through the one decoding path (applyRecord).
-func (s *Store) recover(ctx context.Context) (*version, error) {
+// record after it, through the one decoding path (applyRecord). It
+// returns the damaged data it did without (see Damage).
+func (s *Store) recover(ctx context.Context) (_ *version, damage []error, _ error) {
 	start := time.Now()
 	first, last, err := s.p.LogBounds()
 	if err != nil {
-		return nil, fmt.Errorf("durable: recover: %w", err)
+		return nil, nil, fmt.Errorf("durable: recover: %w", err)
 	}
 	snaps, err := s.p.Snapshots()
 	if err != nil {
-		return nil, fmt.Errorf("durable: recover: list snapshots: %w", err)
+		return nil, nil, fmt.Errorf("durable: recover: list snapshots: %w", err)
 	}
 	var logDamage []error
 	if dr, ok := s.p.(DamageReporter); ok {
@@ -29,19 +30,19 @@ func (s *Store) recover(ctx context.Context) (*version, error) {
 	}
 	st, used, damaged, err := s.pickSnapshot(ctx, snaps, first, logDamage)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	base := uint64(0)
 	if used != nil {
 		base = used.Seq
 	}
 	if last < base {
-		return nil, fmt.Errorf("%w: snapshot %s is at seq %d but the log ends at %d", ErrNoState, used.Name, base, last)
+		return nil, nil, fmt.Errorf("%w: snapshot %s is at seq %d but the log ends at %d", ErrNoState, used.Name, base, last)
 	}
-	s.damage = append(damaged, logDamage...)
-	if len(s.damage) > 0 {
+	damage = append(damaged, logDamage...)
+	if len(damage) > 0 {
 		s.log.Error("durable: recovering without damaged data; recovery can no longer fall back past it: "+
-			"run \"procyon verify\" and take a snapshot soon", "snapshot", snapNameOf(used), "damaged", errors.Join(s.damage...))
+			"run \"procyon verify\" and take a snapshot soon", "snapshot", snapNameOf(used), "damaged", errors.Join(damage...))
 	}
 	var replayed, bytes int64
 	seq := base
@@ -63,10 +64,10 @@ func (s *Store) recover(ctx context.Context) (*version, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("durable: recover: replay: %w", err)
+		return nil, nil, fmt.Errorf("durable: recover: replay: %w", err)
 	}
 	if seq != last {
-		return nil, fmt.Errorf("%w: replay ended at %d, the log at %d", ErrCorrupt, seq, last)
+		return nil, nil, fmt.Errorf("%w: replay ended at %d, the log at %d", ErrCorrupt, seq, last)
 	}
 	if used != nil {
 		s.snap.seq, s.snap.have = used.Seq, true
@@ -76,7 +77,7 @@ func (s *Store) recover(ctx context.Context) (*version, error) {
 	v := &version{seq: seq, trees: st.trees, store: s}
 	s.log.Info("durable: recovered", "snapshot", snapNameOf(used), "snapshot_seq", base, "replayed", replayed,
 		"seq", seq, "took", time.Since(start))
-	return v, nil
+	return v, damage, nil
 }
 
 // pickSnapshot loads the newest snapshot that reads back whole and that the

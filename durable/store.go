@@ -132,18 +132,14 @@ type Store struct {
 		seq  uint64 // seq of the newest durable snapshot
 		have bool   // whether there is one
 	}
-	// damage is what recovery found damaged and did without (set by
-	// Open, read-only after).
-	damage       []error
+	// opened is what Open learnt, published once it recovered (nil
+	// before): Stats and Damage may run before and during Open.
+	opened       atomic.Pointer[openFacts]
 	lastSnapSize atomic.Int64
 	lastSnapNs   atomic.Int64 // how long the newest snapshot written since Open took
-	recoverNs    int64        // how long Open took (set by Open, read-only after)
-	// wal is the log of the WAL-backed persistence (set by Open, read-only
-	// after), for Stats; nil for other persistences.
-	wal         *wal.WAL
-	snapRunning atomic.Bool // an automatic snapshot is under way
-	bg          sync.WaitGroup
-	stats       storeStats
+	snapRunning  atomic.Bool  // an automatic snapshot is under way
+	bg           sync.WaitGroup
+	stats        storeStats
 }
 
 type storeStats struct {
@@ -242,7 +238,7 @@ func (s *Store) Open(ctx context.Context) error {
 		s.state.Store(stateClosed)
 		return err
 	}
-	v, err := s.recover(ctx)
+	v, damage, err := s.recover(ctx)
 	if err == nil {
 		// Only now may the persistence change the disk.
 		err = s.p.Recovered()
@@ -252,11 +248,12 @@ func (s *Store) Open(ctx context.Context) error {
 		s.state.Store(stateClosed)
 		return err
 	}
-	s.durable.Store(v)
+	facts := &openFacts{damage: damage, recoverTime: time.Since(start)}
 	if wp, ok := s.p.(*walPersistence); ok {
-		s.wal = wp.w
+		facts.wal = wp.w
 	}
-	s.recoverNs = int64(time.Since(start))
+	s.opened.Store(facts)
+	s.durable.Store(v)
 	// The recovered trees are the first version: never changed, only
 	// cloned.
 	s.w.trees = slices.Clone(v.trees)
@@ -379,13 +376,14 @@ func (s *Store) Stats() Stats {
 		SnapshotErrs: s.stats.snapshotErrs.Load(),
 		SnapshotSize: s.lastSnapSize.Load(),
 		SnapshotTime: time.Duration(s.lastSnapNs.Load()),
-		RecoverTime:  time.Duration(s.recoverNs),
-		Damaged:      len(s.damage),
 	}
 	st.CommitLatency, st.Groups, st.GroupTime = s.stats.commitLatency.Load()
-	if s.wal != nil {
-		ws := s.wal.Stats()
-		st.WAL = &ws
+	if f := s.opened.Load(); f != nil {
+		st.RecoverTime, st.Damaged = f.recoverTime, len(f.damage)
+		if f.wal != nil {
+			ws := f.wal.Stats()
+			st.WAL = &ws
+		}
 	}
 	if s.snapMu.TryLock() {
 		st.SnapshotSeq = s.snap.seq
@@ -402,4 +400,16 @@ func (s *Store) Stats() Stats {
 // Run "procyon verify" and "procyon repair", or take a new snapshot soon
 // (Snapshot), after which the damaged data is no longer needed. Nil for a
 // sound store.
-func (s *Store) Damage() []error { return slices.Clone(s.damage) }
+func (s *Store) Damage() []error {
+	if f := s.opened.Load(); f != nil {
+		return slices.Clone(f.damage)
+	}
+	return nil
+}
+
+// openFacts is what Open learnt while it recovered.
+type openFacts struct {
+	wal         *wal.WAL // the WAL-backed persistence's log, for Stats; nil for others
+	recoverTime time.Duration
+	damage      []error // the damaged data recovery did without
+}

@@ -567,6 +567,46 @@ func TestStoreStatsWALAndSnapshot(t *testing.T) {
 	}
 }
 
+// TestStatsDuringOpen: Stats and Damage may be called before and while
+// Open recovers (a server scrapes a store that is still recovering);
+// -race checks that they read nothing Open is writing.
+func TestStatsDuringOpen(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openTestStore(t, Options{Dir: "/d", FS: fs})
+	for i := range 200 {
+		mustWrite(t, s.Store, func(tx *Tx) error { return s.counts.Put(tx, int64(i), 1) })
+	}
+	s.Close()
+	r := newTestStore(Options{Dir: "/d", FS: fs})
+	if st := r.Stats(); st.WAL != nil || st.RecoverTime != 0 || st.Seq != 0 || r.Damage() != nil {
+		t.Fatalf("before Open: %+v, damage %v", st, r.Damage())
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = r.Stats()
+			_ = r.Damage()
+		}
+	}()
+	err := r.Open(context.Background())
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if st := r.Stats(); st.WAL == nil || st.RecoverTime <= 0 || st.Seq != 200 {
+		t.Fatalf("after Open: %+v", st)
+	}
+}
+
 func TestWriteAsync(t *testing.T) {
 	ctx := context.Background()
 	mp := NewMemPersistence()
