@@ -542,7 +542,9 @@ type Info struct {
 	Locks        []Lock    // locks it holds (across steps, or for its current step)
 	// History is its executed forward states still on its tree's rollback
 	// stack (Executed), each with the time its step committed: its
-	// timeline. A rolled-back state leaves it.
+	// timeline. A rolled-back state leaves it. A finished root keeps its
+	// own (a succeeded one: every state it ran); a finished tree's other
+	// procedures are gone.
 	History         []HistoryStep
 	WaitingForLocks bool // parked until its locks are free
 }

@@ -78,7 +78,7 @@
 // Options.ResultTTL, or Options.AckedResultTTL after Ack). Get, List,
 // Locks and Stats show what runs and what waits; Info.History is a
 // procedure's timeline (each executed state still on the rollback stack,
-// with the time its step committed).
+// with the time its step committed; a result keeps its root's).
 //
 // Audit log: every Abort and Bypass that takes effect appends an Action
 // (who, why, the procedure, its root, when) in the transaction that
@@ -184,7 +184,9 @@
 // Each committed step of a tree takes the next index of the tree's
 // rollback stack; a procedure's entries are its executed states with
 // their indexes. A finished root's record is its result (its final data,
-// or its error); its descendants' records are deleted in the same commit.
+// or its error, and its entries not rolled back: its timeline); its
+// descendants' records are deleted in the same commit. Records written
+// before results kept their entries have none.
 // A waiting procedure whose children all succeeded is stored as waiting
 // and loaded as runnable; the count of running children is not stored
 // (a child bypassed as an ancestor still counts until it finished).

@@ -491,7 +491,7 @@ func (e *Engine) completeLocked(tx *durable.Tx, c *commit, t *tree, status Statu
 	root.ps.status = status
 	root.ps.completed = now
 	root.ps.updated = now
-	root.ps.entries = nil
+	// root.ps.entries stay: the result keeps its timeline (Info.History).
 	root.ps.ext = nil // no wait, timeout or locks
 	t.ts.done = true
 	c.completed = true

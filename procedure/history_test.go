@@ -148,6 +148,29 @@ func TestHistory(t *testing.T) {
 		t.Fatalf("aborted: %v", r.Err())
 	}
 	checkHistory(t, "rolled back", w.e, id)
+
+	// A succeeded procedure's result keeps its timeline, across a
+	// restart; Ack rewrites the result and keeps it too.
+	ok, err := hist.Submit(context.Background(), histData{}, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := clock.Now().Sub(histClockStart) / time.Second
+	for s := histState(0); s <= 3; s++ {
+		st.step(t, clock, s)
+	}
+	if r := w.wait(ok); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	at := func(s histState) HistoryStep { return histStep(s, int(start)+int(s)+1) }
+	done := []HistoryStep{at(0), at(1), at(2), at(3)}
+	checkHistory(t, "succeeded", w.e, ok, done...)
+	w.restart()
+	checkHistory(t, "succeeded, after a restart", w.e, ok, done...)
+	if err := w.e.Ack(context.Background(), ok); err != nil {
+		t.Fatal(err)
+	}
+	checkHistory(t, "acknowledged", w.e, ok, done...)
 }
 
 // TestHistoryOldRecord: a record stored before entries had times (the

@@ -210,6 +210,14 @@ func TestUIBrowserScenario(t *testing.T) {
 	if s := b.text("#status"); s != "succeeded" {
 		t.Fatalf("status %q, want succeeded", s)
 	}
+	// Its result keeps its timeline: a bar per state it ran.
+	done, err := env.e.Get(first)
+	if err != nil || done.Status != procedure.Succeeded || len(done.History) <= len(in.History) {
+		t.Fatalf("succeeded procedure %d: history %+v (at state 2: %d steps), %v", first, done.History, len(in.History), err)
+	}
+	if n := eval[int](b, `document.querySelectorAll('#timeline rect.bar').length`); n != len(done.History) {
+		t.Fatalf("the succeeded procedure's timeline has %d bars, want %d", n, len(done.History))
+	}
 	b.shot("05-procedure-succeeded")
 
 	// A parent with two children: its tree, then abort it.

@@ -77,7 +77,8 @@ type ProcedureDetail struct {
 	// first, depth first (children by id), each with its depth.
 	Tree []TreeNode `json:"tree"`
 	// Executed is the rollback stack's part of this procedure: its
-	// executed states, oldest first.
+	// executed states, oldest first (a finished root: those its tree did
+	// not roll back).
 	Executed []string `json:"executed,omitempty"`
 	// History is its timeline: each executed state with when its step
 	// committed.
