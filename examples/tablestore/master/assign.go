@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/procyon-dev/procyon/durable"
@@ -225,61 +223,6 @@ func (m *Master) updateRegion(tx *durable.Tx, id string, change func(*Region)) e
 	}
 	change(&r)
 	return m.cat.regions.Put(tx, id, r)
-}
-
-// pickServer returns a live server with the fewest regions: those its
-// records count (opening, open, closing) plus those picked for it whose
-// records are not yet written, so that assignments running together (a
-// table's regions, a dead server's) spread over the servers; ties are
-// broken round-robin. The pick counts until release is called (the
-// assignment calls it once its record is durable).
-func (m *Master) pickServer() (server remote.NodeInfo, release func(), err error) {
-	nodes, err := m.nodes()
-	if err != nil {
-		return remote.NodeInfo{}, nil, err
-	}
-	live := slices.DeleteFunc(nodes, func(n remote.NodeInfo) bool { return !n.Live })
-	if len(live) == 0 {
-		return remote.NodeInfo{}, nil, fmt.Errorf("no live region server")
-	}
-	load := make(map[string]int, len(live))
-	for _, n := range live {
-		load[n.Name] = 0
-	}
-	for _, r := range m.cat.regions.All(m.store.Latest()) {
-		if _, ok := load[r.Server]; ok && r.State != RegionOffline {
-			load[r.Server]++
-		}
-	}
-	m.picks.Lock()
-	defer m.picks.Unlock()
-	for name, n := range m.picks.n {
-		if _, ok := load[name]; ok {
-			load[name] += n
-		}
-	}
-	start := int(m.rr.Add(1))
-	best := live[start%len(live)]
-	for i := range live {
-		n := live[(start+i)%len(live)]
-		if load[n.Name] < load[best.Name] {
-			best = n
-		}
-	}
-	if m.picks.n == nil {
-		m.picks.n = map[string]int{}
-	}
-	m.picks.n[best.Name]++
-	var once sync.Once
-	return best, func() {
-		once.Do(func() {
-			m.picks.Lock()
-			defer m.picks.Unlock()
-			if m.picks.n[best.Name]--; m.picks.n[best.Name] <= 0 {
-				delete(m.picks.n, best.Name)
-			}
-		})
-	}, nil
 }
 
 // backoff is the delay before the n-th retry of a remote operation: 50 ms

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -56,11 +54,7 @@ type Master struct {
 	disp   *remote.Dispatcher
 	cat    catalog
 	reg    *prometheus.Registry // the metrics /metrics serves
-	rr     atomic.Uint64        // round-robin among equally loaded servers
-	picks  struct {
-		sync.Mutex
-		n map[string]int // servers picked by assignments whose records are not yet written
-	}
+	bal    balancer             // picks the server of each assignment
 	// ready is closed once the dispatcher started: before, its liveness
 	// table is empty, though Engine.Start already resumed the procedures.
 	ready chan struct{}
