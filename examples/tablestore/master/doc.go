@@ -24,8 +24,9 @@
 // A region is offline, opening, open or closing; when it is not offline
 // its record names the server and the server's incarnation that was asked
 // to open it. Assign-region opens a region on the least loaded live
-// server and retries elsewhere until it is open; unassign-region closes
-// it. Create, enable, disable, delete and split hold their table's lock
+// server (its regions as the records said at most a second ago, plus the
+// picks since) and retries elsewhere until it is open; unassign-region
+// closes it. Create, enable, disable, delete and split hold their table's lock
 // exclusively; snapshot-table holds it shared (a second snapshot of the
 // table runs, a split waits); assign and unassign hold their region's
 // lock, which implies a shared table lock. When a server incarnation dies
