@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -211,6 +213,77 @@ func TestBarrierPhase(t *testing.T) {
 	} {
 		if got := barrierPhase(c.st); got != c.want {
 			t.Errorf("barrierPhase(%+v) = %q, want %q", c.st, got, c.want)
+		}
+	}
+}
+
+// TestUIBarriers: the nodes page shows the barriers in progress, each
+// member's phase as it moves, names escaped, and "None in progress." when
+// there is none.
+func TestUIBarriers(t *testing.T) {
+	env := newUIEnv(t)
+	nodes := func(step string, want ...string) string {
+		t.Helper()
+		resp, body := env.req(t, "/ui/nodes", nil)
+		wantStatus(t, step, resp, body, http.StatusOK)
+		for _, w := range append([]string{`<h2>Barriers in progress</h2>`}, want...) {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s: no %q in the page:\n%s", step, w, body)
+			}
+		}
+		return body
+	}
+	nodes("none", `None in progress.`)
+
+	const evil = `<img src=x onerror=alert(1)>`
+	g1, g2 := env.barriers.member("m1"), env.barriers.member("<b>m2")
+	h := env.barriers.start(evil, "m1", "<b>m2")
+	env.barriers.until(h, "both joined", phases(barrier.PhaseJoined, barrier.PhaseJoined))
+	body := nodes("acquiring", `<code>&lt;img src=x onerror=alert(1)&gt;</code>`, `<td>gated</td>`, `<span class="tag">acquiring</span>`,
+		`<span class="chip ph-joined">&lt;b&gt;m2: joined</span>`, `<span class="chip ph-joined">m1: joined</span>`)
+	if strings.Contains(body, "<img") || strings.Contains(body, "<b>") || strings.Contains(body, "None in progress") {
+		t.Fatalf("the page shows a raw name, or no barrier:\n%s", body)
+	}
+
+	close(g2.acquire) // members sort by name: "<b>m2" before "m1"
+	env.barriers.until(h, "<b>m2 acquired", phases(barrier.PhaseAcquired, barrier.PhaseJoined))
+	nodes("one acquired", `<span class="tag">acquiring</span>`, `<span class="chip ph-acquired">&lt;b&gt;m2: acquired</span>`,
+		`<span class="chip ph-joined">m1: joined</span>`)
+
+	close(g1.acquire)
+	env.barriers.until(h, "the barrier reached", reached)
+	close(g1.inside)
+	env.barriers.until(h, "m1 done", phases(barrier.PhaseAcquired, barrier.PhaseDone))
+	nodes("inside", `<span class="tag">inside</span>`, `<span class="chip ph-done">m1: done</span>`)
+
+	close(g2.inside)
+	env.barriers.finish(h)
+	nodes("finished", `None in progress.`)
+}
+
+// TestUIBarrierMembersMarked: a member not yet seen and a lost one are
+// marked; a server without a coordinator says so.
+func TestUIBarrierMembersMarked(t *testing.T) {
+	env := newUIEnv(t)
+	st := barrier.Stats{Name: "snap", Type: "flush", Instance: 4, Start: time.Now(), Total: 1500 * time.Millisecond,
+		Members: []barrier.MemberStats{{Name: "a", Phase: barrier.PhaseAcquired}, {Name: "b", Phase: barrier.PhaseJoined, Lost: true}, {Name: "c"}}}
+	for _, c := range []struct {
+		data nodesData
+		want []string
+	}{
+		{nodesData{Coordinator: true, Barriers: []Barrier{barrierOf(st)}}, []string{
+			`<span class="tag">aborting</span>`, `>1.5s</td>`, `<span class="hint">#4</span>`,
+			`<span class="chip ph-acquired">a: acquired</span>`,
+			`<span class="chip ph-joined lost" title="its session was lost">b: joined (lost)</span>`,
+			`<span class="chip">c: not seen</span>`}},
+		{nodesData{}, []string{`This server has no barrier coordinator.`}},
+	} {
+		rec := httptest.NewRecorder()
+		env.s.page(rec, http.StatusOK, "nodes", identity{Who: "t", Role: Read}, uiPage{Title: "Nodes", Nav: "nodes", Data: c.data})
+		for _, w := range c.want {
+			if !strings.Contains(rec.Body.String(), w) {
+				t.Errorf("no %q in the page:\n%s", w, rec.Body)
+			}
 		}
 	}
 }
