@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -120,6 +122,7 @@ func (c *Coordinator) Start(ctx context.Context, name, procType string, args []b
 	h.spec.Instance = ref.Instance
 	h.mu.Lock()
 	h.mu.stats.Instance = ref.Instance
+	h.changedLocked()
 	h.mu.Unlock()
 	c.opts.Logger.Info("barrier: started", "procedure", ref, "type", procType, "members", len(members))
 	go h.run(pctx, conn, ref, events)
@@ -159,15 +162,22 @@ func (c *Coordinator) session(ctx context.Context) (CoordinatorConn, error) {
 	return conn, nil
 }
 
-// Running returns the names of the procedures that have not finished.
-func (c *Coordinator) Running() []string {
+// Running returns the Stats of the procedures that have not finished,
+// sorted by name: each a copy as Handle.Stats returns it, with Total the
+// time so far. A procedure being started has Instance 0 until the
+// transport has recorded it.
+func (c *Coordinator) Running() []Stats {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	names := make([]string, 0, len(c.mu.procs))
-	for n := range c.mu.procs {
-		names = append(names, n)
+	handles := slices.Collect(maps.Values(c.mu.procs))
+	c.mu.Unlock()
+	out := make([]Stats, 0, len(handles))
+	for _, h := range handles {
+		if s := h.Stats(); !s.Finished {
+			out = append(out, s)
+		}
 	}
-	return names
+	slices.SortFunc(out, func(a, b Stats) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // Close aborts the running procedures (ErrCanceled), waits for them to
@@ -219,7 +229,8 @@ type Handle struct {
 
 	mu struct {
 		sync.Mutex
-		stats   Stats // Members sorted by name
+		stats   Stats         // Members sorted by name
+		changed chan struct{} // closed and replaced on every change of stats
 		results map[string][]byte
 		err     error
 	}
@@ -228,6 +239,7 @@ type Handle struct {
 func newHandle(c *Coordinator, spec Spec) *Handle {
 	h := &Handle{c: c, spec: spec, start: time.Now(), done: make(chan struct{})}
 	h.mu.stats = Stats{Name: spec.Name, Type: spec.Type, Start: h.start, Members: make([]MemberStats, len(spec.Members))}
+	h.mu.changed = make(chan struct{})
 	h.index = make(map[string]int, len(spec.Members))
 	for i, m := range spec.Members {
 		h.mu.stats.Members[i].Name = m
@@ -280,6 +292,38 @@ func (h *Handle) Stats() Stats {
 		s.Total = time.Since(s.Start)
 	}
 	return s
+}
+
+// WaitFor waits until cond holds for the procedure's Stats and returns
+// them. cond is checked at once and after every change the coordinator
+// sees (a member's marker, the instance, the barrier, the outcome); it runs
+// without the handle's lock and must not block. WaitFor returns ctx's
+// error if ctx ends first, and the Stats with ErrFinished if the procedure
+// finished without cond holding: nothing about it changes any more.
+func (h *Handle) WaitFor(ctx context.Context, cond func(Stats) bool) (Stats, error) {
+	for {
+		h.mu.Lock()
+		changed := h.mu.changed
+		h.mu.Unlock()
+		s := h.Stats()
+		switch {
+		case cond(s):
+			return s, nil
+		case s.Finished:
+			return s, fmt.Errorf("%w: %s", ErrFinished, h.Ref())
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return s, ctx.Err()
+		}
+	}
+}
+
+// changedLocked wakes WaitFor. Call with h.mu held, after changing stats.
+func (h *Handle) changedLocked() {
+	close(h.mu.changed)
+	h.mu.changed = make(chan struct{})
 }
 
 // Stats is a procedure's timeline as the coordinator saw it, for operators.
@@ -343,6 +387,7 @@ func (h *Handle) note(i int, phase Phase, took time.Duration) bool {
 	if phase > m.Phase {
 		m.Phase = phase
 	}
+	h.changedLocked()
 	return true
 }
 
@@ -407,6 +452,7 @@ loop:
 					continue // a done marker cannot precede the barrier this run recorded
 				}
 				if h.note(i, PhaseDone, ev.Took) {
+					log.Debug("barrier: member done", "member", ev.Member, "took", ev.Took)
 					done++
 					results[ev.Member] = ev.Result
 				}
@@ -473,6 +519,7 @@ loop:
 		h.mu.err = outcome
 		h.mu.stats.Err = outcome
 	}
+	h.changedLocked()
 	h.mu.Unlock()
 
 	wctx, cancel := writeCtx()
@@ -552,11 +599,13 @@ func (h *Handle) phaseOf(i int) Phase {
 func (h *Handle) markLost(i int) {
 	h.mu.Lock()
 	h.mu.stats.Members[i].Lost = true
+	h.changedLocked()
 	h.mu.Unlock()
 }
 
 func (h *Handle) setPhases(acquire, inside, complete time.Duration) {
 	h.mu.Lock()
 	h.mu.stats.Acquire, h.mu.stats.Inside, h.mu.stats.Complete = acquire, inside, complete
+	h.changedLocked()
 	h.mu.Unlock()
 }

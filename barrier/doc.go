@@ -50,6 +50,15 @@
 // members whose Acquire returned nil, unless the procedure completed. A
 // failed Acquire must undo its own partial work.
 //
+// # Progress
+//
+// The coordinator keeps each procedure's timeline as Stats: every member's
+// last marker (Phase: joined, acquired, done; zero before it joined),
+// whether its session was lost, and when each phase was reached.
+// Handle.Stats returns it, Handle.WaitFor waits for a condition on it, and
+// Coordinator.Running returns the Stats of every procedure in progress,
+// sorted by name (an operator's view: a finished procedure leaves it).
+//
 // # Timeouts
 //
 // CoordinatorOptions.Timeout bounds a whole procedure at the coordinator;

@@ -38,6 +38,9 @@ var (
 	ErrInvalid = errors.New("barrier: invalid argument")
 	// ErrClosed is returned by a closed Coordinator, Member or connection.
 	ErrClosed = errors.New("barrier: closed")
+	// ErrFinished is returned by Handle.WaitFor when the procedure finished
+	// without the condition holding.
+	ErrFinished = errors.New("barrier: procedure finished")
 
 	// ErrNoProcedure is returned by transports when the procedure instance
 	// named by a Ref no longer exists (it ended, or its coordinator died).

@@ -209,6 +209,12 @@ func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 	return out.Nodes, c.do(ctx, http.MethodGet, "/api/v1/nodes", nil, &out)
 }
 
+// Barriers returns the barrier procedures in progress, sorted by name.
+func (c *Client) Barriers(ctx context.Context) ([]Barrier, error) {
+	var out BarrierList
+	return out.Barriers, c.do(ctx, http.MethodGet, "/api/v1/barriers", nil, &out)
+}
+
 // Audit returns a page of the audit log before seq (0: the newest).
 func (c *Client) Audit(ctx context.Context, before uint64) (AuditList, error) {
 	var out AuditList

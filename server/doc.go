@@ -41,7 +41,7 @@
 //	GET  /api/v1/engine                   → EngineInfo
 //	GET  /api/v1/engine/samples           → SampleList: one a second, the last 10 minutes
 //	GET  /api/v1/audit                    → AuditList: ?before=SEQ&limit=100
-//	GET  /api/v1/barriers                 → BarrierList (empty without Options.Barriers)
+//	GET  /api/v1/barriers                 → BarrierList: barrier procedures in progress, each member's phase (empty without Options.Barriers)
 //	GET  /api/v1/types                    → TypeList: the submittable types
 //	GET  /healthz                         200 "ok" while the process serves (no credentials)
 //	GET  /readyz                          200 "ok" once Options.Ready returns nil, else 503 and why (no credentials)

@@ -195,15 +195,19 @@ func (s *Server) uiLocks(w http.ResponseWriter, r *http.Request, id identity) {
 		Data: locksData{Locks: s.locks(), Events: ev, Timers: tm}})
 }
 
-// nodesData is the nodes page's.
+// nodesData is the nodes page's: the remote nodes and the barrier
+// procedures in progress.
 type nodesData struct {
-	Dispatcher bool
-	Nodes      []Node
+	Dispatcher  bool
+	Nodes       []Node
+	Coordinator bool
+	Barriers    []Barrier
 }
 
 func (s *Server) uiNodes(w http.ResponseWriter, r *http.Request, id identity) {
 	s.page(w, http.StatusOK, "nodes", id, uiPage{Title: "Nodes", Nav: "nodes",
-		Data: nodesData{Dispatcher: s.opts.Dispatcher != nil, Nodes: s.nodes()}})
+		Data: nodesData{Dispatcher: s.opts.Dispatcher != nil, Nodes: s.nodes(),
+			Coordinator: s.opts.Barriers != nil, Barriers: s.barriers().Barriers}})
 }
 
 // engineData is the store and engine page's.

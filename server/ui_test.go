@@ -85,18 +85,20 @@ type opData struct {
 var slowOp = remote.OpType[string, string]{Name: "slow"}
 
 // uiEnv is a server over a real engine (on an in-memory file system), a
-// dispatcher with one node ("n1") on remote.Local, and the types the tests
+// dispatcher with one node ("n1") on remote.Local, a barrier coordinator
+// (without members until a test starts them), and the types the tests
 // submit: stepper, stuck, parent (with children of type child), caller.
 type uiEnv struct {
-	e       *procedure.Engine
-	s       *Server
-	ts      *httptest.Server
-	gate    chan struct{} // a stepper's step runs per send
-	opGate  chan struct{} // the node's "slow" op returns per send
-	stepper *procedure.Type[int, stepData]
-	stuck   *procedure.Type[int, waitData]
-	parent  *procedure.Type[int, parentData]
-	caller  *procedure.Type[int, opData]
+	e        *procedure.Engine
+	barriers *barrierRig
+	s        *Server
+	ts       *httptest.Server
+	gate     chan struct{} // a stepper's step runs per send
+	opGate   chan struct{} // the node's "slow" op returns per send
+	stepper  *procedure.Type[int, stepData]
+	stuck    *procedure.Type[int, waitData]
+	parent   *procedure.Type[int, parentData]
+	caller   *procedure.Type[int, opData]
 }
 
 func newUIEnv(t *testing.T, tokens ...Token) *uiEnv {
@@ -162,7 +164,8 @@ func newUIEnv(t *testing.T, tokens ...Token) *uiEnv {
 	}
 	t.Cleanup(func() { _ = n.Stop() })
 
-	env.s, err = New(Options{Engine: env.e, Dispatcher: d, Tokens: tokens, Logger: quiet,
+	env.barriers = newBarrierRig(t)
+	env.s, err = New(Options{Engine: env.e, Dispatcher: d, Barriers: env.barriers.coord, Tokens: tokens, Logger: quiet,
 		Types: []SubmitType{JSONType(env.stepper), JSONType(env.stuck), JSONType(env.parent)}})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ var uiFuncs = template.FuncMap{
 	"pstamp": func(t *time.Time) string { return stampPtr(t) },
 	"ago":    ago,
 	"dur":    fmtDur,
+	"ms":     func(ms float64) string { return fmtDur(time.Duration(ms * float64(time.Millisecond))) },
 	"num":    fmtNum,
 	"bytes":  fmtBytes,
 	"has":    func(v []string, x string) bool { return containsString(v, x) },

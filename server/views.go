@@ -2,10 +2,11 @@ package server
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/procyon-dev/procyon/barrier"
 )
 
 // The read-only routes besides the procedures': tables of the engine and
@@ -39,14 +40,54 @@ func (s *Server) routeViews() {
 	s.handle("GET", "/api/v1/types", Read, view(s, func() TypeList { return TypeList{Types: s.typeNames()} }))
 }
 
-// barriers are the barrier procedures in progress, sorted.
+// barriers are the barrier procedures in progress, sorted by name.
 func (s *Server) barriers() BarrierList {
-	out := BarrierList{Running: []string{}}
+	out := BarrierList{Barriers: []Barrier{}}
 	if b := s.opts.Barriers; b != nil {
-		out.Running = append(out.Running, b.Running()...)
-		slices.Sort(out.Running)
+		for _, st := range b.Running() {
+			out.Barriers = append(out.Barriers, barrierOf(st))
+		}
 	}
 	return out
+}
+
+func barrierOf(st barrier.Stats) Barrier {
+	b := Barrier{Name: st.Name, Type: st.Type, Instance: st.Instance, Started: st.Start,
+		ElapsedMs: ms(st.Total), Phase: barrierPhase(st), Members: make([]BarrierMember, len(st.Members))}
+	for i, m := range st.Members {
+		b.Members[i] = BarrierMember{Name: m.Name, Lost: m.Lost}
+		if m.Phase != 0 {
+			b.Members[i].Phase = m.Phase.String()
+		}
+	}
+	return b
+}
+
+// barrierPhase sums up a procedure from what its coordinator recorded
+// (see Barrier.Phase).
+func barrierPhase(st barrier.Stats) string {
+	lost, done := false, 0
+	for _, m := range st.Members {
+		lost = lost || m.Lost
+		if m.Phase == barrier.PhaseDone {
+			done++
+		}
+	}
+	switch {
+	case st.Finished && st.Err == nil:
+		return "complete"
+	case st.Finished:
+		return "aborted"
+	case lost:
+		return "aborting"
+	case st.Instance == 0:
+		return "starting"
+	case st.Acquire == 0: // set once the barrier is recorded as reached
+		return "acquiring"
+	case done == len(st.Members):
+		return "completing"
+	}
+	return "inside"
 }
 
 // getAudit serves a page of the audit log: ?before= (a Seq; default the

@@ -58,7 +58,7 @@ func TestViews(t *testing.T) {
 	}
 	var bars BarrierList
 	f.do("GET", "/api/v1/barriers", readSecret, "").must(t, 200, &bars)
-	if bars.Running == nil || len(bars.Running) != 0 {
+	if bars.Barriers == nil || len(bars.Barriers) != 0 {
 		t.Fatalf("barriers without a coordinator: %+v", bars)
 	}
 	var types TypeList

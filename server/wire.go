@@ -348,9 +348,33 @@ type SampleList struct {
 }
 
 // BarrierList is GET /api/v1/barriers: the barrier procedures this
-// coordinator runs.
+// server's coordinator runs, sorted by name.
 type BarrierList struct {
-	Running []string `json:"running"`
+	Barriers []Barrier `json:"barriers"`
+}
+
+// Barrier is a barrier procedure in progress, as its coordinator sees it
+// (barrier.Stats).
+type Barrier struct {
+	Name      string    `json:"name"`
+	Type      string    `json:"type"`
+	Instance  int64     `json:"instance"` // 0 until the transport recorded it
+	Started   time.Time `json:"started"`
+	ElapsedMs float64   `json:"elapsedMs"`
+	// Phase sums the procedure up: starting (not yet recorded), acquiring
+	// (until the barrier is recorded as reached: every member acquired),
+	// inside (members run Inside), completing (every member is done; the
+	// completion is being recorded), aborting (a member's session was
+	// lost).
+	Phase   string          `json:"phase"`
+	Members []BarrierMember `json:"members"`
+}
+
+// BarrierMember is one member of a barrier procedure in progress.
+type BarrierMember struct {
+	Name  string `json:"name"`
+	Phase string `json:"phase"` // its last marker: "" (not yet seen), joined, acquired, done
+	Lost  bool   `json:"lost,omitempty"`
 }
 
 // TypeList is GET /api/v1/types: the registered types operators may

@@ -20,7 +20,7 @@ import (
 	"github.com/procyon-dev/procyon/server"
 )
 
-// The client verbs (proc ..., locks, nodes, audit) call a running server's
+// The client verbs (proc ..., locks, nodes, barriers, audit) call a running server's
 // API (package server) with server.Client. This file holds what they
 // share: the connection flags and the output.
 

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procyon-dev/procyon/barrier"
 	"github.com/procyon-dev/procyon/durable"
 	"github.com/procyon-dev/procyon/procedure"
 	"github.com/procyon-dev/procyon/remote"
@@ -91,13 +92,16 @@ func (jobSM) Locks(s jobState, d *jobData) []procedure.Lock {
 
 var _ procedure.Locker[jobState, jobData] = jobSM{}
 
-// cliWorld is an engine with the job type, a dispatcher with one node,
-// and a server in front of them on a loopback HTTP listener.
+// cliWorld is an engine with the job type, a dispatcher with one node, a
+// barrier coordinator on the in-process transport (no members until a test
+// starts them), and a server in front of them on a loopback HTTP listener.
 type cliWorld struct {
-	t   *testing.T
-	e   *procedure.Engine
-	job *procedure.Type[jobState, jobData]
-	url string
+	t        *testing.T
+	e        *procedure.Engine
+	job      *procedure.Type[jobState, jobData]
+	barriers *barrier.InProc
+	coord    *barrier.Coordinator
+	url      string
 }
 
 func newCLIWorld(t *testing.T, tokens ...server.Token) *cliWorld {
@@ -117,7 +121,10 @@ func newCLIWorld(t *testing.T, tokens ...server.Token) *cliWorld {
 	if _, err := d.Service().Register(ctx, &remote.RegisterRequest{Node: "rs1", Addr: "addr-rs1", Incarnation: 7}); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Options{Engine: w.e, Dispatcher: d, Types: []server.SubmitType{server.JSONType(w.job)}, Tokens: tokens, Logger: quiet})
+	w.barriers = barrier.NewInProc()
+	w.coord = barrier.NewCoordinator(w.barriers, barrier.CoordinatorOptions{})
+	t.Cleanup(func() { w.coord.Close() })
+	srv, err := server.New(server.Options{Engine: w.e, Dispatcher: d, Barriers: w.coord, Types: []server.SubmitType{server.JSONType(w.job)}, Tokens: tokens, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -602,5 +609,81 @@ func TestParseFilter(t *testing.T) {
 	}
 	if _, err := parseFilter("runnable,type=x"); err == nil {
 		t.Fatal("a value without a key accepted")
+	}
+}
+
+// gatedSub is a barrier subprocedure whose Acquire waits until its gate
+// is closed.
+type gatedSub struct{ gate chan struct{} }
+
+func (g gatedSub) Acquire(ctx context.Context) error {
+	select {
+	case <-g.gate:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (gatedSub) Inside(context.Context) ([]byte, error) { return nil, nil }
+func (gatedSub) Cleanup(error)                          {}
+
+// barrierMember runs member name of the world's barrier coordinator
+// until the test ends; its Acquire waits until gate is closed.
+func (w *cliWorld) barrierMember(name string, gate chan struct{}) {
+	m := barrier.NewMember(w.barriers, name, barrier.MemberOptions{})
+	m.Register("gated", func(string, []byte) (barrier.Subprocedure, error) { return gatedSub{gate}, nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		m.Run(ctx)
+	}()
+	w.t.Cleanup(func() {
+		cancel()
+		<-stopped
+	})
+}
+
+// TestBarriers: procyon barriers prints the header alone when nothing
+// runs, then a row per barrier in progress with each member's phase, in
+// table and JSON.
+func TestBarriers(t *testing.T) {
+	w := newCLIWorld(t)
+	const header = "NAME  INSTANCE  TYPE  PHASE  ELAPSED  MEMBERS\n"
+	if out := w.ok("barriers"); out != header {
+		t.Fatalf("barriers with none running:\n%q, want the header %q", out, header)
+	}
+	if out := w.ok("barriers", "--output", "json"); strings.Join(strings.Fields(out), "") != `{"barriers":[]}` {
+		t.Fatalf("barriers --output json with none running: %s", out)
+	}
+
+	gate := make(chan struct{})
+	w.barrierMember("m1", gate)
+	h, err := w.coord.Start(context.Background(), "snap", "gated", nil, []string{"m1", "m2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := h.WaitFor(ctx, func(s barrier.Stats) bool { return s.Members[0].Phase == barrier.PhaseJoined }); err != nil {
+		t.Fatal(err)
+	}
+	if out := w.ok("barriers"); !regexp.MustCompile(`(?m)^snap +[1-9]\d* +gated +acquiring +\S+ +m1:joined m2:-$`).MatchString(out) {
+		t.Errorf("barriers:\n%s", out)
+	}
+	var bl server.BarrierList
+	if err := json.Unmarshal([]byte(w.ok("barriers", "--output", "json")), &bl); err != nil || len(bl.Barriers) != 1 ||
+		bl.Barriers[0].Name != "snap" || len(bl.Barriers[0].Members) != 2 || bl.Barriers[0].Members[0].Phase != "joined" {
+		t.Fatalf("barriers --output json: %v %+v", err, bl)
+	}
+
+	w.barrierMember("m2", gate) // a late joiner learns of snap
+	close(gate)
+	if _, err := h.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out := w.ok("barriers"); out != header {
+		t.Fatalf("barriers after the procedure finished:\n%s", out)
 	}
 }

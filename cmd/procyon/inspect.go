@@ -6,17 +6,19 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/procyon-dev/procyon/server"
 )
 
 // The client verbs that show the server's tables other than procedures:
-// locks, nodes, the audit log.
+// locks, nodes, barriers in progress, the audit log.
 
 func init() {
 	register(command{path: "locks", summary: "show the lock table of a running server: each resource's holders and waiters, and since when", define: showLocks})
 	register(command{path: "nodes", summary: "show the remote nodes of a running server: liveness, heartbeats, operations in flight", define: showNodes})
+	register(command{path: "barriers", summary: "show the barrier procedures in progress on a running server: phase, elapsed time, each member's phase", define: showBarriers})
 	register(command{path: "audit", usage: "[--before SEQ] [--all]", summary: "show the audit log of a running server: every abort and bypass, with who, when and why", define: showAudit})
 }
 
@@ -70,6 +72,39 @@ func showNodes(fs *flag.FlagSet) runFunc {
 		}
 		return tw.Flush()
 	})
+}
+
+func showBarriers(fs *flag.FlagSet) runFunc {
+	cf := addClientFlags(fs)
+	return withClient(cf, func(ctx context.Context, e *env, c *server.Client, args []string) error {
+		bars, err := c.Barriers(ctx)
+		if err != nil {
+			return apiFailure(err)
+		}
+		if cf.jsonOut() {
+			return printJSON(e.stdout, server.BarrierList{Barriers: bars})
+		}
+		tw := newTable(e.stdout)
+		fmt.Fprintln(tw, "NAME\tINSTANCE\tTYPE\tPHASE\tELAPSED\tMEMBERS")
+		for _, b := range bars {
+			elapsed := time.Duration(b.ElapsedMs * float64(time.Millisecond))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", b.Name, b.Instance, b.Type, b.Phase, shortDuration(elapsed), barrierMembers(b.Members))
+		}
+		return tw.Flush()
+	})
+}
+
+// barrierMembers formats members as name:phase ("-": not seen yet), a lost
+// one marked "(lost)".
+func barrierMembers(ms []server.BarrierMember) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.Name + ":" + orDash(m.Phase)
+		if m.Lost {
+			parts[i] += "(lost)"
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func showAudit(fs *flag.FlagSet) runFunc {
