@@ -426,6 +426,10 @@ func TestBadRequestRefusesItsOps(t *testing.T) {
 	if nodes := w.d.Nodes(); len(nodes) != 1 || !nodes[0].Live {
 		t.Fatalf("nodes %+v, want rs1 live", nodes)
 	}
+	// The sender commits the refusal before it takes the ops out of
+	// flight: the outcome may be read first.
+	waitFor(t, "the refused ops out of flight", func() bool { return w.stats("rs1").InFlight == 0 })
+	w.noRequest(n)
 	if s := w.stats("rs1"); s.Retries != 0 || s.InFlight != 0 {
 		t.Fatalf("stats %+v: the refused request was resent or is still in flight", s)
 	}
