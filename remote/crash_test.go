@@ -22,6 +22,7 @@ func TestCrashAtEveryWrite(t *testing.T) {
 		w := newWorld(t, Options{})
 		var cur atomic.Pointer[Dispatcher] // the node reports to the master of the moment
 		cur.Store(w.d)
+		w.onOpen = cur.Store // the restarted master, before it sends
 		master := func() MasterService { return cur.Load().Service() }
 		n := w.node("rs1", 1)
 		n.mu.Lock()
@@ -42,7 +43,6 @@ func TestCrashAtEveryWrite(t *testing.T) {
 			return
 		}
 		w.reopen(w.fs.CrashClone(int64(seed) + int64(k)))
-		cur.Store(w.d)
 		if id != 0 {
 			checkFinished(t, w, id, k)
 		}

@@ -195,6 +195,9 @@ type world struct {
 	// gate2, if set, makes the caller's step 2 (Cancel) wait until it is
 	// closed.
 	gate2 atomic.Pointer[chan struct{}]
+	// onOpen, if set, sees each new dispatcher before it starts (and so
+	// before it sends anything).
+	onOpen func(*Dispatcher)
 }
 
 // holdStep1 makes the caller's step 1 (the one after Await) wait until
@@ -239,6 +242,9 @@ func (w *world) open() {
 	opts := w.opts
 	opts.Clock, opts.Logger = w.clock, quiet()
 	w.d = NewDispatcher(w.e, w.tr, opts)
+	if w.onOpen != nil {
+		w.onOpen(w.d)
+	}
 	ctx := context.Background()
 	if err := w.e.Start(ctx); err != nil {
 		w.t.Fatalf("engine start: %v", err)
