@@ -505,6 +505,9 @@ type HistoryStep struct {
 	State int64
 	Name  string    // State's name if its type is a fmt.Stringer
 	At    time.Time // when the step that executed it (the last one, if it ran again) committed; zero: recorded before times were
+	// RolledBack is when the rollback step that undid it committed (zero:
+	// not undone).
+	RolledBack time.Time
 }
 
 // Info is the status of one procedure.
@@ -540,11 +543,11 @@ type Info struct {
 	Deadline     time.Time // its timeout's deadline (zero: none)
 	StepDeadline time.Time // the deadline its last step set (Env.SetTimeout; zero: none)
 	Locks        []Lock    // locks it holds (across steps, or for its current step)
-	// History is its executed forward states still on its tree's rollback
-	// stack (Executed), each with the time its step committed: its
-	// timeline. A rolled-back state leaves it. A finished root keeps its
-	// own (a succeeded one: every state it ran); a finished tree's other
-	// procedures are gone.
+	// History is its timeline: the states it executed, in the order it
+	// ran them, each with the time its step committed, and, for those its
+	// tree's rollback undid, when that was (the others are Executed). A
+	// finished root keeps its own; a finished tree's other procedures are
+	// gone.
 	History         []HistoryStep
 	WaitingForLocks bool // parked until its locks are free
 }
@@ -585,18 +588,28 @@ func (e *Engine) infoOf(id ID, b []byte) Info {
 	return in
 }
 
-// historyOf returns the executed states of r with their names and times.
+// historyOf returns the states r executed with their names and times:
+// those on the rollback stack, then those undone (undone from the top of
+// the stack down, so last first).
 func (e *Engine) historyOf(r *record) []HistoryStep {
-	if len(r.entries) == 0 {
+	n := len(r.entries) + len(r.undone)
+	if n == 0 {
 		return nil
 	}
 	ti := e.types[r.typ]
-	h := make([]HistoryStep, len(r.entries))
-	for i, en := range r.entries {
-		h[i] = HistoryStep{State: en.state, Name: fmt.Sprint(en.state), At: timeOf(en.at)}
+	name := func(s int64) string {
 		if ti != nil {
-			h[i].Name = ti.stateName(en.state)
+			return ti.stateName(s)
 		}
+		return fmt.Sprint(s)
+	}
+	h := make([]HistoryStep, 0, n)
+	for _, en := range r.entries {
+		h = append(h, HistoryStep{State: en.state, Name: name(en.state), At: timeOf(en.at)})
+	}
+	for i := len(r.undone) - 1; i >= 0; i-- {
+		u := r.undone[i]
+		h = append(h, HistoryStep{State: u.state, Name: name(u.state), At: timeOf(u.at), RolledBack: timeOf(u.undoneAt)})
 	}
 	return h
 }

@@ -235,7 +235,7 @@ func (e *Engine) stepDoneLocked(tx *durable.Tx, c *commit, now int64) error {
 	p, t, ps := c.p, c.t, &c.p.ps
 	e.pushEntryLocked(p, entry{state: c.state, at: now})
 	ps.status = Succeeded
-	ps.ext = nil // no locks, no timeout; not suspended
+	ps.finished() // no locks, no timeout; not suspended
 	c.finished = append(c.finished, p)
 	if t.ts.failed {
 		return nil
@@ -348,7 +348,10 @@ func (e *Engine) applyRollbackLocked(tx *durable.Tx, c *commit) error {
 			return fmt.Errorf("procedure: internal error: rollback of procedure %d is not the top of the stack", p.id)
 		}
 		c.markDirty(p)
+		top := es[len(es)-1]
 		p.ps.entries = es[:len(es)-1]
+		u := p.ps.undone()
+		p.ps.w().undone = append(u[:len(u):len(u)], undoneEntry{state: top.state, at: top.at, undoneAt: now})
 		p.ps.steps++
 		p.ps.updated = now
 		t.ts.nextIdx--

@@ -77,8 +77,8 @@
 // bypass); Ack lets a result go early (results are kept for
 // Options.ResultTTL, or Options.AckedResultTTL after Ack). Get, List,
 // Locks and Stats show what runs and what waits; Info.History is a
-// procedure's timeline (each executed state still on the rollback stack,
-// with the time its step committed; a result keeps its root's).
+// procedure's timeline (each state it executed with the time its step
+// committed, and when its rollback undid it; a result keeps its root's).
 //
 // Audit log: every Abort and Bypass that takes effect appends an Action
 // (who, why, the procedure, its root, when) in the transaction that
@@ -147,6 +147,9 @@
 //	|       |  [entry times: k, the leading entries without a time (k <
 //	|       |   n entries), then for each later entry its time minus the
 //	|       |   previous one's (the first: minus created), signed]
+//	|       |  [undone: n (not 0), n x (state signed, its run time minus
+//	|       |   the previous undo time (the first: minus created) signed,
+//	|       |   its undo time minus its run time signed)]
 //	+-------+-------------------------------------------------------------
 //	entry: state (signed) | stack index | u8 entry flags (1: spawned children)
 //	status: 1 runnable, 2 waiting (children), 3 succeeded, 4 failed,
@@ -159,7 +162,9 @@
 //	        (present iff the bypass section is; a version 1 record's
 //	        bypass was direct), 8 entry times (present iff an entry has
 //	        a time: when the last step that ran its state committed;
-//	        entries stored before times were have none)
+//	        entries stored before times were have none), 16 undone (the
+//	        states its tree's rollback undid, in that order, with when
+//	        they ran and when their rollback committed)
 //	outcome: 1 aborted, 2 timed out, 4 a child's failure
 //	modes:  1 shared, 2 exclusive
 //	roles:  0 the procedure bypassed, 1 a descendant of it, 2 an ancestor

@@ -315,6 +315,9 @@ type pext struct {
 	timeout     int64     // deadline (unix ns; 0: none)
 	locks       []Lock    // held until it finishes (HoldLocks types), as stored
 	stepTimeout int64     // the deadline its last committed step set (Env.SetTimeout; 0: none)
+	// undone are its states its tree's rollback undid (rare, so here and
+	// not in pstate); appended to by copying, never changed in place.
+	undone []undoneEntry
 }
 
 func (ps *pstate) wait() waitState {
@@ -343,6 +346,23 @@ func (ps *pstate) locks() []Lock {
 		return nil
 	}
 	return ps.ext.locks
+}
+
+func (ps *pstate) undone() []undoneEntry {
+	if ps.ext == nil {
+		return nil
+	}
+	return ps.ext.undone
+}
+
+// finished drops what a finished procedure no longer has (a wait, a
+// timeout, locks) and keeps its undone states.
+func (ps *pstate) finished() {
+	if u := ps.undone(); len(u) > 0 {
+		ps.ext = &pext{undone: u}
+		return
+	}
+	ps.ext = nil
 }
 
 // w replaces ps.ext by a copy and returns it, to change one field.

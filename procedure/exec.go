@@ -451,7 +451,7 @@ func (e *Engine) childDoneLocked(tx *durable.Tx, c *commit, parent *proc, now in
 	c.markDirty(parent)
 	parent.ps.status = Succeeded
 	parent.ps.updated = now
-	parent.ps.ext = nil // no locks, no timeout; not suspended
+	parent.ps.finished() // no locks, no timeout; not suspended
 	c.finished = append(c.finished, parent)
 	t := parent.t
 	if parent == t.root {
@@ -492,7 +492,7 @@ func (e *Engine) completeLocked(tx *durable.Tx, c *commit, t *tree, status Statu
 	root.ps.completed = now
 	root.ps.updated = now
 	// root.ps.entries stay: the result keeps its timeline (Info.History).
-	root.ps.ext = nil // no wait, timeout or locks
+	root.ps.finished() // no wait, timeout or locks
 	t.ts.done = true
 	c.completed = true
 	return nil

@@ -90,11 +90,17 @@ func checkHistory(t *testing.T, what string, e *Engine, id ID, want ...HistorySt
 	ok := len(in.History) == len(want)
 	for i := 0; ok && i < len(want); i++ {
 		g := in.History[i]
-		ok = g.State == want[i].State && g.Name == want[i].Name && g.At.Equal(want[i].At)
+		ok = g.State == want[i].State && g.Name == want[i].Name && g.At.Equal(want[i].At) && g.RolledBack.Equal(want[i].RolledBack)
 	}
 	if !ok {
 		t.Fatalf("%s: history %+v, want %+v", what, in.History, want)
 	}
+}
+
+// undone returns h rolled back secs seconds after histClockStart.
+func undone(h HistoryStep, secs int) HistoryStep {
+	h.RolledBack = histClockStart.Add(time.Duration(secs) * time.Second)
+	return h
 }
 
 func histStep(s histState, secs int) HistoryStep {
@@ -107,7 +113,8 @@ func histStep(s histState, secs int) HistoryStep {
 
 // TestHistory: Info.History is the executed states, in order, each with
 // its name and the time its step committed (a state run again: its last
-// step's); a restart keeps it; a rolled-back state leaves it.
+// step's); a restart keeps it; a rolled-back state stays, with the time
+// its rollback committed; a result keeps it.
 func TestHistory(t *testing.T) {
 	clock := NewManualClock(histClockStart)
 	st := newStepper()
@@ -134,20 +141,25 @@ func TestHistory(t *testing.T) {
 	st.reach(t, 3)
 	checkHistory(t, "after a restart", w.e, id, want...)
 
-	// An abort rolls back state 3 (stacked by the abort at its time), 2,
-	// and stops at the rollback of 1.
+	// An abort rolls back state 3 (stacked by the abort at its time, 65
+	// s), 2, and stops at the rollback of 1.
 	w.gates.set("rollback:hist:1")
 	clock.Advance(time.Minute)
 	if err := w.e.Abort(context.Background(), id, "ann", "test"); err != nil {
 		t.Fatal(err)
 	}
 	reach(t, w.gates, "rollback:hist:1")
-	checkHistory(t, "rolling back state 1", w.e, id, want[:2]...)
+	s3 := histStep(3, 65)
+	checkHistory(t, "rolling back state 1", w.e, id, want[0], want[1], undone(want[2], 65), undone(s3, 65))
+	clock.Advance(time.Second)
 	w.gates.open("rollback:hist:1")
 	if r := w.wait(id); !errors.Is(r.Err(), ErrAborted) {
 		t.Fatalf("aborted: %v", r.Err())
 	}
-	checkHistory(t, "rolled back", w.e, id)
+	rolledBack := []HistoryStep{undone(want[0], 66), undone(want[1], 66), undone(want[2], 65), undone(s3, 65)}
+	checkHistory(t, "rolled back", w.e, id, rolledBack...)
+	w.restart()
+	checkHistory(t, "rolled back, after a restart", w.e, id, rolledBack...)
 
 	// A succeeded procedure's result keeps its timeline, across a
 	// restart; Ack rewrites the result and keeps it too.

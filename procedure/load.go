@@ -140,8 +140,8 @@ func (l *loader) proc(id ID, r *record) *proc {
 		created: r.created, submitter: r.submitter, nonce: r.nonce, committed: true,
 		ps: pstate{status: r.status, aborted: r.aborted, next: r.next, steps: r.steps, entries: r.entries,
 			updated: r.updated, err: r.err, bypass: r.bypass, completed: r.completed, acked: r.acked}}
-	if r.wait.kind != 0 || r.timeout != 0 || len(r.locks) > 0 || r.stepTimeout != 0 {
-		p.ps.ext = &pext{wait: r.wait, timeout: r.timeout, locks: r.locks, stepTimeout: r.stepTimeout}
+	if r.wait.kind != 0 || r.timeout != 0 || len(r.locks) > 0 || r.stepTimeout != 0 || len(r.undone) > 0 {
+		p.ps.ext = &pext{wait: r.wait, timeout: r.timeout, locks: r.locks, stepTimeout: r.stepTimeout, undone: r.undone}
 	}
 	if p.typ == nil {
 		p.quarantine = fmt.Sprintf("unknown type %q", r.typ)

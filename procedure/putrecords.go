@@ -14,7 +14,7 @@ func (p *proc) record(data []byte) record {
 		next: p.ps.next, steps: p.ps.steps, entries: p.ps.entries, created: p.created, updated: p.ps.updated,
 		submitter: p.submitter, nonce: p.nonce, data: data, err: p.ps.err, bypass: p.ps.bypass,
 		completed: p.ps.completed, acked: p.ps.acked, timeout: p.ps.timeout(), locks: p.ps.locks(),
-		stepTimeout: p.ps.stepTimeout(),
+		stepTimeout: p.ps.stepTimeout(), undone: p.ps.undone(),
 	}
 	if p.ps.status == Suspended {
 		r.wait = p.ps.wait()

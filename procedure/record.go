@@ -72,7 +72,8 @@ const (
 	xflagStepTimeout = 1 << 1 // the step's deadline (Env.SetTimeout)
 	xflagBypassOf    = 1 << 2 // the bypass's target and this procedure's role
 	xflagEntryTimes  = 1 << 3 // when each entry's step committed
-	xflagsKnown      = xflagErr | xflagStepTimeout | xflagBypassOf | xflagEntryTimes
+	xflagUndone      = 1 << 4 // the rolled-back states, with when they ran and were undone
+	xflagsKnown      = xflagErr | xflagStepTimeout | xflagBypassOf | xflagEntryTimes | xflagUndone
 
 	waitEvent = 1 // suspended until an event is signalled
 	waitTimer = 2 // suspended until a time
@@ -94,6 +95,13 @@ type entry struct {
 	at    int64
 	idx   uint32 // index in the tree's rollback stack
 	spawn bool   // the step spawned children (a later run of the same state is a new entry)
+}
+
+// undoneEntry is a state of a procedure its tree's rollback undid: when
+// its step committed (at; 0: stored before entries had times) and when
+// the rollback step that undid it committed.
+type undoneEntry struct {
+	state, at, undoneAt int64
 }
 
 // Bypass records who forced a procedure to finish without running its
@@ -146,6 +154,7 @@ type record struct {
 	typ              string
 	next             int64
 	entries          []entry
+	undone           []undoneEntry // in the order they were undone
 	created, updated int64
 	submitter, nonce string
 	data             []byte
@@ -270,6 +279,9 @@ func (r *record) xflags() uint64 {
 	if r.untimedPrefix() < len(r.entries) {
 		x |= xflagEntryTimes
 	}
+	if len(r.undone) > 0 {
+		x |= xflagUndone
+	}
 	return x
 }
 
@@ -308,6 +320,24 @@ func appendExtension(dst []byte, r *record) []byte {
 	}
 	if x&xflagEntryTimes != 0 {
 		dst = appendEntryTimes(dst, r)
+	}
+	if x&xflagUndone != 0 {
+		dst = appendUndone(dst, r)
+	}
+	return dst
+}
+
+// appendUndone appends the undone section: the number of undone states,
+// then for each its state, its run time minus the previous undo time (the
+// first: minus created), and its undo time minus its run time.
+func appendUndone(dst []byte, r *record) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(r.undone)))
+	prev := r.created
+	for _, u := range r.undone {
+		dst = binary.AppendVarint(dst, u.state)
+		dst = binary.AppendVarint(dst, u.at-prev)
+		dst = binary.AppendVarint(dst, u.undoneAt-u.at)
+		prev = u.undoneAt
 	}
 	return dst
 }
@@ -575,6 +605,30 @@ func (d *recDecoder) extension(r *record) {
 	}
 	if x&xflagEntryTimes != 0 {
 		d.entryTimes(r)
+	}
+	if x&xflagUndone != 0 {
+		d.undone(r)
+	}
+}
+
+// undone decodes the undone section (see appendUndone). It holds at least
+// one state.
+func (d *recDecoder) undone(r *record) {
+	n := d.uvarint("undone")
+	if d.err == nil && (n == 0 || n > uint64(len(d.b)-d.off)/3) { // an undone state takes at least 3 bytes
+		d.fail("undone")
+	}
+	if d.err != nil {
+		return
+	}
+	r.undone = make([]undoneEntry, n)
+	prev := r.created
+	for i := range r.undone {
+		u := &r.undone[i]
+		u.state = d.varint("undone state")
+		u.at = prev + d.varint("undone run time")
+		u.undoneAt = u.at + d.varint("undone time")
+		prev = u.undoneAt
 	}
 }
 

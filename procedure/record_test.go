@@ -36,6 +36,15 @@ func sampleRecords() []*record {
 		{status: Waiting, root: 15, parent: 15, typ: "t", version: 1, next: 2, created: 7, updated: 9,
 			entries:     []entry{{state: 0, idx: 3}, {state: 1, idx: 4}, {state: 5, idx: 5, at: 8}, {state: 6, idx: 6}, {state: 7, idx: 7, at: -1}},
 			stepTimeout: 3},
+		// Undone states: rolling back (one still on the stack), and a
+		// rolled-back result, one undone state stored before times were.
+		{status: Failed, root: 17, typ: "t", version: 1, next: 3, steps: 6, created: 1 << 60, updated: 1<<60 + 90,
+			err:     &Error{Source: "t#17", Message: "m"},
+			entries: []entry{{state: 0, idx: 0, at: 1<<60 + 10}},
+			undone:  []undoneEntry{{state: 2, at: 1<<60 + 30, undoneAt: 1<<60 + 80}, {state: -1, at: 1<<60 + 20, undoneAt: 1<<60 + 90}}},
+		{status: RolledBack, root: 19, typ: "t", version: 1, next: 1, steps: 3, created: 5, updated: 50, completed: 50,
+			err:    &Error{Source: "t#19", Message: "m"},
+			undone: []undoneEntry{{state: 1, undoneAt: 40}, {state: 0, at: 6, undoneAt: 50}}},
 	}
 }
 
@@ -155,6 +164,23 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatal("encoding not stable")
 		}
 	})
+}
+
+// The undone section holds at least one state, each of at least 3 bytes.
+func TestRecordUndone(t *testing.T) {
+	r := &record{status: RolledBack, root: 3, typ: "x", version: 1, created: 100, updated: 300, completed: 300,
+		undone: []undoneEntry{{state: 4, at: 150, undoneAt: 300}}}
+	b := appendRecord(nil, r)
+	section := []byte{xflagUndone, 1, 8, 100, 0xac, 2} // one: state 4, created+50, run time+150 (signed varints)
+	if b[0] != recordV2 || !bytes.HasSuffix(b, section) {
+		t.Fatalf("undone: % x, want the suffix % x", b, section)
+	}
+	head := b[:len(b)-len(section)]
+	for _, bad := range [][]byte{{xflagUndone, 0}, {xflagUndone, 2, 8, 100, 0xac, 2}, {xflagUndone, 1, 8, 100}} {
+		if _, err := decodeRecord(append(slices.Clone(head), bad...)); !errors.Is(err, errRecord) {
+			t.Fatalf("undone section % x accepted: %v", bad, err)
+		}
+	}
 }
 
 // A bypass recorded before targets and roles were (a version 1 record)

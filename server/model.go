@@ -159,7 +159,11 @@ func (s *Server) detail(ctx context.Context, id procedure.ID) (ProcedureDetail, 
 	d := ProcedureDetail{Procedure: procOf(in)}
 	d.Tree = s.tree(in.Root)
 	for _, h := range in.History {
-		d.History = append(d.History, HistoryStep{State: h.Name, At: h.At})
+		hs := HistoryStep{State: h.Name, At: h.At}
+		if !h.RolledBack.IsZero() {
+			hs.RolledBack = &h.RolledBack
+		}
+		d.History = append(d.History, hs)
 	}
 	for _, st := range in.Executed {
 		d.Executed = append(d.Executed, s.stateName(in, st))

@@ -217,6 +217,17 @@ func TestAbort(t *testing.T) {
 	if res := f.finished(t, id); res.Status != procedure.RolledBack {
 		t.Fatalf("aborted one: %v", res.Status)
 	}
+	// Its history keeps what ran, each with when the rollback undid it.
+	var d ProcedureDetail
+	f.do("GET", fmt.Sprintf("/api/v1/procedures/%d", id), readSecret, "").must(t, 200, &d)
+	if len(d.History) == 0 || len(d.Executed) != 0 {
+		t.Fatalf("rolled back: history %+v, executed %v", d.History, d.Executed)
+	}
+	for _, h := range d.History {
+		if h.RolledBack == nil || h.RolledBack.Before(h.At) {
+			t.Fatalf("rolled back: history %+v", d.History)
+		}
+	}
 	before = f.seq()
 	f.op("POST", path(id), `{"why":"again"}`).refused(t, 409, CodeConflict)
 	f.unchanged(t, before, "abort of a finished one")

@@ -265,6 +265,14 @@ func TestUIBrowserScenario(t *testing.T) {
 		t.Fatalf("the engine's audit log has no entry for the abort %q", reason)
 	}
 	b.poll("the page's audit shows the abort", `document.querySelector('#audit')?.textContent.includes(`+js(reason)+`)`)
+	// Its timeline: the steps it ran, then a rollback bar for each.
+	rb, err := env.e.Get(parent)
+	if err != nil || rb.Status != procedure.RolledBack || len(rb.History) == 0 {
+		t.Fatalf("rolled-back parent %d: %+v, %v", parent, rb.History, err)
+	}
+	if n, u := eval[int](b, `document.querySelectorAll('#timeline rect.bar').length`), eval[int](b, `document.querySelectorAll('#timeline rect.bar.undo').length`); n != 2*len(rb.History) || u != len(rb.History) {
+		t.Fatalf("the rolled-back timeline has %d bars, %d of them rollbacks; want %d and %d", n, u, 2*len(rb.History), len(rb.History))
+	}
 	b.shot("07-procedure-aborted")
 
 	// Bypass a stuck one.

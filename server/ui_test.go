@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -601,6 +602,21 @@ func TestTimelineOf(t *testing.T) {
 	}
 	if tl := timelineOf(t0, nil); len(tl.Rows) != 0 {
 		t.Fatalf("no history: %+v", tl)
+	}
+	// Rolled back: b then c ran, and were undone c first; their rollbacks
+	// come after the steps, in the order they committed.
+	at := func(s float64) *time.Time { x := t0.Add(time.Duration(s * float64(time.Second))); return &x }
+	tl = timelineOf(t0, []HistoryStep{{State: "a", At: *at(1)}, {State: "b", At: *at(4), RolledBack: at(6)}, {State: "c", At: *at(5), RolledBack: at(5.5)}})
+	var got []string
+	for _, r := range tl.Rows {
+		s := r.State
+		if r.Rollback {
+			s = "undo " + s
+		}
+		got = append(got, s)
+	}
+	if !slices.Equal(got, []string{"a", "b", "c", "undo c", "undo b"}) || tl.Total != 6*time.Second || tl.Rows[4].Dur != time.Second/2 {
+		t.Fatalf("rolled-back timeline: %v, total %v, rows %+v", got, tl.Total, tl.Rows)
 	}
 }
 

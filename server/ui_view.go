@@ -141,7 +141,7 @@ const (
 
 // timeline is a procedure's steps drawn as a Gantt chart: each step a
 // bar from the previous step's commit (or the creation) to its own, its
-// width its duration.
+// width its duration; a rollback's bar after the steps it undoes.
 type timeline struct {
 	Rows          []timelineRow
 	Width, Height int
@@ -150,20 +150,22 @@ type timeline struct {
 }
 
 type timelineRow struct {
-	State  string
-	At     time.Time
-	Dur    time.Duration
-	X, W   float64 // the bar
-	Y      int     // the row's top
-	TextY  int
-	LabelX float64 // where the duration is written
+	State    string
+	Rollback bool // the step undid State
+	At       time.Time
+	Dur      time.Duration
+	X, W     float64 // the bar
+	Y        int     // the row's top
+	TextY    int
+	LabelX   float64 // where the duration is written
 }
 
-func timelineOf(created time.Time, hist []HistoryStep) timeline {
+func timelineOf(created time.Time, history []HistoryStep) timeline {
 	tl := timeline{Width: tlLabel + tlBars + 90, BarsAt: tlLabel}
-	if len(hist) == 0 {
+	if len(history) == 0 {
 		return tl
 	}
+	hist := Events(history)
 	start := created
 	if start.IsZero() || hist[0].At.Before(start) {
 		start = hist[0].At
@@ -171,7 +173,7 @@ func timelineOf(created time.Time, hist []HistoryStep) timeline {
 	tl.Total = hist[len(hist)-1].At.Sub(start)
 	prev := start
 	for i, h := range hist {
-		r := timelineRow{State: h.State, At: h.At, Dur: h.At.Sub(prev), Y: i * tlRow, TextY: i*tlRow + 15}
+		r := timelineRow{State: h.State, Rollback: h.Rollback, At: h.At, Dur: h.At.Sub(prev), Y: i * tlRow, TextY: i*tlRow + 15}
 		if r.Dur < 0 {
 			r.Dur = 0
 		}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/procyon-dev/procyon/procedure"
@@ -80,8 +81,9 @@ type ProcedureDetail struct {
 	// executed states, oldest first (a finished root: those its tree did
 	// not roll back).
 	Executed []string `json:"executed,omitempty"`
-	// History is its timeline: each executed state with when its step
-	// committed.
+	// History is its timeline: each state it executed, in order, with
+	// when its step committed and, if its tree's rollback undid it, when
+	// that rollback committed (Events orders them as they committed).
 	History []HistoryStep `json:"history,omitempty"`
 	// Locks it holds; if WaitingForLocks, the locks it waits for are
 	// in Waits.
@@ -104,10 +106,38 @@ type TreeNode struct {
 	Depth int `json:"depth"`
 }
 
-// HistoryStep is procedure.HistoryStep.
+// HistoryStep is procedure.HistoryStep: a state the procedure executed,
+// when its step committed, and when its rollback undid it (absent: not
+// undone).
 type HistoryStep struct {
-	State string    `json:"state"`
-	At    time.Time `json:"at"`
+	State      string     `json:"state"`
+	At         time.Time  `json:"at"`
+	RolledBack *time.Time `json:"rolledBack,omitempty"`
+}
+
+// HistoryEvent is one committed step of a history: a state executed, or
+// undone by a rollback.
+type HistoryEvent struct {
+	State    string
+	At       time.Time
+	Rollback bool
+}
+
+// Events returns the steps of history in the order they committed: each
+// executed state, then the rollbacks (a rollback undoes the last state
+// first).
+func Events(history []HistoryStep) []HistoryEvent {
+	out := make([]HistoryEvent, 0, len(history))
+	var undone []HistoryEvent
+	for _, h := range history {
+		out = append(out, HistoryEvent{State: h.State, At: h.At})
+		if h.RolledBack != nil {
+			undone = append(undone, HistoryEvent{State: h.State, At: *h.RolledBack, Rollback: true})
+		}
+	}
+	slices.Reverse(undone)
+	slices.SortStableFunc(undone, func(a, b HistoryEvent) int { return a.At.Compare(b.At) })
+	return append(out, undone...)
 }
 
 // Lock is a lock a procedure holds or waits for.

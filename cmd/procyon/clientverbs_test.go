@@ -405,7 +405,11 @@ func TestProcShowAbortBypassAck(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^\d+ +\S+ \S+ +abort +` + idStr(victim) + ` +` + idStr(victim) + ` +local +INC-42 stuck$`).MatchString(w.ok("audit")) {
 		t.Errorf("audit:\n%s", w.ok("audit"))
 	}
-	if !strings.Contains(w.ok("proc", "show", idStr(victim)), "INC-42 stuck") {
+	victimShow := w.ok("proc", "show", idStr(victim))
+	if !regexp.MustCompile(`(?m)^history:\n(.*\n)*  \S+ \S+ +rollback of \S+ +\+\S+$`).MatchString(victimShow) {
+		t.Errorf("proc show of an aborted job has no rollback in its history:\n%s", victimShow)
+	}
+	if !strings.Contains(victimShow, "INC-42 stuck") {
 		t.Errorf("proc show of an aborted job has no audit entry")
 	}
 

@@ -269,8 +269,9 @@ func printTree(w io.Writer, d server.ProcedureDetail) {
 	tw.Flush()
 }
 
-// printHistory prints the executed states, each with how long it took
-// from the previous step (the first: from the submission).
+// printHistory prints the steps it committed, executed states and then
+// rollbacks, each with how long it took from the previous step (the
+// first: from the submission).
 func printHistory(w io.Writer, d server.ProcedureDetail) {
 	if len(d.History) == 0 {
 		return
@@ -278,8 +279,12 @@ func printHistory(w io.Writer, d server.ProcedureDetail) {
 	fmt.Fprintln(w, "\nhistory:")
 	tw := newTable(w)
 	prev := d.Created
-	for _, h := range d.History {
-		fmt.Fprintf(tw, "  %s\t%s\t+%s\n", stamp(h.At), h.State, shortDuration(h.At.Sub(prev)))
+	for _, h := range server.Events(d.History) {
+		what := h.State
+		if h.Rollback {
+			what = "rollback of " + h.State
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t+%s\n", stamp(h.At), what, shortDuration(h.At.Sub(prev)))
 		prev = h.At
 	}
 	tw.Flush()
