@@ -57,6 +57,7 @@ type loader struct {
 	order   []*tree       // trees in root id order (the scan's)
 	maxID   uint64        // the largest id of a record
 	results int           // finished roots (kept results)
+	rec     record        // each record decodes into it: a load allocates none
 }
 
 // record loads the record of procedure k: a kept result is only noted
@@ -67,7 +68,9 @@ func (l *loader) record(k uint64, b []byte) {
 	e := l.e
 	l.maxID = max(l.maxID, k)
 	id := ID(k)
-	r, derr := decodeRecord(b)
+	l.rec = record{}
+	r := &l.rec
+	derr := decodeRecordInto(r, b)
 	if derr != nil {
 		// The record itself is unreadable: it stays as it is, alone.
 		e.ix.noteCreated(id, 0) // Info.Created is zero

@@ -432,7 +432,6 @@ func (d *recDecoder) uint32(what string) uint32 {
 	return uint32(v)
 }
 
-// decodeRecord decodes a record. The result's data aliases b.
 // storedStatus returns the status of an encoded record without decoding
 // the rest (ok false: not a record this program reads).
 func storedStatus(b []byte) (Status, bool) {
@@ -442,13 +441,24 @@ func storedStatus(b []byte) (Status, bool) {
 	return Status(b[1]), true
 }
 
+// decodeRecord decodes a record. The result's data aliases b.
 func decodeRecord(b []byte) (*record, error) {
+	r := &record{}
+	if err := decodeRecordInto(r, b); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// decodeRecordInto decodes a record into r (zero), so that a load can
+// decode every record into one. r's data aliases b; its slices and
+// pointers are new.
+func decodeRecordInto(r *record, b []byte) error {
 	d := &recDecoder{b: b}
 	v := d.byte("version")
 	if d.err == nil && v != recordV1 && v != recordV2 {
-		return nil, fmt.Errorf("%w: format version %d (this program reads %d and %d)", errRecord, v, recordV1, recordV2)
+		return fmt.Errorf("%w: format version %d (this program reads %d and %d)", errRecord, v, recordV1, recordV2)
 	}
-	r := &record{}
 	r.status = Status(d.byte("status"))
 	flags := d.byte("flags")
 	r.parent = ID(d.uvarint("parent"))
@@ -479,10 +489,7 @@ func decodeRecord(b []byte) (*record, error) {
 	if d.err == nil && d.off != len(b) {
 		d.fail("trailing bytes")
 	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	return r, nil
+	return d.err
 }
 
 // entries decodes a record's rollback-stack entries.
