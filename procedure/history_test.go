@@ -111,19 +111,31 @@ func histStep(s histState, secs int) HistoryStep {
 	return h
 }
 
+// histWorld is a world with the "hist" type, on a manual clock.
+type histWorld struct {
+	*world
+	clock *ManualClock
+	st    *stepper
+	hist  *Type[histState, histData] // registered again by each open
+}
+
+func newHistWorld(t *testing.T) *histWorld {
+	h := &histWorld{clock: NewManualClock(histClockStart), st: newStepper()}
+	h.world = &world{t: t, fs: newMemFS(), gates: &gates{}, running: map[ID]bool{}, opts: Options{Clock: h.clock}}
+	h.extra = func(w *world) { h.hist = registerHist(w, h.st) }
+	h.open()
+	t.Cleanup(h.close)
+	return h
+}
+
 // TestHistory: Info.History is the executed states, in order, each with
 // its name and the time its step committed (a state run again: its last
 // step's); a restart keeps it; a rolled-back state stays, with the time
 // its rollback committed; a result keeps it.
 func TestHistory(t *testing.T) {
-	clock := NewManualClock(histClockStart)
-	st := newStepper()
-	var hist *Type[histState, histData]
-	w := &world{t: t, fs: newMemFS(), gates: &gates{}, running: map[ID]bool{}, opts: Options{Clock: clock}}
-	w.extra = func(w *world) { hist = registerHist(w, st) }
-	w.open()
-	defer w.close()
-	id, err := hist.Submit(context.Background(), histData{Polls: 2}, SubmitOptions{})
+	h := newHistWorld(t)
+	w, clock, st := h.world, h.clock, h.st
+	id, err := h.hist.Submit(context.Background(), histData{Polls: 2}, SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +175,7 @@ func TestHistory(t *testing.T) {
 
 	// A succeeded procedure's result keeps its timeline, across a
 	// restart; Ack rewrites the result and keeps it too.
-	ok, err := hist.Submit(context.Background(), histData{}, SubmitOptions{})
+	ok, err := h.hist.Submit(context.Background(), histData{}, SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,14 +201,9 @@ func TestHistory(t *testing.T) {
 // format without the entry-times section) loads with zero times; the
 // states executed after it have theirs.
 func TestHistoryOldRecord(t *testing.T) {
-	clock := NewManualClock(histClockStart)
-	st := newStepper()
-	var hist *Type[histState, histData]
-	w := &world{t: t, fs: newMemFS(), gates: &gates{}, running: map[ID]bool{}, opts: Options{Clock: clock}}
-	w.extra = func(w *world) { hist = registerHist(w, st) }
-	w.open()
-	defer w.close()
-	id, err := hist.Submit(context.Background(), histData{}, SubmitOptions{})
+	h := newHistWorld(t)
+	w, clock, st := h.world, h.clock, h.st
+	id, err := h.hist.Submit(context.Background(), histData{}, SubmitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
